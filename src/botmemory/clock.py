@@ -1,0 +1,30 @@
+"""The clock every expiry decision reads: inject one in tests, move it, never sleep."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["Clock", "ManualClock", "system_clock"]
+
+Clock = Callable[[], float]
+"""A function that returns the current time in epoch seconds."""
+
+
+def system_clock() -> float:
+    """Return the wall-clock time in epoch seconds."""
+    return time.time()
+
+
+class ManualClock:
+    """A clock that stands still until told to move: for tests and simulations."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
+        self.now += seconds

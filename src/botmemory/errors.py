@@ -1,0 +1,88 @@
+"""Every error botmemory raises.
+
+The hierarchy::
+
+    BotMemoryError
+     ├── ConfigError                       bad configuration (file, line, key)
+     ├── InvalidDurationError (ValueError)  a duration that cannot be parsed
+     ├── InvalidIdError (ValueError)        a bot, user, channel or thread id
+     ├── InvalidValueError (ValueError)     not a JSON value, or a bad KVS path
+     │    └── ValueTooLargeError            larger than limits.maxValueBytes
+     ├── BackendError                       the storage failed
+     │    ├── BackendUnavailableError (ConnectionError)
+     │    ├── SchemaVersionError            database schema newer than this code
+     │    └── LockTimeoutError (TimeoutError)
+     └── MissingDependencyError (ImportError)  an optional driver is not installed
+
+Drivers' own exceptions are translated into these at the storage boundary: a user
+never has to catch ``sqlite3.Error`` or ``asyncpg.PostgresError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "BotMemoryError",
+    "ConfigError",
+    "InvalidDurationError",
+    "InvalidIdError",
+    "InvalidValueError",
+    "LockTimeoutError",
+    "MissingDependencyError",
+    "SchemaVersionError",
+    "ValueTooLargeError",
+]
+
+
+class BotMemoryError(Exception):
+    """Root of every error botmemory raises."""
+
+
+class ConfigError(BotMemoryError):
+    """The configuration is invalid; the message lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = f"invalid configuration: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"invalid configuration ({len(self.problems)} problems):\n{lines}"
+        super().__init__(message)
+
+
+class InvalidDurationError(BotMemoryError, ValueError):
+    """A duration string or number cannot be used where it was given."""
+
+
+class InvalidIdError(BotMemoryError, ValueError):
+    """A bot, user, channel or thread id does not follow the rules for ids."""
+
+
+class InvalidValueError(BotMemoryError, ValueError):
+    """A value is not JSON, or a KVS path does not fit the stored value."""
+
+
+class ValueTooLargeError(InvalidValueError):
+    """A serialized value is larger than ``limits.maxValueBytes``."""
+
+
+class BackendError(BotMemoryError):
+    """The storage backend failed."""
+
+
+class BackendUnavailableError(BackendError, ConnectionError):
+    """The storage backend cannot be reached; retry once it is back."""
+
+
+class SchemaVersionError(BackendError):
+    """The database schema is newer than this version of botmemory knows."""
+
+
+class LockTimeoutError(BackendError, TimeoutError):
+    """A session lock or the janitor lock could not be taken in time."""
+
+
+class MissingDependencyError(BotMemoryError, ImportError):
+    """An optional driver is not installed; the message says what to install."""
