@@ -1,0 +1,67 @@
+"""botmemory: chatbot memory that behaves exactly as documented and forgets when it should.
+
+Four memories (user, session, temp, bot), per-variable retention policies enforced by
+a janitor, and a key-value store with expiry, on embedded SQLite, PostgreSQL or Redis.
+"""
+
+from __future__ import annotations
+
+from botmemory.clock import Clock, ManualClock, system_clock
+from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
+from botmemory.durations import format_duration, parse_duration, parse_interval
+from botmemory.errors import (
+    BackendError,
+    BackendUnavailableError,
+    BotMemoryError,
+    ConfigError,
+    InvalidDurationError,
+    InvalidIdError,
+    InvalidValueError,
+    LockTimeoutError,
+    MissingDependencyError,
+    SchemaVersionError,
+    ValueTooLargeError,
+)
+from botmemory.ids import Identity
+from botmemory.janitor import Janitor, JanitorReport
+from botmemory.kvs import KeyValueStore, KvsAccess
+from botmemory.memory import Memory
+from botmemory.scopes import ScopeMemory
+from botmemory.sync import SyncMemory
+from botmemory.turns import TurnState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "BotMemoryError",
+    "BotSettings",
+    "Clock",
+    "ConfigError",
+    "Identity",
+    "InvalidDurationError",
+    "InvalidIdError",
+    "InvalidValueError",
+    "Janitor",
+    "JanitorReport",
+    "KeyValueStore",
+    "KvsAccess",
+    "LockTimeoutError",
+    "ManualClock",
+    "Memory",
+    "MissingDependencyError",
+    "SchemaVersionError",
+    "ScopeMemory",
+    "Settings",
+    "SyncMemory",
+    "TurnState",
+    "ValueTooLargeError",
+    "__version__",
+    "format_duration",
+    "load_data_dir",
+    "load_settings",
+    "parse_duration",
+    "parse_interval",
+    "system_clock",
+]

@@ -1,0 +1,82 @@
+"""Identities: who a user is, which session a turn belongs to, and the rules for ids.
+
+A user is ``(bot_id, channel, user_id)``: user memory is never shared between bots
+or channels. A session id is ``bot::channel::user``, plus ``::thread`` when there is
+a thread. Storage never keys on that string: it keys on the parts, encoded as a JSON
+array, so ids that contain ``::`` can never collide.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from botmemory.errors import InvalidIdError
+
+__all__ = ["BOT_ID_PATTERN", "Identity", "validate_bot_id", "validate_id"]
+
+BOT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_ID_LENGTH: Final = 255
+
+
+def validate_bot_id(bot_id: object) -> str:
+    """Return ``bot_id`` if it matches ``[A-Za-z0-9_-]{1,64}``, else raise."""
+    if not isinstance(bot_id, str) or BOT_ID_PATTERN.fullmatch(bot_id) is None:
+        raise InvalidIdError(
+            f"bot id {bot_id!r} is invalid: use 1 to 64 letters, digits, '_' or '-'"
+        )
+    return bot_id
+
+
+def validate_id(value: object, kind: str, *, max_length: int = MAX_ID_LENGTH) -> str:
+    """Return ``value`` if it is 1 to ``max_length`` characters with no control character."""
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise InvalidIdError(
+            f"{kind} {value!r} is invalid: use a string of 1 to {max_length} characters"
+        )
+    if _CONTROL.search(value):
+        raise InvalidIdError(f"{kind} {value!r} is invalid: it contains a control character")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The user and session a turn belongs to."""
+
+    bot_id: str
+    channel: str
+    user_id: str
+    thread_id: str | None = None
+
+    @classmethod
+    def of(
+        cls, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
+    ) -> Identity:
+        """Validate every part and build the identity."""
+        return cls(
+            validate_bot_id(bot_id),
+            validate_id(channel, "channel"),
+            validate_id(user_id, "user id"),
+            None if thread_id is None else validate_id(thread_id, "thread id"),
+        )
+
+    @property
+    def session_id(self) -> str:
+        """The readable session id: ``bot::channel::user[::thread]``."""
+        parts = [self.bot_id, self.channel, self.user_id]
+        if self.thread_id is not None:
+            parts.append(self.thread_id)
+        return "::".join(parts)
+
+    @property
+    def user_key(self) -> str:
+        """Storage key of the user inside its bot (collision-free)."""
+        return json.dumps([self.channel, self.user_id], ensure_ascii=False)
+
+    @property
+    def session_key(self) -> str:
+        """Storage key of the session inside its bot (collision-free)."""
+        return json.dumps([self.channel, self.user_id, self.thread_id], ensure_ascii=False)

@@ -1,0 +1,180 @@
+"""The janitor: deletes what has expired, in bounded batches, on an interval.
+
+Expired data is already invisible to reads; the janitor frees the space. One run
+removes everything expired at its start, whatever its number, about ``batch_size``
+rows per transaction, and returns the counts. The loop runs every
+``dataRetention.janitorInterval``, never overlaps itself, logs a one-line summary, and
+logs an error in one run without stopping the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+from botmemory.clock import Clock
+from botmemory.retention import RetentionPolicies
+from botmemory.storage.base import Storage, StoredVar, VarUpdate
+from botmemory.values import dumps, loads
+
+__all__ = ["Janitor", "JanitorReport", "retention_update"]
+
+log = logging.getLogger("botmemory.janitor")
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class JanitorReport:
+    """What one janitor run removed, by kind."""
+
+    user_variables: int = 0
+    """User variables deleted by a retention policy."""
+    user_fields: int = 0
+    """Variables from which an expired nested field was removed."""
+    sessions: int = 0
+    """Timed-out sessions deleted with their variables."""
+    temp: int = 0
+    """Idle temp memories emptied."""
+    kvs: int = 0
+    """Expired key-value store keys deleted."""
+    started_at: float = 0.0
+    duration: float = 0.0
+    """Wall-clock seconds the run took."""
+
+    @property
+    def total(self) -> int:
+        """Everything removed."""
+        return self.user_variables + self.user_fields + self.sessions + self.temp + self.kvs
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Return the counts as a JSON-able dict."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for the log."""
+        return (
+            f"janitor removed {self.user_variables} user variables, {self.user_fields} "
+            f"expired fields, {self.sessions} sessions, {self.temp} temp memories and "
+            f"{self.kvs} kvs keys in {self.duration:.3f}s"
+        )
+
+
+def retention_update(
+    row: StoredVar, policies: RetentionPolicies, now: float, *, defer: bool = False
+) -> VarUpdate | None:
+    """Return the change a stored user variable needs under ``policies`` at ``now``.
+
+    ``None`` when the stored expiry is already right. An expired variable is deleted;
+    one with expired fields is rewritten without them; otherwise only its expiry moves
+    (a policy was changed or removed). With ``defer``, expired content is not removed
+    but marked due ``now``, so that the janitor removes and counts it.
+    """
+    times = json.loads(row.field_times) if row.field_times else {}
+    ev = policies.evaluate(row.key.name, loads(row.value), row.changed_at, times, now)
+    if defer and (ev.expired or ev.stripped):
+        return VarUpdate(row.key, row.changed_at, row.value, now, row.field_times)
+    if ev.expired:
+        return VarUpdate(row.key, row.changed_at, None)
+    field_times = json.dumps(ev.field_times, sort_keys=True) if ev.field_times else None
+    value = dumps(ev.value) if ev.stripped else row.value
+    if not ev.stripped and ev.expires_at == row.expires_at and field_times == row.field_times:
+        return None
+    return VarUpdate(row.key, row.changed_at, value, ev.expires_at, field_times)
+
+
+class Janitor:
+    """Removes expired data from one storage, once or on an interval."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        policies_for: Callable[[str], RetentionPolicies],
+        interval: float,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._policies_for = policies_for
+        self.interval = interval
+        self.batch_size = batch_size
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.last_report: JanitorReport | None = None
+
+    async def run_once(self) -> JanitorReport:
+        """Remove everything that expired before now; return the counts."""
+        async with self._lock, self._storage.janitor_lock() as acquired:
+            if not acquired:
+                log.info("janitor skipped: another process is running it")
+                return JanitorReport(started_at=self._clock())
+            started = time.monotonic()
+            now = self._clock()
+            sessions = await self._drain(self._storage.delete_expired_sessions, now)
+            temp = await self._drain(self._storage.clear_expired_temp, now)
+            deleted, stripped = await self._expire_user_vars(now)
+            kvs = await self._drain(self._storage.delete_expired_kvs, now)
+            report = JanitorReport(
+                deleted, stripped, sessions, temp, kvs, now, time.monotonic() - started
+            )
+        self.last_report = report
+        log.info(report.summary())
+        return report
+
+    async def _drain(self, step: Callable[[float, int], Awaitable[int]], now: float) -> int:
+        total = 0
+        while True:
+            removed = await step(now, self.batch_size)
+            total += removed
+            if removed < self.batch_size:
+                return total
+
+    async def _expire_user_vars(self, now: float) -> tuple[int, int]:
+        deleted = stripped = 0
+        while True:
+            rows = await self._storage.expired_user_vars(now, self.batch_size)
+            before = {row.key: row.value for row in rows}
+            updates = [
+                u
+                for row in rows
+                if (u := retention_update(row, self._policies_for(row.key.bot_id), now))
+            ]
+            for update in await self._storage.update_user_vars(updates):
+                if update.value is None:
+                    deleted += 1
+                elif update.value != before[update.key]:
+                    stripped += 1
+            if len(rows) < self.batch_size:
+                return deleted, stripped
+
+    async def start(self) -> None:
+        """Run the janitor every ``interval`` seconds on its own task."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="botmemory-janitor")
+
+    async def stop(self) -> None:
+        """Stop the loop, letting a run in progress finish its current batch."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop is running."""
+        return self._task is not None and not self._task.done()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("janitor run failed; the next run is in %.0fs", self.interval)
+            await asyncio.sleep(self.interval)

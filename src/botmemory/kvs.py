@@ -1,0 +1,147 @@
+"""The key-value store: JSON values under keys of your choosing, with optional expiry.
+
+Each bot has its own key space, and there is one global space. ``path`` reads and
+writes inside a value (``a.b[0].c``) atomically. ``expiry`` applies to the whole key;
+``set`` without an expiry clears an earlier one. Expired keys are invisible at once
+and removed by the janitor.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from botmemory.clock import Clock
+from botmemory.durations import parse_duration
+from botmemory.errors import InvalidDurationError, InvalidValueError
+from botmemory.ids import validate_bot_id, validate_id
+from botmemory.storage.base import KvsRecord, Storage
+from botmemory.values import MISSING, JsonValue, get_path, loads, parse_path, set_path, to_json_text
+
+__all__ = ["GLOBAL_NAMESPACE", "KeyValueStore", "KvsAccess", "parse_expiry"]
+
+GLOBAL_NAMESPACE = ""
+"""The namespace of the global key space (no bot id is empty)."""
+MAX_KEY_LENGTH = 1024
+
+Expiry = str | int | float | timedelta | None
+
+
+def parse_expiry(expiry: Expiry, where: str = "expiry") -> float | None:
+    """Return an expiry in seconds, or ``None`` for no expiry (``None`` or ``"never"``).
+
+    A zero or negative expiry is an error: it would be an instant expiry.
+    """
+    if expiry is None:
+        return None
+    seconds = parse_duration(expiry, where=where, allow_never=True)
+    if seconds is not None and seconds <= 0:
+        raise InvalidDurationError(f"{where}: {expiry!r} must be longer than zero")
+    return seconds
+
+
+class KeyValueStore:
+    """The key-value store of one bot, or the global one."""
+
+    def __init__(self, storage: Storage, namespace: str, clock: Clock, max_value_bytes: int) -> None:
+        self._storage = storage
+        self.namespace = namespace
+        self._clock = clock
+        self._max_bytes = max_value_bytes
+
+    def _key(self, key: str) -> str:
+        return validate_id(key, "key", max_length=MAX_KEY_LENGTH)
+
+    async def get(self, key: str, path: str | None = None, default: JsonValue = None) -> JsonValue:
+        """Return the value of ``key`` (or what ``path`` points at in it), else ``default``."""
+        record = await self._storage.kvs_get(self.namespace, self._key(key), self._clock())
+        if record is None:
+            return default
+        value = loads(record.value)
+        if path is None:
+            return value
+        found = get_path(value, parse_path(path))
+        return default if found is MISSING else found  # type: ignore[return-value]
+
+    async def set(
+        self, key: str, value: JsonValue, path: str | None = None, expiry: Expiry = None
+    ) -> None:
+        """Store ``value`` under ``key`` (or at ``path`` inside it) with an optional expiry."""
+        key = self._key(key)
+        seconds = parse_expiry(expiry)
+        where = f"kvs[{key!r}]" + (f".{path}" if path else "")
+        text = to_json_text(value, where, self._max_bytes)
+        now = self._clock()
+        expires_at = None if seconds is None else now + seconds
+        if path is None:
+            await self._storage.kvs_put(self.namespace, key, KvsRecord(text, expires_at))
+            return
+        segments = parse_path(path)
+
+        def put_inside(record: KvsRecord | None) -> tuple[KvsRecord, None]:
+            current = MISSING if record is None else loads(record.value)
+            updated = set_path(current, segments, loads(text))
+            return KvsRecord(to_json_text(updated, where, self._max_bytes), expires_at), None
+
+        await self._storage.kvs_modify(self.namespace, key, now, put_inside)
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; return whether it existed."""
+        return await self._storage.kvs_delete(self.namespace, self._key(key), self._clock())
+
+    async def exists(self, key: str) -> bool:
+        """Return whether ``key`` holds a value (a stored 0, "", false or null counts)."""
+        return await self._storage.kvs_get(self.namespace, self._key(key), self._clock()) is not None
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """Return the live keys starting with ``prefix`` (taken literally), sorted."""
+        if not isinstance(prefix, str):
+            raise InvalidValueError(f"prefix {prefix!r} must be a string")
+        return await self._storage.kvs_keys(self.namespace, prefix, self._clock())
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix`` (taken literally); return how many."""
+        if not isinstance(prefix, str) or not prefix:
+            raise InvalidValueError(
+                f"prefix {prefix!r} must be a non-empty string: use keys() and delete() to clear all"
+            )
+        return await self._storage.kvs_delete_prefix(self.namespace, prefix)
+
+    async def incr(self, key: str, by: int | float = 1, expiry: Expiry = None) -> int | float:
+        """Add ``by`` to the number under ``key`` (0 if absent) atomically; return the result.
+
+        With ``expiry`` the key expires that long from now; without, it keeps its expiry.
+        """
+        key = self._key(key)
+        if isinstance(by, bool) or not isinstance(by, int | float):
+            raise InvalidValueError(f"incr by {by!r}: give a number")
+        seconds = parse_expiry(expiry)
+        now = self._clock()
+
+        def add(record: KvsRecord | None) -> tuple[KvsRecord, int | float]:
+            current = 0 if record is None else loads(record.value)
+            if isinstance(current, bool) or not isinstance(current, int | float):
+                raise InvalidValueError(f"kvs[{key!r}] holds {current!r}, not a number to increment")
+            total = current + by
+            expires_at = record.expires_at if record is not None else None
+            if seconds is not None:
+                expires_at = now + seconds
+            return KvsRecord(to_json_text(total, f"kvs[{key!r}]", self._max_bytes), expires_at), total
+
+        return await self._storage.kvs_modify(self.namespace, key, now, add)
+
+
+class KvsAccess:
+    """Hands out the key-value store of each bot and the global one."""
+
+    def __init__(self, storage: Storage, clock: Clock, max_value_bytes: int) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._max_bytes = max_value_bytes
+
+    def for_bot(self, bot_id: str) -> KeyValueStore:
+        """Return the key-value store of ``bot_id``: its keys are invisible to other bots."""
+        return KeyValueStore(self._storage, validate_bot_id(bot_id), self._clock, self._max_bytes)
+
+    def for_global(self) -> KeyValueStore:
+        """Return the global key-value store, shared by every bot."""
+        return KeyValueStore(self._storage, GLOBAL_NAMESPACE, self._clock, self._max_bytes)

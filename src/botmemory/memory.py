@@ -1,0 +1,257 @@
+"""``Memory``: the four memories of every bot, its key-value store and its janitor.
+
+::
+
+    async with await Memory.open("sqlite:///data/memory.db") as mem:
+        async with mem.turn("welcome", "u1", message={"type": "text", "text": "hi"}) as state:
+            state.user["name"] = "Ada"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from types import TracebackType
+from typing import Final
+
+from botmemory.clock import Clock, system_clock
+from botmemory.config import Settings, load_data_dir, load_settings
+from botmemory.errors import BotMemoryError, InvalidValueError
+from botmemory.ids import Identity, validate_bot_id
+from botmemory.janitor import Janitor, retention_update
+from botmemory.kvs import KvsAccess
+from botmemory.retention import RetentionPolicies
+from botmemory.storage import Storage, create_storage
+from botmemory.storage.base import StoredVar, TurnKeys, VarKey
+from botmemory.turns import TurnState, begin_turn, finish_turn, iso_time
+from botmemory.values import JsonValue, loads, to_json_text
+
+__all__ = ["Memory"]
+
+_RETENTION_META: Final = "retention-policies"
+_RECONCILE_BATCH: Final = 1000
+
+
+class Memory:
+    """The memory of every bot on one storage backend."""
+
+    def __init__(self, storage: Storage, settings: Settings, clock: Clock | None = None) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.clock: Clock = clock or system_clock
+        self.kvs = KvsAccess(storage, self.clock, settings.defaults.max_value_bytes)
+        self.policies_for = lru_cache(maxsize=None)(self._policies_for)
+        self.janitor = Janitor(storage, self.clock, self.policies_for, settings.janitor_interval)
+
+    # -- opening and closing ---------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        url: str | None = None,
+        config: Mapping[str, object] | None = None,
+        bot_configs: Mapping[str, Mapping[str, object]] | None = None,
+        clock: Clock | None = None,
+    ) -> Memory:
+        """Open the memory at ``url`` (or ``database.url`` of ``config``).
+
+        ``url`` is ``"memory://"``, ``"sqlite:///path/memory.db"``, a PostgreSQL or a
+        Redis URL. ``config`` is the global configuration as a dict (the keys of
+        ``botmemory.config.json``), ``bot_configs`` maps bot ids to theirs.
+        """
+        settings = load_settings(config, bot_configs)
+        url = url or settings.database_url
+        if not url:
+            raise BotMemoryError("no database URL: pass one, or set database.url in the config")
+        return await cls._start(create_storage(url), settings, clock)
+
+    @classmethod
+    async def from_data_dir(cls, path: str | os.PathLike[str], clock: Clock | None = None) -> Memory:
+        """Open the memory described by a data folder's configuration files."""
+        settings = load_data_dir(path)
+        assert settings.database_url is not None
+        return await cls._start(create_storage(settings.database_url), settings, clock)
+
+    @classmethod
+    async def _start(cls, storage: Storage, settings: Settings, clock: Clock | None) -> Memory:
+        await storage.open()
+        memory = cls(storage, settings, clock)
+        try:
+            await memory._reconcile_retention()
+        except BaseException:
+            await storage.close()
+            raise
+        return memory
+
+    async def close(self) -> None:
+        """Stop the janitor and release the storage."""
+        await self.janitor.stop()
+        await self.storage.close()
+
+    async def __aenter__(self) -> Memory:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- turns -----------------------------------------------------------------------
+    def _policies_for(self, bot_id: str) -> RetentionPolicies:
+        return RetentionPolicies(self.settings.for_bot(bot_id).policies)
+
+    @asynccontextmanager
+    async def turn(
+        self,
+        bot_id: str,
+        user_id: str,
+        channel: str = "api",
+        thread_id: str | None = None,
+        message: Mapping[str, JsonValue] | None = None,
+    ) -> AsyncIterator[TurnState]:
+        """Load the four memories of a turn, yield them, and persist what changed.
+
+        Turns of one session run one after the other. If the body raises, nothing
+        is persisted. ``message`` is the user's message, ``{"type": "text", "text": ...}``
+        or any JSON object with a ``type``: it is added to ``session["lastMessages"]``.
+        """
+        identity = Identity.of(bot_id, user_id, channel, thread_id)
+        checked = _check_message(message)
+        settings = self.settings.for_bot(bot_id)
+        policies = self.policies_for(bot_id)
+        keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
+        async with self.storage.session_lock(bot_id, identity.session_key):
+            now = self.clock()
+            snapshot = await self.storage.load_turn(keys)
+            state, loaded = begin_turn(identity, snapshot, settings, policies, now, checked)
+            yield state
+            write = finish_turn(state, loaded, settings, policies, self.clock())
+            await self.storage.commit_turn(write)
+
+    # -- users -------------------------------------------------------------------------
+    async def export_user(
+        self, bot_id: str, user_id: str, channel: str = "api"
+    ) -> dict[str, JsonValue]:
+        """Return everything stored for one user, as a JSON-serialisable dict.
+
+        Only what is still alive is exported: expired data is already gone for users.
+        """
+        identity = Identity.of(bot_id, user_id, channel)
+        now = self.clock()
+        records = await self.storage.load_user(bot_id, identity.user_key)
+        policies = self.policies_for(bot_id)
+        settings = self.settings.for_bot(bot_id)
+        user: dict[str, JsonValue] = {}
+        for row in records.user:
+            exported = _export_user_var(row, policies, now)
+            if exported is not None:
+                user[row.key.name] = exported
+        sessions: list[JsonValue] = []
+        for s in records.sessions:
+            if now >= min(s.expires_at, s.last_seen + settings.session_timeout):
+                continue
+            temp_alive = s.temp_expires_at is not None and now < s.temp_expires_at
+            sessions.append(
+                {
+                    "sessionId": _session_id(bot_id, s.key),
+                    "startedAt": iso_time(s.started_at),
+                    "lastSeen": iso_time(s.last_seen),
+                    "expiresAt": iso_time(s.expires_at),
+                    "variables": _plain(records.session_vars, s.key),
+                    "temp": _plain(records.temp_vars, s.key) if temp_alive else {},
+                }
+            )
+        kvs = self.kvs.for_bot(bot_id)
+        stored: dict[str, JsonValue] = {}
+        for key in await kvs.keys(_user_storage_prefix(user_id)):
+            stored[key] = await kvs.get(key)
+        return {
+            "botId": bot_id,
+            "channel": channel,
+            "userId": user_id,
+            "exportedAt": iso_time(now),
+            "user": user,
+            "sessions": sessions,
+            "kvs": stored,
+        }
+
+    async def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> dict[str, int]:
+        """Erase everything stored for one user; return how much of each kind was removed."""
+        identity = Identity.of(bot_id, user_id, channel)
+        counts = await self.storage.delete_user(bot_id, identity.user_key)
+        counts["kvs"] = await self.kvs.for_bot(bot_id).delete_prefix(_user_storage_prefix(user_id))
+        return counts
+
+    # -- retention policies changed since the last start ---------------------------------
+    async def _reconcile_retention(self) -> None:
+        """Recompute stored expiries for the bots whose policies changed since last time."""
+        current = {"*": self.policies_for("_").fingerprint} | {
+            bot: self.policies_for(bot).fingerprint for bot in self.settings.bots
+        }
+        stored_text = await self.storage.get_meta(_RETENTION_META)
+        stored = json.loads(stored_text) if stored_text else None
+        if stored == current:
+            return
+        if stored is None or stored.get("*") != current["*"]:
+            await self._reconcile(None)
+        else:
+            for bot in sorted(set(stored) | set(current)):
+                if bot != "*" and stored.get(bot) != current.get(bot):
+                    await self._reconcile(validate_bot_id(bot))
+        await self.storage.set_meta(_RETENTION_META, json.dumps(current, sort_keys=True))
+
+    async def _reconcile(self, bot_id: str | None) -> None:
+        """Apply the policies in force to every stored user variable (of one bot or all)."""
+        after: VarKey | None = None
+        while True:
+            rows = await self.storage.scan_user_vars(bot_id, after, _RECONCILE_BATCH)
+            if not rows:
+                return
+            now = self.clock()
+            updates = [
+                u
+                for row in rows
+                if (u := retention_update(row, self.policies_for(row.key.bot_id), now, defer=True))
+            ]
+            await self.storage.update_user_vars(updates)
+            after = rows[-1].key
+
+
+def _check_message(message: Mapping[str, JsonValue] | None) -> dict[str, JsonValue] | None:
+    if message is None:
+        return None
+    if not isinstance(message, Mapping) or not isinstance(message.get("type"), str):
+        raise InvalidValueError(
+            f"message {message!r} must be a JSON object with a string 'type', "
+            "for example {'type': 'text', 'text': 'hello'}"
+        )
+    checked = dict(message)
+    to_json_text(checked, "message", 1 << 30)
+    return checked
+
+
+def _export_user_var(row: StoredVar, policies: RetentionPolicies, now: float) -> JsonValue:
+    times = json.loads(row.field_times) if row.field_times else {}
+    ev = policies.evaluate(row.key.name, loads(row.value), row.changed_at, times, now)
+    if ev.expired:
+        return None
+    return {
+        "value": ev.value,
+        "changedAt": iso_time(row.changed_at),
+        "expiresAt": None if ev.expires_at is None else iso_time(ev.expires_at),
+    }
+
+
+def _plain(rows: list[StoredVar], owner: str) -> dict[str, JsonValue]:
+    return {r.key.name: loads(r.value) for r in rows if r.key.owner == owner}
+
+
+def _session_id(bot_id: str, session_key: str) -> str:
+    channel, user_id, thread_id = json.loads(session_key)
+    return Identity(bot_id, channel, user_id, thread_id).session_id
+
+
+def _user_storage_prefix(user_id: str) -> str:
+    return f"storage/users/{user_id}/"

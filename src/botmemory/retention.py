@@ -1,0 +1,152 @@
+"""Data retention: which user variables expire, and when.
+
+A policy key is a variable name (``email``), a dotted path into a nested value
+(``profile.email``: only that field is removed) or a glob (``tmp_*``). An exact name
+wins over a glob; among globs the longest pattern wins. A duration of ``None``
+("never") switches expiry off for what it matches.
+
+Expiry is counted from the last change of what the policy covers: the variable for
+a name or glob, the field for a path. Writing the same value again changes nothing.
+Every decision is computed from the policies in force, so a policy added, changed or
+removed later applies to data already stored.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+from botmemory.values import MISSING, JsonValue, Path, delete_path, dumps, get_path, parse_path
+
+__all__ = ["Evaluation", "RetentionPolicies", "VariablePolicy"]
+
+_GLOB_CHARS: Final = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class VariablePolicy:
+    """What the policies say about one variable."""
+
+    ttl: float | None
+    """Seconds the whole variable lives after it changes; ``None``: forever."""
+    fields: tuple[tuple[str, Path, float], ...]
+    """``(dotted path, parsed path, seconds)`` for each nested field with a policy."""
+
+    @property
+    def expires(self) -> bool:
+        """Whether anything in this variable can expire."""
+        return self.ttl is not None or bool(self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A stored variable seen through the policies at one moment."""
+
+    expired: bool
+    """The whole variable is gone."""
+    value: JsonValue
+    """The value without its expired fields."""
+    stripped: bool
+    """Some expired fields were removed from ``value``."""
+    field_times: dict[str, float]
+    """Last change of each field that still has a policy and is present."""
+    expires_at: float | None
+    """The next moment something in the variable expires."""
+
+
+_NO_POLICY: Final = VariablePolicy(None, ())
+
+
+class RetentionPolicies:
+    """The retention policies of one bot, ready to match variable names."""
+
+    def __init__(self, policies: Mapping[str, float | None]) -> None:
+        self._exact: dict[str, float | None] = {}
+        self._globs: list[tuple[str, float | None]] = []
+        fields: dict[str, list[tuple[str, Path, float]]] = {}
+        for key, ttl in policies.items():
+            name, _, rest = key.partition(".")
+            if rest:
+                if ttl is not None:
+                    fields.setdefault(name, []).append((rest, parse_path(rest), ttl))
+            elif _GLOB_CHARS.intersection(key):
+                self._globs.append((key, ttl))
+            else:
+                self._exact[key] = ttl
+        self._globs.sort(key=lambda item: -len(item[0]))
+        self._fields = {name: tuple(items) for name, items in fields.items()}
+        self.fingerprint = json.dumps(sorted(policies.items()), default=str)
+        self.for_variable = lru_cache(maxsize=4096)(self._for_variable)
+
+    def __bool__(self) -> bool:
+        return bool(self._exact or self._globs or self._fields)
+
+    def _for_variable(self, name: str) -> VariablePolicy:
+        if name in self._exact:
+            ttl = self._exact[name]
+        else:
+            ttl = next((t for pattern, t in self._globs if fnmatch.fnmatchcase(name, pattern)), None)
+        fields = self._fields.get(name, ())
+        if ttl is None and not fields:
+            return _NO_POLICY
+        return VariablePolicy(ttl, fields)
+
+    def evaluate(
+        self,
+        name: str,
+        value: JsonValue,
+        changed_at: float,
+        field_times: Mapping[str, float],
+        now: float,
+    ) -> Evaluation:
+        """Look at a stored variable at ``now``: what is expired, what is left."""
+        policy = self.for_variable(name)
+        if policy.ttl is not None and changed_at + policy.ttl <= now:
+            return Evaluation(True, None, False, {}, None)
+        expires_at = None if policy.ttl is None else changed_at + policy.ttl
+        stripped = False
+        times: dict[str, float] = {}
+        for dotted, path, ttl in policy.fields:
+            if get_path(value, path) is MISSING:
+                continue
+            since = field_times.get(dotted, changed_at)
+            if since + ttl <= now:
+                if not stripped:
+                    value = json.loads(dumps(value))
+                    stripped = True
+                delete_path(value, path)
+                continue
+            times[dotted] = since
+            expires_at = since + ttl if expires_at is None else min(expires_at, since + ttl)
+        return Evaluation(False, value, stripped, times, expires_at)
+
+    def field_times_after_write(
+        self,
+        name: str,
+        old: JsonValue | object,
+        old_times: Mapping[str, float],
+        old_changed_at: float | None,
+        new: JsonValue,
+        now: float,
+    ) -> dict[str, float]:
+        """Return each policed field's last change once ``new`` replaces ``old``.
+
+        A field whose value is the same as before keeps its time, so writing a
+        variable does not extend the life of the fields it did not change.
+        """
+        times: dict[str, float] = {}
+        for dotted, path, _ttl in self.for_variable(name).fields:
+            field = get_path(new, path)
+            if field is MISSING:
+                continue
+            before = MISSING if old is MISSING else get_path(old, path)  # type: ignore[arg-type]
+            if before is not MISSING and dumps(before) == dumps(field):  # type: ignore[arg-type]
+                assert old_changed_at is not None
+                times[dotted] = old_times.get(dotted, old_changed_at)
+            else:
+                times[dotted] = now
+        return times

@@ -1,0 +1,87 @@
+"""A memory scope as a turn sees it: a mutable mapping of JSON values that knows what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Final
+
+from botmemory.storage.base import Scope
+from botmemory.values import JsonValue, to_json_text
+
+__all__ = ["ScopeMemory"]
+
+_CONTAINERS: Final = (dict, list)
+
+
+class ScopeMemory(MutableMapping[str, JsonValue]):
+    """The variables of one scope (user, session, temp or bot) during a turn.
+
+    Assigning a value that is not JSON, or larger than ``limits.maxValueBytes``,
+    raises :class:`~botmemory.errors.InvalidValueError` at once, naming the scope
+    and the variable. Nested values may be changed in place: the turn compares
+    each variable with what it loaded, and persists only what differs.
+    """
+
+    def __init__(
+        self,
+        scope: Scope,
+        loaded: Mapping[str, tuple[JsonValue, str]],
+        max_value_bytes: int,
+        expiries: Mapping[str, float | None] | None = None,
+    ) -> None:
+        self.scope = scope
+        self._max_bytes = max_value_bytes
+        self._data: dict[str, JsonValue] = {name: value for name, (value, _) in loaded.items()}
+        self._loaded_text: dict[str, str] = {name: text for name, (_, text) in loaded.items()}
+        self._touched: set[str] = set()
+        self._expiries: dict[str, float | None] = dict(expiries or {})
+
+    def __getitem__(self, name: str) -> JsonValue:
+        value = self._data[name]
+        if isinstance(value, _CONTAINERS):
+            self._touched.add(name)
+        return value
+
+    def __setitem__(self, name: str, value: JsonValue) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{self.scope} variable names are non-empty strings, not {name!r}")
+        to_json_text(value, f"{self.scope}.{name}", self._max_bytes)
+        self._data[name] = value
+        self._touched.add(name)
+
+    def __delitem__(self, name: str) -> None:
+        del self._data[name]
+        self._touched.discard(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"<{self.scope} memory {self._data!r}>"
+
+    def expiry(self, name: str) -> float | None:
+        """When ``name`` expires (epoch seconds) as loaded, or ``None`` if it does not."""
+        return self._expiries.get(name)
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """Return a plain dict of the current values (shared, not copied)."""
+        return dict(self._data)
+
+    def changes(self) -> tuple[dict[str, str], list[str]]:
+        """Return ``({name: new JSON text}, [deleted names])`` relative to what was loaded."""
+        changed: dict[str, str] = {}
+        for name in self._touched:
+            if name not in self._data:
+                continue
+            text = to_json_text(self._data[name], f"{self.scope}.{name}", self._max_bytes)
+            if self._loaded_text.get(name) != text:
+                changed[name] = text
+        deleted = [name for name in self._loaded_text if name not in self._data]
+        return changed, deleted
+
+    def loaded_text(self, name: str) -> str | None:
+        """The JSON text ``name`` had when the turn loaded it."""
+        return self._loaded_text.get(name)

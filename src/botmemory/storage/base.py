@@ -1,0 +1,277 @@
+"""The storage contract: the few primitives every backend implements.
+
+Everything else (ids, JSON validation, retention, session and temp lifetimes, KVS
+paths, the janitor's loop) lives once, above this contract. Values cross it as
+canonical JSON text; times as epoch seconds from the injected clock.
+
+Guarantees every backend gives:
+
+- ``commit_turn`` applies all of a turn's writes in one transaction, or none.
+- ``kvs_modify`` is an atomic read-modify-write of one key.
+- Reads of KVS keys ignore expired keys, so correctness never waits for the janitor.
+- The ``delete_expired_*`` methods remove at most ``limit`` rows and return how many.
+- ``session_lock`` serializes turns of one session (in-process by default; backends
+  shared by several processes extend it across processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+__all__ = [
+    "KvsModifier",
+    "KvsRecord",
+    "Scope",
+    "SessionRecord",
+    "Storage",
+    "StoredVar",
+    "TurnKeys",
+    "TurnSnapshot",
+    "TurnWrite",
+    "UserRecords",
+    "VarKey",
+    "VarUpdate",
+]
+
+Scope = Literal["user", "session", "temp", "bot"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class VarKey:
+    """Where one variable lives. ``owner`` is the user key, session key, or ``""`` for bot."""
+
+    scope: Scope
+    bot_id: str
+    owner: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVar:
+    """One stored variable. ``expires_at`` and ``field_times`` are used by user variables."""
+
+    key: VarKey
+    value: str
+    changed_at: float
+    expires_at: float | None = None
+    field_times: str | None = None
+    """JSON object ``{dotted path: last change}`` for fields with a retention policy."""
+
+
+@dataclass(frozen=True, slots=True)
+class VarUpdate:
+    """A janitor's change to a user variable, applied only if it did not change meanwhile.
+
+    ``value`` ``None`` deletes the variable; otherwise the row gets ``value``,
+    ``expires_at`` and ``field_times``. The guard is ``changed_at``: a turn that wrote
+    the variable since it was read wins.
+    """
+
+    key: VarKey
+    changed_at: float
+    value: str | None
+    expires_at: float | None = None
+    field_times: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session's identity and lifetimes."""
+
+    bot_id: str
+    key: str
+    user_key: str
+    started_at: float
+    last_seen: float
+    expires_at: float
+    temp_expires_at: float | None
+    """When the temp memory expires; ``None`` when it is empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnKeys:
+    """What a turn loads."""
+
+    bot_id: str
+    user_key: str
+    session_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSnapshot:
+    """Everything stored for a turn, expired or not: the layer above decides."""
+
+    user: list[StoredVar]
+    bot: list[StoredVar]
+    session: SessionRecord | None
+    session_vars: list[StoredVar]
+    temp_vars: list[StoredVar]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnWrite:
+    """A turn's writes, applied in one transaction in this order: resets, deletes, upserts."""
+
+    session: SessionRecord
+    reset_session: bool = False
+    """Delete every session and temp variable of the session first (it had expired)."""
+    reset_temp: bool = False
+    """Delete every temp variable of the session first (flow ended or temp expired)."""
+    deletes: Sequence[VarKey] = ()
+    upserts: Sequence[StoredVar] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KvsRecord:
+    """A KVS value as stored."""
+
+    value: str
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecords:
+    """Everything stored for one user: for export."""
+
+    user: list[StoredVar]
+    sessions: list[SessionRecord]
+    session_vars: list[StoredVar] = field(default_factory=list)
+    temp_vars: list[StoredVar] = field(default_factory=list)
+
+
+KvsModifier = Callable[[KvsRecord | None], tuple[KvsRecord | None, T]]
+"""Given the live record (``None`` if absent or expired), return the record to store
+(``None`` to delete) and a result for the caller."""
+
+
+class Storage(ABC):
+    """A storage backend. One instance serves one database."""
+
+    url: str
+
+    def __init__(self) -> None:
+        self._session_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._waiters: dict[tuple[str, str], int] = {}
+
+    async def open(self) -> None:
+        """Connect and create or upgrade the schema."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release every connection. Safe to call twice."""
+
+    @asynccontextmanager
+    async def _local_session_lock(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
+        key = (bot_id, session_key)
+        lock = self._session_locks.setdefault(key, asyncio.Lock())
+        self._waiters[key] = self._waiters.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiters[key] -= 1
+            if not self._waiters[key]:
+                del self._waiters[key]
+                del self._session_locks[key]
+
+    def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
+        """Serialize the turns of one session."""
+        return self._local_session_lock(bot_id, session_key)
+
+    def janitor_lock(self) -> AbstractAsyncContextManager[bool]:
+        """Hold while the janitor runs; yields ``False`` if another process runs it now."""
+        return _always_true()
+
+    # -- turns ---------------------------------------------------------------------
+    @abstractmethod
+    async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
+        """Return every stored user, bot, session and temp variable of the turn."""
+
+    @abstractmethod
+    async def commit_turn(self, write: TurnWrite) -> None:
+        """Apply a turn's writes in one transaction."""
+
+    # -- key-value store -------------------------------------------------------------
+    @abstractmethod
+    async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
+        """Return the live record of ``key``, or ``None``."""
+
+    @abstractmethod
+    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+        """Store ``record`` under ``key``, replacing any earlier one."""
+
+    @abstractmethod
+    async def kvs_modify(
+        self, namespace: str, key: str, now: float, modify: KvsModifier[T]
+    ) -> T:
+        """Atomically read ``key``, apply ``modify`` and store what it returns."""
+
+    @abstractmethod
+    async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
+        """Delete ``key``; return whether a live key was there."""
+
+    @abstractmethod
+    async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
+        """Return the live keys that start with ``prefix`` (taken literally), sorted."""
+
+    @abstractmethod
+    async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
+        """Delete every key that starts with ``prefix``; return how many live or not."""
+
+    # -- users -------------------------------------------------------------------------
+    @abstractmethod
+    async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
+        """Return everything stored for one user, expired or not."""
+
+    @abstractmethod
+    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
+        """Delete the user's variables, sessions, session and temp variables; count them."""
+
+    # -- retention and the janitor -------------------------------------------------------
+    @abstractmethod
+    async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:
+        """Return up to ``limit`` user variables whose ``expires_at`` has passed."""
+
+    @abstractmethod
+    async def scan_user_vars(
+        self, bot_id: str | None, after: VarKey | None, limit: int
+    ) -> list[StoredVar]:
+        """Return up to ``limit`` user variables (of one bot, or all) after ``after``.
+
+        Ordered by ``(bot_id, owner, name)``: pass the last key back to continue.
+        """
+
+    @abstractmethod
+    async def update_user_vars(self, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
+        """Apply the updates whose guard still holds, in one transaction; return those."""
+
+    @abstractmethod
+    async def delete_expired_sessions(self, now: float, limit: int) -> int:
+        """Delete up to ``limit`` expired sessions with their session and temp variables."""
+
+    @abstractmethod
+    async def clear_expired_temp(self, now: float, limit: int) -> int:
+        """Empty up to ``limit`` expired temp memories of live sessions; count them."""
+
+    @abstractmethod
+    async def delete_expired_kvs(self, now: float, limit: int) -> int:
+        """Delete up to ``limit`` expired KVS keys."""
+
+    @abstractmethod
+    async def get_meta(self, name: str) -> str | None:
+        """Return a stored setting of botmemory itself (for example a policy fingerprint)."""
+
+    @abstractmethod
+    async def set_meta(self, name: str, value: str) -> None:
+        """Store a setting of botmemory itself."""
+
+
+@asynccontextmanager
+async def _always_true() -> AsyncIterator[bool]:
+    yield True

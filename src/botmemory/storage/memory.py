@@ -1,0 +1,213 @@
+"""In-process backend (``memory://``): dictionaries, gone when the process ends.
+
+For tests, demos and bots that need no persistence. Every method runs without
+awaiting, so each one is atomic with respect to the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from botmemory.storage.base import (
+    KvsModifier,
+    KvsRecord,
+    SessionRecord,
+    Storage,
+    StoredVar,
+    TurnKeys,
+    TurnSnapshot,
+    TurnWrite,
+    UserRecords,
+    VarKey,
+    VarUpdate,
+)
+
+__all__ = ["MemoryStorage"]
+
+T = TypeVar("T")
+Owner = tuple[str, str, str]  # (scope, bot_id, owner)
+
+
+class MemoryStorage(Storage):
+    """Keep everything in dictionaries."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        super().__init__()
+        self.url = url
+        self._vars: dict[Owner, dict[str, StoredVar]] = {}
+        self._sessions: dict[tuple[str, str], SessionRecord] = {}
+        self._kvs: dict[str, dict[str, KvsRecord]] = {}
+        self._meta: dict[str, str] = {}
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def _owned(self, scope: str, bot_id: str, owner: str) -> list[StoredVar]:
+        return list(self._vars.get((scope, bot_id, owner), {}).values())
+
+    async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
+        return TurnSnapshot(
+            user=self._owned("user", keys.bot_id, keys.user_key),
+            bot=self._owned("bot", keys.bot_id, ""),
+            session=self._sessions.get((keys.bot_id, keys.session_key)),
+            session_vars=self._owned("session", keys.bot_id, keys.session_key),
+            temp_vars=self._owned("temp", keys.bot_id, keys.session_key),
+        )
+
+    async def commit_turn(self, write: TurnWrite) -> None:
+        session = write.session
+        if write.reset_session:
+            self._vars.pop(("session", session.bot_id, session.key), None)
+        if write.reset_session or write.reset_temp:
+            self._vars.pop(("temp", session.bot_id, session.key), None)
+        for key in write.deletes:
+            self._vars.get((key.scope, key.bot_id, key.owner), {}).pop(key.name, None)
+        for var in write.upserts:
+            k = var.key
+            self._vars.setdefault((k.scope, k.bot_id, k.owner), {})[k.name] = var
+        self._sessions[(session.bot_id, session.key)] = session
+
+    # -- key-value store -------------------------------------------------------------
+    def _live(self, namespace: str, key: str, now: float) -> KvsRecord | None:
+        record = self._kvs.get(namespace, {}).get(key)
+        if record is None or (record.expires_at is not None and record.expires_at <= now):
+            return None
+        return record
+
+    async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
+        return self._live(namespace, key, now)
+
+    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+        self._kvs.setdefault(namespace, {})[key] = record
+
+    async def kvs_modify(
+        self, namespace: str, key: str, now: float, modify: KvsModifier[T]
+    ) -> T:
+        record, result = modify(self._live(namespace, key, now))
+        if record is None:
+            self._kvs.get(namespace, {}).pop(key, None)
+        else:
+            self._kvs.setdefault(namespace, {})[key] = record
+        return result
+
+    async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
+        live = self._live(namespace, key, now) is not None
+        self._kvs.get(namespace, {}).pop(key, None)
+        return live
+
+    async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
+        keys = self._kvs.get(namespace, {})
+        return sorted(k for k in keys if k.startswith(prefix) and self._live(namespace, k, now))
+
+    async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
+        keys = self._kvs.get(namespace, {})
+        doomed = [k for k in keys if k.startswith(prefix)]
+        for k in doomed:
+            del keys[k]
+        return len(doomed)
+
+    # -- users -------------------------------------------------------------------------
+    def _user_sessions(self, bot_id: str, user_key: str) -> list[SessionRecord]:
+        return [
+            s for (b, _), s in self._sessions.items() if b == bot_id and s.user_key == user_key
+        ]
+
+    async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
+        sessions = self._user_sessions(bot_id, user_key)
+        return UserRecords(
+            user=self._owned("user", bot_id, user_key),
+            sessions=sessions,
+            session_vars=[v for s in sessions for v in self._owned("session", bot_id, s.key)],
+            temp_vars=[v for s in sessions for v in self._owned("temp", bot_id, s.key)],
+        )
+
+    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
+        counts = {"user_variables": len(self._vars.pop(("user", bot_id, user_key), {}))}
+        sessions = self._user_sessions(bot_id, user_key)
+        counts["sessions"] = len(sessions)
+        counts["session_variables"] = 0
+        for s in sessions:
+            counts["session_variables"] += len(self._vars.pop(("session", bot_id, s.key), {}))
+            counts["session_variables"] += len(self._vars.pop(("temp", bot_id, s.key), {}))
+            del self._sessions[(bot_id, s.key)]
+        return counts
+
+    # -- retention and the janitor -------------------------------------------------------
+    def _user_vars(self) -> list[StoredVar]:
+        return [v for (scope, _, _), vs in self._vars.items() if scope == "user" for v in vs.values()]
+
+    async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:
+        due = [v for v in self._user_vars() if v.expires_at is not None and v.expires_at <= now]
+        return due[:limit]
+
+    async def scan_user_vars(
+        self, bot_id: str | None, after: VarKey | None, limit: int
+    ) -> list[StoredVar]:
+        def order(v: StoredVar) -> tuple[str, str, str]:
+            return (v.key.bot_id, v.key.owner, v.key.name)
+
+        rows = sorted(
+            (v for v in self._user_vars() if bot_id is None or v.key.bot_id == bot_id), key=order
+        )
+        if after is not None:
+            start = (after.bot_id, after.owner, after.name)
+            rows = [v for v in rows if order(v) > start]
+        return rows[:limit]
+
+    async def update_user_vars(self, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
+        applied: list[VarUpdate] = []
+        for update in updates:
+            k = update.key
+            owned = self._vars.get((k.scope, k.bot_id, k.owner), {})
+            current = owned.get(k.name)
+            if current is None or current.changed_at != update.changed_at:
+                continue
+            applied.append(update)
+            if update.value is None:
+                del owned[k.name]
+            else:
+                owned[k.name] = replace(
+                    current,
+                    value=update.value,
+                    expires_at=update.expires_at,
+                    field_times=update.field_times,
+                )
+        return applied
+
+    async def delete_expired_sessions(self, now: float, limit: int) -> int:
+        doomed = [k for k, s in self._sessions.items() if s.expires_at <= now][:limit]
+        for bot_id, key in doomed:
+            del self._sessions[(bot_id, key)]
+            self._vars.pop(("session", bot_id, key), None)
+            self._vars.pop(("temp", bot_id, key), None)
+        return len(doomed)
+
+    async def clear_expired_temp(self, now: float, limit: int) -> int:
+        due = [
+            s
+            for s in self._sessions.values()
+            if s.temp_expires_at is not None and s.temp_expires_at <= now
+        ][:limit]
+        for s in due:
+            self._vars.pop(("temp", s.bot_id, s.key), None)
+            self._sessions[(s.bot_id, s.key)] = replace(s, temp_expires_at=None)
+        return len(due)
+
+    async def delete_expired_kvs(self, now: float, limit: int) -> int:
+        doomed = [
+            (ns, k)
+            for ns, keys in self._kvs.items()
+            for k, r in keys.items()
+            if r.expires_at is not None and r.expires_at <= now
+        ][:limit]
+        for ns, k in doomed:
+            del self._kvs[ns][k]
+        return len(doomed)
+
+    async def get_meta(self, name: str) -> str | None:
+        return self._meta.get(name)
+
+    async def set_meta(self, name: str, value: str) -> None:
+        self._meta[name] = value

@@ -1,0 +1,473 @@
+"""Embedded SQLite backend (``sqlite:///path/to/memory.db``), the default.
+
+One connection in WAL mode, used from one worker thread so the event loop never
+blocks on disk. Each method is one transaction. Expiry columns have partial indexes,
+so the janitor's cost follows the number of expired rows, not the table's size.
+``secure_delete`` is on: erased values are overwritten in the file, and the WAL is
+checkpointed after a user is forgotten.
+
+One process at a time: turns of one session are serialized inside this process.
+Several processes need the PostgreSQL or Redis backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from botmemory.errors import BackendError, BackendUnavailableError, LockTimeoutError, SchemaVersionError
+from botmemory.storage.base import (
+    KvsModifier,
+    KvsRecord,
+    SessionRecord,
+    Storage,
+    StoredVar,
+    TurnKeys,
+    TurnSnapshot,
+    TurnWrite,
+    UserRecords,
+    VarKey,
+    VarUpdate,
+)
+
+__all__ = ["MIGRATIONS", "SqliteStorage", "sqlite_path"]
+
+T = TypeVar("T")
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE variables (
+        bot_id TEXT NOT NULL, scope TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL,
+        value TEXT NOT NULL, changed_at REAL NOT NULL, expires_at REAL, field_times TEXT,
+        PRIMARY KEY (bot_id, scope, owner, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX variables_expiry ON variables (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE sessions (
+        bot_id TEXT NOT NULL, key TEXT NOT NULL, user_key TEXT NOT NULL,
+        started_at REAL NOT NULL, last_seen REAL NOT NULL, expires_at REAL NOT NULL,
+        temp_expires_at REAL,
+        PRIMARY KEY (bot_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions (bot_id, user_key);
+    CREATE INDEX sessions_expiry ON sessions (expires_at);
+    CREATE INDEX sessions_temp_expiry ON sessions (temp_expires_at)
+        WHERE temp_expires_at IS NOT NULL;
+    CREATE TABLE kvs (
+        namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX kvs_expiry ON kvs (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
+)
+
+_VAR_COLUMNS: Final = "bot_id, scope, owner, name, value, changed_at, expires_at, field_times"
+_SESSION_COLUMNS: Final = "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at"
+_LOAD_TURN: Final = f"""
+    SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'user' AND owner = ?2
+    UNION ALL
+    SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'bot' AND owner = ''
+    UNION ALL
+    SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'session' AND owner = ?3
+    UNION ALL
+    SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'temp' AND owner = ?3
+"""
+_UPSERT_VAR: Final = f"INSERT OR REPLACE INTO variables ({_VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+_UPSERT_SESSION: Final = (
+    f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?)"
+)
+
+
+def sqlite_path(url: str) -> str:
+    """Return the file path of a ``sqlite://`` URL (``sqlite:///abs/x.db`` is absolute)."""
+    rest = url.removeprefix("sqlite://")
+    return rest[1:] if rest.startswith("//") else rest
+
+
+def _var(row: Sequence[Any]) -> StoredVar:
+    return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7])
+
+
+def _session(row: Sequence[Any]) -> SessionRecord:
+    return SessionRecord(*row)
+
+
+def _var_params(v: StoredVar) -> tuple[object, ...]:
+    k = v.key
+    return (k.bot_id, k.scope, k.owner, k.name, v.value, v.changed_at, v.expires_at, v.field_times)
+
+
+class SqliteStorage(Storage):
+    """Store everything in one SQLite file."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.path = sqlite_path(url)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botmemory-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise BackendUnavailableError(f"the SQLite database {self.path} is closed")
+        try:
+            return fn(self._db)
+        except sqlite3.OperationalError as exc:
+            if self._db.in_transaction:
+                self._db.rollback()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise LockTimeoutError(f"SQLite database {self.path} is locked: {exc}") from exc
+            raise BackendError(f"SQLite error on {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.rollback()
+            raise BackendError(f"SQLite error on {self.path}: {exc}") from exc
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+        def in_transaction(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+            return result
+
+        return in_transaction
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._connect)
+
+    def _connect(self) -> None:
+        if self.path not in ("", ":memory:"):
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._db = db
+        self._call(self._configure)
+
+    @staticmethod
+    def _configure(db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA secure_delete = ON")
+        db.execute("PRAGMA foreign_keys = OFF")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise SchemaVersionError(
+                f"database schema version {version} is newer than this botmemory knows "
+                f"({len(MIGRATIONS)}): upgrade botmemory"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+            db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, db.close)
+        self._executor.shutdown(wait=False)
+
+    # -- turns ---------------------------------------------------------------------
+    async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
+        def load(db: sqlite3.Connection) -> TurnSnapshot:
+            db.execute("BEGIN")
+            try:
+                rows = db.execute(_LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
+                found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
+                for row in rows:
+                    found[row[1]].append(_var(row))
+                session = db.execute(
+                    f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE bot_id = ? AND key = ?",
+                    (keys.bot_id, keys.session_key),
+                ).fetchone()
+            finally:
+                db.commit()
+            return TurnSnapshot(
+                found["user"],
+                found["bot"],
+                None if session is None else _session(session),
+                found["session"],
+                found["temp"],
+            )
+
+        return await self._run(load)
+
+    async def commit_turn(self, write: TurnWrite) -> None:
+        s = write.session
+
+        def commit(db: sqlite3.Connection) -> None:
+            if write.reset_session:
+                db.execute(
+                    "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
+                    "AND owner = ?",
+                    (s.bot_id, s.key),
+                )
+            elif write.reset_temp:
+                db.execute(
+                    "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?",
+                    (s.bot_id, s.key),
+                )
+            db.executemany(
+                "DELETE FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ?",
+                [(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes],
+            )
+            db.executemany(_UPSERT_VAR, [_var_params(v) for v in write.upserts])
+            db.execute(
+                _UPSERT_SESSION,
+                (s.bot_id, s.key, s.user_key, s.started_at, s.last_seen, s.expires_at,
+                 s.temp_expires_at),
+            )
+
+        await self._run(self._write(commit))
+
+    # -- key-value store -------------------------------------------------------------
+    @staticmethod
+    def _kvs_live(db: sqlite3.Connection, namespace: str, key: str, now: float) -> KvsRecord | None:
+        row = db.execute(
+            "SELECT value, expires_at FROM kvs WHERE namespace = ? AND key = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (namespace, key, now),
+        ).fetchone()
+        return None if row is None else KvsRecord(row[0], row[1])
+
+    async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
+        return await self._run(lambda db: self._kvs_live(db, namespace, key, now))
+
+    @staticmethod
+    def _kvs_store(db: sqlite3.Connection, namespace: str, key: str, record: KvsRecord | None) -> None:
+        if record is None:
+            db.execute("DELETE FROM kvs WHERE namespace = ? AND key = ?", (namespace, key))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO kvs (namespace, key, value, expires_at) VALUES (?,?,?,?)",
+                (namespace, key, record.value, record.expires_at),
+            )
+
+    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+        await self._run(self._write(lambda db: self._kvs_store(db, namespace, key, record)))
+
+    async def kvs_modify(
+        self, namespace: str, key: str, now: float, modify: KvsModifier[T]
+    ) -> T:
+        def apply(db: sqlite3.Connection) -> T:
+            record, result = modify(self._kvs_live(db, namespace, key, now))
+            self._kvs_store(db, namespace, key, record)
+            return result
+
+        return await self._run(self._write(apply))
+
+    async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            live = self._kvs_live(db, namespace, key, now) is not None
+            self._kvs_store(db, namespace, key, None)
+            return live
+
+        return await self._run(self._write(delete))
+
+    async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
+        def keys(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "SELECT key FROM kvs WHERE namespace = ? AND key >= ? AND substr(key, 1, ?) = ? "
+                "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+                (namespace, prefix, len(prefix), prefix, now),
+            )
+            return [row[0] for row in rows]
+
+        return await self._run(keys)
+
+    async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM kvs WHERE namespace = ? AND key >= ? AND substr(key, 1, ?) = ?",
+                (namespace, prefix, len(prefix), prefix),
+            ).rowcount
+
+        return await self._run(self._write(delete))
+
+    # -- users -------------------------------------------------------------------------
+    async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
+        def load(db: sqlite3.Connection) -> UserRecords:
+            user = db.execute(
+                f"SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ? AND scope = 'user' "
+                "AND owner = ?",
+                (bot_id, user_key),
+            ).fetchall()
+            sessions = [
+                _session(r)
+                for r in db.execute(
+                    f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE bot_id = ? AND user_key = ?",
+                    (bot_id, user_key),
+                )
+            ]
+            owned = [
+                _var(r)
+                for s in sessions
+                for r in db.execute(
+                    f"SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ? "
+                    "AND scope IN ('session', 'temp') AND owner = ?",
+                    (bot_id, s.key),
+                )
+            ]
+            return UserRecords(
+                [_var(r) for r in user],
+                sessions,
+                [v for v in owned if v.key.scope == "session"],
+                [v for v in owned if v.key.scope == "temp"],
+            )
+
+        return await self._run(load)
+
+    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
+        def delete(db: sqlite3.Connection) -> dict[str, int]:
+            counts = {
+                "user_variables": db.execute(
+                    "DELETE FROM variables WHERE bot_id = ? AND scope = 'user' AND owner = ?",
+                    (bot_id, user_key),
+                ).rowcount,
+                "sessions": 0,
+                "session_variables": 0,
+            }
+            keys = db.execute(
+                "SELECT key FROM sessions WHERE bot_id = ? AND user_key = ?", (bot_id, user_key)
+            ).fetchall()
+            for (key,) in keys:
+                counts["session_variables"] += db.execute(
+                    "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
+                    "AND owner = ?",
+                    (bot_id, key),
+                ).rowcount
+                counts["sessions"] += db.execute(
+                    "DELETE FROM sessions WHERE bot_id = ? AND key = ?", (bot_id, key)
+                ).rowcount
+            return counts
+
+        counts = await self._run(self._write(delete))
+        await self._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        return counts
+
+    # -- retention and the janitor -------------------------------------------------------
+    async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:
+        def select(db: sqlite3.Connection) -> list[StoredVar]:
+            rows = db.execute(
+                f"SELECT {_VAR_COLUMNS} FROM variables WHERE expires_at <= ? "
+                "AND scope = 'user' ORDER BY expires_at LIMIT ?",
+                (now, limit),
+            )
+            return [_var(r) for r in rows]
+
+        return await self._run(select)
+
+    async def scan_user_vars(
+        self, bot_id: str | None, after: VarKey | None, limit: int
+    ) -> list[StoredVar]:
+        start = ("", "", "") if after is None else (after.bot_id, after.owner, after.name)
+
+        def scan(db: sqlite3.Connection) -> list[StoredVar]:
+            rows = db.execute(
+                f"SELECT {_VAR_COLUMNS} FROM variables WHERE scope = 'user' "
+                "AND (?1 IS NULL OR bot_id = ?1) AND (bot_id, owner, name) > (?2, ?3, ?4) "
+                "ORDER BY bot_id, owner, name LIMIT ?5",
+                (bot_id, *start, limit),
+            )
+            return [_var(r) for r in rows]
+
+        return await self._run(scan)
+
+    async def update_user_vars(self, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
+        def update(db: sqlite3.Connection) -> list[VarUpdate]:
+            applied: list[VarUpdate] = []
+            for u in updates:
+                k = u.key
+                where = (k.bot_id, k.scope, k.owner, k.name, u.changed_at)
+                if u.value is None:
+                    cursor = db.execute(
+                        "DELETE FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
+                        "AND name = ? AND changed_at = ?",
+                        where,
+                    )
+                else:
+                    cursor = db.execute(
+                        "UPDATE variables SET value = ?, expires_at = ?, field_times = ? "
+                        "WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ? "
+                        "AND changed_at = ?",
+                        (u.value, u.expires_at, u.field_times, *where),
+                    )
+                if cursor.rowcount:
+                    applied.append(u)
+            return applied
+
+        return await self._run(self._write(update))
+
+    async def delete_expired_sessions(self, now: float, limit: int) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            doomed = db.execute(
+                "SELECT bot_id, key FROM sessions WHERE expires_at <= ? LIMIT ?", (now, limit)
+            ).fetchall()
+            db.executemany(
+                "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
+                "AND owner = ?",
+                doomed,
+            )
+            db.executemany("DELETE FROM sessions WHERE bot_id = ? AND key = ?", doomed)
+            return len(doomed)
+
+        return await self._run(self._write(delete))
+
+    async def clear_expired_temp(self, now: float, limit: int) -> int:
+        def clear(db: sqlite3.Connection) -> int:
+            due = db.execute(
+                "SELECT bot_id, key FROM sessions WHERE temp_expires_at <= ? LIMIT ?", (now, limit)
+            ).fetchall()
+            db.executemany(
+                "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?", due
+            )
+            db.executemany(
+                "UPDATE sessions SET temp_expires_at = NULL WHERE bot_id = ? AND key = ?", due
+            )
+            return len(due)
+
+        return await self._run(self._write(clear))
+
+    async def delete_expired_kvs(self, now: float, limit: int) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM kvs WHERE (namespace, key) IN (SELECT namespace, key FROM kvs "
+                "WHERE expires_at <= ? LIMIT ?)",
+                (now, limit),
+            ).rowcount
+
+        return await self._run(self._write(delete))
+
+    async def get_meta(self, name: str) -> str | None:
+        def get(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(get)
+
+    async def set_meta(self, name: str, value: str) -> None:
+        await self._run(
+            self._write(
+                lambda db: db.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+                )
+            )
+        )

@@ -1,0 +1,237 @@
+"""A turn: what one user message sees of the four memories, and what it writes back.
+
+:func:`begin_turn` turns a storage snapshot into a :class:`TurnState` (dropping what
+has expired: a timed-out session, an idle temp memory, user variables past their
+retention). :func:`finish_turn` turns the state back into one :class:`TurnWrite` that
+holds only what the turn changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from botmemory.config import BotSettings
+from botmemory.ids import Identity
+from botmemory.retention import Evaluation, RetentionPolicies
+from botmemory.scopes import ScopeMemory
+from botmemory.storage.base import SessionRecord, StoredVar, TurnSnapshot, TurnWrite, VarKey
+from botmemory.values import MISSING, JsonValue, dumps, loads
+
+__all__ = ["LAST_MESSAGES", "TurnState", "begin_turn", "finish_turn", "iso_time"]
+
+LAST_MESSAGES = "lastMessages"
+"""The session variable that holds the session's last user messages."""
+
+
+def iso_time(epoch: float) -> str:
+    """Render epoch seconds as an ISO 8601 UTC timestamp with milliseconds."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+@dataclass(eq=False)
+class TurnState:
+    """The four memories of one turn. Change them freely; the turn persists the changes."""
+
+    identity: Identity
+    user: ScopeMemory
+    session: ScopeMemory
+    temp: ScopeMemory
+    bot: ScopeMemory
+    is_new_session: bool
+    """True when this turn started a session (first turn, or the last one timed out)."""
+    message: dict[str, JsonValue] | None = None
+    flow_ended: bool = False
+    """True once :meth:`end_flow` was called in this turn."""
+
+    @property
+    def session_id(self) -> str:
+        """``bot::channel::user`` plus ``::thread`` when there is a thread."""
+        return self.identity.session_id
+
+    @property
+    def bot_id(self) -> str:
+        """The bot this turn belongs to."""
+        return self.identity.bot_id
+
+    @property
+    def user_id(self) -> str:
+        """The user this turn belongs to."""
+        return self.identity.user_id
+
+    def end_flow(self) -> None:
+        """End the flow: temp memory is emptied now and stays empty when persisted.
+
+        What the turn sets in temp after this call belongs to the next flow and is kept.
+        """
+        self.flow_ended = True
+        self.temp.clear()
+
+
+@dataclass
+class _Loaded:
+    """What a turn needs at commit time from what it loaded."""
+
+    session: SessionRecord | None
+    session_alive: bool
+    reset_temp: bool
+    user_rows: dict[str, tuple[StoredVar, Evaluation | None]] = field(default_factory=dict)
+
+
+def begin_turn(
+    identity: Identity,
+    snapshot: TurnSnapshot,
+    settings: BotSettings,
+    policies: RetentionPolicies,
+    now: float,
+    message: dict[str, JsonValue] | None,
+) -> tuple[TurnState, _Loaded]:
+    """Build the state a turn sees at ``now`` from what storage holds."""
+    record = snapshot.session
+    alive = (
+        record is not None
+        and now < record.expires_at
+        and now < record.last_seen + settings.session_timeout
+    )
+    temp_alive = (
+        alive
+        and record is not None
+        and record.temp_expires_at is not None
+        and now < record.temp_expires_at
+        and now < record.last_seen + settings.dialog_timeout
+    )
+    loaded = _Loaded(record, alive, reset_temp=bool(alive and not temp_alive and snapshot.temp_vars))
+    user = _load_user(snapshot.user, policies, now, loaded, settings.max_value_bytes)
+    state = TurnState(
+        identity,
+        user,
+        _scope("session", snapshot.session_vars if alive else (), settings),
+        _scope("temp", snapshot.temp_vars if temp_alive else (), settings),
+        _scope("bot", snapshot.bot, settings),
+        is_new_session=not alive,
+        message=message,
+    )
+    if message is not None and settings.last_messages > 0:
+        _remember_message(state, message, now, settings.last_messages)
+    return state, loaded
+
+
+def _scope(name: str, rows: Iterable[StoredVar], settings: BotSettings) -> ScopeMemory:
+    loaded = {row.key.name: (loads(row.value), row.value) for row in rows}
+    return ScopeMemory(name, loaded, settings.max_value_bytes)
+
+
+def _load_user(
+    rows: list[StoredVar], policies: RetentionPolicies, now: float, loaded: _Loaded, max_bytes: int
+) -> ScopeMemory:
+    values: dict[str, tuple[JsonValue, str]] = {}
+    expiries: dict[str, float | None] = {}
+    for row in rows:
+        name = row.key.name
+        if row.expires_at is None and not policies.for_variable(name).expires:
+            values[name] = (loads(row.value), row.value)
+            loaded.user_rows[name] = (row, None)
+            continue
+        times = json.loads(row.field_times) if row.field_times else {}
+        ev = policies.evaluate(name, loads(row.value), row.changed_at, times, now)
+        if ev.expired:
+            continue
+        values[name] = (ev.value, dumps(ev.value) if ev.stripped else row.value)
+        expiries[name] = ev.expires_at
+        loaded.user_rows[name] = (row, ev)
+    return ScopeMemory("user", values, max_bytes, expiries)
+
+
+def _remember_message(
+    state: TurnState, message: dict[str, JsonValue], now: float, keep: int
+) -> None:
+    entry: dict[str, JsonValue] = {
+        "type": message.get("type"),
+        "text": message.get("text"),
+        "timestamp": iso_time(now),
+    }
+    previous = state.session.get(LAST_MESSAGES)
+    history = list(previous) if isinstance(previous, list) else []
+    history.append(entry)
+    state.session[LAST_MESSAGES] = history[-keep:]
+
+
+def finish_turn(
+    state: TurnState,
+    loaded: _Loaded,
+    settings: BotSettings,
+    policies: RetentionPolicies,
+    now: float,
+) -> TurnWrite:
+    """Return the writes that persist what ``state`` changed, as of ``now``."""
+    ident = state.identity
+    bot_id, user_key, session_key = ident.bot_id, ident.user_key, ident.session_key
+    upserts: list[StoredVar] = []
+    deletes: list[VarKey] = []
+    for scope, owner in (
+        (state.session, session_key),
+        (state.temp, session_key),
+        (state.bot, ""),
+    ):
+        changed, deleted = scope.changes()
+        kind = scope.scope
+        upserts += [StoredVar(VarKey(kind, bot_id, owner, n), t, now) for n, t in changed.items()]
+        deletes += [VarKey(kind, bot_id, owner, n) for n in deleted]
+    changed, deleted = state.user.changes()
+    upserts += [
+        _user_var(state, loaded, policies, VarKey("user", bot_id, user_key, name), text, now)
+        for name, text in changed.items()
+    ]
+    deletes += [VarKey("user", bot_id, user_key, n) for n in deleted]
+    record = loaded.session
+    started = record.started_at if record is not None and loaded.session_alive else now
+    session = SessionRecord(
+        bot_id,
+        session_key,
+        user_key,
+        started_at=started,
+        last_seen=now,
+        expires_at=now + settings.session_timeout,
+        temp_expires_at=now + settings.dialog_timeout if len(state.temp) else None,
+    )
+    reset_session = not loaded.session_alive and record is not None
+    return TurnWrite(
+        session,
+        reset_session=reset_session,
+        reset_temp=loaded.reset_temp or state.flow_ended,
+        deletes=deletes,
+        upserts=upserts,
+    )
+
+
+def _user_var(
+    state: TurnState,
+    loaded: _Loaded,
+    policies: RetentionPolicies,
+    key: VarKey,
+    text: str,
+    now: float,
+) -> StoredVar:
+    policy = policies.for_variable(key.name)
+    if not policy.expires:
+        return StoredVar(key, text, now)
+    value = state.user[key.name]
+    old_row, old_ev = loaded.user_rows.get(key.name, (None, None))
+    if old_row is None:
+        times = policies.field_times_after_write(key.name, MISSING, {}, None, value, now)
+    else:
+        old_text = state.user.loaded_text(key.name)
+        old_value = loads(old_text) if old_text is not None else MISSING
+        old_times = old_ev.field_times if old_ev is not None else {}
+        times = policies.field_times_after_write(
+            key.name, old_value, old_times, old_row.changed_at, value, now
+        )
+    ev = policies.evaluate(key.name, value, now, times, now)
+    if ev.stripped:
+        text = dumps(ev.value)
+    field_times = json.dumps(ev.field_times, sort_keys=True) if ev.field_times else None
+    return StoredVar(key, text, now, ev.expires_at, field_times)

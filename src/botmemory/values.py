@@ -1,0 +1,166 @@
+"""JSON values: validation, canonical text, and paths inside a value (``a.b[0].c``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Final, TypeAlias
+
+from botmemory.errors import InvalidValueError, ValueTooLargeError
+
+__all__ = [
+    "MISSING",
+    "JsonValue",
+    "Path",
+    "delete_path",
+    "dumps",
+    "get_path",
+    "loads",
+    "parse_path",
+    "set_path",
+    "to_json_text",
+]
+
+JsonValue: TypeAlias = (
+    dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
+)
+Path: TypeAlias = tuple[str | int, ...]
+
+
+class _Missing:
+    """Marks an absent value (distinct from a stored JSON ``null``)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+_encoder: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
+_SEGMENT: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_PATH: Final = re.compile(r"(?:[^.\[\]]+|\[\d+\])(?:\.[^.\[\]]+|\[\d+\])*")
+
+
+def dumps(value: JsonValue) -> str:
+    """Return the canonical JSON text of ``value`` (sorted keys, no spaces)."""
+    return _encoder.encode(value)
+
+
+def loads(text: str) -> JsonValue:
+    """Parse JSON text stored by botmemory."""
+    value: JsonValue = json.loads(text)
+    return value
+
+
+def to_json_text(value: object, where: str, max_bytes: int) -> str:
+    """Validate ``value`` as JSON and return its canonical text.
+
+    Raises :class:`InvalidValueError` naming ``where`` (for example ``user.email``)
+    when the value is not JSON, and :class:`ValueTooLargeError` when its text is
+    larger than ``max_bytes``.
+    """
+    _check(value, where)
+    text = dumps(value)  # type: ignore[arg-type]
+    if len(text) * 4 > max_bytes and len(text.encode()) > max_bytes:
+        raise ValueTooLargeError(
+            f"{where}: value is {len(text.encode())} bytes of JSON, over the limit of "
+            f"{max_bytes} bytes (limits.maxValueBytes)"
+        )
+    return text
+
+
+def _check(value: object, where: str) -> None:
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int:
+        return
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise InvalidValueError(f"{where}: {value!r} is not a JSON number")
+        return
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise InvalidValueError(
+                    f"{where}: object key {key!r} is a {type(key).__name__}; JSON keys are strings"
+                )
+            _check(item, f"{where}.{key}")
+        return
+    if kind is list:
+        for index, item in enumerate(value):  # type: ignore[arg-type]
+            _check(item, f"{where}[{index}]")
+        return
+    raise InvalidValueError(
+        f"{where}: a {kind.__name__} is not a JSON value; "
+        "use dicts, lists, strings, numbers, booleans or None"
+    )
+
+
+def parse_path(path: str) -> Path:
+    """Split ``"a.b[0].c"`` into ``("a", "b", 0, "c")``."""
+    if not isinstance(path, str) or _PATH.fullmatch(path) is None:
+        raise InvalidValueError(f"path {path!r} is invalid: use a form like 'a.b[0].c'")
+    return tuple(
+        name if name else int(index) for name, index in _SEGMENT.findall(path)
+    )
+
+
+def get_path(value: JsonValue, path: Path) -> JsonValue | _Missing:
+    """Return what ``path`` points at inside ``value``, or ``MISSING``."""
+    current: JsonValue = value
+    for segment in path:
+        if isinstance(segment, int):
+            if not isinstance(current, list) or segment >= len(current):
+                return MISSING
+            current = current[segment]
+        else:
+            if not isinstance(current, dict) or segment not in current:
+                return MISSING
+            current = current[segment]
+    return current
+
+
+def set_path(value: JsonValue | _Missing, path: Path, new: JsonValue) -> JsonValue:
+    """Return ``value`` with ``new`` stored at ``path``, creating objects on the way.
+
+    A list index may point at an existing item or one past the end (append). Going
+    through a string, number, boolean or null raises :class:`InvalidValueError`.
+    """
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(head, int):
+        if isinstance(value, _Missing):
+            value = []
+        if not isinstance(value, list) or head > len(value):
+            raise InvalidValueError(f"cannot set index [{head}] in {_describe(value)}")
+        if head == len(value):
+            value.append(set_path(MISSING, rest, new))
+        else:
+            value[head] = set_path(value[head], rest, new)
+        return value
+    if isinstance(value, _Missing):
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidValueError(f"cannot set key {head!r} in {_describe(value)}")
+    value[head] = set_path(value.get(head, MISSING), rest, new)
+    return value
+
+
+def delete_path(value: JsonValue, path: Path) -> bool:
+    """Remove what ``path`` points at inside ``value``; return whether it was there."""
+    parent = get_path(value, path[:-1])
+    last = path[-1]
+    if isinstance(last, int) and isinstance(parent, list) and last < len(parent):
+        del parent[last]
+        return True
+    if isinstance(last, str) and isinstance(parent, dict) and last in parent:
+        del parent[last]
+        return True
+    return False
+
+
+def _describe(value: object) -> str:
+    return "a list" if isinstance(value, list) else f"a {type(value).__name__} value"

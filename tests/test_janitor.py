@@ -1,0 +1,120 @@
+"""The janitor, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from botmemory import ManualClock, Memory
+from botmemory.storage.base import Storage
+from tests.conftest import DAY, OpenMemory
+
+
+async def fill(mem: Memory, users: int, kvs_keys: int) -> None:
+    for i in range(users):
+        async with mem.turn("b", f"u{i}") as state:
+            state.user["mood"] = "ok"
+            state.user["name"] = f"n{i}"
+            state.session["s"] = i
+            state.temp["t"] = i
+    kvs = mem.kvs.for_bot("b")
+    for i in range(kvs_keys):
+        await kvs.set(f"k{i}", i, expiry="1h")
+
+
+@pytest.mark.parametrize(("count", "batch"), [(1, 250), (249, 250), (250, 250), (251, 250), (600, 100)])
+async def test_one_run_removes_everything_expired_in_batches(
+    open_memory: OpenMemory, clock: ManualClock, count: int, batch: int
+) -> None:
+    mem = await open_memory({"dataRetention": {"policies": {"mood": "1h"}}})
+    mem.janitor.batch_size = batch
+    await fill(mem, count, count)
+    clock.advance(DAY)
+    report = await mem.janitor.run_once()
+    assert (report.user_variables, report.sessions, report.temp, report.kvs) == (
+        count,
+        count,
+        0,  # the session timed out first: its temp went with it
+        count,
+    )
+    again = await mem.janitor.run_once()
+    assert again.total == 0
+    async with mem.turn("b", "u0") as state:
+        assert dict(state.user) == {"name": "n0"}
+
+
+async def test_idle_temp_is_emptied_while_the_session_lives(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    mem = await open_memory({"dialog": {"timeoutInterval": "5m", "sessionTimeoutInterval": "1h"}})
+    await fill(mem, 3, 0)
+    clock.advance(6 * 60)
+    report = await mem.janitor.run_once()
+    assert (report.temp, report.sessions) == (3, 0)
+    async with mem.turn("b", "u0") as state:
+        assert not state.is_new_session
+        assert state.session["s"] == 0
+        assert dict(state.temp) == {}
+
+
+async def test_janitor_keeps_what_has_not_expired(mem: Memory, clock: ManualClock) -> None:
+    await fill(mem, 5, 5)
+    clock.advance(60)
+    assert (await mem.janitor.run_once()).total == 0
+    async with mem.turn("b", "u1") as state:
+        assert state.temp["t"] == 1
+
+
+async def test_janitor_runs_never_overlap(mem: Memory, clock: ManualClock) -> None:
+    await fill(mem, 10, 10)
+    clock.advance(DAY)
+    reports = await asyncio.gather(*(mem.janitor.run_once() for _ in range(3)))
+    assert sum(r.sessions for r in reports) == 10
+    assert sum(r.kvs for r in reports) == 10
+
+
+async def test_janitor_logs_a_one_line_summary(
+    mem: Memory, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    await fill(mem, 2, 1)
+    clock.advance(DAY)
+    with caplog.at_level(logging.INFO, logger="botmemory.janitor"):
+        await mem.janitor.run_once()
+    assert any(
+        "janitor removed 0 user variables" in r.message and "2 sessions" in r.message
+        for r in caplog.records
+    )
+
+
+async def test_the_loop_runs_on_its_own_and_survives_errors(
+    open_memory: OpenMemory, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    mem = await open_memory({"dataRetention": {"janitorInterval": "100ms"}})
+    storage: Storage = mem.storage
+    calls = 0
+    real = storage.delete_expired_kvs
+
+    async def flaky(now: float, limit: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk on fire")
+        return await real(now, limit)
+
+    storage.delete_expired_kvs = flaky  # type: ignore[method-assign]
+    await mem.kvs.for_bot("b").set("k", 1, expiry="1s")
+    clock.advance(2)
+    with caplog.at_level(logging.INFO, logger="botmemory.janitor"):
+        await mem.janitor.start()
+        assert mem.janitor.running
+        for _ in range(200):  # the real loop waits 100 ms between runs
+            if mem.janitor.last_report is not None:
+                break
+            await asyncio.sleep(0.01)
+        await mem.janitor.stop()
+    assert not mem.janitor.running
+    assert any("disk on fire" in (r.exc_text or "") for r in caplog.records)
+    assert mem.janitor.last_report is not None
+    assert mem.janitor.last_report.kvs == 1

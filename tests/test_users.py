@@ -1,0 +1,80 @@
+"""Exporting and erasing one user, on every backend."""
+
+from __future__ import annotations
+
+import json
+from botmemory import ManualClock, Memory
+from tests.conftest import DAY, OpenMemory
+
+
+async def populate(mem: Memory, bot: str = "b", user: str = "u1") -> None:
+    async with mem.turn(bot, user, message={"type": "text", "text": "hello"}) as state:
+        state.user.update({"name": "Ada", "email": "ada@example.com"})
+        state.session["topic"] = "billing"
+        state.temp["step"] = 2
+        state.bot["shared"] = "stays"
+    async with mem.turn(bot, user, thread_id="t1") as state:
+        state.session["thread"] = True
+    kvs = mem.kvs.for_bot(bot)
+    await kvs.set(f"storage/users/{user}/score", 10)
+    await kvs.set("storage/global/visits", 1)
+
+
+async def test_export_returns_everything_stored_for_the_user(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    mem = await open_memory({"dataRetention": {"policies": {"email": "60d"}}})
+    await populate(mem)
+    await populate(mem, user="u2")
+    data = await mem.export_user("b", "u1")
+    json.dumps(data)  # serialisable as it is
+    assert data["botId"] == "b"
+    assert data["userId"] == "u1"
+    assert data["user"] == {
+        "name": {"value": "Ada", "changedAt": "2023-11-14T22:13:20.000Z", "expiresAt": None},
+        "email": {
+            "value": "ada@example.com",
+            "changedAt": "2023-11-14T22:13:20.000Z",
+            "expiresAt": "2024-01-13T22:13:20.000Z",
+        },
+    }
+    sessions = sorted(data["sessions"], key=lambda s: s["sessionId"])  # type: ignore[arg-type,index]
+    assert [s["sessionId"] for s in sessions] == ["b::api::u1", "b::api::u1::t1"]  # type: ignore[index]
+    assert sessions[0]["variables"]["topic"] == "billing"  # type: ignore[index]
+    assert sessions[0]["temp"] == {"step": 2}  # type: ignore[index]
+    assert data["kvs"] == {"storage/users/u1/score": 10}
+
+
+async def test_export_leaves_out_what_has_expired(open_memory: OpenMemory, clock: ManualClock) -> None:
+    mem = await open_memory({"dataRetention": {"policies": {"email": "60d"}}})
+    await populate(mem)
+    clock.advance(61 * DAY)
+    data = await mem.export_user("b", "u1")
+    assert set(data["user"]) == {"name"}  # type: ignore[arg-type]
+    assert data["sessions"] == []
+
+
+async def test_forget_removes_everything_and_only_that_user(mem: Memory) -> None:
+    await populate(mem)
+    await populate(mem, user="u2")
+    await populate(mem, bot="other")
+    counts = await mem.forget_user("b", "u1")
+    assert counts == {"user_variables": 2, "sessions": 2, "session_variables": 4, "kvs": 1}
+    data = await mem.export_user("b", "u1")
+    assert (data["user"], data["sessions"], data["kvs"]) == ({}, [], {})
+    assert (await mem.export_user("b", "u2"))["user"] != {}
+    assert (await mem.export_user("other", "u1"))["user"] != {}
+    async with mem.turn("b", "u1") as state:
+        assert dict(state.user) == {}
+        assert state.is_new_session
+        assert state.bot["shared"] == "stays"
+    assert await mem.kvs.for_bot("b").get("storage/global/visits") == 1
+
+
+async def test_forget_an_unknown_user_removes_nothing(mem: Memory) -> None:
+    assert await mem.forget_user("b", "nobody") == {
+        "user_variables": 0,
+        "sessions": 0,
+        "session_variables": 0,
+        "kvs": 0,
+    }
