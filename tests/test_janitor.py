@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
 
 from botmemory import ManualClock, Memory
-from botmemory.storage.base import Storage
+from botmemory.storage.base import SessionRecord, Storage
 from tests.conftest import DAY, OpenMemory
 
 
@@ -36,7 +37,7 @@ async def test_one_run_removes_everything_expired_in_batches(
     assert (report.user_variables, report.sessions, report.temp, report.kvs) == (
         count,
         count,
-        0,  # the session timed out first: its temp went with it
+        count,  # the idle temp memories, emptied before their sessions go
         count,
     )
     again = await mem.janitor.run_once()
@@ -118,3 +119,69 @@ async def test_the_loop_runs_on_its_own_and_survives_errors(
     assert any("disk on fire" in (r.exc_text or "") for r in caplog.records)
     assert mem.janitor.last_report is not None
     assert mem.janitor.last_report.kvs == 1
+
+
+async def test_hooks_see_timed_out_sessions_before_they_are_removed(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    mem = await open_memory({"dialog": {"timeoutInterval": "5m", "sessionTimeoutInterval": "10m"}})
+    await fill(mem, 2, 0)
+    seen: list[tuple[str, object, object]] = []
+
+    async def on_dialog_timeout(sessions: list[SessionRecord]) -> None:
+        for s in sessions:
+            channel, user_id, thread_id = json.loads(s.key)
+            async with mem.turn(s.bot_id, user_id, channel, thread_id, resume=True) as state:
+                assert state.temp_expired and not state.session_expired
+                seen.append(("timeout", state.temp["t"], state.session["s"]))
+                state.user["timed_out"] = True
+                state.end_flow()
+
+    async def on_session_end(sessions: list[SessionRecord]) -> None:
+        for s in sessions:
+            _, user_id, _ = json.loads(s.key)
+            async with mem.turn(s.bot_id, user_id, resume=True) as state:
+                assert state.session_expired
+                seen.append(("end", None, state.session["s"]))
+
+    mem.janitor.on_dialog_timeout = on_dialog_timeout
+    mem.janitor.on_session_end = on_session_end
+    clock.advance(6 * 60)
+    report = await mem.janitor.run_once()
+    assert (report.temp, report.sessions) == (2, 0)
+    assert sorted(seen) == [("timeout", 0, 0), ("timeout", 1, 1)]
+    clock.advance(5 * 60)  # the resumed turns did not keep the sessions alive
+    report = await mem.janitor.run_once()
+    assert (report.temp, report.sessions) == (0, 2)
+    assert sorted(seen)[:2] == [("end", None, 0), ("end", None, 1)]
+    async with mem.turn("b", "u0") as state:
+        assert state.is_new_session
+        assert state.user["timed_out"] is True
+
+
+async def test_temp_never_outlives_its_session(open_memory: OpenMemory, clock: ManualClock) -> None:
+    mem = await open_memory({"dialog": {"timeoutInterval": "1h", "sessionTimeoutInterval": "10m"}})
+    timeouts: list[str] = []
+
+    async def on_dialog_timeout(sessions: list[SessionRecord]) -> None:
+        timeouts.extend(s.key for s in sessions)
+
+    mem.janitor.on_dialog_timeout = on_dialog_timeout
+    await fill(mem, 1, 0)
+    clock.advance(10 * 60)
+    report = await mem.janitor.run_once()
+    assert (report.temp, report.sessions, len(timeouts)) == (1, 1, 1)
+
+
+async def test_a_failing_hook_does_not_keep_expired_data(
+    mem: Memory, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(sessions: list[SessionRecord]) -> None:
+        raise RuntimeError("hook bug")
+
+    mem.janitor.on_dialog_timeout = broken
+    await fill(mem, 1, 0)
+    clock.advance(DAY)
+    report = await mem.janitor.run_once()
+    assert (report.temp, report.sessions) == (1, 1)
+    assert any("hook bug" in (r.exc_text or "") for r in caplog.records)

@@ -1,16 +1,11 @@
 """Load the configuration: one global file and one optional file per bot.
 
-A data folder holds ``global/botmemory.config.json`` and ``bots/<botId>/bot.config.json``;
-either file may be absent, and then the defaults apply. Files are JSON5 (comments,
-trailing commas, unquoted keys). A bot's file may set only ``dialog``, ``session``,
-``sessionIntervalTimeout`` and ``dataRetention.policies``: its values win over the global
-ones key by key, and its policies are merged over the global policies.
-
-Every problem in every file is collected and raised as one :class:`ConfigError`; each
-names the file, the line, the key and the bad value.
-
-To add a setting, add one field to a section model below, then carry its resolved value
-into :class:`BotSettings` or :class:`Settings`.
+A data folder holds ``global/botmemory.config.json`` and ``bots/<botId>/bot.config.json``,
+both JSON5 and both optional. A bot's file may set only ``dialog``, ``session``,
+``sessionIntervalTimeout`` and ``dataRetention.policies``; its values win over the global
+ones key by key, its policies are merged over the global ones. All problems in all files
+are raised as one :class:`ConfigError`, each with its file, line, key and bad value.
+To add a setting, add a field to a section model and carry it into the resolved settings.
 """
 
 from __future__ import annotations
@@ -25,8 +20,16 @@ from types import MappingProxyType
 from typing import Annotated, Any, Final, TypeVar
 
 import json5
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic import ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
@@ -254,7 +257,7 @@ def load_settings(
         if _valid_bot_id(bot_id, f"bots.{bot_id}", problems):
             bot_docs[bot_id] = _Document(f"bots.{bot_id}", _plain(data))
     global_doc = _Document("config", _plain(config or {}))
-    return _resolve(global_doc, bot_docs, problems, data_dir=None, default_url=None)
+    return _resolve(global_doc, bot_docs, problems, data_dir=None)
 
 
 def load_data_dir(path: str | os.PathLike[str]) -> Settings:
@@ -267,8 +270,7 @@ def load_data_dir(path: str | os.PathLike[str]) -> Settings:
     bot_ids = _bot_folders(root, problems)
     global_doc = _read(root, GLOBAL_FILE, problems)
     bot_docs = {bot_id: _read(root, f"bots/{bot_id}/{BOT_FILE}", problems) for bot_id in bot_ids}
-    default_url = f"sqlite:///{(root / 'memory.db').as_posix().lstrip('/')}"
-    settings = _resolve(global_doc, bot_docs, problems, data_dir=root, default_url=default_url)
+    settings = _resolve(global_doc, bot_docs, problems, data_dir=root)
     env_url = os.environ.get(DATABASE_URL_ENV)
     return replace(settings, database_url=env_url) if env_url else settings
 
@@ -336,9 +338,7 @@ def _resolve(
     global_doc: _Document | None,
     bot_docs: Mapping[str, _Document | None],
     problems: list[str],
-    *,
     data_dir: Path | None,
-    default_url: str | None,
 ) -> Settings:
     base = _validate(GlobalFile, global_doc, problems)
     bots = {bot_id: _validate(BotFile, doc, problems) for bot_id, doc in bot_docs.items()}
@@ -351,12 +351,16 @@ def _resolve(
         if bot is not None
     }
     return Settings(
-        database_url=base.database.url or default_url,
+        database_url=base.database.url or _default_url(data_dir),
         janitor_interval=base.data_retention.janitor_interval,
         defaults=_bot_settings(None, base),
         bots=MappingProxyType(resolved),
         data_dir=data_dir,
     )
+
+
+def _default_url(data_dir: Path | None) -> str | None:
+    return None if data_dir is None else f"sqlite:///{data_dir.as_posix().lstrip('/')}/memory.db"
 
 
 def _normalized(file: _F) -> _F:

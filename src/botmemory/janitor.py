@@ -19,14 +19,17 @@ from dataclasses import asdict, dataclass
 
 from botmemory.clock import Clock
 from botmemory.retention import RetentionPolicies
-from botmemory.storage.base import Storage, StoredVar, VarUpdate
+from botmemory.storage.base import SessionRecord, Storage, StoredVar, VarUpdate
 from botmemory.values import dumps, loads
 
-__all__ = ["Janitor", "JanitorReport", "retention_update"]
+__all__ = ["Janitor", "JanitorReport", "SessionHook", "retention_update"]
 
 log = logging.getLogger("botmemory.janitor")
 
 DEFAULT_BATCH_SIZE = 1000
+
+SessionHook = Callable[[list[SessionRecord]], Awaitable[None]]
+"""A function the janitor calls with sessions before it removes their expired parts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,10 @@ class Janitor:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.last_report: JanitorReport | None = None
+        self.on_dialog_timeout: SessionHook | None = None
+        """Called with each batch of sessions whose temp memory expired, before it is emptied."""
+        self.on_session_end: SessionHook | None = None
+        """Called with each batch of timed-out sessions, before they are deleted."""
 
     async def run_once(self) -> JanitorReport:
         """Remove everything that expired before now; return the counts."""
@@ -116,8 +123,8 @@ class Janitor:
                 return JanitorReport(started_at=self._clock())
             started = time.monotonic()
             now = self._clock()
-            sessions = await self._drain(self._storage.delete_expired_sessions, now)
-            temp = await self._drain(self._storage.clear_expired_temp, now)
+            temp = await self._expire_temps(now)
+            sessions = await self._expire_sessions(now)
             deleted, stripped = await self._expire_user_vars(now)
             kvs = await self._drain(self._storage.delete_expired_kvs, now)
             report = JanitorReport(
@@ -128,12 +135,39 @@ class Janitor:
         return report
 
     async def _drain(self, step: Callable[[float, int], Awaitable[int]], now: float) -> int:
+        """Call ``step`` until it removes less than a batch."""
         total = 0
         while True:
             removed = await step(now, self.batch_size)
             total += removed
             if removed < self.batch_size:
                 return total
+
+    async def _expire_temps(self, now: float) -> int:
+        cleared = 0
+        while True:
+            batch = await self._storage.expired_temps(now, self.batch_size)
+            await self._call(self.on_dialog_timeout, batch)
+            cleared += await self._storage.clear_temps(batch)
+            if len(batch) < self.batch_size:
+                return cleared
+
+    async def _expire_sessions(self, now: float) -> int:
+        deleted = 0
+        while True:
+            batch = await self._storage.expired_sessions(now, self.batch_size)
+            await self._call(self.on_session_end, batch)
+            deleted += await self._storage.delete_sessions(batch)
+            if len(batch) < self.batch_size:
+                return deleted
+
+    async def _call(self, hook: SessionHook | None, sessions: list[SessionRecord]) -> None:
+        if hook is None or not sessions:
+            return
+        try:
+            await hook(sessions)
+        except Exception:
+            log.exception("janitor hook %s failed; the expired data is removed anyway", hook)
 
     async def _expire_user_vars(self, now: float) -> tuple[int, int]:
         deleted = stripped = 0

@@ -110,12 +110,19 @@ class Memory:
         channel: str = "api",
         thread_id: str | None = None,
         message: Mapping[str, JsonValue] | None = None,
+        *,
+        resume: bool = False,
     ) -> AsyncIterator[TurnState]:
         """Load the four memories of a turn, yield them, and persist what changed.
 
         Turns of one session run one after the other. If the body raises, nothing
         is persisted. ``message`` is the user's message, ``{"type": "text", "text": ...}``
         or any JSON object with a ``type``: it is added to ``session["lastMessages"]``.
+
+        ``resume=True`` is for timeout handlers (see ``Janitor.on_dialog_timeout``):
+        the session and temp memory are shown even if they timed out
+        (``state.session_expired`` and ``state.temp_expired`` tell), and their timers
+        are left as they were, so the turn does not keep the session alive.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         checked = _check_message(message)
@@ -125,7 +132,9 @@ class Memory:
         async with self.storage.session_lock(bot_id, identity.session_key):
             now = self.clock()
             snapshot = await self.storage.load_turn(keys)
-            state, loaded = begin_turn(identity, snapshot, settings, policies, now, checked)
+            state, loaded = begin_turn(
+                identity, snapshot, settings, policies, now, checked, resume=resume
+            )
             yield state
             write = finish_turn(state, loaded, settings, policies, self.clock())
             await self.storage.commit_turn(write)

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from botmemory.config import BotSettings
 from botmemory.ids import Identity
 from botmemory.retention import Evaluation, RetentionPolicies
 from botmemory.scopes import ScopeMemory
-from botmemory.storage.base import SessionRecord, StoredVar, TurnSnapshot, TurnWrite, VarKey
+from botmemory.storage.base import (
+    Scope,
+    SessionRecord,
+    StoredVar,
+    TurnSnapshot,
+    TurnWrite,
+    VarKey,
+)
 from botmemory.values import MISSING, JsonValue, dumps, loads
 
 __all__ = ["LAST_MESSAGES", "TurnState", "begin_turn", "finish_turn", "iso_time"]
@@ -47,6 +54,10 @@ class TurnState:
     message: dict[str, JsonValue] | None = None
     flow_ended: bool = False
     """True once :meth:`end_flow` was called in this turn."""
+    session_expired: bool = False
+    """In a resumed turn: the session had timed out (it is shown anyway)."""
+    temp_expired: bool = False
+    """In a resumed turn: the temp memory had timed out (it is shown anyway)."""
 
     @property
     def session_id(self) -> str:
@@ -79,6 +90,7 @@ class _Loaded:
     session: SessionRecord | None
     session_alive: bool
     reset_temp: bool
+    resumed: bool = False
     user_rows: dict[str, tuple[StoredVar, Evaluation | None]] = field(default_factory=dict)
 
 
@@ -89,8 +101,14 @@ def begin_turn(
     policies: RetentionPolicies,
     now: float,
     message: dict[str, JsonValue] | None,
+    *,
+    resume: bool = False,
 ) -> tuple[TurnState, _Loaded]:
-    """Build the state a turn sees at ``now`` from what storage holds."""
+    """Build the state a turn sees at ``now`` from what storage holds.
+
+    With ``resume``, a timed-out session and temp memory are shown as they were, and
+    their timers are left alone when the turn is persisted: for timeout handlers.
+    """
     record = snapshot.session
     alive = (
         record is not None
@@ -104,23 +122,32 @@ def begin_turn(
         and now < record.temp_expires_at
         and now < record.last_seen + settings.dialog_timeout
     )
-    loaded = _Loaded(record, alive, reset_temp=bool(alive and not temp_alive and snapshot.temp_vars))
+    shown_session = alive or (resume and record is not None)
+    shown_temp = temp_alive or (resume and record is not None)
+    loaded = _Loaded(
+        record,
+        shown_session,
+        reset_temp=bool(shown_session and not shown_temp and snapshot.temp_vars),
+        resumed=resume and record is not None,
+    )
     user = _load_user(snapshot.user, policies, now, loaded, settings.max_value_bytes)
     state = TurnState(
         identity,
         user,
-        _scope("session", snapshot.session_vars if alive else (), settings),
-        _scope("temp", snapshot.temp_vars if temp_alive else (), settings),
+        _scope("session", snapshot.session_vars if shown_session else (), settings),
+        _scope("temp", snapshot.temp_vars if shown_temp else (), settings),
         _scope("bot", snapshot.bot, settings),
-        is_new_session=not alive,
+        is_new_session=not shown_session,
         message=message,
+        session_expired=not alive,
+        temp_expired=not temp_alive,
     )
     if message is not None and settings.last_messages > 0:
         _remember_message(state, message, now, settings.last_messages)
     return state, loaded
 
 
-def _scope(name: str, rows: Iterable[StoredVar], settings: BotSettings) -> ScopeMemory:
+def _scope(name: Scope, rows: Iterable[StoredVar], settings: BotSettings) -> ScopeMemory:
     loaded = {row.key.name: (loads(row.value), row.value) for row in rows}
     return ScopeMemory(name, loaded, settings.max_value_bytes)
 
@@ -187,24 +214,34 @@ def finish_turn(
         for name, text in changed.items()
     ]
     deletes += [VarKey("user", bot_id, user_key, n) for n in deleted]
-    record = loaded.session
-    started = record.started_at if record is not None and loaded.session_alive else now
-    session = SessionRecord(
-        bot_id,
-        session_key,
-        user_key,
-        started_at=started,
-        last_seen=now,
-        expires_at=now + settings.session_timeout,
-        temp_expires_at=now + settings.dialog_timeout if len(state.temp) else None,
-    )
-    reset_session = not loaded.session_alive and record is not None
+    session = _session_record(state, loaded, settings, now)
     return TurnWrite(
         session,
-        reset_session=reset_session,
+        reset_session=not loaded.session_alive and loaded.session is not None,
         reset_temp=loaded.reset_temp or state.flow_ended,
         deletes=deletes,
         upserts=upserts,
+    )
+
+
+def _session_record(
+    state: TurnState, loaded: _Loaded, settings: BotSettings, now: float
+) -> SessionRecord:
+    """The session's timers after this turn; a resumed turn leaves them as they were."""
+    ident, record = state.identity, loaded.session
+    if loaded.resumed and record is not None:
+        temp_expires_at = record.temp_expires_at if len(state.temp) else None
+        return replace(record, temp_expires_at=temp_expires_at)
+    started = record.started_at if record is not None and loaded.session_alive else now
+    expires_at = now + settings.session_timeout
+    return SessionRecord(
+        ident.bot_id,
+        ident.session_key,
+        ident.user_key,
+        started_at=started,
+        last_seen=now,
+        expires_at=expires_at,
+        temp_expires_at=min(now + settings.dialog_timeout, expires_at) if len(state.temp) else None,
     )
 
 

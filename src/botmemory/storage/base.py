@@ -9,7 +9,8 @@ Guarantees every backend gives:
 - ``commit_turn`` applies all of a turn's writes in one transaction, or none.
 - ``kvs_modify`` is an atomic read-modify-write of one key.
 - Reads of KVS keys ignore expired keys, so correctness never waits for the janitor.
-- The ``delete_expired_*`` methods remove at most ``limit`` rows and return how many.
+- The ``expired_*`` methods return at most ``limit`` rows; the janitor then deletes
+  exactly those, guarded against a turn that changed them in between.
 - ``session_lock`` serializes turns of one session (in-process by default; backends
   shared by several processes extend it across processes).
 """
@@ -252,12 +253,29 @@ class Storage(ABC):
         """Apply the updates whose guard still holds, in one transaction; return those."""
 
     @abstractmethod
-    async def delete_expired_sessions(self, now: float, limit: int) -> int:
-        """Delete up to ``limit`` expired sessions with their session and temp variables."""
+    async def expired_sessions(self, now: float, limit: int) -> list[SessionRecord]:
+        """Return up to ``limit`` sessions whose ``expires_at`` has passed, oldest first."""
 
     @abstractmethod
-    async def clear_expired_temp(self, now: float, limit: int) -> int:
-        """Empty up to ``limit`` expired temp memories of live sessions; count them."""
+    async def delete_sessions(self, sessions: Sequence[SessionRecord]) -> int:
+        """Delete these sessions with their session and temp variables, in one transaction.
+
+        A session whose ``last_seen`` changed since it was read (a turn revived it) is
+        kept. Return how many were deleted.
+        """
+
+    @abstractmethod
+    async def expired_temps(self, now: float, limit: int) -> list[SessionRecord]:
+        """Return up to ``limit`` sessions whose ``temp_expires_at`` has passed, oldest first."""
+
+    @abstractmethod
+    async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
+        """Empty the temp memory of these sessions and clear ``temp_expires_at``.
+
+        A session whose ``temp_expires_at`` was set to another time since it was read
+        (a turn filled temp again) is left alone.
+        Return how many were emptied.
+        """
 
     @abstractmethod
     async def delete_expired_kvs(self, now: float, limit: int) -> int:

@@ -176,24 +176,46 @@ class MemoryStorage(Storage):
                 )
         return applied
 
-    async def delete_expired_sessions(self, now: float, limit: int) -> int:
-        doomed = [k for k, s in self._sessions.items() if s.expires_at <= now][:limit]
-        for bot_id, key in doomed:
-            del self._sessions[(bot_id, key)]
-            self._vars.pop(("session", bot_id, key), None)
-            self._vars.pop(("temp", bot_id, key), None)
-        return len(doomed)
+    async def expired_sessions(self, now: float, limit: int) -> list[SessionRecord]:
+        due = sorted(
+            (s for s in self._sessions.values() if s.expires_at <= now),
+            key=lambda s: s.expires_at,
+        )
+        return due[:limit]
 
-    async def clear_expired_temp(self, now: float, limit: int) -> int:
-        due = [
-            s
-            for s in self._sessions.values()
-            if s.temp_expires_at is not None and s.temp_expires_at <= now
-        ][:limit]
-        for s in due:
+    async def delete_sessions(self, sessions: Sequence[SessionRecord]) -> int:
+        deleted = 0
+        for s in sessions:
+            current = self._sessions.get((s.bot_id, s.key))
+            if current is None or current.last_seen != s.last_seen:
+                continue
+            del self._sessions[(s.bot_id, s.key)]
+            self._vars.pop(("session", s.bot_id, s.key), None)
             self._vars.pop(("temp", s.bot_id, s.key), None)
-            self._sessions[(s.bot_id, s.key)] = replace(s, temp_expires_at=None)
-        return len(due)
+            deleted += 1
+        return deleted
+
+    async def expired_temps(self, now: float, limit: int) -> list[SessionRecord]:
+        due = sorted(
+            (
+                s
+                for s in self._sessions.values()
+                if s.temp_expires_at is not None and s.temp_expires_at <= now
+            ),
+            key=lambda s: s.temp_expires_at or 0.0,
+        )
+        return due[:limit]
+
+    async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
+        cleared = 0
+        for s in sessions:
+            current = self._sessions.get((s.bot_id, s.key))
+            if current is None or current.temp_expires_at not in (s.temp_expires_at, None):
+                continue
+            self._vars.pop(("temp", s.bot_id, s.key), None)
+            self._sessions[(s.bot_id, s.key)] = replace(current, temp_expires_at=None)
+            cleared += 1
+        return cleared
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         doomed = [

@@ -416,33 +416,63 @@ class SqliteStorage(Storage):
 
         return await self._run(self._write(update))
 
-    async def delete_expired_sessions(self, now: float, limit: int) -> int:
-        def delete(db: sqlite3.Connection) -> int:
-            doomed = db.execute(
-                "SELECT bot_id, key FROM sessions WHERE expires_at <= ? LIMIT ?", (now, limit)
-            ).fetchall()
-            db.executemany(
-                "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
-                "AND owner = ?",
-                doomed,
+    async def expired_sessions(self, now: float, limit: int) -> list[SessionRecord]:
+        def select(db: sqlite3.Connection) -> list[SessionRecord]:
+            rows = db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE expires_at <= ? "
+                "ORDER BY expires_at LIMIT ?",
+                (now, limit),
             )
-            db.executemany("DELETE FROM sessions WHERE bot_id = ? AND key = ?", doomed)
-            return len(doomed)
+            return [_session(r) for r in rows]
+
+        return await self._run(select)
+
+    async def delete_sessions(self, sessions: Sequence[SessionRecord]) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            deleted = 0
+            for s in sessions:
+                if not db.execute(
+                    "DELETE FROM sessions WHERE bot_id = ? AND key = ? AND last_seen = ?",
+                    (s.bot_id, s.key, s.last_seen),
+                ).rowcount:
+                    continue
+                db.execute(
+                    "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
+                    "AND owner = ?",
+                    (s.bot_id, s.key),
+                )
+                deleted += 1
+            return deleted
 
         return await self._run(self._write(delete))
 
-    async def clear_expired_temp(self, now: float, limit: int) -> int:
+    async def expired_temps(self, now: float, limit: int) -> list[SessionRecord]:
+        def select(db: sqlite3.Connection) -> list[SessionRecord]:
+            rows = db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE temp_expires_at <= ? "
+                "ORDER BY temp_expires_at LIMIT ?",
+                (now, limit),
+            )
+            return [_session(r) for r in rows]
+
+        return await self._run(select)
+
+    async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
         def clear(db: sqlite3.Connection) -> int:
-            due = db.execute(
-                "SELECT bot_id, key FROM sessions WHERE temp_expires_at <= ? LIMIT ?", (now, limit)
-            ).fetchall()
-            db.executemany(
-                "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?", due
-            )
-            db.executemany(
-                "UPDATE sessions SET temp_expires_at = NULL WHERE bot_id = ? AND key = ?", due
-            )
-            return len(due)
+            cleared = 0
+            for s in sessions:
+                if not db.execute(
+                    "UPDATE sessions SET temp_expires_at = NULL WHERE bot_id = ? AND key = ? "
+                    "AND (temp_expires_at = ? OR temp_expires_at IS NULL)",
+                    (s.bot_id, s.key, s.temp_expires_at),
+                ).rowcount:
+                    continue
+                db.execute(
+                    "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?",
+                    (s.bot_id, s.key),
+                )
+                cleared += 1
+            return cleared
 
         return await self._run(self._write(clear))
 

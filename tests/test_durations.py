@@ -1,0 +1,224 @@
+"""Durations: every spelling a user may write, and every value that must be refused."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from botmemory.durations import NEVER, format_duration, parse_duration, parse_interval
+from botmemory.errors import InvalidDurationError
+
+UNITS = {
+    0.001: ["ms"],
+    1.0: ["s", "sec", "secs", "second", "seconds"],
+    60.0: ["m", "min", "mins", "minute", "minutes"],
+    3600.0: ["h", "hr", "hrs", "hour", "hours"],
+    86400.0: ["d", "day", "days"],
+    604800.0: ["w", "week", "weeks"],
+    31536000.0: ["y", "yr", "yrs", "year", "years"],
+}
+SPELLINGS = [(unit, size) for size, units in UNITS.items() for unit in units]
+
+
+@pytest.mark.parametrize(("unit", "size"), SPELLINGS)
+@pytest.mark.parametrize("space", ["", " "])
+def test_every_unit_spelling_with_or_without_a_space(unit: str, size: float, space: str) -> None:
+    assert parse_duration(f"3{space}{unit}") == pytest.approx(3 * size)
+
+
+@pytest.mark.parametrize(("unit", "size"), SPELLINGS)
+def test_units_are_case_insensitive(unit: str, size: float) -> None:
+    assert parse_duration(f"2{unit.upper()}") == pytest.approx(2 * size)
+    assert parse_duration(f"2{unit.capitalize()}") == pytest.approx(2 * size)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1.5h", 5400.0),
+        ("0.5s", 0.5),
+        (".5s", 0.5),
+        ("0.25 d", 21600.0),
+        ("2.5ms", 0.0025),
+        ("  5m  ", 300.0),
+        ("60d", 5184000.0),
+        ("1d", 86400.0),
+        ("2m", 120.0),
+    ],
+)
+def test_decimals_and_surrounding_spaces(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(1500, 1.5), ("1500", 1.5), (" 1500 ", 1.5), (1.5, 0.0015), ("2.5", 0.0025), (0, 0.0)],
+)
+def test_bare_numbers_are_milliseconds(value: object, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(timedelta(minutes=5), 300.0), (timedelta(days=60), 5184000.0), (timedelta(0), 0.0)],
+)
+def test_timedelta(value: timedelta, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+def test_zero_is_a_duration_but_not_an_interval() -> None:
+    assert parse_duration("0s") == 0.0
+    with pytest.raises(InvalidDurationError, match="too short"):
+        parse_interval("0s")
+
+
+@pytest.mark.parametrize("text", ["never", "NEVER", " Never "])
+def test_never_where_allowed(text: str) -> None:
+    assert parse_duration(text, allow_never=True) is None
+
+
+@pytest.mark.parametrize("text", ["never", "NEVER"])
+def test_never_where_not_allowed(text: str) -> None:
+    with pytest.raises(InvalidDurationError, match="not allowed here"):
+        parse_duration(text, where="dialog.timeoutInterval")
+    with pytest.raises(InvalidDurationError, match="not allowed here"):
+        parse_interval(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1 month",
+        "",
+        "   ",
+        "60x",
+        "-5m",
+        "5 m s",
+        "5  m",
+        "m",
+        "5m5s",
+        "1e3s",
+        "five minutes",
+        -5,
+        -0.5,
+        True,
+        False,
+        None,
+        [5],
+        {"m": 5},
+        math.nan,
+        math.inf,
+        timedelta(seconds=-1),
+    ],
+)
+def test_values_that_are_not_durations(value: object) -> None:
+    with pytest.raises(InvalidDurationError):
+        parse_duration(value, allow_never=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("1 month", "unknown unit 'month'"),
+        ("60x", "unknown unit 'x'"),
+        ("", "not a duration"),
+        ("-5m", "not a duration"),
+        (-5, "not a positive duration"),
+        (True, "not a duration"),
+        (None, "NoneType, not a duration"),
+    ],
+)
+def test_errors_name_the_setting_and_quote_the_value(value: object, words: str) -> None:
+    with pytest.raises(InvalidDurationError) as info:
+        parse_duration(value, where="dataRetention.policies.email")
+    message = str(info.value)
+    assert message.startswith(f"dataRetention.policies.email: {value!r}")
+    assert words in message
+
+
+def test_invalid_duration_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="60x"):
+        parse_duration("60x")
+
+
+@pytest.mark.parametrize("value", [0, "0", "0s", "0ms", timedelta(0), 1, "1", "1ms", "99ms"])
+def test_interval_shorter_than_the_minimum(value: object) -> None:
+    with pytest.raises(InvalidDurationError, match=r"too short.*at least 0\.1s"):
+        parse_interval(value, where="dialog.janitorInterval")
+
+
+@pytest.mark.parametrize(
+    "value", ["1 month", "", "60x", "-5m", -5, True, None, "never", math.inf]
+)
+def test_interval_refuses_what_is_not_a_duration(value: object) -> None:
+    with pytest.raises(InvalidDurationError):
+        parse_interval(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("100ms", 0.1), (100, 0.1), ("10s", 10.0), ("2m", 120.0)]
+)
+def test_interval_at_or_above_the_minimum(value: object, seconds: float) -> None:
+    assert parse_interval(value) == pytest.approx(seconds)
+
+
+def test_interval_with_its_own_minimum() -> None:
+    assert parse_interval("5s", minimum=5) == 5.0
+    assert parse_interval(1, minimum=0.001) == 0.001
+    with pytest.raises(InvalidDurationError, match="at least 5s"):
+        parse_interval("4s", minimum=5)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, NEVER),
+        (5184000.0, "60d"),
+        (86400.0, "1d"),
+        (7200.0, "2h"),
+        (300.0, "5m"),
+        (120.0, "2m"),
+        (90.0, "90s"),
+        (604800.0, "1w"),
+        (31536000.0, "1y"),
+        (1.5, "1500ms"),
+        (0.25, "250ms"),
+        (0.0, "0ms"),
+    ],
+)
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("text", ["60d", "1d", "5m", "90s", "1500ms", "2w", "3y", "never"])
+def test_format_then_parse_gives_the_same_duration(text: str) -> None:
+    seconds = parse_duration(text, allow_never=True)
+    assert parse_duration(format_duration(seconds), allow_never=True) == seconds
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=InvalidDurationError,
+    reason="format_duration renders 1000.5s as '1.0005e+06ms' (':g' format)",
+)
+@pytest.mark.parametrize("text", ["1000.5s", "1.1h"])
+def test_format_then_parse_of_uneven_durations(text: str) -> None:
+    seconds = parse_duration(text)
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=OverflowError, reason="a huge int is not turned into InvalidDurationError"
+)
+def test_huge_integer_is_an_invalid_duration() -> None:
+    with pytest.raises(InvalidDurationError):
+        parse_duration(10**400)
+
+
+@pytest.mark.xfail(strict=True, reason="\\d and \\s match non-ASCII digits and newlines")
+@pytest.mark.parametrize("text", ["\u0665m", "5\nm"])
+def test_only_ascii_digits_and_a_space(text: str) -> None:
+    with pytest.raises(InvalidDurationError):
+        parse_duration(text)
