@@ -25,7 +25,9 @@ BACKENDS = [
     for b in os.environ.get("BOTMEMORY_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
     if b.strip()
 ]
-POSTGRES_URL = os.environ.get("BOTMEMORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "BOTMEMORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("BOTMEMORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("BOTMEMORY_REQUIRE_SERVICES") == "1"
 

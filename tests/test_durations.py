@@ -149,9 +149,7 @@ def test_interval_shorter_than_the_minimum(value: object) -> None:
         parse_interval(value, where="dialog.janitorInterval")
 
 
-@pytest.mark.parametrize(
-    "value", ["1 month", "", "60x", "-5m", -5, True, None, "never", math.inf]
-)
+@pytest.mark.parametrize("value", ["1 month", "", "60x", "-5m", -5, True, None, "never", math.inf])
 def test_interval_refuses_what_is_not_a_duration(value: object) -> None:
     with pytest.raises(InvalidDurationError):
         parse_interval(value)

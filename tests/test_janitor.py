@@ -25,7 +25,9 @@ async def fill(mem: Memory, users: int, kvs_keys: int) -> None:
         await kvs.set(f"k{i}", i, expiry="1h")
 
 
-@pytest.mark.parametrize(("count", "batch"), [(1, 250), (249, 250), (250, 250), (251, 250), (600, 100)])
+@pytest.mark.parametrize(
+    ("count", "batch"), [(1, 250), (249, 250), (250, 250), (251, 250), (600, 100)]
+)
 async def test_one_run_removes_everything_expired_in_batches(
     open_memory: OpenMemory, clock: ManualClock, count: int, batch: int
 ) -> None:
@@ -132,7 +134,8 @@ async def test_hooks_see_timed_out_sessions_before_they_are_removed(
         for s in sessions:
             channel, user_id, thread_id = json.loads(s.key)
             async with mem.turn(s.bot_id, user_id, channel, thread_id, resume=True) as state:
-                assert state.temp_expired and not state.session_expired
+                assert state.temp_expired
+                assert not state.session_expired
                 seen.append(("timeout", state.temp["t"], state.session["s"]))
                 state.user["timed_out"] = True
                 state.end_flow()

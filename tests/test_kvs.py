@@ -66,7 +66,9 @@ async def test_set_without_expiry_clears_an_earlier_one(mem: Memory, clock: Manu
 
 
 @pytest.mark.parametrize("expiry", ["1 month", "", "60x", "-5m", 0, "0s", -1, True, [1]])
-async def test_invalid_expiry_is_an_error_not_an_instant_expiry(mem: Memory, expiry: object) -> None:
+async def test_invalid_expiry_is_an_error_not_an_instant_expiry(
+    mem: Memory, expiry: object
+) -> None:
     kvs = mem.kvs.for_bot("b")
     await kvs.set("k", "kept")
     with pytest.raises(InvalidDurationError):

@@ -115,7 +115,9 @@ async def test_glob_characters_in_names_are_not_wildcards_elsewhere(
     assert await user(mem) == {"axb": 2}
 
 
-async def test_dotted_policy_removes_only_that_field(open_memory: OpenMemory, clock: ManualClock) -> None:
+async def test_dotted_policy_removes_only_that_field(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
     mem = await open_memory({"dataRetention": {"policies": {"profile.email": "1d"}}})
     await set_user(mem, profile={"name": "Ada", "email": "ada@example.com"})
     clock.advance(DAY)
@@ -205,7 +207,9 @@ async def test_policy_shortened_later_expires_old_data(
     assert (await second.janitor.run_once()).user_variables == 1
 
 
-async def test_retention_does_not_apply_to_other_scopes(retained: Memory, clock: ManualClock) -> None:
+async def test_retention_does_not_apply_to_other_scopes(
+    retained: Memory, clock: ManualClock
+) -> None:
     async with retained.turn("b", "u1") as state:
         state.bot["mood"] = "shared"
     clock.advance(2 * DAY)

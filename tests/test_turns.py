@@ -34,7 +34,9 @@ async def test_user_memory_is_not_shared_between_bots_or_channels(mem: Memory) -
         assert state.user["name"] == "Ada"
 
 
-async def test_session_memory_lives_until_inactivity_timeout(mem: Memory, clock: ManualClock) -> None:
+async def test_session_memory_lives_until_inactivity_timeout(
+    mem: Memory, clock: ManualClock
+) -> None:
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         state.session["topic"] = "billing"
@@ -64,7 +66,9 @@ async def test_timed_out_session_is_not_resurrected_by_a_later_write(
         assert {k: v for k, v in state.session.items() if k != "lastMessages"} == {"c": 3}
 
 
-async def test_bot_session_timeout_wins_over_global(open_memory: OpenMemory, clock: ManualClock) -> None:
+async def test_bot_session_timeout_wins_over_global(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
     mem = await open_memory(
         {"dialog": {"sessionTimeoutInterval": "1h"}}, {"short": {"sessionIntervalTimeout": "2m"}}
     )
@@ -92,7 +96,9 @@ async def test_last_messages_keeps_the_last_n_oldest_first(mem: Memory, clock: M
 
 
 async def test_last_messages_count_is_configurable(open_memory: OpenMemory) -> None:
-    mem = await open_memory({"session": {"lastMessages": 2}}, {"none": {"session": {"lastMessages": 0}}})
+    mem = await open_memory(
+        {"session": {"lastMessages": 2}}, {"none": {"session": {"lastMessages": 0}}}
+    )
     for i in range(3):
         async with mem.turn("b", "u1", message={"type": "quick_reply", "payload": i}) as state:
             pass
@@ -122,7 +128,9 @@ async def test_temp_set_after_end_flow_belongs_to_the_next_flow(mem: Memory) -> 
         assert dict(state.temp) == {"new": 2}
 
 
-async def test_temp_expires_after_dialog_timeout(open_memory: OpenMemory, clock: ManualClock) -> None:
+async def test_temp_expires_after_dialog_timeout(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
     mem = await open_memory({"dialog": {"timeoutInterval": "5m"}})
     async with mem.turn("b", "u1") as state:
         state.temp["step"] = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 from botmemory import ManualClock, Memory
 from tests.conftest import DAY, OpenMemory
 
@@ -45,7 +46,9 @@ async def test_export_returns_everything_stored_for_the_user(
     assert data["kvs"] == {"storage/users/u1/score": 10}
 
 
-async def test_export_leaves_out_what_has_expired(open_memory: OpenMemory, clock: ManualClock) -> None:
+async def test_export_leaves_out_what_has_expired(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
     mem = await open_memory({"dataRetention": {"policies": {"email": "60d"}}})
     await populate(mem)
     clock.advance(61 * DAY)

@@ -31,7 +31,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from botmemory.durations import format_duration, parse_duration, parse_interval
 from botmemory.errors import ConfigError, InvalidDurationError
@@ -414,7 +414,7 @@ def _validate(model: type[_F], doc: _Document | None, problems: list[str]) -> _F
         return None
 
 
-def _problem(model: type[Section], doc: _Document, error: Any) -> tuple[int, str]:
+def _problem(model: type[Section], doc: _Document, error: ErrorDetails) -> tuple[int, str]:
     """Return the line (0 if unknown) and the text of one validation error."""
     loc = [str(part) for part in error["loc"]]
     line = None if doc.text is None else _key_line(doc.text, loc)
@@ -423,8 +423,8 @@ def _problem(model: type[Section], doc: _Document, error: Any) -> tuple[int, str
     return line or 0, (f"{where}: {'.'.join(loc)}: {detail}" if loc else f"{where}: {detail}")
 
 
-def _detail(model: type[Section], loc: list[str], error: Any) -> str:
-    kind, message = error["type"], str(error["msg"])
+def _detail(model: type[Section], loc: list[str], error: ErrorDetails) -> str:
+    kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
         return _unknown_key(model, loc)
     if kind == "config":

@@ -39,7 +39,9 @@ _PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+)\s?(?P<unit>[a-z]*
 _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
 
 
-def parse_duration(value: object, *, where: str = "duration", allow_never: bool = False) -> float | None:
+def parse_duration(
+    value: object, *, where: str = "duration", allow_never: bool = False
+) -> float | None:
     """Return the duration in seconds, or ``None`` for ``"never"``.
 
     ``where`` names the setting or argument in the error message. A zero duration is

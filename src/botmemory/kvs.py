@@ -42,7 +42,9 @@ def parse_expiry(expiry: Expiry, where: str = "expiry") -> float | None:
 class KeyValueStore:
     """The key-value store of one bot, or the global one."""
 
-    def __init__(self, storage: Storage, namespace: str, clock: Clock, max_value_bytes: int) -> None:
+    def __init__(
+        self, storage: Storage, namespace: str, clock: Clock, max_value_bytes: int
+    ) -> None:
         self._storage = storage
         self.namespace = namespace
         self._clock = clock
@@ -90,7 +92,9 @@ class KeyValueStore:
 
     async def exists(self, key: str) -> bool:
         """Return whether ``key`` holds a value (a stored 0, "", false or null counts)."""
-        return await self._storage.kvs_get(self.namespace, self._key(key), self._clock()) is not None
+        return (
+            await self._storage.kvs_get(self.namespace, self._key(key), self._clock()) is not None
+        )
 
     async def keys(self, prefix: str = "") -> list[str]:
         """Return the live keys starting with ``prefix`` (taken literally), sorted."""
@@ -102,7 +106,8 @@ class KeyValueStore:
         """Delete every key starting with ``prefix`` (taken literally); return how many."""
         if not isinstance(prefix, str) or not prefix:
             raise InvalidValueError(
-                f"prefix {prefix!r} must be a non-empty string: use keys() and delete() to clear all"
+                f"prefix {prefix!r} must be a non-empty string; "
+                "to clear everything, delete the keys one by one"
             )
         return await self._storage.kvs_delete_prefix(self.namespace, prefix)
 
@@ -120,12 +125,16 @@ class KeyValueStore:
         def add(record: KvsRecord | None) -> tuple[KvsRecord, int | float]:
             current = 0 if record is None else loads(record.value)
             if isinstance(current, bool) or not isinstance(current, int | float):
-                raise InvalidValueError(f"kvs[{key!r}] holds {current!r}, not a number to increment")
+                raise InvalidValueError(
+                    f"kvs[{key!r}] holds {current!r}, not a number to increment"
+                )
             total = current + by
             expires_at = record.expires_at if record is not None else None
             if seconds is not None:
                 expires_at = now + seconds
-            return KvsRecord(to_json_text(total, f"kvs[{key!r}]", self._max_bytes), expires_at), total
+            return KvsRecord(
+                to_json_text(total, f"kvs[{key!r}]", self._max_bytes), expires_at
+            ), total
 
         return await self._storage.kvs_modify(self.namespace, key, now, add)
 

@@ -68,7 +68,9 @@ class Memory:
         return await cls._start(create_storage(url), settings, clock)
 
     @classmethod
-    async def from_data_dir(cls, path: str | os.PathLike[str], clock: Clock | None = None) -> Memory:
+    async def from_data_dir(
+        cls, path: str | os.PathLike[str], clock: Clock | None = None
+    ) -> Memory:
         """Open the memory described by a data folder's configuration files."""
         settings = load_data_dir(path)
         assert settings.database_url is not None
@@ -94,7 +96,10 @@ class Memory:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 

@@ -89,7 +89,9 @@ class RetentionPolicies:
         if name in self._exact:
             ttl = self._exact[name]
         else:
-            ttl = next((t for pattern, t in self._globs if fnmatch.fnmatchcase(name, pattern)), None)
+            ttl = next(
+                (t for pattern, t in self._globs if fnmatch.fnmatchcase(name, pattern)), None
+            )
         fields = self._fields.get(name, ())
         if ttl is None and not fields:
             return _NO_POLICY

@@ -35,8 +35,8 @@ LAST_MESSAGES = "lastMessages"
 
 def iso_time(epoch: float) -> str:
     """Render epoch seconds as an ISO 8601 UTC timestamp with milliseconds."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
 
 

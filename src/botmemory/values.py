@@ -22,9 +22,7 @@ __all__ = [
     "to_json_text",
 ]
 
-JsonValue: TypeAlias = (
-    dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
-)
+JsonValue: TypeAlias = dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
 Path: TypeAlias = tuple[str | int, ...]
 
 
@@ -102,9 +100,7 @@ def parse_path(path: str) -> Path:
     """Split ``"a.b[0].c"`` into ``("a", "b", 0, "c")``."""
     if not isinstance(path, str) or _PATH.fullmatch(path) is None:
         raise InvalidValueError(f"path {path!r} is invalid: use a form like 'a.b[0].c'")
-    return tuple(
-        name if name else int(index) for name, index in _SEGMENT.findall(path)
-    )
+    return tuple(name if name else int(index) for name, index in _SEGMENT.findall(path))
 
 
 def get_path(value: JsonValue, path: Path) -> JsonValue | _Missing:

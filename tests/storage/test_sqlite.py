@@ -74,11 +74,9 @@ async def test_janitor_queries_use_the_expiry_indexes(tmp_path: Path) -> None:
 
 async def test_data_survives_a_restart(tmp_path: Path, clock: ManualClock) -> None:
     url = f"sqlite:///{tmp_path}/m.db"
-    async with await Memory.open(url, clock=clock) as mem:
-        async with mem.turn("b", "u1") as state:
-            state.user["name"] = "Ada"
-            state.session["topic"] = "x"
-    async with await Memory.open(url, clock=clock) as mem:
-        async with mem.turn("b", "u1") as state:
-            assert state.user["name"] == "Ada"
-            assert state.session["topic"] == "x"
+    async with await Memory.open(url, clock=clock) as mem, mem.turn("b", "u1") as state:
+        state.user["name"] = "Ada"
+        state.session["topic"] = "x"
+    async with await Memory.open(url, clock=clock) as mem, mem.turn("b", "u1") as state:
+        assert state.user["name"] == "Ada"
+        assert state.session["topic"] == "x"

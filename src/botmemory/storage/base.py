@@ -160,7 +160,7 @@ class Storage(ABC):
         self._session_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._waiters: dict[tuple[str, str], int] = {}
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - optional: not every backend connects
         """Connect and create or upgrade the schema."""
 
     @abstractmethod
@@ -208,9 +208,7 @@ class Storage(ABC):
         """Store ``record`` under ``key``, replacing any earlier one."""
 
     @abstractmethod
-    async def kvs_modify(
-        self, namespace: str, key: str, now: float, modify: KvsModifier[T]
-    ) -> T:
+    async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         """Atomically read ``key``, apply ``modify`` and store what it returns."""
 
     @abstractmethod

@@ -82,9 +82,7 @@ class MemoryStorage(Storage):
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
         self._kvs.setdefault(namespace, {})[key] = record
 
-    async def kvs_modify(
-        self, namespace: str, key: str, now: float, modify: KvsModifier[T]
-    ) -> T:
+    async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         record, result = modify(self._live(namespace, key, now))
         if record is None:
             self._kvs.get(namespace, {}).pop(key, None)
@@ -110,9 +108,7 @@ class MemoryStorage(Storage):
 
     # -- users -------------------------------------------------------------------------
     def _user_sessions(self, bot_id: str, user_key: str) -> list[SessionRecord]:
-        return [
-            s for (b, _), s in self._sessions.items() if b == bot_id and s.user_key == user_key
-        ]
+        return [s for (b, _), s in self._sessions.items() if b == bot_id and s.user_key == user_key]
 
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
         sessions = self._user_sessions(bot_id, user_key)
@@ -136,7 +132,9 @@ class MemoryStorage(Storage):
 
     # -- retention and the janitor -------------------------------------------------------
     def _user_vars(self) -> list[StoredVar]:
-        return [v for (scope, _, _), vs in self._vars.items() if scope == "user" for v in vs.values()]
+        return [
+            v for (scope, _, _), vs in self._vars.items() if scope == "user" for v in vs.values()
+        ]
 
     async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:
         due = [v for v in self._user_vars() if v.expires_at is not None and v.expires_at <= now]

@@ -19,7 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from botmemory.errors import BackendError, BackendUnavailableError, LockTimeoutError, SchemaVersionError
+from botmemory.errors import (
+    BackendError,
+    BackendUnavailableError,
+    LockTimeoutError,
+    SchemaVersionError,
+)
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -66,7 +71,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 )
 
 _VAR_COLUMNS: Final = "bot_id, scope, owner, name, value, changed_at, expires_at, field_times"
-_SESSION_COLUMNS: Final = "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at"
+_SESSION_COLUMNS: Final = (
+    "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at"
+)
 _LOAD_TURN: Final = f"""
     SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'user' AND owner = ?2
     UNION ALL
@@ -154,7 +161,9 @@ class SqliteStorage(Storage):
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise BackendUnavailableError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise BackendUnavailableError(
+                f"cannot open SQLite database {self.path}: {exc}"
+            ) from exc
         self._db = db
         self._call(self._configure)
 
@@ -191,7 +200,12 @@ class SqliteStorage(Storage):
             db.execute("BEGIN")
             try:
                 rows = db.execute(_LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
-                found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
+                found: dict[str, list[StoredVar]] = {
+                    "user": [],
+                    "bot": [],
+                    "session": [],
+                    "temp": [],
+                }
                 for row in rows:
                     found[row[1]].append(_var(row))
                 session = db.execute(
@@ -232,8 +246,15 @@ class SqliteStorage(Storage):
             db.executemany(_UPSERT_VAR, [_var_params(v) for v in write.upserts])
             db.execute(
                 _UPSERT_SESSION,
-                (s.bot_id, s.key, s.user_key, s.started_at, s.last_seen, s.expires_at,
-                 s.temp_expires_at),
+                (
+                    s.bot_id,
+                    s.key,
+                    s.user_key,
+                    s.started_at,
+                    s.last_seen,
+                    s.expires_at,
+                    s.temp_expires_at,
+                ),
             )
 
         await self._run(self._write(commit))
@@ -252,7 +273,9 @@ class SqliteStorage(Storage):
         return await self._run(lambda db: self._kvs_live(db, namespace, key, now))
 
     @staticmethod
-    def _kvs_store(db: sqlite3.Connection, namespace: str, key: str, record: KvsRecord | None) -> None:
+    def _kvs_store(
+        db: sqlite3.Connection, namespace: str, key: str, record: KvsRecord | None
+    ) -> None:
         if record is None:
             db.execute("DELETE FROM kvs WHERE namespace = ? AND key = ?", (namespace, key))
         else:
@@ -264,9 +287,7 @@ class SqliteStorage(Storage):
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
         await self._run(self._write(lambda db: self._kvs_store(db, namespace, key, record)))
 
-    async def kvs_modify(
-        self, namespace: str, key: str, now: float, modify: KvsModifier[T]
-    ) -> T:
+    async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         def apply(db: sqlite3.Connection) -> T:
             record, result = modify(self._kvs_live(db, namespace, key, now))
             self._kvs_store(db, namespace, key, record)

@@ -1,0 +1,82 @@
+"""Administration commands: ``config check``, ``migrate`` and ``janitor run``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+
+from botmemory.cli.common import DATA_DIR, run
+from botmemory.config import load_data_dir
+from botmemory.errors import ConfigError
+from botmemory.memory import Memory
+from botmemory.storage import mask_url
+
+__all__ = ["config_group", "janitor_group", "migrate"]
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect the configuration of a data folder."""
+
+
+@config_group.command("check")
+@click.argument("data_dir", type=DATA_DIR)
+def config_check(data_dir: str) -> None:
+    """Print the resolved settings of every bot, or every problem found.
+
+    Example: botmemory config check ./data
+    """
+    try:
+        settings = load_data_dir(data_dir)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from None
+    click.echo(json.dumps(settings.describe(), indent=2))
+
+
+@click.command("migrate")
+@click.argument("data_dir", type=DATA_DIR)
+def migrate(data_dir: str) -> None:
+    """Create or upgrade the database schema of a data folder.
+
+    Example: botmemory migrate ./data
+    """
+
+    async def go() -> str:
+        memory = await Memory.from_data_dir(data_dir)
+        await memory.close()
+        return memory.storage.url
+
+    click.echo(f"schema is up to date: {mask_url(run(go()))}")
+
+
+@click.group("janitor")
+def janitor_group() -> None:
+    """Remove expired data."""
+
+
+@janitor_group.command("run")
+@click.argument("data_dir", type=DATA_DIR)
+@click.option("--once", is_flag=True, help="Run one pass and exit (default: keep running).")
+def janitor_run(data_dir: str, once: bool) -> None:
+    """Remove expired data now, once or every dataRetention.janitorInterval.
+
+    Example: botmemory janitor run ./data --once
+    """
+
+    async def go() -> None:
+        memory = await Memory.from_data_dir(data_dir)
+        try:
+            if once:
+                report = await memory.janitor.run_once()
+                click.echo(report.summary())
+                return
+            click.echo(f"janitor running every {memory.janitor.interval:g}s; Ctrl-C stops it")
+            await memory.janitor.start()
+            await asyncio.Event().wait()  # until Ctrl-C
+        finally:
+            await memory.close()
+
+    run(go())
