@@ -588,3 +588,9 @@ def test_describe_a_data_folder(tmp_path: Path) -> None:
     described = load_data_dir(tmp_path).describe()
     assert described["dataDir"] == str(tmp_path.resolve())
     assert described["database"] == {"url": f"sqlite://{tmp_path.resolve().as_posix()}/memory.db"}
+
+
+@pytest.mark.parametrize("key", ["a..b", ".a", "a.", ""])
+def test_malformed_policy_keys_are_reported(key: str) -> None:
+    with pytest.raises(ConfigError, match="policy key"):
+        load_settings({"dataRetention": {"policies": {key: "1d"}}})

@@ -125,7 +125,7 @@ def test_values_that_are_not_durations(value: object) -> None:
         ("60x", "unknown unit 'x'"),
         ("", "not a duration"),
         ("-5m", "not a duration"),
-        (-5, "not a positive duration"),
+        (-5, "negative or not a finite duration"),
         (True, "not a duration"),
         (None, "NoneType, not a duration"),
     ],
@@ -196,26 +196,17 @@ def test_format_then_parse_gives_the_same_duration(text: str) -> None:
     assert parse_duration(format_duration(seconds), allow_never=True) == seconds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidDurationError,
-    reason="format_duration renders 1000.5s as '1.0005e+06ms' (':g' format)",
-)
 @pytest.mark.parametrize("text", ["1000.5s", "1.1h"])
 def test_format_then_parse_of_uneven_durations(text: str) -> None:
     seconds = parse_duration(text)
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=OverflowError, reason="a huge int is not turned into InvalidDurationError"
-)
 def test_huge_integer_is_an_invalid_duration() -> None:
     with pytest.raises(InvalidDurationError):
         parse_duration(10**400)
 
 
-@pytest.mark.xfail(strict=True, reason="\\d and \\s match non-ASCII digits and newlines")
 @pytest.mark.parametrize("text", ["\u0665m", "5\nm"])
 def test_only_ascii_digits_and_a_space(text: str) -> None:
     with pytest.raises(InvalidDurationError):

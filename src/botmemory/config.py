@@ -34,7 +34,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from botmemory.durations import format_duration, parse_duration, parse_interval
-from botmemory.errors import ConfigError, InvalidDurationError
+from botmemory.errors import ConfigError, InvalidDurationError, InvalidValueError
+from botmemory.ids import BOT_ID_PATTERN
+from botmemory.values import parse_path
 
 __all__ = [
     "BOT_FILE",
@@ -50,7 +52,6 @@ __all__ = [
 GLOBAL_FILE: Final = "global/botmemory.config.json"
 BOT_FILE: Final = "bot.config.json"
 DATABASE_URL_ENV: Final = "BOTMEMORY_DATABASE_URL"
-BOT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _WHERE: Final = "value"
 _SYNTAX: Final = re.compile(r"<string>:(?P<line>\d+) (?P<reason>.*) at column (?P<column>\d+)")
@@ -125,6 +126,17 @@ class BotRetentionSection(Section):
 
     policies: dict[str, Policy] = Field(default_factory=dict)
     """Variable name, dotted path or glob -> retention time in seconds; default none."""
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_keys(cls, policies: dict[str, float | None]) -> dict[str, float | None]:
+        for key in policies:
+            try:
+                parse_path(key)
+            except InvalidValueError:
+                reason = f"policy key {key!r} is not a variable name, dotted path or glob"
+                raise PydanticCustomError("config", "{reason}", {"reason": reason}) from None
+        return policies
 
 
 class RetentionSection(BotRetentionSection):

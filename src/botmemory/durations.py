@@ -35,7 +35,7 @@ for _seconds, _names in (
     for _name in _names:
         _UNITS[_name] = _seconds
 
-_PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+)\s?(?P<unit>[a-z]*)")
+_PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+) ?(?P<unit>[a-z]*)", re.ASCII)
 _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
 
 
@@ -54,7 +54,7 @@ def parse_duration(
             raise InvalidDurationError(f"{where}: {value!r} is not allowed here: give a duration")
         return None
     if seconds < 0 or not math.isfinite(seconds):
-        raise InvalidDurationError(f"{where}: {value!r} is not a positive duration")
+        raise InvalidDurationError(f"{where}: {value!r} is negative or not a finite duration")
     return seconds
 
 
@@ -73,11 +73,12 @@ def format_duration(seconds: float | None) -> str:
     """Render seconds as the largest exact unit: ``5184000.0`` gives ``"60d"``."""
     if seconds is None:
         return NEVER
+    seconds = round(seconds, 6)
     for unit in ("y", "w", "d", "h", "m", "s"):
         size = _UNITS[unit]
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
-    return f"{seconds * 1000:g}ms"
+    return f"{seconds * 1000:.3f}".rstrip("0").rstrip(".") + "ms"
 
 
 def _to_seconds(value: object, where: str) -> float | None:
@@ -86,7 +87,10 @@ def _to_seconds(value: object, where: str) -> float | None:
     if isinstance(value, bool):
         raise InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
     if isinstance(value, int | float):
-        return float(value) / 1000.0
+        try:
+            return float(value) / 1000.0
+        except OverflowError:
+            raise InvalidDurationError(f"{where}: {value!r} is too large for a duration") from None
     if not isinstance(value, str):
         raise InvalidDurationError(
             f"{where}: {value!r} is a {type(value).__name__}, not a duration; {_HINT}"
