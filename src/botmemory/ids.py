@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from botmemory.errors import InvalidIdError
@@ -50,6 +50,16 @@ class Identity:
     channel: str
     user_id: str
     thread_id: str | None = None
+    user_key: str = field(init=False, repr=False, compare=False)
+    """Storage key of the user inside its bot (collision-free)."""
+    session_key: str = field(init=False, repr=False, compare=False)
+    """Storage key of the session inside its bot (collision-free)."""
+
+    def __post_init__(self) -> None:
+        user = [self.channel, self.user_id]
+        object.__setattr__(self, "user_key", json.dumps(user, ensure_ascii=False))
+        session = json.dumps([*user, self.thread_id], ensure_ascii=False)
+        object.__setattr__(self, "session_key", session)
 
     @classmethod
     def of(
@@ -70,13 +80,3 @@ class Identity:
         if self.thread_id is not None:
             parts.append(self.thread_id)
         return "::".join(parts)
-
-    @property
-    def user_key(self) -> str:
-        """Storage key of the user inside its bot (collision-free)."""
-        return json.dumps([self.channel, self.user_id], ensure_ascii=False)
-
-    @property
-    def session_key(self) -> str:
-        """Storage key of the session inside its bot (collision-free)."""
-        return json.dumps([self.channel, self.user_id, self.thread_id], ensure_ascii=False)

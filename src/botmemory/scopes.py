@@ -6,11 +6,12 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Final
 
 from botmemory.storage.base import Scope
-from botmemory.values import JsonValue, to_json_text
+from botmemory.values import JsonValue, loads, to_json_text
 
 __all__ = ["ScopeMemory"]
 
 _CONTAINERS: Final = (dict, list)
+_UNPARSED: Final = object()
 
 
 class ScopeMemory(MutableMapping[str, JsonValue]):
@@ -25,19 +26,29 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     def __init__(
         self,
         scope: Scope,
-        loaded: Mapping[str, tuple[JsonValue, str]],
+        texts: Mapping[str, str],
         max_value_bytes: int,
         expiries: Mapping[str, float | None] | None = None,
+        values: Mapping[str, JsonValue] | None = None,
     ) -> None:
+        """``texts`` maps names to stored JSON text, parsed on first access.
+
+        ``values`` gives the parsed value of names whose loaded value is not their
+        stored text (for example a user variable without its expired fields).
+        """
         self.scope = scope
         self._max_bytes = max_value_bytes
-        self._data: dict[str, JsonValue] = {name: value for name, (value, _) in loaded.items()}
-        self._loaded_text: dict[str, str] = {name: text for name, (_, text) in loaded.items()}
+        self._loaded_text: dict[str, str] = dict(texts)
+        self._data: dict[str, JsonValue] = dict.fromkeys(texts, _UNPARSED)  # type: ignore[arg-type]
+        if values:
+            self._data.update(values)
         self._touched: set[str] = set()
         self._expiries: dict[str, float | None] = dict(expiries or {})
 
     def __getitem__(self, name: str) -> JsonValue:
         value = self._data[name]
+        if value is _UNPARSED:
+            value = self._data[name] = loads(self._loaded_text[name])
         if isinstance(value, _CONTAINERS):
             self._touched.add(name)
         return value
@@ -60,7 +71,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         return len(self._data)
 
     def __repr__(self) -> str:
-        return f"<{self.scope} memory {self._data!r}>"
+        return f"<{self.scope} memory {self.to_dict()!r}>"
 
     def expiry(self, name: str) -> float | None:
         """When ``name`` expires (epoch seconds) as loaded, or ``None`` if it does not."""
@@ -68,7 +79,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
 
     def to_dict(self) -> dict[str, JsonValue]:
         """Return a plain dict of the current values (shared, not copied)."""
-        return dict(self._data)
+        return {name: self[name] for name in self._data}
 
     def changes(self) -> tuple[dict[str, str], list[str]]:
         """Return ``({name: new JSON text}, [deleted names])`` relative to what was loaded."""

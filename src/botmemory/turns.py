@@ -148,29 +148,30 @@ def begin_turn(
 
 
 def _scope(name: Scope, rows: Iterable[StoredVar], settings: BotSettings) -> ScopeMemory:
-    loaded = {row.key.name: (loads(row.value), row.value) for row in rows}
-    return ScopeMemory(name, loaded, settings.max_value_bytes)
+    return ScopeMemory(name, {row.key.name: row.value for row in rows}, settings.max_value_bytes)
 
 
 def _load_user(
     rows: list[StoredVar], policies: RetentionPolicies, now: float, loaded: _Loaded, max_bytes: int
 ) -> ScopeMemory:
-    values: dict[str, tuple[JsonValue, str]] = {}
+    texts: dict[str, str] = {}
+    values: dict[str, JsonValue] = {}
     expiries: dict[str, float | None] = {}
     for row in rows:
         name = row.key.name
         if row.expires_at is None and not policies.for_variable(name).expires:
-            values[name] = (loads(row.value), row.value)
+            texts[name] = row.value
             loaded.user_rows[name] = (row, None)
             continue
         times = json.loads(row.field_times) if row.field_times else {}
         ev = policies.evaluate(name, loads(row.value), row.changed_at, times, now)
         if ev.expired:
             continue
-        values[name] = (ev.value, dumps(ev.value) if ev.stripped else row.value)
+        texts[name] = dumps(ev.value) if ev.stripped else row.value
+        values[name] = ev.value
         expiries[name] = ev.expires_at
         loaded.user_rows[name] = (row, ev)
-    return ScopeMemory("user", values, max_bytes, expiries)
+    return ScopeMemory("user", texts, max_bytes, expiries, values)
 
 
 def _remember_message(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Final, TypeAlias
+
+import orjson
 
 from botmemory.errors import InvalidValueError, ValueTooLargeError
 
@@ -35,21 +36,19 @@ class _Missing:
 
 MISSING: Final = _Missing()
 
-_encoder: Final = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
-)
+_INT_RANGE: Final = range(-(2**63), 2**64)
 _SEGMENT: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _PATH: Final = re.compile(r"(?:[^.\[\]]+|\[\d+\])(?:\.[^.\[\]]+|\[\d+\])*")
 
 
 def dumps(value: JsonValue) -> str:
     """Return the canonical JSON text of ``value`` (sorted keys, no spaces)."""
-    return _encoder.encode(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def loads(text: str) -> JsonValue:
+def loads(text: str | bytes) -> JsonValue:
     """Parse JSON text stored by botmemory."""
-    value: JsonValue = json.loads(text)
+    value: JsonValue = orjson.loads(text)
     return value
 
 
@@ -72,7 +71,13 @@ def to_json_text(value: object, where: str, max_bytes: int) -> str:
 
 def _check(value: object, where: str) -> None:
     kind = type(value)
-    if value is None or kind is str or kind is bool or kind is int:
+    if value is None or kind is str or kind is bool:
+        return
+    if kind is int:
+        if value not in _INT_RANGE:
+            raise InvalidValueError(
+                f"{where}: {value!r} is too large: integers must fit in 64 bits"
+            )
         return
     if kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 __all__ = [
     "KvsModifier",
@@ -43,9 +43,12 @@ Scope = Literal["user", "session", "temp", "bot"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class VarKey:
-    """Where one variable lives. ``owner`` is the user key, session key, or ``""`` for bot."""
+class VarKey(NamedTuple):
+    """Where one variable lives. ``owner`` is the user key, session key, or ``""`` for bot.
+
+    Variable records are named tuples: a turn builds dozens of them, and tuples are
+    the cheapest immutable records Python has.
+    """
 
     scope: Scope
     bot_id: str
@@ -53,8 +56,7 @@ class VarKey:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class StoredVar:
+class StoredVar(NamedTuple):
     """One stored variable. ``expires_at`` and ``field_times`` are used by user variables."""
 
     key: VarKey

@@ -166,8 +166,7 @@ class MemoryStorage(Storage):
             if update.value is None:
                 del owned[k.name]
             else:
-                owned[k.name] = replace(
-                    current,
+                owned[k.name] = current._replace(
                     value=update.value,
                     expires_at=update.expires_at,
                     field_times=update.field_times,

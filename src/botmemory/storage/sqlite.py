@@ -13,15 +13,17 @@ Several processes need the PostgreSQL or Redis backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
+    BotMemoryError,
     LockTimeoutError,
     SchemaVersionError,
 )
@@ -38,6 +40,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
 )
+from botmemory.storage.worker import Worker, deliver
 
 __all__ = ["MIGRATIONS", "SqliteStorage", "sqlite_path"]
 
@@ -83,9 +86,17 @@ _LOAD_TURN: Final = f"""
     UNION ALL
     SELECT {_VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'temp' AND owner = ?3
 """
-_UPSERT_VAR: Final = f"INSERT OR REPLACE INTO variables ({_VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+_UPSERT_VAR: Final = (
+    f"INSERT INTO variables ({_VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET value = excluded.value, "
+    "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
+    "field_times = excluded.field_times"
+)
 _UPSERT_SESSION: Final = (
-    f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?)"
+    f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?) "
+    "ON CONFLICT (bot_id, key) DO UPDATE SET started_at = excluded.started_at, "
+    "last_seen = excluded.last_seen, expires_at = excluded.expires_at, "
+    "temp_expires_at = excluded.temp_expires_at"
 )
 
 
@@ -115,28 +126,31 @@ class SqliteStorage(Storage):
         super().__init__()
         self.url = url
         self.path = sqlite_path(url)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botmemory-sqlite")
+        self._worker = Worker("botmemory-sqlite")
+        self._queue_lock = threading.Lock()
+        self._queued: list[tuple[TurnWrite, asyncio.Future[None]]] = []
         self._db: sqlite3.Connection | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        return await self._worker.call(lambda: self._call(fn))
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
             raise BackendUnavailableError(f"the SQLite database {self.path} is closed")
         try:
             return fn(self._db)
-        except sqlite3.OperationalError as exc:
-            if self._db.in_transaction:
-                self._db.rollback()
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise LockTimeoutError(f"SQLite database {self.path} is locked: {exc}") from exc
-            raise BackendError(f"SQLite error on {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.rollback()
-            raise BackendError(f"SQLite error on {self.path}: {exc}") from exc
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> BackendError:
+        """Turn a driver error into botmemory's own."""
+        if isinstance(exc, sqlite3.OperationalError) and (
+            "locked" in str(exc) or "busy" in str(exc)
+        ):
+            return LockTimeoutError(f"SQLite database {self.path} is locked: {exc}")
+        return BackendError(f"SQLite error on {self.path}: {exc}")
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
         def in_transaction(db: sqlite3.Connection) -> T:
@@ -152,8 +166,7 @@ class SqliteStorage(Storage):
         return in_transaction
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._connect)
+        await self._worker.call(self._connect)
 
     def _connect(self) -> None:
         if self.path not in ("", ":memory:"):
@@ -190,9 +203,8 @@ class SqliteStorage(Storage):
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, db.close)
-        self._executor.shutdown(wait=False)
+            await self._worker.call(db.close)
+        self._worker.stop()
 
     # -- turns ---------------------------------------------------------------------
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
@@ -225,39 +237,85 @@ class SqliteStorage(Storage):
         return await self._run(load)
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        s = write.session
+        """Queue the write; the worker commits every queued write in one transaction.
 
-        def commit(db: sqlite3.Connection) -> None:
-            if write.reset_session:
-                db.execute(
-                    "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
-                    "AND owner = ?",
-                    (s.bot_id, s.key),
-                )
-            elif write.reset_temp:
-                db.execute(
-                    "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?",
-                    (s.bot_id, s.key),
-                )
+        Each write runs inside its own savepoint, so a failing write fails alone
+        and the others commit. Under concurrent turns this is group commit: one
+        transaction, one WAL append, for many turns.
+        """
+        future = asyncio.get_running_loop().create_future()
+        with self._queue_lock:
+            self._queued.append((write, future))
+            first = len(self._queued) == 1
+        if first:
+            self._worker.post(self._commit_queued)
+        await future
+
+    def _commit_queued(self) -> None:
+        with self._queue_lock:
+            batch, self._queued = self._queued, []
+        outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]] = []
+        try:
+            self._call(self._write(lambda db: self._apply_turns(db, batch, outcomes)))
+        except BotMemoryError as exc:
+            outcomes = [(future, None, exc) for _, future in batch]
+        loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for outcome in outcomes:
+            loops.setdefault(outcome[0].get_loop(), []).append(outcome)
+        for loop, done in loops.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(deliver, done)
+
+    def _apply_turns(
+        self,
+        db: sqlite3.Connection,
+        batch: list[tuple[TurnWrite, asyncio.Future[None]]],
+        outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]],
+    ) -> None:
+        for write, future in batch:
+            db.execute("SAVEPOINT turn")
+            try:
+                self._apply_turn(db, write)
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK TO turn")
+                outcomes.append((future, None, self._translate(exc)))
+            else:
+                outcomes.append((future, None, None))
+            db.execute("RELEASE turn")
+
+    @staticmethod
+    def _apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
+        s = write.session
+        if write.reset_session:
+            db.execute(
+                "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
+                "AND owner = ?",
+                (s.bot_id, s.key),
+            )
+        elif write.reset_temp:
+            db.execute(
+                "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?",
+                (s.bot_id, s.key),
+            )
+        if write.deletes:
             db.executemany(
                 "DELETE FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ?",
                 [(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes],
             )
+        if write.upserts:
             db.executemany(_UPSERT_VAR, [_var_params(v) for v in write.upserts])
-            db.execute(
-                _UPSERT_SESSION,
-                (
-                    s.bot_id,
-                    s.key,
-                    s.user_key,
-                    s.started_at,
-                    s.last_seen,
-                    s.expires_at,
-                    s.temp_expires_at,
-                ),
-            )
-
-        await self._run(self._write(commit))
+        db.execute(
+            _UPSERT_SESSION,
+            (
+                s.bot_id,
+                s.key,
+                s.user_key,
+                s.started_at,
+                s.last_seen,
+                s.expires_at,
+                s.temp_expires_at,
+            ),
+        )
 
     # -- key-value store -------------------------------------------------------------
     @staticmethod

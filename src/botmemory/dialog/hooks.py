@@ -1,0 +1,111 @@
+"""Hooks: a bot's Python code that runs around the dialog, outside flows.
+
+``bots/<botId>/hooks/<hook_name>/*.py`` each define ``hook(event, state, kvs)``, sync or
+async; the files of one hook run in the order of their names. The hooks:
+
+- ``before_incoming``, ``after_incoming``: for each user message, before the flow runs
+  (memory is loaded; ``session.lastMessages`` already has the message).
+- ``before_outgoing``: for each reply, with the outgoing event; return a string to
+  replace the reply's text.
+- ``before_session_timeout``: on dialog timeout, before the timeout node or flow runs;
+  the event is the ``"timeout"`` event.
+- ``on_session_end``: when the janitor drops a timed-out session; the event is ``None``.
+
+``state`` is the turn's memory (changes are persisted with the turn); ``kvs`` is the
+bot's key-value store.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from botmemory.dialog.errors import HookError
+from botmemory.dialog.events import Event
+from botmemory.dialog.loader import import_file
+from botmemory.kvs import KeyValueStore
+from botmemory.turns import TurnState
+
+__all__ = ["HOOK_NAMES", "HookFunction", "HookSpec", "Hooks", "load_hooks", "run_hooks"]
+
+HOOK_NAMES: Final = (
+    "before_incoming",
+    "after_incoming",
+    "before_outgoing",
+    "before_session_timeout",
+    "on_session_end",
+)
+HOOK_FUNCTION: Final = "hook"
+
+HookFunction = Callable[[Event | None, TurnState, KeyValueStore], "object | Awaitable[object]"]
+"""``(event, state, kvs)``, sync or async."""
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """One hook function and the file it comes from."""
+
+    hook: str
+    function: HookFunction
+    source: str
+
+
+Hooks = Mapping[str, Sequence[HookSpec]]
+"""Hook name -> its functions, in the order they run."""
+
+
+def load_hooks(
+    bot_dir: Path, bot_id: str, label: str, problems: list[str]
+) -> dict[str, list[HookSpec]]:
+    """Import ``bot_dir/hooks/*/*.py``; add a problem naming the file for each bad one."""
+    hooks: dict[str, list[HookSpec]] = {name: [] for name in HOOK_NAMES}
+    root = bot_dir / "hooks"
+    if not root.is_dir():
+        return hooks
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        where = f"{label}/hooks/{folder.name}"
+        if folder.name not in hooks:
+            problems.append(f"{where}: unknown hook: the hooks are {', '.join(HOOK_NAMES)}")
+            continue
+        for path in sorted(folder.glob("*.py")):
+            spec = _load_one(path, bot_id, folder.name, f"{where}/{path.name}", problems)
+            if spec is not None:
+                hooks[folder.name].append(spec)
+    return hooks
+
+
+def _load_one(
+    path: Path, bot_id: str, hook: str, label: str, problems: list[str]
+) -> HookSpec | None:
+    module = import_file(path, bot_id, f"hooks_{hook}", label)
+    if isinstance(module, str):
+        problems.append(module)
+        return None
+    function = getattr(module, HOOK_FUNCTION, None)
+    if not callable(function):
+        problems.append(f"{label}: defines no function {HOOK_FUNCTION}(event, state, kvs)")
+        return None
+    return HookSpec(hook, function, label)
+
+
+async def run_hooks(
+    specs: Sequence[HookSpec], event: Event | None, state: TurnState, kvs: KeyValueStore
+) -> list[object]:
+    """Run hook functions in order; return what each returned.
+
+    An exception in a hook is raised as :class:`HookError` naming the hook and its file.
+    """
+    results: list[object] = []
+    for spec in specs:
+        try:
+            result = spec.function(event, state, kvs)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            message = f"hook {spec.hook} ({spec.source}) failed: {type(exc).__name__}: {exc}"
+            raise HookError(message) from exc
+        results.append(result)
+    return results

@@ -1,0 +1,45 @@
+"""Import a bot's Python files (actions, hooks) under module names unique to each load."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import re
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Final
+
+__all__ = ["import_file"]
+
+_COUNTER: Final = itertools.count(1)
+_UNSAFE: Final = re.compile(r"\W")
+
+
+def import_file(path: Path, bot_id: str, kind: str, label: str) -> ModuleType | str:
+    """Import ``path`` as a fresh module; return it, or the problem naming ``label``.
+
+    Each call gets its own module name (``_botmemory_bots.<n>.<bot>.<kind>.<file>``), so
+    two bots, or two loads of one bot, never share or replace each other's code.
+    """
+    stem = _UNSAFE.sub("_", path.stem)
+    name = f"_botmemory_bots_{next(_COUNTER)}_{_UNSAFE.sub('_', bot_id)}_{kind}_{stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        return f"{label}: cannot be imported as a Python module"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        return f"{label}{_line(exc, path)}: cannot be imported: {type(exc).__name__}: {exc}"
+    return module
+
+
+def _line(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, SyntaxError) and exc.lineno is not None:
+        return f", line {exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    return f", line {frames[-1].lineno}" if frames else ""

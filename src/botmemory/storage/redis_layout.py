@@ -1,0 +1,343 @@
+"""Where the Redis backend keeps what, how it encodes records, and its Lua scripts.
+
+Every key starts with the URL's ``prefix`` (default ``botmemory:``), then a hash tag:
+
+- ``{b:<bot>}`` for everything of one bot: user variables, sessions, session and temp
+  variables, bot variables, the bot's KVS keys and the janitor's indexes of that bot.
+  All keys of one turn share it, so a turn is one ``MULTI``/``EXEC`` in one cluster slot.
+- ``{global}`` for the global key-value store.
+- ``{meta}`` for botmemory's own settings, the list of bots and the janitor's lease.
+
+Records keep their expiry times as data (epoch seconds of the injected clock): reads
+decide on those, never on Redis' clock. Numbers are written as ``repr(float(x))`` so
+that a guard can compare them as strings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final
+
+from botmemory.storage.base import KvsRecord, SessionRecord, StoredVar, VarKey
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "BotKeys",
+    "KvsKeys",
+    "MetaKeys",
+    "Scripts",
+    "pack_kvs",
+    "pack_session",
+    "pack_var",
+    "unpack_kvs",
+    "unpack_session",
+    "unpack_var",
+    "user_var_member",
+    "var_guard",
+]
+
+LAYOUT_VERSION: Final = 1
+"""Bump when the layout changes; a newer layout in Redis is refused."""
+
+
+def num(value: float) -> str:
+    """Encode a time so that equal floats give equal strings."""
+    return repr(float(value))
+
+
+def _opt(value: float | None) -> str:
+    return "" if value is None else num(value)
+
+
+def _opt_float(text: str) -> float | None:
+    return None if text == "" else float(text)
+
+
+@dataclass(frozen=True, slots=True)
+class KvsKeys:
+    """The keys of one KVS namespace.
+
+    ``data(key)`` holds the value (a string with a native TTL when it expires),
+    ``names`` every key name (a sorted set, all scores 0, for prefix listings by lex
+    range), ``due`` the names that expire, scored by ``expires_at``.
+    """
+
+    base: str
+
+    def data(self, key: str) -> str:
+        return f"{self.base}kvs:{key}"
+
+    @property
+    def names(self) -> str:
+        return f"{self.base}kvs-keys"
+
+    @property
+    def due(self) -> str:
+        return f"{self.base}due:kvs"
+
+
+@dataclass(frozen=True, slots=True)
+class BotKeys(KvsKeys):
+    """The keys of one bot; all share the hash tag ``{b:<bot>}``."""
+
+    @classmethod
+    def of(cls, prefix: str, bot_id: str) -> BotKeys:
+        return cls(f"{prefix}{{b:{bot_id}}}:")
+
+    def user(self, user_key: str) -> str:
+        """Hash: variable name → packed user variable."""
+        return f"{self.base}u:{user_key}"
+
+    def user_sessions(self, user_key: str) -> str:
+        """Set of the user's session keys."""
+        return f"{self.base}user-sessions:{user_key}"
+
+    @property
+    def users(self) -> str:
+        """Sorted set (lex) of users that have stored user variables."""
+        return f"{self.base}users"
+
+    def session(self, session_key: str) -> str:
+        """Hash: the session record (see :func:`pack_session`)."""
+        return f"{self.base}s:{session_key}"
+
+    def session_vars(self, session_key: str) -> str:
+        return f"{self.base}sv:{session_key}"
+
+    def temp_vars(self, session_key: str) -> str:
+        return f"{self.base}st:{session_key}"
+
+    @property
+    def bot_vars(self) -> str:
+        return f"{self.base}bot"
+
+    def var_hash(self, key: VarKey) -> str:
+        """The hash that holds the variable ``key``."""
+        if key.scope == "user":
+            return self.user(key.owner)
+        if key.scope == "session":
+            return self.session_vars(key.owner)
+        if key.scope == "temp":
+            return self.temp_vars(key.owner)
+        return self.bot_vars
+
+    @property
+    def due_user_vars(self) -> str:
+        """Sorted set: :func:`user_var_member` scored by the variable's ``expires_at``."""
+        return f"{self.base}due:user-vars"
+
+    @property
+    def due_sessions(self) -> str:
+        """Sorted set: session keys scored by ``expires_at``."""
+        return f"{self.base}due:sessions"
+
+    @property
+    def due_temps(self) -> str:
+        """Sorted set: session keys scored by ``temp_expires_at``."""
+        return f"{self.base}due:temps"
+
+    def lease(self, session_key: str) -> str:
+        return f"{self.base}lease:{session_key}"
+
+
+def kvs_keys(prefix: str, namespace: str) -> KvsKeys:
+    """The keys of a KVS namespace: a bot's shares its tag, the global one has its own."""
+    return BotKeys.of(prefix, namespace) if namespace else KvsKeys(f"{prefix}{{global}}:")
+
+
+@dataclass(frozen=True, slots=True)
+class MetaKeys:
+    """botmemory's own keys."""
+
+    settings: str
+    bots: str
+    layout: str
+    janitor_lease: str
+
+    @classmethod
+    def of(cls, prefix: str) -> MetaKeys:
+        base = f"{prefix}{{meta}}:"
+        return cls(f"{base}settings", f"{base}bots", f"{base}layout", f"{base}janitor-lease")
+
+
+# -- records -------------------------------------------------------------------------------
+def pack_var(var: StoredVar) -> str:
+    """``changed_at``, ``expires_at``, ``field_times`` and the value, one per line.
+
+    The value comes last and is split off whole, so it may contain anything.
+    """
+    return f"{num(var.changed_at)}\n{_opt(var.expires_at)}\n{var.field_times or ''}\n{var.value}"
+
+
+def unpack_var(key: VarKey, raw: str) -> StoredVar:
+    changed_at, expires_at, field_times, value = raw.split("\n", 3)
+    return StoredVar(key, value, float(changed_at), _opt_float(expires_at), field_times or None)
+
+
+def var_guard(changed_at: float) -> str:
+    """The start of a packed variable last changed at ``changed_at``."""
+    return num(changed_at) + "\n"
+
+
+def user_var_member(user_key: str, name: str) -> str:
+    """A user variable's member in the ``due:user-vars`` index."""
+    return json.dumps([user_key, name], separators=(",", ":"))
+
+
+def pack_session(session: SessionRecord) -> dict[str, str]:
+    """The session hash; ``temp`` is absent (and must be deleted) when temp is empty."""
+    fields = {
+        "user": session.user_key,
+        "started": num(session.started_at),
+        "seen": num(session.last_seen),
+        "expires": num(session.expires_at),
+    }
+    if session.temp_expires_at is not None:
+        fields["temp"] = num(session.temp_expires_at)
+    return fields
+
+
+def unpack_session(bot_id: str, key: str, fields: dict[str, str]) -> SessionRecord | None:
+    if not fields:
+        return None
+    return SessionRecord(
+        bot_id,
+        key,
+        fields["user"],
+        float(fields["started"]),
+        float(fields["seen"]),
+        float(fields["expires"]),
+        _opt_float(fields.get("temp", "")),
+    )
+
+
+def pack_kvs(record: KvsRecord) -> str:
+    return f"{_opt(record.expires_at)}\n{record.value}"
+
+
+def unpack_kvs(raw: str | None, now: float) -> KvsRecord | None:
+    """The record if it is live at ``now``."""
+    if raw is None:
+        return None
+    expires_at, value = raw.split("\n", 1)
+    record = KvsRecord(value, _opt_float(expires_at))
+    if record.expires_at is not None and record.expires_at <= now:
+        return None
+    return record
+
+
+# -- Lua scripts: each is atomic, and names every key it touches in KEYS ----------------------
+class Scripts:
+    """The Lua source of every script the backend runs."""
+
+    RELEASE: Final = """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+    return 0
+    """
+    """Delete a lease if it still holds our token."""
+
+    RENEW: Final = """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then
+        return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    end
+    return 0
+    """
+    """Extend a lease if it still holds our token."""
+
+    UPDATE_USER_VARS: Final = """
+    -- KEYS[1]: due:user-vars; KEYS[i + 1]: user hash of update i
+    -- ARGV per update: name, guard, packed record ('' deletes), expires_at ('' none), member
+    local applied = {}
+    for i = 1, #KEYS - 1 do
+        local a = (i - 1) * 5
+        local hash, name, guard = KEYS[i + 1], ARGV[a + 1], ARGV[a + 2]
+        local current = redis.call('HGET', hash, name)
+        if current and string.sub(current, 1, #guard) == guard then
+            if ARGV[a + 3] == '' then
+                redis.call('HDEL', hash, name)
+            else
+                redis.call('HSET', hash, name, ARGV[a + 3])
+            end
+            if ARGV[a + 4] == '' then
+                redis.call('ZREM', KEYS[1], ARGV[a + 5])
+            else
+                redis.call('ZADD', KEYS[1], ARGV[a + 4], ARGV[a + 5])
+            end
+            applied[#applied + 1] = i
+        end
+    end
+    return applied
+    """
+
+    DELETE_SESSIONS: Final = """
+    -- KEYS[1]: due:sessions, KEYS[2]: due:temps; then per session:
+    -- session hash, session vars, temp vars, user's session set
+    -- ARGV per session: last_seen guard, session key
+    local deleted = 0
+    for i = 0, (#KEYS - 2) / 4 - 1 do
+        local k, a = 2 + i * 4, i * 2
+        if redis.call('HGET', KEYS[k + 1], 'seen') == ARGV[a + 1] then
+            redis.call('DEL', KEYS[k + 1], KEYS[k + 2], KEYS[k + 3])
+            redis.call('SREM', KEYS[k + 4], ARGV[a + 2])
+            redis.call('ZREM', KEYS[1], ARGV[a + 2])
+            redis.call('ZREM', KEYS[2], ARGV[a + 2])
+            deleted = deleted + 1
+        end
+    end
+    return deleted
+    """
+
+    CLEAR_TEMPS: Final = """
+    -- KEYS[1]: due:temps; then per session: session hash, temp vars
+    -- ARGV per session: temp_expires_at guard ('' for none), session key
+    local cleared = 0
+    for i = 0, (#KEYS - 1) / 2 - 1 do
+        local k, a = 1 + i * 2, i * 2
+        if redis.call('EXISTS', KEYS[k + 1]) == 1 then
+            local current = redis.call('HGET', KEYS[k + 1], 'temp')
+            if (not current) or current == ARGV[a + 1] then
+                redis.call('HDEL', KEYS[k + 1], 'temp')
+                redis.call('DEL', KEYS[k + 2])
+                redis.call('ZREM', KEYS[1], ARGV[a + 2])
+                cleared = cleared + 1
+            end
+        end
+    end
+    return cleared
+    """
+
+    DELETE_EXPIRED_KVS: Final = """
+    -- KEYS[1]: due:kvs, KEYS[2]: kvs-keys, KEYS[i + 2]: data key of name i
+    -- ARGV[1]: now; ARGV[i + 1]: name i
+    local now, deleted = tonumber(ARGV[1]), 0
+    for i = 1, #KEYS - 2 do
+        local name = ARGV[i + 1]
+        local score = redis.call('ZSCORE', KEYS[1], name)
+        if score and tonumber(score) <= now then
+            redis.call('DEL', KEYS[i + 2])
+            redis.call('ZREM', KEYS[1], name)
+            redis.call('ZREM', KEYS[2], name)
+            deleted = deleted + 1
+        end
+    end
+    return deleted
+    """
+
+    PURGE: Final = """
+    -- Drop index entries whose record Redis already expired on its own.
+    -- KEYS[1]: the index; KEYS[i + 1]: the hash of entry i
+    -- ARGV per entry: hash field ('' for the whole key), member
+    local purged = 0
+    for i = 1, #KEYS - 1 do
+        local field, member = ARGV[i * 2 - 1], ARGV[i * 2]
+        local gone
+        if field == '' then
+            gone = redis.call('EXISTS', KEYS[i + 1]) == 0
+        else
+            gone = redis.call('HEXISTS', KEYS[i + 1], field) == 0
+        end
+        if gone then purged = purged + redis.call('ZREM', KEYS[1], member) end
+    end
+    return purged
+    """

@@ -1,0 +1,93 @@
+"""Leases on Redis keys: a lock that several processes on several hosts can share.
+
+A lease is a key holding a random token with a timeout (``SET NX PX``). Its holder
+renews it every third of the timeout while it runs, and releases it with a script that
+deletes the key only if it still holds the holder's token. A holder that dies stops
+renewing, so its lease lapses after the timeout and another process takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+__all__ = ["Lease"]
+
+log = logging.getLogger("botmemory.storage.redis")
+
+_FIRST_POLL = 0.005
+_MAX_POLL = 0.1
+
+
+class Lease:
+    """One attempt to hold the lease on ``key`` for ``timeout`` seconds at a time."""
+
+    def __init__(
+        self,
+        client: Redis,
+        key: str,
+        timeout: float,
+        release_script: AsyncScript,
+        renew_script: AsyncScript,
+    ) -> None:
+        self.key = key
+        self.token = secrets.token_hex(16)
+        self._client = client
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._release = release_script
+        self._renew = renew_script
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def try_take(self) -> bool:
+        """Take the lease if it is free; start renewing it."""
+        taken = bool(await self._client.set(self.key, self.token, nx=True, px=self._timeout_ms))
+        if taken:
+            self._renewer = asyncio.create_task(self._keep(), name=f"botmemory-lease {self.key}")
+        return taken
+
+    async def take(self, wait: float) -> bool:
+        """Take the lease, polling for up to ``wait`` seconds; return whether it was taken."""
+        deadline = time.monotonic() + wait
+        pause = _FIRST_POLL
+        while not await self.try_take():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(left, pause * random.uniform(0.5, 1.5)))
+            pause = min(pause * 2, _MAX_POLL)
+        return True
+
+    async def release(self) -> bool:
+        """Stop renewing and release the lease if it is still ours; return whether it was."""
+        await self._stop()
+        return bool(await self._call(self._release, self.token))
+
+    async def _stop(self) -> None:
+        task, self._renewer = self._renewer, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _keep(self) -> None:
+        interval = self._timeout_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self._call(self._renew, self.token, self._timeout_ms):
+                    log.warning("lease %s was lost: another process may hold it now", self.key)
+                    return
+            except RedisError as exc:  # the lease may lapse; the holder's writes fail too
+                log.warning("cannot renew lease %s: %s", self.key, exc)
+
+    async def _call(self, script: AsyncScript, *args: Any) -> Any:
+        return await script(keys=[self.key], args=args)

@@ -1,0 +1,100 @@
+"""A thread that runs blocking calls for the event loop, in order, in batches.
+
+Like ``loop.run_in_executor`` with one worker, but when several calls are waiting the
+thread runs them all and wakes the event loop once for the whole batch. Waking the loop
+costs about as much as a small SQLite query, so under concurrent turns this keeps
+the cost of leaving the event loop from growing with the number of calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["Worker", "deliver"]
+
+T = TypeVar("T")
+
+_NO_LOOP: Any = None
+
+_Job = tuple[Callable[[], Any], asyncio.Future[Any] | None]
+_Done = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+class Worker:
+    """One thread that runs submitted functions one after the other."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[_Job, asyncio.AbstractEventLoop] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the worker thread and return its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(((fn, future), loop))
+        return await future
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the worker thread without waiting; it reports its own outcome."""
+        self._jobs.put(((fn, None), _NO_LOOP))
+
+    def stop(self) -> None:
+        """Finish the calls already submitted, then end the thread."""
+        self._jobs.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while True:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    @staticmethod
+    def _run_batch(batch: list[tuple[_Job, asyncio.AbstractEventLoop]]) -> None:
+        done: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
+        for (fn, future), loop in batch:
+            if future is None:
+                fn()
+                continue
+            try:
+                outcome: _Done = (future, fn(), None)
+            except BaseException as exc:  # handed to the caller, who raises it
+                outcome = (future, None, exc)
+            done.setdefault(loop, []).append(outcome)
+        for loop, outcomes in done.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
+                loop.call_soon_threadsafe(deliver, outcomes)
+
+
+def deliver(outcomes: list[_Done]) -> None:
+    """Set the result or exception of each future (on its event loop's thread)."""
+    for future, result, exc in outcomes:
+        if future.cancelled():
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
