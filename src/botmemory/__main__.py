@@ -1,0 +1,5 @@
+"""``python -m botmemory``: the same as the ``botmemory`` command."""
+
+from botmemory.cli import main
+
+main()

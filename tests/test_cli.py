@@ -1,0 +1,64 @@
+"""The botmemory command, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def botmemory(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "botmemory", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_config_check_prints_the_resolved_settings(tmp_path: Path) -> None:
+    (tmp_path / "global").mkdir()
+    (tmp_path / "global" / "botmemory.config.json").write_text(
+        "{dataRetention: {policies: {email: '60d'}}, // comment\n}"
+    )
+    (tmp_path / "bots" / "shop").mkdir(parents=True)
+    (tmp_path / "bots" / "shop" / "bot.config.json").write_text("{sessionIntervalTimeout: '2m'}")
+    result = botmemory("config", "check", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    settings = json.loads(result.stdout)
+    assert settings["bots"]["shop"]["dialog"]["sessionTimeoutInterval"] == "2m"
+    assert settings["bots"]["shop"]["dataRetention"]["policies"] == {"email": "60d"}
+
+
+def test_config_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "global").mkdir()
+    (tmp_path / "global" / "botmemory.config.json").write_text(
+        "{\n  dataRetention: {\n    polices: {},\n    janitorInterval: '0s',\n  },\n}"
+    )
+    (tmp_path / "bots" / "bad bot").mkdir(parents=True)
+    result = botmemory("config", "check", str(tmp_path))
+    assert result.returncode == 1
+    assert "line 3" in result.stderr
+    assert "did you mean 'policies'" in result.stderr
+    assert "'0s'" in result.stderr
+    assert "'bad bot'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_janitor_run_once_and_migrate(tmp_path: Path) -> None:
+    result = botmemory("migrate", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "memory.db").exists()
+    result = botmemory("janitor", "run", str(tmp_path), "--once")
+    assert result.returncode == 0, result.stderr
+    assert "janitor removed 0 user variables" in result.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    result = botmemory("janitor", "run", str(tmp_path / "missing"), "--once")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,89 @@
+"""JSON values and paths inside them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from botmemory.errors import InvalidValueError, ValueTooLargeError
+from botmemory.values import (
+    MISSING,
+    delete_path,
+    dumps,
+    get_path,
+    loads,
+    parse_path,
+    set_path,
+    to_json_text,
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_every_json_value_round_trips(value: object) -> None:
+    text = to_json_text(value, "v", 1 << 20)
+    assert loads(text) == value
+    assert dumps(loads(text)) == text  # canonical: stable once stored
+
+
+def test_canonical_text_sorts_keys() -> None:
+    assert dumps({"b": 1, "a": {"d": None, "c": [True]}}) == '{"a":{"c":[true],"d":null},"b":1}'
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": {1: 2}}, r"v\.a: object key 1"),
+        ([1, (2,)], r"v\[1\]: a tuple"),
+        (2**64, "64 bits"),
+        (float("nan"), "not a JSON number"),
+    ],
+)
+def test_invalid_values_name_where_they_are(value: object, message: str) -> None:
+    with pytest.raises(InvalidValueError, match=message):
+        to_json_text(value, "v", 1 << 20)
+
+
+def test_size_limit_counts_utf8_bytes() -> None:
+    assert to_json_text("é" * 4, "v", 10) == '"éééé"'
+    with pytest.raises(ValueTooLargeError, match="11 bytes"):
+        to_json_text("é" * 4 + "x", "v", 10)
+
+
+@pytest.mark.parametrize(
+    ("path", "parsed"),
+    [("a", ("a",)), ("a.b[0].c", ("a", "b", 0, "c")), ("[2]", (2,)), ("a[1][2]", ("a", 1, 2))],
+)
+def test_parse_path(path: str, parsed: tuple[object, ...]) -> None:
+    assert parse_path(path) == parsed
+
+
+@pytest.mark.parametrize("path", ["", "a..b", ".a", "a.", "a[x]", "a[-1]", "a b]"])
+def test_malformed_paths(path: str) -> None:
+    with pytest.raises(InvalidValueError, match="path"):
+        parse_path(path)
+
+
+def test_get_set_delete_path() -> None:
+    value = set_path(MISSING, ("a", "b", 0), 1)
+    assert value == {"a": {"b": [1]}}
+    assert get_path(value, ("a", "b", 0)) == 1
+    assert get_path(value, ("a", "x")) is MISSING
+    assert get_path(value, ("a", "b", 5)) is MISSING
+    assert delete_path(value, ("a", "b", 0))
+    assert not delete_path(value, ("a", "b", 0))
+    assert value == {"a": {"b": []}}
+    with pytest.raises(InvalidValueError):
+        set_path({"a": 1}, ("a", "b"), 2)
+    with pytest.raises(InvalidValueError):
+        set_path({"a": []}, ("a", 3), 2)
