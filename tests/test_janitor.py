@@ -113,14 +113,17 @@ async def test_the_loop_runs_on_its_own_and_survives_errors(
         await mem.janitor.start()
         assert mem.janitor.running
         for _ in range(200):  # the real loop waits 100 ms between runs
-            if mem.janitor.last_report is not None:
+            if len(mem.janitor.history) >= 2:
                 break
             await asyncio.sleep(0.01)
         await mem.janitor.stop()
     assert not mem.janitor.running
     assert any("disk on fire" in (r.exc_text or "") for r in caplog.records)
+    failed, succeeded = list(mem.janitor.history)[:2]
+    assert failed.error == "disk on fire"
+    assert succeeded.error is None
+    assert succeeded.kvs == 1
     assert mem.janitor.last_report is not None
-    assert mem.janitor.last_report.kvs == 1
 
 
 async def test_hooks_see_timed_out_sessions_before_they_are_removed(

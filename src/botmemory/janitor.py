@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
@@ -27,6 +28,7 @@ __all__ = ["Janitor", "JanitorReport", "SessionHook", "retention_update"]
 log = logging.getLogger("botmemory.janitor")
 
 DEFAULT_BATCH_SIZE = 1000
+HISTORY_SIZE = 50
 
 SessionHook = Callable[[list[SessionRecord]], Awaitable[None]]
 """A function the janitor calls with sessions before it removes their expired parts."""
@@ -49,13 +51,15 @@ class JanitorReport:
     started_at: float = 0.0
     duration: float = 0.0
     """Wall-clock seconds the run took."""
+    error: str | None = None
+    """Why the run failed, for a run that failed."""
 
     @property
     def total(self) -> int:
         """Everything removed."""
         return self.user_variables + self.user_fields + self.sessions + self.temp + self.kvs
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | str | None]:
         """Return the counts as a JSON-able dict."""
         return asdict(self)
 
@@ -109,7 +113,8 @@ class Janitor:
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self.last_report: JanitorReport | None = None
+        self.history: deque[JanitorReport] = deque(maxlen=HISTORY_SIZE)
+        """The most recent runs, oldest first, failed ones included."""
         self.on_dialog_timeout: SessionHook | None = None
         """Called with each batch of sessions whose temp memory expired, before it is emptied."""
         self.on_session_end: SessionHook | None = None
@@ -130,9 +135,14 @@ class Janitor:
             report = JanitorReport(
                 deleted, stripped, sessions, temp, kvs, now, time.monotonic() - started
             )
-        self.last_report = report
+        self.history.append(report)
         log.info(report.summary())
         return report
+
+    @property
+    def last_report(self) -> JanitorReport | None:
+        """The most recent run, or ``None`` before the first."""
+        return self.history[-1] if self.history else None
 
     async def _drain(self, step: Callable[[float, int], Awaitable[int]], now: float) -> int:
         """Call ``step`` until it removes less than a batch."""
@@ -209,6 +219,7 @@ class Janitor:
         while True:
             try:
                 await self.run_once()
-            except Exception:
+            except Exception as exc:
+                self.history.append(JanitorReport(started_at=self._clock(), error=str(exc)))
                 log.exception("janitor run failed; the next run is in %.0fs", self.interval)
             await asyncio.sleep(self.interval)

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from types import TracebackType
 from typing import Final
 
 from botmemory.clock import Clock, system_clock
-from botmemory.config import Settings, load_data_dir, load_settings
-from botmemory.errors import BotMemoryError, InvalidValueError
+from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
+from botmemory.errors import BackendError, BotMemoryError, InvalidValueError
 from botmemory.ids import Identity, validate_bot_id
 from botmemory.janitor import Janitor, retention_update
 from botmemory.kvs import KvsAccess
 from botmemory.retention import RetentionPolicies
+from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
-from botmemory.storage.base import StoredVar, TurnKeys, VarKey
+from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, VarKey
 from botmemory.turns import TurnState, begin_turn, finish_turn, iso_time
 from botmemory.values import JsonValue, loads, to_json_text
 
@@ -45,6 +47,7 @@ class Memory:
         self.kvs = KvsAccess(storage, self.clock, settings.defaults.max_value_bytes)
         self.policies_for = lru_cache(maxsize=None)(self._policies_for)
         self.janitor = Janitor(storage, self.clock, self.policies_for, settings.janitor_interval)
+        self.stats = MemoryStats()
 
     # -- opening and closing ---------------------------------------------------------
     @classmethod
@@ -107,8 +110,7 @@ class Memory:
     def _policies_for(self, bot_id: str) -> RetentionPolicies:
         return RetentionPolicies(self.settings.for_bot(bot_id).policies)
 
-    @asynccontextmanager
-    async def turn(
+    def turn(
         self,
         bot_id: str,
         user_id: str,
@@ -117,7 +119,7 @@ class Memory:
         message: Mapping[str, JsonValue] | None = None,
         *,
         resume: bool = False,
-    ) -> AsyncIterator[TurnState]:
+    ) -> AbstractAsyncContextManager[TurnState]:
         """Load the four memories of a turn, yield them, and persist what changed.
 
         Turns of one session run one after the other. If the body raises, nothing
@@ -130,19 +132,91 @@ class Memory:
         are left as they were, so the turn does not keep the session alive.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
-        checked = _check_message(message)
+        return self._turn(identity, _check_message(message), resume=resume)
+
+    def edit(
+        self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
+    ) -> AbstractAsyncContextManager[TurnState]:
+        """Change a user's memories from outside a conversation (an administrator's edit).
+
+        Like :meth:`turn`, but it neither starts nor prolongs the session: changing
+        session or temp memory of a session that is not alive raises
+        :class:`~botmemory.errors.InvalidValueError`.
+        """
+        identity = Identity.of(bot_id, user_id, channel, thread_id)
+        return self._turn(identity, None, edit=True)
+
+    @asynccontextmanager
+    async def _turn(
+        self,
+        identity: Identity,
+        message: dict[str, JsonValue] | None,
+        *,
+        resume: bool = False,
+        edit: bool = False,
+    ) -> AsyncIterator[TurnState]:
+        bot_id = identity.bot_id
         settings = self.settings.for_bot(bot_id)
         policies = self.policies_for(bot_id)
         keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
-        async with self.storage.session_lock(bot_id, identity.session_key):
-            now = self.clock()
-            snapshot = await self.storage.load_turn(keys)
-            state, loaded = begin_turn(
-                identity, snapshot, settings, policies, now, checked, resume=resume
-            )
-            yield state
-            write = finish_turn(state, loaded, settings, policies, self.clock())
-            await self.storage.commit_turn(write)
+        started = time.perf_counter()
+        try:
+            async with self.storage.session_lock(bot_id, identity.session_key):
+                self.stats.lock_wait_seconds.observe(time.perf_counter() - started)
+                snapshot = await self.storage.load_turn(keys)
+                state, loaded = begin_turn(
+                    identity,
+                    snapshot,
+                    settings,
+                    policies,
+                    self.clock(),
+                    message,
+                    resume=resume,
+                    edit=edit,
+                )
+                yield state
+                write = finish_turn(state, loaded, settings, policies, self.clock())
+                await self.storage.commit_turn(write)
+        except BaseException as exc:
+            self.stats.turn_errors += 1
+            if isinstance(exc, BackendError):
+                self.stats.backend_errors += 1
+            raise
+        self.stats.turns += 1
+        self.stats.turn_seconds.observe(time.perf_counter() - started)
+
+    async def peek(
+        self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
+    ) -> dict[str, JsonValue]:
+        """Return the four memories of a session as a turn would see them, changing nothing.
+
+        Each variable comes with ``expiresAt`` (epoch seconds, or ``None``): a user
+        variable's retention, the session's or temp memory's timeout. ``now`` is the
+        clock's time, so that a client can count down without trusting its own clock.
+        """
+        identity = Identity.of(bot_id, user_id, channel, thread_id)
+        settings = self.settings.for_bot(bot_id)
+        keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
+        now = self.clock()
+        snapshot = await self.storage.load_turn(keys)
+        state, _ = begin_turn(identity, snapshot, settings, self.policies_for(bot_id), now, None)
+        session_expiry, temp_expiry = _timeouts(snapshot.session, settings, state)
+        scopes: dict[str, JsonValue] = {
+            "user": {n: _entry(v, state.user.expiry(n)) for n, v in state.user.items()},
+            "session": {n: _entry(v, session_expiry) for n, v in state.session.items()},
+            "temp": {n: _entry(v, temp_expiry) for n, v in state.temp.items()},
+            "bot": {n: _entry(v, None) for n, v in state.bot.items()},
+        }
+        return {
+            "botId": bot_id,
+            "userId": user_id,
+            "channel": channel,
+            "threadId": thread_id,
+            "sessionId": identity.session_id,
+            "now": now,
+            "session": {"alive": not state.is_new_session, "expiresAt": session_expiry},
+            "scopes": scopes,
+        }
 
     # -- users -------------------------------------------------------------------------
     async def export_user(
@@ -231,6 +305,22 @@ class Memory:
             ]
             await self.storage.update_user_vars(updates)
             after = rows[-1].key
+
+
+def _entry(value: JsonValue, expires_at: float | None) -> JsonValue:
+    return {"value": value, "expiresAt": expires_at}
+
+
+def _timeouts(
+    record: SessionRecord | None, settings: BotSettings, state: TurnState
+) -> tuple[float | None, float | None]:
+    """When the session and its temp memory time out, if the session is alive."""
+    if record is None or state.is_new_session:
+        return None, None
+    session = min(record.expires_at, record.last_seen + settings.session_timeout)
+    if record.temp_expires_at is None or not len(state.temp):
+        return session, None
+    return session, min(record.temp_expires_at, record.last_seen + settings.dialog_timeout)
 
 
 def _check_message(message: Mapping[str, JsonValue] | None) -> dict[str, JsonValue] | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from botmemory.config import BotSettings
+from botmemory.errors import InvalidValueError
 from botmemory.ids import Identity
 from botmemory.retention import Evaluation, RetentionPolicies
 from botmemory.scopes import ScopeMemory
@@ -91,6 +92,7 @@ class _Loaded:
     session_alive: bool
     reset_temp: bool
     resumed: bool = False
+    edit: bool = False
     user_rows: dict[str, tuple[StoredVar, Evaluation | None]] = field(default_factory=dict)
 
 
@@ -103,11 +105,14 @@ def begin_turn(
     message: dict[str, JsonValue] | None,
     *,
     resume: bool = False,
+    edit: bool = False,
 ) -> tuple[TurnState, _Loaded]:
     """Build the state a turn sees at ``now`` from what storage holds.
 
     With ``resume``, a timed-out session and temp memory are shown as they were, and
     their timers are left alone when the turn is persisted: for timeout handlers.
+    With ``edit``, the turn is an administrator's change: it sees what a turn sees,
+    but persisting it neither starts nor prolongs a session.
     """
     record = snapshot.session
     alive = (
@@ -129,6 +134,7 @@ def begin_turn(
         shown_session,
         reset_temp=bool(shown_session and not shown_temp and snapshot.temp_vars),
         resumed=resume and record is not None,
+        edit=edit,
     )
     user = _load_user(snapshot.user, policies, now, loaded, settings.max_value_bytes)
     state = TurnState(
@@ -216,6 +222,8 @@ def finish_turn(
     ]
     deletes += [VarKey("user", bot_id, user_key, n) for n in deleted]
     session = _session_record(state, loaded, settings, now)
+    if session is None:
+        return TurnWrite(None, deletes=deletes, upserts=upserts)
     return TurnWrite(
         session,
         reset_session=not loaded.session_alive and loaded.session is not None,
@@ -227,9 +235,11 @@ def finish_turn(
 
 def _session_record(
     state: TurnState, loaded: _Loaded, settings: BotSettings, now: float
-) -> SessionRecord:
+) -> SessionRecord | None:
     """The session's timers after this turn; a resumed turn leaves them as they were."""
     ident, record = state.identity, loaded.session
+    if loaded.edit:
+        return _edited_session(state, loaded, settings, now)
     if loaded.resumed and record is not None:
         temp_expires_at = record.temp_expires_at if len(state.temp) else None
         return replace(record, temp_expires_at=temp_expires_at)
@@ -244,6 +254,26 @@ def _session_record(
         expires_at=expires_at,
         temp_expires_at=min(now + settings.dialog_timeout, expires_at) if len(state.temp) else None,
     )
+
+
+def _edited_session(
+    state: TurnState, loaded: _Loaded, settings: BotSettings, now: float
+) -> SessionRecord | None:
+    """An edit keeps the session's timers; it cannot bring a session to life."""
+    record = loaded.session
+    if record is None or not loaded.session_alive:
+        if state.session.changes() != ({}, []) or state.temp.changes() != ({}, []):
+            raise InvalidValueError(
+                f"session {state.session_id!r} has timed out or never started: "
+                "its session and temp memory cannot be edited"
+            )
+        return None
+    if not len(state.temp):
+        return replace(record, temp_expires_at=None)
+    if record.temp_expires_at is None:
+        expires = min(now + settings.dialog_timeout, record.expires_at)
+        return replace(record, temp_expires_at=expires)
+    return record
 
 
 def _user_var(

@@ -121,7 +121,8 @@ class TurnSnapshot:
 class TurnWrite:
     """A turn's writes, applied in one transaction in this order: resets, deletes, upserts."""
 
-    session: SessionRecord
+    session: SessionRecord | None
+    """The session's new timers; ``None`` leaves the session alone (an edit without one)."""
     reset_session: bool = False
     """Delete every session and temp variable of the session first (it had expired)."""
     reset_temp: bool = False

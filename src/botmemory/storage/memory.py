@@ -58,16 +58,17 @@ class MemoryStorage(Storage):
 
     async def commit_turn(self, write: TurnWrite) -> None:
         session = write.session
-        if write.reset_session:
+        if session is not None and write.reset_session:
             self._vars.pop(("session", session.bot_id, session.key), None)
-        if write.reset_session or write.reset_temp:
+        if session is not None and (write.reset_session or write.reset_temp):
             self._vars.pop(("temp", session.bot_id, session.key), None)
         for key in write.deletes:
             self._vars.get((key.scope, key.bot_id, key.owner), {}).pop(key.name, None)
         for var in write.upserts:
             k = var.key
             self._vars.setdefault((k.scope, k.bot_id, k.owner), {})[k.name] = var
-        self._sessions[(session.bot_id, session.key)] = session
+        if session is not None:
+            self._sessions[(session.bot_id, session.key)] = session
 
     # -- key-value store -------------------------------------------------------------
     def _live(self, namespace: str, key: str, now: float) -> KvsRecord | None:

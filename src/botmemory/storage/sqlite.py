@@ -286,15 +286,10 @@ class SqliteStorage(Storage):
     @staticmethod
     def _apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
         s = write.session
-        if write.reset_session:
+        if s is not None and (write.reset_session or write.reset_temp):
+            scopes = "('session', 'temp')" if write.reset_session else "('temp')"
             db.execute(
-                "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') "
-                "AND owner = ?",
-                (s.bot_id, s.key),
-            )
-        elif write.reset_temp:
-            db.execute(
-                "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?",
+                f"DELETE FROM variables WHERE bot_id = ? AND scope IN {scopes} AND owner = ?",
                 (s.bot_id, s.key),
             )
         if write.deletes:
@@ -304,18 +299,19 @@ class SqliteStorage(Storage):
             )
         if write.upserts:
             db.executemany(_UPSERT_VAR, [_var_params(v) for v in write.upserts])
-        db.execute(
-            _UPSERT_SESSION,
-            (
-                s.bot_id,
-                s.key,
-                s.user_key,
-                s.started_at,
-                s.last_seen,
-                s.expires_at,
-                s.temp_expires_at,
-            ),
-        )
+        if s is not None:
+            db.execute(
+                _UPSERT_SESSION,
+                (
+                    s.bot_id,
+                    s.key,
+                    s.user_key,
+                    s.started_at,
+                    s.last_seen,
+                    s.expires_at,
+                    s.temp_expires_at,
+                ),
+            )
 
     # -- key-value store -------------------------------------------------------------
     @staticmethod

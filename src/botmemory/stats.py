@@ -1,0 +1,52 @@
+"""Counters of what a Memory did, for a server to export as metrics.
+
+Plain numbers, no metrics library: ``botmemory.server`` renders them for Prometheus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = ["Histogram", "MemoryStats"]
+
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Upper bounds in seconds of the latency histograms' buckets."""
+
+
+@dataclass
+class Histogram:
+    """Observations counted in cumulative buckets, with their sum (Prometheus style)."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    """``counts[i]``: observations not above ``bounds[i]``."""
+    total: int = 0
+    sum: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * len(self.bounds)
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.total += 1
+        self.sum += value
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+
+
+@dataclass
+class MemoryStats:
+    """What one :class:`~botmemory.memory.Memory` has done since it was opened."""
+
+    turns: int = 0
+    """Turns persisted."""
+    turn_errors: int = 0
+    """Turns that raised and persisted nothing."""
+    backend_errors: int = 0
+    """Turns that failed because the storage failed."""
+    turn_seconds: Histogram = field(default_factory=Histogram)
+    """Wall-clock duration of a turn, lock wait included."""
+    lock_wait_seconds: Histogram = field(default_factory=Histogram)
+    """Time a turn waited for an earlier turn of its session."""

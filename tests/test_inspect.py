@@ -1,0 +1,72 @@
+"""Looking inside a user's memory and editing it from outside a conversation."""
+
+from __future__ import annotations
+
+import pytest
+
+from botmemory import InvalidValueError, ManualClock, Memory
+from tests.conftest import DAY, START, OpenMemory
+
+
+async def test_peek_shows_every_scope_with_expiries_and_changes_nothing(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    mem = await open_memory({"dataRetention": {"policies": {"mood": "1d"}}})
+    async with mem.turn("b", "u1", message={"type": "text", "text": "hi"}) as state:
+        state.user.update(mood="ok", name="Ada")
+        state.session["topic"] = "x"
+        state.temp["step"] = 1
+        state.bot["motd"] = "hello"
+    clock.advance(60)
+    view = await mem.peek("b", "u1")
+    scopes = view["scopes"]
+    assert view["now"] == START + 60
+    assert view["sessionId"] == "b::api::u1"
+    assert scopes["user"] == {  # type: ignore[index]
+        "mood": {"value": "ok", "expiresAt": START + DAY},
+        "name": {"value": "Ada", "expiresAt": None},
+    }
+    assert scopes["session"]["topic"] == {"value": "x", "expiresAt": START + 30 * 60}  # type: ignore[index]
+    assert scopes["temp"]["step"] == {"value": 1, "expiresAt": START + 5 * 60}  # type: ignore[index]
+    assert scopes["bot"]["motd"] == {"value": "hello", "expiresAt": None}  # type: ignore[index]
+    clock.advance(29 * 60)  # peeking did not keep the session alive
+    assert (await mem.peek("b", "u1"))["scopes"]["session"] == {}  # type: ignore[index]
+
+
+async def test_edit_changes_memory_without_keeping_the_session_alive(
+    mem: Memory, clock: ManualClock
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.session["topic"] = "x"
+    clock.advance(20 * 60)
+    async with mem.edit("b", "u1") as state:
+        state.session["topic"] = "edited"
+        state.user["name"] = "Ada"
+        state.bot["motd"] = "hi"
+    clock.advance(10 * 60)
+    async with mem.turn("b", "u1") as state:
+        assert state.is_new_session
+        assert state.user["name"] == "Ada"
+        assert state.bot["motd"] == "hi"
+
+
+async def test_edit_of_a_user_without_session_creates_none(mem: Memory) -> None:
+    async with mem.edit("b", "new") as state:
+        state.user["name"] = "Bob"
+    data = await mem.export_user("b", "new")
+    assert data["sessions"] == []
+    assert data["user"]["name"]["value"] == "Bob"  # type: ignore[index,call-overload]
+    with pytest.raises(InvalidValueError, match="cannot be edited"):
+        async with mem.edit("b", "new") as state:
+            state.session["x"] = 1
+
+
+async def test_stats_count_turns_and_errors(mem: Memory) -> None:
+    async with mem.turn("b", "u1"):
+        pass
+    with pytest.raises(RuntimeError):
+        async with mem.turn("b", "u1"):
+            raise RuntimeError
+    assert (mem.stats.turns, mem.stats.turn_errors, mem.stats.backend_errors) == (1, 1, 0)
+    assert mem.stats.turn_seconds.total == 1
+    assert mem.stats.lock_wait_seconds.total == 2
