@@ -25,6 +25,7 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/turns.py
+	$(BIN)/python bench/janitor.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
