@@ -99,6 +99,9 @@ def assert_default_bot(bot: BotSettings, bot_id: str | None) -> None:
         last_messages=5,
         policies={},
         max_value_bytes=1_048_576,
+        error_reply="Sorry, something went wrong on my side. Please try again.",
+        max_steps=100,
+        converse_public=False,
     )
 
 
@@ -144,6 +147,7 @@ def test_every_global_key_is_read() -> None:
             },
             "session": {"lastMessages": 0},
             "limits": {"maxValueBytes": 1000},
+            "converse": {"public": True},
         }
     )
     assert settings.database_url == "memory://"
@@ -156,6 +160,9 @@ def test_every_global_key_is_read() -> None:
         last_messages=0,
         policies={"email": 60 * DAY},
         max_value_bytes=1000,
+        error_reply="Sorry, something went wrong on my side. Please try again.",
+        max_steps=100,
+        converse_public=True,
     )
 
 
@@ -574,8 +581,11 @@ def test_describe_is_json_with_readable_durations() -> None:
             "janitorInterval": "10s",
             "timeoutInterval": "5m",
             "sessionTimeoutInterval": "30m",
+            "errorReply": "Sorry, something went wrong on my side. Please try again.",
+            "maxSteps": 100,
         },
         "session": {"lastMessages": 5},
+        "converse": {"public": False},
         "dataRetention": {"policies": {"email": "60d"}},
         "limits": {"maxValueBytes": 1048576},
     }
@@ -594,3 +604,40 @@ def test_describe_a_data_folder(tmp_path: Path) -> None:
 def test_malformed_policy_keys_are_reported(key: str) -> None:
     with pytest.raises(ConfigError, match="policy key"):
         load_settings({"dataRetention": {"policies": {key: "1d"}}})
+
+
+def test_dialog_server_and_auth_keys() -> None:
+    admin, shop = "a" * 32, "s" * 32
+    settings = load_settings(
+        {
+            "auth": {"adminTokens": [admin], "botTokens": {"shop": [shop]}},
+            "server": {"maxBodyBytes": 1000},
+            "dialog": {"errorReply": "Oops", "maxSteps": 7},
+        },
+        {"shop": {"converse": {"public": True}, "dialog": {"errorReply": "Shop oops"}}},
+    )
+    assert settings.admin_tokens == (admin,)
+    assert settings.bot_tokens == {"shop": (shop,)}
+    assert settings.max_body_bytes == 1000
+    assert settings.for_bot("other").error_reply == "Oops"
+    assert settings.for_bot("other").converse_public is False
+    shop_settings = settings.for_bot("shop")
+    assert (shop_settings.error_reply, shop_settings.max_steps) == ("Shop oops", 7)
+    assert shop_settings.converse_public is True
+
+
+@pytest.mark.parametrize(
+    ("config", "bot_config", "message"),
+    [
+        ({"auth": {"adminTokens": ["short"]}}, {}, "at least 16 characters"),
+        ({}, {"auth": {"adminTokens": ["x" * 20]}}, "only allowed in the global file"),
+        ({}, {"server": {"maxBodyBytes": 10}}, "only allowed in the global file"),
+        ({"dialog": {"maxSteps": 0}}, {}, "maxSteps"),
+        ({"converse": {"public": "yes"}}, {}, "converse.public"),
+    ],
+)
+def test_bad_dialog_server_and_auth_keys(
+    config: dict[str, object], bot_config: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, {"shop": bot_config})

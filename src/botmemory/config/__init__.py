@@ -1,0 +1,225 @@
+"""Load the configuration: one global file and one optional file per bot.
+
+A data folder holds ``global/botmemory.config.json`` and ``bots/<botId>/bot.config.json``,
+both JSON5 and both optional. A bot's file may set only ``dialog``, ``session``,
+``converse``, ``sessionIntervalTimeout`` and ``dataRetention.policies``; its values win
+over the global ones key by key, its policies are merged over the global ones. All
+problems in all files are raised as one :class:`ConfigError`, each with its file, line,
+key and bad value. ``files`` holds the schema, ``problems`` the reporting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+from botmemory.config.files import BOT_FILE, GLOBAL_FILE, BotFile, GlobalFile, Section
+from botmemory.config.problems import Document, read_document, validate
+from botmemory.durations import format_duration
+from botmemory.errors import ConfigError
+from botmemory.ids import BOT_ID_PATTERN
+
+__all__ = [
+    "BOT_FILE",
+    "DATABASE_URL_ENV",
+    "GLOBAL_FILE",
+    "BotSettings",
+    "Settings",
+    "load_data_dir",
+    "load_settings",
+]
+
+DATABASE_URL_ENV: Final = "BOTMEMORY_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """Resolved settings that apply to one bot (every duration in seconds)."""
+
+    bot_id: str | None  # None for the defaults of a bot without its own file
+    session_timeout: float  # dialog.sessionTimeoutInterval
+    dialog_timeout: float  # dialog.timeoutInterval
+    dialog_janitor_interval: float  # dialog.janitorInterval
+    last_messages: int  # session.lastMessages
+    policies: Mapping[str, float | None]  # global merged with the bot's; None: never expires
+    max_value_bytes: int  # limits.maxValueBytes
+    error_reply: str  # dialog.errorReply
+    max_steps: int  # dialog.maxSteps
+    converse_public: bool  # converse.public
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole resolved configuration."""
+
+    database_url: str | None  # None when built from dicts without database.url
+    janitor_interval: float  # dataRetention.janitorInterval, seconds
+    defaults: BotSettings  # what a bot without its own file gets (bot_id None)
+    bots: Mapping[str, BotSettings]  # bots that have a folder or an entry in bot_configs
+    data_dir: Path | None  # the absolute data folder; None when built from dicts
+    admin_tokens: tuple[str, ...] = ()  # auth.adminTokens
+    bot_tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # auth.botTokens
+    max_body_bytes: int = 2_097_152  # server.maxBodyBytes
+
+    def for_bot(self, bot_id: str) -> BotSettings:
+        """Return the settings of ``bot_id``: its own, or the defaults."""
+        found = self.bots.get(bot_id)
+        return found if found is not None else replace(self.defaults, bot_id=bot_id)
+
+    def describe(self) -> dict[str, object]:
+        """Return a JSON-able view of the resolved settings, password masked."""
+        from botmemory.storage import mask_url  # here: storage may import config
+
+        url = None if self.database_url is None else mask_url(self.database_url)
+        return {
+            "dataDir": None if self.data_dir is None else str(self.data_dir),
+            "database": {"url": url},
+            "dataRetention": {"janitorInterval": format_duration(self.janitor_interval)},
+            "defaults": _describe_bot(self.defaults),
+            "bots": {bot_id: _describe_bot(bot) for bot_id, bot in self.bots.items()},
+        }
+
+
+def _describe_bot(bot: BotSettings) -> dict[str, object]:
+    policies = {key: format_duration(ttl) for key, ttl in sorted(bot.policies.items())}
+    return {
+        "dialog": {
+            "janitorInterval": format_duration(bot.dialog_janitor_interval),
+            "timeoutInterval": format_duration(bot.dialog_timeout),
+            "sessionTimeoutInterval": format_duration(bot.session_timeout),
+            "errorReply": bot.error_reply,
+            "maxSteps": bot.max_steps,
+        },
+        "session": {"lastMessages": bot.last_messages},
+        "converse": {"public": bot.converse_public},
+        "dataRetention": {"policies": policies},
+        "limits": {"maxValueBytes": bot.max_value_bytes},
+    }
+
+
+def load_settings(
+    config: Mapping[str, object] | None = None,
+    bot_configs: Mapping[str, Mapping[str, object]] | None = None,
+) -> Settings:
+    """Build settings from dicts shaped like the files (``config`` is the global file)."""
+    problems: list[str] = []
+    bot_docs: dict[str, Document | None] = {}
+    for bot_id, data in (bot_configs or {}).items():
+        if _valid_bot_id(bot_id, f"bots.{bot_id}", problems):
+            bot_docs[bot_id] = Document(f"bots.{bot_id}", _plain(data))
+    global_doc = Document("config", _plain(config or {}))
+    return _resolve(global_doc, bot_docs, problems, data_dir=None)
+
+
+def load_data_dir(path: str | os.PathLike[str]) -> Settings:
+    """Load a data folder; a non-empty ``BOTMEMORY_DATABASE_URL`` overrides ``database.url``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ConfigError([f"data folder {str(path)!r} does not exist or is not a folder"])
+    root = root.resolve()
+    problems: list[str] = []
+    bot_ids = _bot_folders(root, problems)
+    global_doc = read_document(root, GLOBAL_FILE, problems)
+    bot_docs = {
+        bot_id: read_document(root, f"bots/{bot_id}/{BOT_FILE}", problems) for bot_id in bot_ids
+    }
+    settings = _resolve(global_doc, bot_docs, problems, data_dir=root)
+    env_url = os.environ.get(DATABASE_URL_ENV)
+    return replace(settings, database_url=env_url) if env_url else settings
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _valid_bot_id(bot_id: object, place: str, problems: list[str]) -> bool:
+    if isinstance(bot_id, str) and BOT_ID_PATTERN.fullmatch(bot_id):
+        return True
+    rule = "use 1 to 64 letters, digits, '_' or '-'"
+    problems.append(f"{place}: {bot_id!r} is not a valid bot id: {rule}")
+    return False
+
+
+def _bot_folders(root: Path, problems: list[str]) -> list[str]:
+    folder = root / "bots"
+    entries = sorted(e for e in folder.iterdir() if e.is_dir()) if folder.is_dir() else []
+    return [e.name for e in entries if _valid_bot_id(e.name, f"bots/{e.name}", problems)]
+
+
+_F = TypeVar("_F", bound=BotFile)
+_S = TypeVar("_S", bound=Section)
+
+
+def _resolve(
+    global_doc: Document | None,
+    bot_docs: Mapping[str, Document | None],
+    problems: list[str],
+    data_dir: Path | None,
+) -> Settings:
+    base = validate(GlobalFile, global_doc, problems)
+    bots = {bot_id: validate(BotFile, doc, problems) for bot_id, doc in bot_docs.items()}
+    if problems or base is None:
+        raise ConfigError(problems)
+    base = _normalized(base)
+    resolved = {
+        bot_id: _bot_settings(bot_id, _overlay(base, _normalized(bot)))
+        for bot_id, bot in sorted(bots.items())
+        if bot is not None
+    }
+    return Settings(
+        database_url=base.database.url or _default_url(data_dir),
+        janitor_interval=base.data_retention.janitor_interval,
+        defaults=_bot_settings(None, base),
+        bots=MappingProxyType(resolved),
+        data_dir=data_dir,
+        admin_tokens=tuple(base.auth.admin_tokens),
+        bot_tokens=MappingProxyType({b: tuple(t) for b, t in base.auth.bot_tokens.items()}),
+        max_body_bytes=base.server.max_body_bytes,
+    )
+
+
+def _default_url(data_dir: Path | None) -> str | None:
+    return None if data_dir is None else f"sqlite:///{data_dir.as_posix().lstrip('/')}/memory.db"
+
+
+def _normalized(file: _F) -> _F:
+    """Move the top-level ``sessionIntervalTimeout`` into ``dialog``."""
+    if file.session_interval_timeout is None:
+        return file
+    update = {"session_timeout_interval": file.session_interval_timeout}
+    return file.model_copy(update={"dialog": file.dialog.model_copy(update=update)})
+
+
+def _overlay(base: _S, top: Section) -> _S:
+    """Return ``base`` with every value ``top`` sets; objects merge key by key."""
+    update: dict[str, Any] = {}
+    for name in top.model_fields_set:
+        new, old = getattr(top, name), getattr(base, name)
+        if isinstance(new, Section):
+            update[name] = _overlay(old, new)
+        elif isinstance(new, dict):
+            update[name] = {**old, **new}
+        else:
+            update[name] = new
+    return base.model_copy(update=update)
+
+
+def _bot_settings(bot_id: str | None, file: GlobalFile) -> BotSettings:
+    return BotSettings(
+        bot_id=bot_id,
+        session_timeout=file.dialog.session_timeout_interval,
+        dialog_timeout=file.dialog.timeout_interval,
+        dialog_janitor_interval=file.dialog.janitor_interval,
+        last_messages=file.session.last_messages,
+        policies=MappingProxyType(dict(file.data_retention.policies)),
+        max_value_bytes=file.limits.max_value_bytes,
+        error_reply=file.dialog.error_reply,
+        max_steps=file.dialog.max_steps,
+        converse_public=file.converse.public,
+    )

@@ -1,0 +1,200 @@
+"""The schema of the configuration files: one pydantic model per JSON object.
+
+To add a setting, add a field (with a docstring giving its unit and default) to a
+section model here, and carry it into the resolved settings in ``config/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Final
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from botmemory.durations import parse_duration, parse_interval
+from botmemory.errors import InvalidDurationError, InvalidValueError
+from botmemory.values import parse_path
+
+GLOBAL_FILE: Final = "global/botmemory.config.json"
+BOT_FILE: Final = "bot.config.json"
+DEFAULT_ERROR_REPLY: Final = "Sorry, something went wrong on my side. Please try again."
+MIN_TOKEN_LENGTH: Final = 16
+
+_WHERE: Final = "value"
+
+
+def _duration(parse: Callable[[object], float | None], value: object) -> float | None:
+    """Run ``parse``; turn its error into a pydantic error that keeps the message."""
+    try:
+        return parse(value)
+    except InvalidDurationError as exc:
+        reason = str(exc).removeprefix(f"{_WHERE}: ")
+        raise PydanticCustomError("config", "{reason}", {"reason": reason}) from None
+
+
+def _interval(value: object) -> float | None:
+    return _duration(lambda v: parse_interval(v, where=_WHERE), value)
+
+
+def _policy(value: object) -> float | None:
+    seconds = _duration(lambda v: parse_duration(v, where=_WHERE, allow_never=True), value)
+    if seconds == 0:
+        reason = f"{value!r} would expire data at once: give a duration above zero, or 'never'"
+        raise PydanticCustomError("config", "{reason}", {"reason": reason})
+    return seconds
+
+
+Interval = Annotated[float, BeforeValidator(_interval)]
+"""An interval in seconds, written as a duration (``"10s"``); zero and ``"never"`` fail."""
+
+OptionalInterval = Annotated[float | None, BeforeValidator(_interval)]
+
+Policy = Annotated[float | None, BeforeValidator(_policy)]
+"""A retention time in seconds, above zero; ``None`` when written ``"never"``."""
+
+
+Token = Annotated[str, Field(min_length=MIN_TOKEN_LENGTH)]
+"""A bearer token: at least 16 characters."""
+
+
+class Section(BaseModel):
+    """A JSON object in a config file: unknown keys fail, values are never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DialogSection(Section):
+    """``dialog``: when dialogs and sessions end."""
+
+    janitor_interval: Interval = Field(default=parse_interval("10s"), alias="janitorInterval")
+    """Seconds between two sweeps for timed-out dialogs; default ``"10s"``."""
+    timeout_interval: Interval = Field(
+        default=parse_interval("5m"),
+        validation_alias=AliasChoices("timeoutInterval", "intervalTimeout"),
+    )
+    """Seconds of silence that end a dialog and its temp memory; default ``"5m"``."""
+    session_timeout_interval: Interval = Field(
+        default=parse_interval("30m"), alias="sessionTimeoutInterval"
+    )
+    """Seconds of silence that end a session; default ``"30m"``."""
+    error_reply: str = Field(default=DEFAULT_ERROR_REPLY, alias="errorReply", min_length=1)
+    """What the bot answers when a turn fails; default a short apology."""
+    max_steps: int = Field(default=100, alias="maxSteps", ge=1)
+    """Nodes one turn may visit without waiting for the user; default 100."""
+
+
+class SessionSection(Section):
+    """``session``: what a session keeps."""
+
+    last_messages: int = Field(default=5, alias="lastMessages", ge=0)
+    """How many of the user's last messages a session keeps; default 5."""
+
+
+class ConverseSection(Section):
+    """``converse``: the HTTP converse route of a bot."""
+
+    public: bool = False
+    """Whether the converse route answers without a token (for a web chat); default false."""
+
+
+class BotRetentionSection(Section):
+    """``dataRetention`` as a bot's file may set it."""
+
+    policies: dict[str, Policy] = Field(default_factory=dict)
+    """Variable name, dotted path or glob -> retention time in seconds; default none."""
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_keys(cls, policies: dict[str, float | None]) -> dict[str, float | None]:
+        for key in policies:
+            try:
+                parse_path(key)
+            except InvalidValueError:
+                reason = f"policy key {key!r} is not a variable name, dotted path or glob"
+                raise PydanticCustomError("config", "{reason}", {"reason": reason}) from None
+        return policies
+
+
+class RetentionSection(BotRetentionSection):
+    """``dataRetention`` in the global file."""
+
+    janitor_interval: Interval = Field(default=parse_interval("10m"), alias="janitorInterval")
+    """Seconds between two sweeps for expired data; default ``"10m"``."""
+
+
+class DatabaseSection(Section):
+    """``database``: where the memory is stored."""
+
+    url: str | None = Field(default=None, min_length=1)
+    """Storage URL; default ``sqlite:///<data folder>/memory.db``."""
+
+
+class LimitsSection(Section):
+    """``limits``: sizes botmemory refuses to exceed."""
+
+    max_value_bytes: int = Field(default=1_048_576, alias="maxValueBytes", gt=0)
+    """Largest serialized value in bytes; default 1048576 (1 MiB)."""
+
+
+class AuthSection(Section):
+    """``auth``: bearer tokens of the HTTP API (global file only)."""
+
+    admin_tokens: list[Token] = Field(default_factory=list, alias="adminTokens")
+    """Tokens that may use every route of every bot; default none."""
+    bot_tokens: dict[str, list[Token]] = Field(default_factory=dict, alias="botTokens")
+    """Bot id -> tokens that may use that bot's routes only; default none."""
+
+
+class ServerSection(Section):
+    """``server``: the HTTP server (global file only)."""
+
+    max_body_bytes: int = Field(default=2_097_152, alias="maxBodyBytes", gt=0)
+    """Largest request body in bytes; default 2097152 (2 MiB)."""
+
+
+class BotFile(Section):
+    """What ``bots/<botId>/bot.config.json`` may set."""
+
+    dialog: DialogSection = Field(default_factory=DialogSection)
+    session: SessionSection = Field(default_factory=SessionSection)
+    converse: ConverseSection = Field(default_factory=ConverseSection)
+    data_retention: BotRetentionSection = Field(
+        default_factory=BotRetentionSection, alias="dataRetention"
+    )
+    session_interval_timeout: OptionalInterval = Field(default=None, alias="sessionIntervalTimeout")
+    """Another name for ``dialog.sessionTimeoutInterval``; default unset."""
+
+    @field_validator("session_interval_timeout")
+    @classmethod
+    def _one_spelling(cls, value: float | None, info: ValidationInfo) -> float | None:
+        dialog = info.data.get("dialog")
+        if isinstance(dialog, DialogSection) and "session_timeout_interval" in (
+            dialog.model_fields_set
+        ):
+            raise PydanticCustomError(
+                "config",
+                "another name for dialog.sessionTimeoutInterval, which is also given: "
+                "give only one",
+            )
+        return value
+
+
+class GlobalFile(BotFile):
+    """What ``global/botmemory.config.json`` may set."""
+
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    data_retention: RetentionSection = Field(
+        default_factory=RetentionSection, alias="dataRetention"
+    )
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    server: ServerSection = Field(default_factory=ServerSection)

@@ -1,0 +1,160 @@
+"""Reading configuration files and reporting every problem in them.
+
+Each problem names its file (relative to the data folder), the line of the key where it
+can be found, the key path, and the quoted bad value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import json5
+from pydantic import AliasChoices, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+
+from botmemory.config.files import GLOBAL_FILE, BotFile, GlobalFile, Section
+
+__all__ = ["Document", "read_document", "validate"]
+
+_SYNTAX: Final = re.compile(r"<string>:(?P<line>\d+) (?P<reason>.*) at column (?P<column>\d+)")
+
+_COMMENT: Final = re.compile(r"(?:^|\s)//")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source of configuration: where it comes from, what it holds, its text."""
+
+    place: str
+    data: object
+    text: str | None = None
+
+
+def read_document(root: Path, relative: str, problems: list[str]) -> Document | None:
+    path = root / relative
+    if not path.exists():
+        return Document(relative, {})
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeError) as exc:
+        problems.append(f"{relative}: cannot be read: {exc}")
+        return None
+    try:
+        return Document(relative, json5.loads(text), text)
+    except ValueError as exc:
+        problems.append(_syntax_problem(relative, exc))
+        return None
+
+
+def _syntax_problem(place: str, exc: ValueError) -> str:
+    match = _SYNTAX.fullmatch(str(exc))
+    if match is None:
+        return f"{place}: not valid JSON5: {exc}"
+    reason = match["reason"]
+    if reason.startswith('Unexpected "'):
+        reason += " (is a comma, quote or bracket missing before it?)"
+    return f"{place}, line {match['line']}, column {match['column']}: not valid JSON5: {reason}"
+
+
+_F = TypeVar("_F", bound=BotFile)
+
+
+def validate(model: type[_F], doc: Document | None, problems: list[str]) -> _F | None:
+    if doc is None:
+        return None
+    if not isinstance(doc.data, dict):
+        problems.append(f"{doc.place}: the top level must be an object, got {_quote(doc.data)}")
+        return None
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        found = [_problem(model, doc, error) for error in exc.errors()]
+        problems.extend(text for _, text in sorted(found, key=lambda item: item[0]))
+        return None
+
+
+def _problem(model: type[Section], doc: Document, error: ErrorDetails) -> tuple[int, str]:
+    """Return the line (0 if unknown) and the text of one validation error."""
+    loc = [str(part) for part in error["loc"]]
+    line = None if doc.text is None else _key_line(doc.text, loc)
+    where = doc.place if line is None else f"{doc.place}, line {line}"
+    detail = _detail(model, loc, error)
+    return line or 0, (f"{where}: {'.'.join(loc)}: {detail}" if loc else f"{where}: {detail}")
+
+
+def _detail(model: type[Section], loc: list[str], error: ErrorDetails) -> str:
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return _unknown_key(model, loc)
+    if kind == "config":
+        return message
+    if kind in ("model_type", "dict_type"):
+        return f"should be an object, got {_quote(error['input'])}"
+    return f"{message.removeprefix('Input ')}, got {_quote(error['input'])}"
+
+
+def _quote(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:76]}...{text[-1]}"
+
+
+def _unknown_key(model: type[Section], loc: list[str]) -> str:
+    parent, key = loc[:-1], loc[-1]
+    keys = _keys(_section_at(model, parent))
+    if key in keys:
+        return f"another name for {keys[key][0]!r}, which is also given: give only one"
+    if key in _keys(_section_at(GlobalFile, parent)):
+        return f"only allowed in the global file ({GLOBAL_FILE}), not in a bot's file"
+    hint = difflib.get_close_matches(key, keys, n=1)
+    if hint:
+        return f"unknown key {key!r}: did you mean {hint[0]!r}?"
+    return f"unknown key {key!r}: the keys here are {', '.join(sorted(keys))}"
+
+
+def _keys(section: type[Section] | None) -> dict[str, tuple[str, FieldInfo]]:
+    """Map every spelling of a key in ``section`` to its main spelling and its field."""
+    keys: dict[str, tuple[str, FieldInfo]] = {}
+    for name, field in (section.model_fields if section else {}).items():
+        alias = field.validation_alias
+        spellings = alias.choices if isinstance(alias, AliasChoices) else [field.alias or name]
+        for spelling in spellings:
+            keys[str(spelling)] = (str(spellings[0]), field)
+    return keys
+
+
+def _section_at(model: type[Section], path: Sequence[str]) -> type[Section] | None:
+    section: type[Section] = model
+    for key in path:
+        found = _keys(section).get(key)
+        annotation = None if found is None else found[1].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, Section)):
+            return None
+        section = annotation
+    return section
+
+
+def _key_line(text: str, loc: Sequence[str]) -> int | None:
+    """Return the line of the key at ``loc`` in ``text``, or of its deepest parent found."""
+    position, line = 0, None
+    for key in loc:
+        match = _find_key(text, key, position)
+        if match is None:
+            break
+        position, line = match.end(), text.count("\n", 0, match.start()) + 1
+    return line
+
+
+def _find_key(text: str, key: str, start: int) -> re.Match[str] | None:
+    """Find ``key:`` (bare or quoted) from ``start``, skipping ``//`` comments."""
+    pattern = re.compile(rf"(?<![\w$])(['\"]?){re.escape(key)}\1\s*:")
+    for match in pattern.finditer(text, start):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if not _COMMENT.search(text[line_start : match.start()]):
+            return match
+    return None
