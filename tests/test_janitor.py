@@ -191,3 +191,19 @@ async def test_a_failing_hook_does_not_keep_expired_data(
     report = await mem.janitor.run_once()
     assert (report.temp, report.sessions) == (1, 1)
     assert any("hook bug" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_sessions_only_runs_leave_retention_for_the_full_run(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    mem = await open_memory(
+        {"dataRetention": {"janitorInterval": "10m", "policies": {"mood": "1h"}}},
+        {"fast": {"dialog": {"janitorInterval": "2s"}}},
+    )
+    assert (mem.janitor.interval, mem.janitor.session_interval) == (600, 2)
+    await fill(mem, 1, 1)
+    clock.advance(DAY)
+    report = await mem.janitor.run_once(sessions_only=True)
+    assert (report.temp, report.sessions, report.user_variables, report.kvs) == (1, 1, 0, 0)
+    report = await mem.janitor.run_once()
+    assert (report.user_variables, report.kvs) == (1, 1)

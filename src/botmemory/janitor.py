@@ -105,11 +105,16 @@ class Janitor:
         policies_for: Callable[[str], RetentionPolicies],
         interval: float,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        session_interval: float | None = None,
     ) -> None:
         self._storage = storage
         self._clock = clock
         self._policies_for = policies_for
         self.interval = interval
+        """Seconds between two full runs (``dataRetention.janitorInterval``)."""
+        self.session_interval = min(interval, session_interval or interval)
+        """Seconds between two sweeps of timed-out dialogs and sessions in between
+        (the shortest ``dialog.janitorInterval``)."""
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -120,8 +125,11 @@ class Janitor:
         self.on_session_end: SessionHook | None = None
         """Called with each batch of timed-out sessions, before they are deleted."""
 
-    async def run_once(self) -> JanitorReport:
-        """Remove everything that expired before now; return the counts."""
+    async def run_once(self, *, sessions_only: bool = False) -> JanitorReport:
+        """Remove everything that expired before now; return the counts.
+
+        With ``sessions_only``, only timed-out dialogs (temp memories) and sessions.
+        """
         async with self._lock, self._storage.janitor_lock() as acquired:
             if not acquired:
                 log.info("janitor skipped: another process is running it")
@@ -130,8 +138,10 @@ class Janitor:
             now = self._clock()
             temp = await self._expire_temps(now)
             sessions = await self._expire_sessions(now)
-            deleted, stripped = await self._expire_user_vars(now)
-            kvs = await self._drain(self._storage.delete_expired_kvs, now)
+            deleted = stripped = kvs = 0
+            if not sessions_only:
+                deleted, stripped = await self._expire_user_vars(now)
+                kvs = await self._drain(self._storage.delete_expired_kvs, now)
             report = JanitorReport(
                 deleted, stripped, sessions, temp, kvs, now, time.monotonic() - started
             )
@@ -198,7 +208,8 @@ class Janitor:
                 return deleted, stripped
 
     async def start(self) -> None:
-        """Run the janitor every ``interval`` seconds on its own task."""
+        """Run the janitor on its own task: fully every ``interval`` seconds, and for
+        timed-out dialogs and sessions every ``session_interval`` seconds."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="botmemory-janitor")
 
@@ -216,10 +227,14 @@ class Janitor:
         return self._task is not None and not self._task.done()
 
     async def _loop(self) -> None:
+        next_full = time.monotonic()
         while True:
+            full = time.monotonic() >= next_full
+            if full:
+                next_full = time.monotonic() + self.interval
             try:
-                await self.run_once()
+                await self.run_once(sessions_only=not full)
             except Exception as exc:
                 self.history.append(JanitorReport(started_at=self._clock(), error=str(exc)))
-                log.exception("janitor run failed; the next run is in %.0fs", self.interval)
-            await asyncio.sleep(self.interval)
+                log.exception("janitor run failed; it runs again in %gs", self.session_interval)
+            await asyncio.sleep(self.session_interval)

@@ -46,7 +46,15 @@ class Memory:
         self.clock: Clock = clock or system_clock
         self.kvs = KvsAccess(storage, self.clock, settings.defaults.max_value_bytes)
         self.policies_for = lru_cache(maxsize=None)(self._policies_for)
-        self.janitor = Janitor(storage, self.clock, self.policies_for, settings.janitor_interval)
+        self.janitor = Janitor(
+            storage,
+            self.clock,
+            self.policies_for,
+            settings.janitor_interval,
+            session_interval=min(
+                b.dialog_janitor_interval for b in (settings.defaults, *settings.bots.values())
+            ),
+        )
         self.stats = MemoryStats()
 
     # -- opening and closing ---------------------------------------------------------
