@@ -108,8 +108,8 @@ def assert_default_bot(bot: BotSettings, bot_id: str | None) -> None:
 def test_empty_data_folder_gets_every_default(tmp_path: Path) -> None:
     settings = load_data_dir(tmp_path)
     root = tmp_path.resolve()
-    assert settings.database_url == f"sqlite://{root.as_posix()}/memory.db"
-    assert settings.database_url.startswith("sqlite:///")
+    assert settings.database_url == f"sqlite:///{root.as_posix()}/memory.db"
+    assert settings.database_url.startswith("sqlite:////")
     assert settings.data_dir == root
     assert settings.janitor_interval == 600.0
     assert settings.bots == {}
@@ -123,7 +123,7 @@ def test_data_folder_given_as_str_and_relative(
     (tmp_path / "data").mkdir()
     settings = load_data_dir("data")
     assert settings.data_dir == (tmp_path / "data").resolve()
-    assert settings.database_url == f"sqlite://{settings.data_dir.as_posix()}/memory.db"
+    assert settings.database_url == f"sqlite:///{settings.data_dir.as_posix()}/memory.db"
 
 
 def test_dicts_get_every_default_and_no_database() -> None:
@@ -597,7 +597,7 @@ def test_describe_is_json_with_readable_durations() -> None:
 def test_describe_a_data_folder(tmp_path: Path) -> None:
     described = load_data_dir(tmp_path).describe()
     assert described["dataDir"] == str(tmp_path.resolve())
-    assert described["database"] == {"url": f"sqlite://{tmp_path.resolve().as_posix()}/memory.db"}
+    assert described["database"] == {"url": f"sqlite:///{tmp_path.resolve().as_posix()}/memory.db"}
 
 
 @pytest.mark.parametrize("key", ["a..b", ".a", "a.", ""])

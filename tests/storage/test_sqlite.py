@@ -12,9 +12,9 @@ from botmemory.storage.sqlite import MIGRATIONS, sqlite_path
 
 
 def test_url_paths() -> None:
-    assert sqlite_path("sqlite:///abs/x.db") == "/abs/x.db"
+    assert sqlite_path("sqlite:///data/x.db") == "data/x.db"  # relative, as in SQLAlchemy
     assert sqlite_path("sqlite:////abs/x.db") == "/abs/x.db"
-    assert sqlite_path("sqlite://rel/x.db") == "rel/x.db"
+    assert sqlite_path("sqlite:///:memory:") == ":memory:"
 
 
 async def test_erased_values_are_not_left_in_the_file(tmp_path: Path, clock: ManualClock) -> None:

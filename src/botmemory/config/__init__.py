@@ -185,7 +185,7 @@ def _resolve(
 
 
 def _default_url(data_dir: Path | None) -> str | None:
-    return None if data_dir is None else f"sqlite:///{data_dir.as_posix().lstrip('/')}/memory.db"
+    return None if data_dir is None else f"sqlite:///{data_dir.as_posix()}/memory.db"
 
 
 def _normalized(file: _F) -> _F:

@@ -80,11 +80,12 @@ class ActionSpec:
 
 
 def collect_actions(module: ModuleType, source: str) -> list[ActionSpec]:
-    """Return the functions of ``module`` marked with :func:`action`."""
+    """Return the functions defined in ``module`` and marked with :func:`action`."""
     found: list[ActionSpec] = []
     for value in vars(module).values():
         name = getattr(value, ACTION_MARK, None)
-        if callable(value) and isinstance(name, str):
+        defined_here = getattr(value, "__module__", None) == module.__name__
+        if callable(value) and isinstance(name, str) and defined_here:
             found.append(ActionSpec(name, value, source))
     return found
 

@@ -29,7 +29,15 @@ from botmemory.dialog.loader import import_file
 from botmemory.kvs import KeyValueStore
 from botmemory.turns import TurnState
 
-__all__ = ["HOOK_NAMES", "HookFunction", "HookSpec", "Hooks", "load_hooks", "run_hooks"]
+__all__ = [
+    "HOOK_NAMES",
+    "HookFunction",
+    "HookSpec",
+    "Hooks",
+    "before_outgoing",
+    "load_hooks",
+    "run_hooks",
+]
 
 HOOK_NAMES: Final = (
     "before_incoming",
@@ -109,3 +117,18 @@ async def run_hooks(
             raise HookError(message) from exc
         results.append(result)
     return results
+
+
+async def before_outgoing(
+    hooks: Hooks, event: Event, replies: Sequence[str], state: TurnState, kvs: KeyValueStore
+) -> list[str]:
+    """Pass each reply through the ``before_outgoing`` hooks; a returned string replaces it."""
+    sent: list[str] = []
+    for text in replies:
+        for result in await run_hooks(
+            hooks.get("before_outgoing", ()), event.reply(text), state, kvs
+        ):
+            if isinstance(result, str):
+                text = result
+        sent.append(text)
+    return sent

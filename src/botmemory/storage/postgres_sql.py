@@ -1,14 +1,101 @@
-"""The queries of the PostgreSQL backend, one constant each.
+"""The SQL of the PostgreSQL backend: its schema, built by migrations, and its queries.
 
-Names are unqualified: every connection's ``search_path`` is botmemory's schema.
-Batches travel as parallel arrays (``unnest($1::text[], ...)``), so a janitor batch or
-a turn's writes are one statement: one round trip, one transaction.
+Migrations are an append-only list. Each runs in its own transaction and records its
+number in ``schema_version``; processes that start at once apply them one at a time,
+under an advisory lock. A database whose version is newer than this code knows is
+refused: an older botmemory must not write to a schema it does not understand.
+
+Text keys use ``COLLATE "C"``: keys sort by code point, as Python sorts strings, and
+compare byte by byte, the fastest PostgreSQL can. Times are ``double precision`` epoch
+seconds from the injected clock: no query calls ``now()``.
+
+Queries use unqualified names: every connection's ``search_path`` is botmemory's
+schema. Batches travel as parallel arrays (``unnest($1::text[], ...)``), so a janitor
+batch or a turn's writes are one statement: one round trip, one transaction.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
+from botmemory.errors import SchemaVersionError
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE variables (
+        bot_id text COLLATE "C" NOT NULL,
+        scope text COLLATE "C" NOT NULL,
+        owner text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        changed_at double precision NOT NULL,
+        expires_at double precision,
+        field_times text,
+        PRIMARY KEY (bot_id, scope, owner, name)
+    );
+    CREATE INDEX variables_expiry ON variables (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE sessions (
+        bot_id text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        user_key text COLLATE "C" NOT NULL,
+        started_at double precision NOT NULL,
+        last_seen double precision NOT NULL,
+        expires_at double precision NOT NULL,
+        temp_expires_at double precision,
+        PRIMARY KEY (bot_id, key)
+    );
+    CREATE INDEX sessions_user ON sessions (bot_id, user_key);
+    CREATE INDEX sessions_expiry ON sessions (expires_at);
+    CREATE INDEX sessions_temp_expiry ON sessions (temp_expires_at)
+        WHERE temp_expires_at IS NOT NULL;
+    CREATE TABLE kvs (
+        namespace text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        expires_at double precision,
+        PRIMARY KEY (namespace, key)
+    );
+    CREATE INDEX kvs_expiry ON kvs (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE meta (name text COLLATE "C" PRIMARY KEY, value text NOT NULL);
+    """,
+)
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for SQL (case is kept)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def apply_migrations(conn: Any, schema: str, lock_key: int) -> int:
+    """Create ``schema`` if missing and apply the migrations it lacks; return its version.
+
+    ``conn`` is an asyncpg connection whose ``search_path`` is ``schema``. Holds the
+    advisory lock ``lock_key`` meanwhile, so that concurrent callers wait their turn.
+    """
+    await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+    try:
+        if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"CREATE SCHEMA {quote_ident(schema)}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote_ident(schema)}.schema_version ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        version: int = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        if version > len(MIGRATIONS):
+            raise SchemaVersionError(
+                f"database schema {schema!r} is at version {version}, newer than this "
+                f"botmemory knows ({len(MIGRATIONS)}): upgrade botmemory"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            async with conn.transaction():
+                await conn.execute(script)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+        return len(MIGRATIONS)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+
+
+# -- queries ---------------------------------------------------------------------------
 VAR_COLUMNS: Final = "bot_id, scope, owner, name, value, changed_at, expires_at, field_times"
 SESSION_COLUMNS: Final = "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at"
 
@@ -49,13 +136,16 @@ COMMIT_TURN: Final = f"""
             value = excluded.value, changed_at = excluded.changed_at,
             expires_at = excluded.expires_at, field_times = excluded.field_times
     )
-    INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO sessions ({SESSION_COLUMNS})
+    SELECT $1::text, $2::text, $3::text, $4::float8, $5::float8, $6::float8, $7::float8
+    WHERE $2::text IS NOT NULL
     ON CONFLICT (bot_id, key) DO UPDATE SET
         user_key = excluded.user_key, started_at = excluded.started_at,
         last_seen = excluded.last_seen, expires_at = excluded.expires_at,
         temp_expires_at = excluded.temp_expires_at
 """
-"""A turn's writes as one statement: $1-$7 the session, $8 the scopes to reset,
+"""A turn's writes as one statement: $1-$7 the session (NULLs: leave it), $8 the scopes
+to reset,
 $9-$12 the keys to delete, $13-$20 the variables to write.
 
 The parts of one statement run on one snapshot in no set order, so they must touch
@@ -82,12 +172,38 @@ KVS_INSERT: Final = """
     ON CONFLICT (namespace, key) DO NOTHING
 """
 KVS_DELETE: Final = "DELETE FROM kvs WHERE namespace = $1 AND key = $2 RETURNING expires_at"
-_PREFIX: Final = "namespace = $1 AND key >= $2 AND left(key, char_length($2)) = $2"
-"""Keys starting with $2, taken literally (no LIKE patterns); the range uses the index."""
-KVS_KEYS: Final = f"""
-    SELECT key FROM kvs WHERE {_PREFIX} AND (expires_at IS NULL OR expires_at > $3) ORDER BY key
+KVS_KEYS: Final = """
+    SELECT key FROM kvs WHERE namespace = $1 AND key >= $2 AND key < $3
+        AND (expires_at IS NULL OR expires_at > $4)
+    ORDER BY key
 """
-KVS_DELETE_PREFIX: Final = f"DELETE FROM kvs WHERE {_PREFIX}"
+"""Live keys from $2 up to $3: the keys that start with a prefix (see ``prefix_end``)."""
+KVS_KEYS_FROM: Final = """
+    SELECT key FROM kvs WHERE namespace = $1 AND key >= $2
+        AND (expires_at IS NULL OR expires_at > $3)
+    ORDER BY key
+"""
+"""Live keys from $2 on: those that start with $2 when no ``prefix_end`` exists."""
+KVS_DELETE_RANGE: Final = "DELETE FROM kvs WHERE namespace = $1 AND key >= $2 AND key < $3"
+KVS_DELETE_FROM: Final = "DELETE FROM kvs WHERE namespace = $1 AND key >= $2"
+
+
+def prefix_end(prefix: str) -> str | None:
+    """Return the least string after every string that starts with ``prefix``.
+
+    With ``COLLATE "C"`` strings sort by code point, so the keys that start with
+    ``prefix`` are exactly those from ``prefix`` up to this one: an index range, and
+    no LIKE pattern to escape. ``None`` when there is no such string (``prefix`` is
+    empty or all U+10FFFF): then every key from ``prefix`` on starts with it.
+    """
+    stem = prefix.rstrip(chr(0x10FFFF))
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if following == 0xD800:  # surrogates are not text in PostgreSQL
+        following = 0xE000
+    return stem[:-1] + chr(following)
+
 
 # -- users ------------------------------------------------------------------------------
 USER_SESSIONS: Final = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE bot_id = $1 AND user_key = $2"
@@ -175,10 +291,10 @@ CLEAR_TEMPS: Final = """
     SELECT count(*) FROM emptied
 """
 DELETE_EXPIRED_KVS: Final = """
-    DELETE FROM kvs WHERE expires_at <= $1 AND (namespace, key) IN (
-        SELECT namespace, key FROM kvs WHERE expires_at <= $1 LIMIT $2)
+    DELETE FROM kvs WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM kvs WHERE expires_at <= $1 LIMIT $2)) AND expires_at <= $1
 """
-"""The outer test sees a row again if a concurrent write renewed it while we waited."""
+"""Delete a batch by row address. A row renewed meanwhile has a new address: it stays."""
 
 GET_META: Final = "SELECT value FROM meta WHERE name = $1"
 SET_META: Final = """

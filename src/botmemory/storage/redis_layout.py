@@ -1,4 +1,4 @@
-"""Where the Redis backend keeps what, how it encodes records, and its Lua scripts.
+"""Where the Redis backend keeps what, and how it encodes records.
 
 Every key starts with the URL's ``prefix`` (default ``botmemory:``), then a hash tag:
 
@@ -16,6 +16,7 @@ that a guard can compare them as strings.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,7 +27,9 @@ __all__ = [
     "BotKeys",
     "KvsKeys",
     "MetaKeys",
-    "Scripts",
+    "kvs_keys",
+    "native_ttl_ms",
+    "num",
     "pack_kvs",
     "pack_session",
     "pack_var",
@@ -161,6 +164,17 @@ class MetaKeys:
         return cls(f"{base}settings", f"{base}bots", f"{base}layout", f"{base}janitor-lease")
 
 
+def native_ttl_ms(expires_at: float, grace: float) -> int:
+    """Native TTL of a whole key whose data expires at ``expires_at``, in milliseconds.
+
+    Counted on this host's wall clock, plus ``grace``, and never shorter than ``grace``
+    (nor than 1s): Redis frees a key only after the injected clock says it expired,
+    even when that clock runs far from real time.
+    """
+    remaining = max(expires_at - time.time(), 0.0)
+    return max(1000, int((remaining + grace) * 1000))
+
+
 # -- records -------------------------------------------------------------------------------
 def pack_var(var: StoredVar) -> str:
     """``changed_at``, ``expires_at``, ``field_times`` and the value, one per line.
@@ -225,119 +239,3 @@ def unpack_kvs(raw: str | None, now: float) -> KvsRecord | None:
     if record.expires_at is not None and record.expires_at <= now:
         return None
     return record
-
-
-# -- Lua scripts: each is atomic, and names every key it touches in KEYS ----------------------
-class Scripts:
-    """The Lua source of every script the backend runs."""
-
-    RELEASE: Final = """
-    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-    return 0
-    """
-    """Delete a lease if it still holds our token."""
-
-    RENEW: Final = """
-    if redis.call('GET', KEYS[1]) == ARGV[1] then
-        return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    end
-    return 0
-    """
-    """Extend a lease if it still holds our token."""
-
-    UPDATE_USER_VARS: Final = """
-    -- KEYS[1]: due:user-vars; KEYS[i + 1]: user hash of update i
-    -- ARGV per update: name, guard, packed record ('' deletes), expires_at ('' none), member
-    local applied = {}
-    for i = 1, #KEYS - 1 do
-        local a = (i - 1) * 5
-        local hash, name, guard = KEYS[i + 1], ARGV[a + 1], ARGV[a + 2]
-        local current = redis.call('HGET', hash, name)
-        if current and string.sub(current, 1, #guard) == guard then
-            if ARGV[a + 3] == '' then
-                redis.call('HDEL', hash, name)
-            else
-                redis.call('HSET', hash, name, ARGV[a + 3])
-            end
-            if ARGV[a + 4] == '' then
-                redis.call('ZREM', KEYS[1], ARGV[a + 5])
-            else
-                redis.call('ZADD', KEYS[1], ARGV[a + 4], ARGV[a + 5])
-            end
-            applied[#applied + 1] = i
-        end
-    end
-    return applied
-    """
-
-    DELETE_SESSIONS: Final = """
-    -- KEYS[1]: due:sessions, KEYS[2]: due:temps; then per session:
-    -- session hash, session vars, temp vars, user's session set
-    -- ARGV per session: last_seen guard, session key
-    local deleted = 0
-    for i = 0, (#KEYS - 2) / 4 - 1 do
-        local k, a = 2 + i * 4, i * 2
-        if redis.call('HGET', KEYS[k + 1], 'seen') == ARGV[a + 1] then
-            redis.call('DEL', KEYS[k + 1], KEYS[k + 2], KEYS[k + 3])
-            redis.call('SREM', KEYS[k + 4], ARGV[a + 2])
-            redis.call('ZREM', KEYS[1], ARGV[a + 2])
-            redis.call('ZREM', KEYS[2], ARGV[a + 2])
-            deleted = deleted + 1
-        end
-    end
-    return deleted
-    """
-
-    CLEAR_TEMPS: Final = """
-    -- KEYS[1]: due:temps; then per session: session hash, temp vars
-    -- ARGV per session: temp_expires_at guard ('' for none), session key
-    local cleared = 0
-    for i = 0, (#KEYS - 1) / 2 - 1 do
-        local k, a = 1 + i * 2, i * 2
-        if redis.call('EXISTS', KEYS[k + 1]) == 1 then
-            local current = redis.call('HGET', KEYS[k + 1], 'temp')
-            if (not current) or current == ARGV[a + 1] then
-                redis.call('HDEL', KEYS[k + 1], 'temp')
-                redis.call('DEL', KEYS[k + 2])
-                redis.call('ZREM', KEYS[1], ARGV[a + 2])
-                cleared = cleared + 1
-            end
-        end
-    end
-    return cleared
-    """
-
-    DELETE_EXPIRED_KVS: Final = """
-    -- KEYS[1]: due:kvs, KEYS[2]: kvs-keys, KEYS[i + 2]: data key of name i
-    -- ARGV[1]: now; ARGV[i + 1]: name i
-    local now, deleted = tonumber(ARGV[1]), 0
-    for i = 1, #KEYS - 2 do
-        local name = ARGV[i + 1]
-        local score = redis.call('ZSCORE', KEYS[1], name)
-        if score and tonumber(score) <= now then
-            redis.call('DEL', KEYS[i + 2])
-            redis.call('ZREM', KEYS[1], name)
-            redis.call('ZREM', KEYS[2], name)
-            deleted = deleted + 1
-        end
-    end
-    return deleted
-    """
-
-    PURGE: Final = """
-    -- Drop index entries whose record Redis already expired on its own.
-    -- KEYS[1]: the index; KEYS[i + 1]: the hash of entry i
-    -- ARGV per entry: hash field ('' for the whole key), member
-    local purged = 0
-    for i = 1, #KEYS - 1 do
-        local field, member = ARGV[i * 2 - 1], ARGV[i * 2]
-        local gone
-        if field == '' then
-            gone = redis.call('EXISTS', KEYS[i + 1]) == 0
-        else
-            gone = redis.call('HEXISTS', KEYS[i + 1], field) == 0
-        end
-        if gone then purged = purged + redis.call('ZREM', KEYS[1], member) end
-    end
-    return purged
-    """

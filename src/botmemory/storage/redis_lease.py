@@ -20,7 +20,9 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-__all__ = ["Lease"]
+from botmemory.storage.redis_scripts import Scripts
+
+__all__ = ["Lease", "Leases"]
 
 log = logging.getLogger("botmemory.storage.redis")
 
@@ -31,20 +33,13 @@ _MAX_POLL = 0.1
 class Lease:
     """One attempt to hold the lease on ``key`` for ``timeout`` seconds at a time."""
 
-    def __init__(
-        self,
-        client: Redis,
-        key: str,
-        timeout: float,
-        release_script: AsyncScript,
-        renew_script: AsyncScript,
-    ) -> None:
+    def __init__(self, client: Redis, scripts: Scripts, key: str, timeout: float) -> None:
         self.key = key
         self.token = secrets.token_hex(16)
         self._client = client
         self._timeout_ms = max(1, int(timeout * 1000))
-        self._release = release_script
-        self._renew = renew_script
+        self._release = scripts.release
+        self._renew = scripts.renew
         self._renewer: asyncio.Task[None] | None = None
 
     async def try_take(self) -> bool:
@@ -68,10 +63,11 @@ class Lease:
 
     async def release(self) -> bool:
         """Stop renewing and release the lease if it is still ours; return whether it was."""
-        await self._stop()
+        await self.stop()
         return bool(await self._call(self._release, self.token))
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop renewing the lease."""
         task, self._renewer = self._renewer, None
         if task is not None:
             task.cancel()
@@ -91,3 +87,43 @@ class Lease:
 
     async def _call(self, script: AsyncScript, *args: Any) -> Any:
         return await script(keys=[self.key], args=args)
+
+
+class Leases:
+    """The leases one storage takes, on any key, with one timeout."""
+
+    def __init__(self, client: Redis, scripts: Scripts, timeout: float) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._timeout = timeout
+        self._held: set[Lease] = set()
+        self._stale: dict[str, str] = {}
+        """Tokens of our leases that Redis could not be told to release."""
+
+    async def take(self, key: str, wait: float | None) -> Lease | None:
+        """Take the lease on ``key``, waiting up to ``wait`` seconds (``None``: no wait)."""
+        stale = self._stale.get(key)
+        if stale is not None:
+            await self._scripts.release(keys=[key], args=[stale])
+            del self._stale[key]
+        lease = Lease(self._client, self._scripts, key, self._timeout)
+        taken = await (lease.try_take() if wait is None else lease.take(wait))
+        if not taken:
+            return None
+        self._held.add(lease)
+        return lease
+
+    async def release(self, lease: Lease) -> None:
+        """Release ``lease``; if Redis cannot be reached, retry when the key is next taken."""
+        self._held.discard(lease)
+        try:
+            await lease.release()
+        except (RedisError, OSError) as exc:
+            log.warning("cannot release lease %s (it lapses by itself): %s", lease.key, exc)
+            self._stale[lease.key] = lease.token
+
+    async def close(self) -> None:
+        """Stop renewing every lease still held: they lapse after the timeout."""
+        for lease in list(self._held):
+            await lease.stop()
+        self._held.clear()

@@ -1,4 +1,4 @@
-"""Embedded SQLite backend (``sqlite:///path/to/memory.db``), the default.
+"""Embedded SQLite backend (``sqlite:///relative.db``, ``sqlite:////absolute.db``), the default.
 
 One connection in WAL mode, used from one worker thread so the event loop never
 blocks on disk. Each method is one transaction. Expiry columns have partial indexes,
@@ -101,9 +101,13 @@ _UPSERT_SESSION: Final = (
 
 
 def sqlite_path(url: str) -> str:
-    """Return the file path of a ``sqlite://`` URL (``sqlite:///abs/x.db`` is absolute)."""
+    """Return the file path of a ``sqlite:///`` URL, as SQLAlchemy reads it.
+
+    ``sqlite:///data/memory.db`` is relative to the current folder,
+    ``sqlite:////var/data/memory.db`` (four slashes) is absolute.
+    """
     rest = url.removeprefix("sqlite://")
-    return rest[1:] if rest.startswith("//") else rest
+    return rest[1:] if rest.startswith("/") else rest
 
 
 def _var(row: Sequence[Any]) -> StoredVar:
