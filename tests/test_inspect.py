@@ -70,3 +70,27 @@ async def test_stats_count_turns_and_errors(mem: Memory) -> None:
     assert (mem.stats.turns, mem.stats.turn_errors, mem.stats.backend_errors) == (1, 1, 0)
     assert mem.stats.turn_seconds.total == 1
     assert mem.stats.lock_wait_seconds.total == 2
+
+
+async def test_edit_of_temp_after_the_dialog_timed_out_is_refused(
+    mem: Memory, clock: ManualClock
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.session["s"] = 1
+    clock.advance(10 * 60)  # the dialog (5m) is over, the session (30m) is not
+    with pytest.raises(InvalidValueError, match="dialog"):
+        async with mem.edit("b", "u1") as state:
+            state.temp["step"] = "admin"
+
+
+async def test_edit_of_temp_within_the_dialog_is_seen_by_the_next_turn(
+    mem: Memory, clock: ManualClock
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.session["s"] = 1
+    clock.advance(60)
+    async with mem.edit("b", "u1") as state:
+        state.temp["step"] = "admin"
+    clock.advance(60)
+    async with mem.turn("b", "u1") as state:
+        assert dict(state.temp) == {"step": "admin"}

@@ -215,3 +215,18 @@ async def test_retention_does_not_apply_to_other_scopes(
     clock.advance(2 * DAY)
     async with retained.turn("b", "u1") as state:
         assert state.bot["mood"] == "shared"
+
+
+async def test_a_bot_named_underscore_does_not_hide_a_global_policy_change(
+    backend: str, open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    if backend == "memory":
+        pytest.skip("memory:// keeps nothing once closed")
+    bots = {"_": {"dataRetention": {"policies": {"email": "never"}}}}
+    first = await open_memory({"dataRetention": {"policies": {"email": "60d"}}}, bots)
+    await set_user(first, email="ada@example.com")
+    await first.close()
+    second = await open_memory({"dataRetention": {"policies": {"email": "1d"}}}, bots)
+    clock.advance(2 * DAY)
+    assert await user(second) == {}
+    assert (await second.janitor.run_once()).user_variables == 1

@@ -337,3 +337,24 @@ async def test_a_turn_writes_only_what_it_changed(mem: Memory) -> None:
     async with mem.turn("b", "u1") as state:
         assert state.bot["counter"] == 5
         assert state.bot["other"] == "y"
+
+
+async def test_end_flow_then_the_same_value_is_kept(mem: Memory) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.temp["step"] = 1
+    async with mem.turn("b", "u1") as state:
+        state.end_flow()
+        state.temp["step"] = 1  # the next flow starts at step 1 too
+    async with mem.turn("b", "u1") as state:
+        assert dict(state.temp) == {"step": 1}
+
+
+async def test_text_that_is_not_valid_unicode_is_refused(mem: Memory) -> None:
+    with pytest.raises(InvalidIdError):
+        async with mem.turn("b", "u\ud800"):
+            pass
+    async with mem.turn("b", "u1") as state:
+        with pytest.raises(InvalidValueError, match=r"user\.name"):
+            state.user["name"] = "x\ud800"
+        with pytest.raises(InvalidIdError):
+            state.user["\ud800"] = 1

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from botmemory import ManualClock, Memory
+import pytest
+
+from botmemory import ManualClock, Memory, UserErasedError
+from botmemory.kvs import user_storage_key
 from tests.conftest import DAY, OpenMemory
 
 
@@ -81,3 +85,52 @@ async def test_forget_an_unknown_user_removes_nothing(mem: Memory) -> None:
         "session_variables": 0,
         "kvs": 0,
     }
+
+
+async def test_a_user_id_with_a_slash_never_reaches_another_users_keys(mem: Memory) -> None:
+    kvs = mem.kvs.for_bot("b")
+    await kvs.set(user_storage_key("a/b", "cart"), ["secret of user a/b"])
+    await kvs.set(user_storage_key("a", "cart"), ["a's own"])
+    assert user_storage_key("a/b", "cart") == "storage/users/a%2Fb/cart"
+    exported = await mem.export_user("b", "a")
+    assert exported["kvs"] == {"storage/users/a/cart": ["a's own"]}
+    await mem.forget_user("b", "a")
+    assert await kvs.get(user_storage_key("a/b", "cart")) == ["secret of user a/b"]
+
+
+async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memory) -> None:
+    async with mem.turn("b", "u1", message={"type": "text", "text": "my secret"}) as state:
+        state.user["email"] = "a@example.com"
+    loaded, done = asyncio.Event(), asyncio.Event()
+
+    async def slow_turn() -> None:
+        async with mem.turn("b", "u1", message={"type": "text", "text": "hi"}) as state:
+            state.user["later"] = True
+            loaded.set()
+            await done.wait()
+
+    task = asyncio.create_task(slow_turn())
+    await loaded.wait()
+    await mem.forget_user("b", "u1")
+    done.set()
+    with pytest.raises(UserErasedError):
+        await task
+    exported = await mem.export_user("b", "u1")
+    assert (exported["user"], exported["sessions"]) == ({}, [])
+    async with mem.turn("b", "u1") as state:  # the next turn works as usual
+        assert dict(state.user) == {}
+
+
+async def test_export_hides_temp_timed_out_under_the_current_setting(
+    backend: str, open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    if backend == "memory":
+        pytest.skip("memory:// keeps nothing once closed")
+    first = await open_memory({"dialog": {"timeoutInterval": "10m"}})
+    async with first.turn("b", "u1") as state:
+        state.temp["card"] = "4111 1111"
+    await first.close()
+    second = await open_memory({"dialog": {"timeoutInterval": "1m"}})
+    clock.advance(120)
+    exported = await second.export_user("b", "u1")
+    assert exported["sessions"][0]["temp"] == {}  # type: ignore[index]

@@ -20,6 +20,7 @@ from botmemory.errors import (
     LockTimeoutError,
     MissingDependencyError,
     SchemaVersionError,
+    UserErasedError,
     ValueTooLargeError,
 )
 from botmemory.ids import Identity
@@ -56,6 +57,7 @@ __all__ = [
     "Settings",
     "SyncMemory",
     "TurnState",
+    "UserErasedError",
     "ValueTooLargeError",
     "__version__",
     "format_duration",

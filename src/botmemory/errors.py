@@ -8,6 +8,7 @@ The hierarchy::
      ├── InvalidIdError (ValueError)        a bot, user, channel or thread id
      ├── InvalidValueError (ValueError)     not a JSON value, or a bad KVS path
      │    └── ValueTooLargeError            larger than limits.maxValueBytes
+     ├── UserErasedError                    the user was erased while a turn ran
      ├── BackendError                       the storage failed
      │    ├── BackendUnavailableError (ConnectionError)
      │    ├── SchemaVersionError            database schema newer than this code
@@ -31,6 +32,7 @@ __all__ = [
     "LockTimeoutError",
     "MissingDependencyError",
     "SchemaVersionError",
+    "UserErasedError",
     "ValueTooLargeError",
 ]
 
@@ -66,6 +68,10 @@ class InvalidValueError(BotMemoryError, ValueError):
 
 class ValueTooLargeError(InvalidValueError):
     """A serialized value is larger than ``limits.maxValueBytes``."""
+
+
+class UserErasedError(BotMemoryError):
+    """The user was erased while a turn ran: the turn wrote nothing."""
 
 
 class BackendError(BotMemoryError):

@@ -19,6 +19,7 @@ __all__ = ["BOT_ID_PATTERN", "Identity", "validate_bot_id", "validate_id"]
 
 BOT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 MAX_ID_LENGTH: Final = 255
 
 
@@ -39,6 +40,8 @@ def validate_id(value: object, kind: str, *, max_length: int = MAX_ID_LENGTH) ->
         )
     if _CONTROL.search(value):
         raise InvalidIdError(f"{kind} {value!r} is invalid: it contains a control character")
+    if _SURROGATE.search(value):
+        raise InvalidIdError(f"{kind} {value!r} is invalid: it is not valid Unicode text")
     return value
 
 

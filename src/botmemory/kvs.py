@@ -17,7 +17,16 @@ from botmemory.ids import validate_bot_id, validate_id
 from botmemory.storage.base import KvsRecord, Storage
 from botmemory.values import MISSING, JsonValue, get_path, loads, parse_path, set_path, to_json_text
 
-__all__ = ["GLOBAL_NAMESPACE", "KeyValueStore", "KvsAccess", "parse_expiry"]
+__all__ = [
+    "GLOBAL_NAMESPACE",
+    "KeyValueStore",
+    "KvsAccess",
+    "conversation_storage_key",
+    "escape_key_part",
+    "global_storage_key",
+    "parse_expiry",
+    "user_storage_key",
+]
 
 GLOBAL_NAMESPACE = ""
 """The namespace of the global key space (no bot id is empty)."""
@@ -37,6 +46,30 @@ def parse_expiry(expiry: Expiry, where: str = "expiry") -> float | None:
     if seconds is not None and seconds <= 0:
         raise InvalidDurationError(f"{where}: {expiry!r} must be longer than zero")
     return seconds
+
+
+def escape_key_part(part: str) -> str:
+    """Escape ``%`` and ``/`` so that an id is one segment of a key path."""
+    return part.replace("%", "%25").replace("/", "%2F")
+
+
+def user_storage_key(user_id: str, name: str = "") -> str:
+    """``storage/users/<userId>/<name>``: the key of a user's stored variable.
+
+    The user id is escaped, so that a user called ``a/b`` can never reach the keys of
+    a user called ``a``. Without a name, the prefix of all that user's keys.
+    """
+    return f"storage/users/{escape_key_part(user_id)}/{name}"
+
+
+def conversation_storage_key(session_id: str, name: str = "") -> str:
+    """``storage/conversation/<sessionId>/<name>``: a conversation's stored variable."""
+    return f"storage/conversation/{escape_key_part(session_id)}/{name}"
+
+
+def global_storage_key(name: str = "") -> str:
+    """``storage/global/<name>``: a variable shared by every user of one bot."""
+    return f"storage/global/{name}"
 
 
 class KeyValueStore:

@@ -20,10 +20,10 @@ from typing import Final
 
 from botmemory.clock import Clock, system_clock
 from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
-from botmemory.errors import BackendError, BotMemoryError, InvalidValueError
+from botmemory.errors import BackendError, BotMemoryError, InvalidValueError, UserErasedError
 from botmemory.ids import Identity, validate_bot_id
 from botmemory.janitor import Janitor, retention_update
-from botmemory.kvs import KvsAccess
+from botmemory.kvs import KvsAccess, user_storage_key
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
@@ -56,6 +56,9 @@ class Memory:
             ),
         )
         self.stats = MemoryStats()
+        self._erasures = 0
+        self._erased: dict[tuple[str, str], int] = {}
+        self._turns_running = 0
 
     # -- opening and closing ---------------------------------------------------------
     @classmethod
@@ -168,9 +171,11 @@ class Memory:
         policies = self.policies_for(bot_id)
         keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
         started = time.perf_counter()
+        self._turns_running += 1
         try:
             async with self.storage.session_lock(bot_id, identity.session_key):
                 self.stats.lock_wait_seconds.observe(time.perf_counter() - started)
+                erasures = self._erasures
                 snapshot = await self.storage.load_turn(keys)
                 state, loaded = begin_turn(
                     identity,
@@ -184,12 +189,21 @@ class Memory:
                 )
                 yield state
                 write = finish_turn(state, loaded, settings, policies, self.clock())
+                if self._erased.get((bot_id, identity.user_key), -1) > erasures:
+                    raise UserErasedError(
+                        f"user {identity.user_id!r} of bot {bot_id!r} was erased while this "
+                        "turn ran: it wrote nothing"
+                    )
                 await self.storage.commit_turn(write)
         except BaseException as exc:
             self.stats.turn_errors += 1
             if isinstance(exc, BackendError):
                 self.stats.backend_errors += 1
             raise
+        finally:
+            self._turns_running -= 1
+            if not self._turns_running:
+                self._erased.clear()
         self.stats.turns += 1
         self.stats.turn_seconds.observe(time.perf_counter() - started)
 
@@ -248,7 +262,9 @@ class Memory:
         for s in records.sessions:
             if now >= min(s.expires_at, s.last_seen + settings.session_timeout):
                 continue
-            temp_alive = s.temp_expires_at is not None and now < s.temp_expires_at
+            temp_alive = s.temp_expires_at is not None and now < min(
+                s.temp_expires_at, s.last_seen + settings.dialog_timeout
+            )
             sessions.append(
                 {
                     "sessionId": _session_id(bot_id, s.key),
@@ -261,7 +277,7 @@ class Memory:
             )
         kvs = self.kvs.for_bot(bot_id)
         stored: dict[str, JsonValue] = {}
-        for key in await kvs.keys(_user_storage_prefix(user_id)):
+        for key in await kvs.keys(user_storage_key(user_id)):
             stored[key] = await kvs.get(key)
         return {
             "botId": bot_id,
@@ -274,16 +290,23 @@ class Memory:
         }
 
     async def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> dict[str, int]:
-        """Erase everything stored for one user; return how much of each kind was removed."""
+        """Erase everything stored for one user; return how much of each kind was removed.
+
+        A turn of that user already running when this is called fails with
+        :class:`~botmemory.errors.UserErasedError` and writes nothing.
+        """
         identity = Identity.of(bot_id, user_id, channel)
+        if self._turns_running:  # a turn that loaded this user before now must not write
+            self._erasures += 1
+            self._erased[(bot_id, identity.user_key)] = self._erasures
         counts = await self.storage.delete_user(bot_id, identity.user_key)
-        counts["kvs"] = await self.kvs.for_bot(bot_id).delete_prefix(_user_storage_prefix(user_id))
+        counts["kvs"] = await self.kvs.for_bot(bot_id).delete_prefix(user_storage_key(user_id))
         return counts
 
     # -- retention policies changed since the last start ---------------------------------
     async def _reconcile_retention(self) -> None:
         """Recompute stored expiries for the bots whose policies changed since last time."""
-        current = {"*": self.policies_for("_").fingerprint} | {
+        current = {"*": RetentionPolicies(self.settings.defaults.policies).fingerprint} | {
             bot: self.policies_for(bot).fingerprint for bot in self.settings.bots
         }
         stored_text = await self.storage.get_meta(_RETENTION_META)
@@ -363,7 +386,3 @@ def _plain(rows: list[StoredVar], owner: str) -> dict[str, JsonValue]:
 def _session_id(bot_id: str, session_key: str) -> str:
     channel, user_id, thread_id = json.loads(session_key)
     return Identity(bot_id, channel, user_id, thread_id).session_id
-
-
-def _user_storage_prefix(user_id: str) -> str:
-    return f"storage/users/{user_id}/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Final
 
+from botmemory.ids import validate_id
 from botmemory.storage.base import Scope
 from botmemory.values import JsonValue, loads, to_json_text
 
@@ -12,6 +13,7 @@ __all__ = ["ScopeMemory"]
 
 _CONTAINERS: Final = (dict, list)
 _UNPARSED: Final = object()
+MAX_NAME_LENGTH: Final = 255
 
 
 class ScopeMemory(MutableMapping[str, JsonValue]):
@@ -56,6 +58,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     def __setitem__(self, name: str, value: JsonValue) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"{self.scope} variable names are non-empty strings, not {name!r}")
+        validate_id(name, f"{self.scope} variable name", max_length=MAX_NAME_LENGTH)
         to_json_text(value, f"{self.scope}.{name}", self._max_bytes)
         self._data[name] = value
         self._touched.add(name)
@@ -72,6 +75,13 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
 
     def __repr__(self) -> str:
         return f"<{self.scope} memory {self.to_dict()!r}>"
+
+    def forget_loaded(self) -> None:
+        """Empty the scope and forget what was loaded: whatever is set next is new."""
+        self._data.clear()
+        self._loaded_text.clear()
+        self._touched.clear()
+        self._expiries.clear()
 
     def expiry(self, name: str) -> float | None:
         """When ``name`` expires (epoch seconds) as loaded, or ``None`` if it does not."""

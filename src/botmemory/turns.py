@@ -81,7 +81,7 @@ class TurnState:
         What the turn sets in temp after this call belongs to the next flow and is kept.
         """
         self.flow_ended = True
-        self.temp.clear()
+        self.temp.forget_loaded()
 
 
 @dataclass
@@ -270,9 +270,14 @@ def _edited_session(
         return None
     if not len(state.temp):
         return replace(record, temp_expires_at=None)
+    dialog_ends = min(record.last_seen + settings.dialog_timeout, record.expires_at)
+    if now >= dialog_ends and state.temp.changes() != ({}, []):
+        raise InvalidValueError(
+            f"the dialog of session {state.session_id!r} has timed out: "
+            "its temp memory cannot be edited"
+        )
     if record.temp_expires_at is None:
-        expires = min(now + settings.dialog_timeout, record.expires_at)
-        return replace(record, temp_expires_at=expires)
+        return replace(record, temp_expires_at=dialog_ends)
     return record
 
 

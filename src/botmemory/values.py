@@ -60,7 +60,10 @@ def to_json_text(value: object, where: str, max_bytes: int) -> str:
     larger than ``max_bytes``.
     """
     _check(value, where)
-    text = dumps(value)  # type: ignore[arg-type]
+    try:
+        text = dumps(value)  # type: ignore[arg-type]
+    except orjson.JSONEncodeError as exc:  # a string that is not valid Unicode
+        raise InvalidValueError(f"{where}: not a JSON value: {exc}") from None
     if len(text) * 4 > max_bytes and len(text.encode()) > max_bytes:
         raise ValueTooLargeError(
             f"{where}: value is {len(text.encode())} bytes of JSON, over the limit of "

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
-from botmemory import ManualClock, Memory, SchemaVersionError
-from botmemory.storage.sqlite import MIGRATIONS, sqlite_path
+from botmemory import BackendError, BackendUnavailableError, ManualClock, Memory, SchemaVersionError
+from botmemory.storage.base import TurnWrite
+from botmemory.storage.sqlite import MIGRATIONS, SqliteStorage, sqlite_path
 
 
 def test_url_paths() -> None:
@@ -80,3 +83,101 @@ async def test_data_survives_a_restart(tmp_path: Path, clock: ManualClock) -> No
     async with await Memory.open(url, clock=clock) as mem, mem.turn("b", "u1") as state:
         assert state.user["name"] == "Ada"
         assert state.session["topic"] == "x"
+
+
+async def test_a_failing_write_in_a_group_commit_fails_alone(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mem = await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock)
+    storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+    real = SqliteStorage._apply_turn
+
+    def apply(db: sqlite3.Connection, write: TurnWrite) -> None:
+        real(db, write)
+        if any(v.key.owner == '["api", "bad"]' for v in write.upserts):
+            raise UnicodeEncodeError("utf-8", "x", 0, 1, "not encodable")
+
+    monkeypatch.setattr(SqliteStorage, "_apply_turn", staticmethod(apply))
+
+    async def turn(user: str) -> None:
+        async with mem.turn("b", user) as state:
+            state.user["x"] = 1
+
+    results = await asyncio.wait_for(
+        asyncio.gather(turn("good"), turn("bad"), return_exceptions=True), 10
+    )
+    assert results[0] is None
+    assert isinstance(results[1], BackendError)
+    monkeypatch.undo()
+    assert storage._worker._thread.is_alive()
+    assert (await mem.export_user("b", "bad"))["user"] == {}
+    assert (await mem.export_user("b", "good"))["user"] != {}
+    await mem.close()
+
+
+async def hold_worker_with_a_queued_write(
+    mem: Memory,
+) -> tuple[asyncio.Task[None], threading.Event]:
+    """Start a turn whose write waits in the queue behind a busy worker."""
+    storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+    gate, in_body, leave = threading.Event(), asyncio.Event(), asyncio.Event()
+
+    async def turn() -> None:
+        async with mem.turn("b", "u1") as state:
+            state.user["x"] = 1
+            in_body.set()
+            await leave.wait()
+
+    task = asyncio.create_task(turn())
+    await in_body.wait()
+    storage._worker.post(gate.wait)  # a busy worker
+    leave.set()
+    while not storage._queued:  # noqa: ASYNC110 - the queue is filled by another task
+        await asyncio.sleep(0)
+    return task, gate
+
+
+async def test_a_turn_cancelled_while_its_write_is_queued_writes_nothing(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        task, gate = await hold_worker_with_a_queued_write(mem)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        async with mem.turn("b", "u1") as state:
+            assert dict(state.user) == {}
+
+
+async def test_close_commits_the_writes_already_queued(tmp_path: Path, clock: ManualClock) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    mem = await Memory.open(url, clock=clock)
+    task, gate = await hold_worker_with_a_queued_write(mem)
+    closing = asyncio.create_task(mem.close())
+    await asyncio.sleep(0)
+    gate.set()
+    await closing
+    await task
+    async with await Memory.open(url, clock=clock) as again, again.turn("b", "u1") as state:
+        assert dict(state.user) == {"x": 1}
+
+
+async def test_calls_after_close_fail_at_once(tmp_path: Path, clock: ManualClock) -> None:
+    mem = await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock)
+    await mem.close()
+    with pytest.raises(BackendUnavailableError, match="closed"):
+        await asyncio.wait_for(mem.kvs.for_bot("b").get("k"), 5)
+
+    mem = await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock)
+    with pytest.raises(BackendUnavailableError):
+        async with mem.turn("b", "u1") as state:
+            state.user["x"] = 1
+            await mem.close()
+
+
+async def test_a_folder_that_cannot_be_created_is_a_backend_error() -> None:
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(BackendUnavailableError, match="cannot open"):
+        await Memory.open("sqlite:////proc/nope/memory.db")
+    assert [t.name for t in threading.enumerate() if t.ident not in before] == []

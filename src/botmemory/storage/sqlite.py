@@ -130,7 +130,8 @@ class SqliteStorage(Storage):
         super().__init__()
         self.url = url
         self.path = sqlite_path(url)
-        self._worker = Worker("botmemory-sqlite")
+        self._worker = Worker("botmemory-sqlite", self._closed_error)
+        self._closing = False
         self._queue_lock = threading.Lock()
         self._queued: list[tuple[TurnWrite, asyncio.Future[None]]] = []
         self._db: sqlite3.Connection | None = None
@@ -138,17 +139,22 @@ class SqliteStorage(Storage):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._worker.call(lambda: self._call(fn))
 
+    def _closed_error(self) -> BackendUnavailableError:
+        return BackendUnavailableError(f"the SQLite database {self.path} is closed")
+
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
-            raise BackendUnavailableError(f"the SQLite database {self.path} is closed")
+            raise self._closed_error()
         try:
             return fn(self._db)
-        except sqlite3.Error as exc:
+        except BotMemoryError:
+            raise
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
             if self._db.in_transaction:
                 self._db.rollback()
             raise self._translate(exc) from exc
 
-    def _translate(self, exc: sqlite3.Error) -> BackendError:
+    def _translate(self, exc: BaseException) -> BackendError:
         """Turn a driver error into botmemory's own."""
         if isinstance(exc, sqlite3.OperationalError) and (
             "locked" in str(exc) or "busy" in str(exc)
@@ -170,14 +176,18 @@ class SqliteStorage(Storage):
         return in_transaction
 
     async def open(self) -> None:
-        await self._worker.call(self._connect)
+        try:
+            await self._worker.call(self._connect)
+        except BaseException:
+            await self.close()
+            raise
 
     def _connect(self) -> None:
-        if self.path not in ("", ":memory:"):
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path not in ("", ":memory:"):
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise BackendUnavailableError(
                 f"cannot open SQLite database {self.path}: {exc}"
             ) from exc
@@ -205,10 +215,19 @@ class SqliteStorage(Storage):
             db.commit()
 
     async def close(self) -> None:
+        """Commit the turns already queued, close the database and stop the thread."""
+        if self._closing:
+            return
+        self._closing = True
+        with contextlib.suppress(BackendUnavailableError):
+            await self._worker.call(self._shutdown)
+        self._worker.stop()
+
+    def _shutdown(self) -> None:
+        self._commit_queued()
         if self._db is not None:
             db, self._db = self._db, None
-            await self._worker.call(db.close)
-        self._worker.stop()
+            db.close()
 
     # -- turns ---------------------------------------------------------------------
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
@@ -247,22 +266,39 @@ class SqliteStorage(Storage):
         and the others commit. Under concurrent turns this is group commit: one
         transaction, one WAL append, for many turns.
         """
-        future = asyncio.get_running_loop().create_future()
+        if self._closing:
+            raise self._closed_error()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._queue_lock:
             self._queued.append((write, future))
             first = len(self._queued) == 1
         if first:
             self._worker.post(self._commit_queued)
-        await future
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Still queued: withdraw it, nothing is written. Already being committed:
+            # its outcome stands (like a COMMIT already sent), then the cancellation.
+            with self._queue_lock:
+                queued = [i for i, (_, f) in enumerate(self._queued) if f is future]
+                if queued:
+                    del self._queued[queued[0]]
+            if not queued:
+                with contextlib.suppress(Exception):
+                    await future
+            raise
 
     def _commit_queued(self) -> None:
         with self._queue_lock:
             batch, self._queued = self._queued, []
+        if not batch:
+            return
         outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]] = []
         try:
             self._call(self._write(lambda db: self._apply_turns(db, batch, outcomes)))
-        except BotMemoryError as exc:
-            outcomes = [(future, None, exc) for _, future in batch]
+        except Exception as exc:
+            failure = exc if isinstance(exc, BotMemoryError) else self._translate(exc)
+            outcomes = [(future, None, failure) for _, future in batch]
         loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for outcome in outcomes:
             loops.setdefault(outcome[0].get_loop(), []).append(outcome)
@@ -280,7 +316,7 @@ class SqliteStorage(Storage):
             db.execute("SAVEPOINT turn")
             try:
                 self._apply_turn(db, write)
-            except sqlite3.Error as exc:
+            except Exception as exc:  # this turn fails alone
                 db.execute("ROLLBACK TO turn")
                 outcomes.append((future, None, self._translate(exc)))
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from typing import Any, TypeVar
 __all__ = ["Worker", "deliver"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("botmemory.storage")
 
 _NO_LOOP: Any = None
 
@@ -28,7 +31,10 @@ _Done = tuple[asyncio.Future[Any], Any, BaseException | None]
 class Worker:
     """One thread that runs submitted functions one after the other."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, closed: Callable[[], Exception]) -> None:
+        """``closed`` builds the error raised by calls made after :meth:`stop`."""
+        self._closed = closed
+        self._stopped = False
         self._jobs: queue.SimpleQueue[tuple[_Job, asyncio.AbstractEventLoop] | None] = (
             queue.SimpleQueue()
         )
@@ -37,6 +43,8 @@ class Worker:
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the worker thread and return its result."""
+        if self._stopped:
+            raise self._closed()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(((fn, future), loop))
@@ -44,10 +52,15 @@ class Worker:
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the worker thread without waiting; it reports its own outcome."""
+        if self._stopped:
+            raise self._closed()
         self._jobs.put(((fn, None), _NO_LOOP))
 
     def stop(self) -> None:
-        """Finish the calls already submitted, then end the thread."""
+        """Finish the calls already submitted, then end the thread; later calls fail."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._jobs.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join()
@@ -77,7 +90,10 @@ class Worker:
         done: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
         for (fn, future), loop in batch:
             if future is None:
-                fn()
+                try:
+                    fn()
+                except Exception:  # a posted job reports its own outcome; never kill the thread
+                    log.exception("a job on the %s thread failed", threading.current_thread().name)
                 continue
             try:
                 outcome: _Done = (future, fn(), None)
