@@ -207,3 +207,28 @@ async def test_sessions_only_runs_leave_retention_for_the_full_run(
     assert (report.temp, report.sessions, report.user_variables, report.kvs) == (1, 1, 0, 0)
     report = await mem.janitor.run_once()
     assert (report.user_variables, report.kvs) == (1, 1)
+
+
+async def test_a_session_with_a_turn_running_is_left_for_the_next_run(
+    mem: Memory, clock: ManualClock
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.session["keep"] = 1
+    clock.advance(29 * 60)
+    loaded, done = asyncio.Event(), asyncio.Event()
+
+    async def turn_at_the_boundary() -> None:
+        async with mem.turn("b", "u1") as state:
+            assert state.session["keep"] == 1
+            loaded.set()
+            await done.wait()
+
+    task = asyncio.create_task(turn_at_the_boundary())
+    await loaded.wait()
+    clock.advance(2 * 60)  # the session timed out while the turn ran
+    assert (await mem.janitor.run_once()).sessions == 0
+    done.set()
+    await task
+    async with mem.turn("b", "u1") as state:
+        assert not state.is_new_session
+        assert state.session["keep"] == 1

@@ -164,22 +164,36 @@ class Janitor:
                 return total
 
     async def _expire_temps(self, now: float) -> int:
-        cleared = 0
-        while True:
-            batch = await self._storage.expired_temps(now, self.batch_size)
-            await self._call(self.on_dialog_timeout, batch)
-            cleared += await self._storage.clear_temps(batch)
-            if len(batch) < self.batch_size:
-                return cleared
+        return await self._expire(
+            self._storage.expired_temps, self.on_dialog_timeout, self._storage.clear_temps, now
+        )
 
     async def _expire_sessions(self, now: float) -> int:
-        deleted = 0
+        return await self._expire(
+            self._storage.expired_sessions, self.on_session_end, self._storage.delete_sessions, now
+        )
+
+    async def _expire(
+        self,
+        select: Callable[[float, int], Awaitable[list[SessionRecord]]],
+        hook: SessionHook | None,
+        remove: Callable[[list[SessionRecord]], Awaitable[int]],
+        now: float,
+    ) -> int:
+        """Hand timed-out sessions to ``hook``, then ``remove`` their expired parts.
+
+        A session with a turn running in this process is left for the next run: the
+        turn may revive it.
+        """
+        removed = 0
         while True:
-            batch = await self._storage.expired_sessions(now, self.batch_size)
-            await self._call(self.on_session_end, batch)
-            deleted += await self._storage.delete_sessions(batch)
-            if len(batch) < self.batch_size:
-                return deleted
+            found = await select(now, self.batch_size)
+            batch = [s for s in found if not self._storage.turn_in_progress(s.bot_id, s.key)]
+            await self._call(hook, batch)
+            done = await remove(batch) if batch else 0
+            removed += done
+            if len(found) < self.batch_size or not done:
+                return removed
 
     async def _call(self, hook: SessionHook | None, sessions: list[SessionRecord]) -> None:
         if hook is None or not sessions:

@@ -8,6 +8,7 @@ backends are imported only when their scheme is used.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Final
 
 from botmemory.errors import BotMemoryError, MissingDependencyError
@@ -15,6 +16,7 @@ from botmemory.storage.base import Storage
 
 __all__ = ["Storage", "create_storage", "mask_url"]
 
+_PASSWORD_PARAM: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.IGNORECASE)
 _BACKENDS: Final[dict[str, tuple[str, str, str | None]]] = {
     "memory": ("botmemory.storage.memory", "MemoryStorage", None),
     "sqlite": ("botmemory.storage.sqlite", "SqliteStorage", None),
@@ -26,7 +28,8 @@ _BACKENDS: Final[dict[str, tuple[str, str, str | None]]] = {
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``."""
+    """Return ``url`` with its password (in the credentials or a query) replaced by ``***``."""
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in credentials:

@@ -151,7 +151,8 @@ class UserRecords:
 
 KvsModifier = Callable[[KvsRecord | None], tuple[KvsRecord | None, T]]
 """Given the live record (``None`` if absent or expired), return the record to store
-(``None`` to delete) and a result for the caller."""
+(``None`` to delete) and a result for the caller. A backend may call it more than once
+(when another process wrote the key meanwhile), so it must have no side effects."""
 
 
 class Storage(ABC):
@@ -187,6 +188,10 @@ class Storage(ABC):
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Serialize the turns of one session."""
         return self._local_session_lock(bot_id, session_key)
+
+    def turn_in_progress(self, bot_id: str, session_key: str) -> bool:
+        """Whether a turn of this session runs in this process now (the janitor waits)."""
+        return (bot_id, session_key) in self._session_locks
 
     def janitor_lock(self) -> AbstractAsyncContextManager[bool]:
         """Hold while the janitor runs; yields ``False`` if another process runs it now."""

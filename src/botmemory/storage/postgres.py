@@ -266,12 +266,8 @@ async def _kvs_store(
     if exists:
         await conn.execute(sql.KVS_UPDATE, namespace, key, record.value, record.expires_at)
         return True
-    return (
-        _affected(
-            await conn.execute(sql.KVS_INSERT, namespace, key, record.value, record.expires_at)
-        )
-        == 1
-    )
+    status = await conn.execute(sql.KVS_INSERT, namespace, key, record.value, record.expires_at)
+    return _affected(status) == 1
 
 
 def _session_params(s: SessionRecord) -> tuple[object, ...]:

@@ -7,7 +7,7 @@ refused: an older botmemory must not write to a schema it does not understand.
 
 Text keys use ``COLLATE "C"``: keys sort by code point, as Python sorts strings, and
 compare byte by byte, the fastest PostgreSQL can. Times are ``double precision`` epoch
-seconds from the injected clock: no query calls ``now()``.
+seconds from the injected clock: no expiry decision reads the server's clock.
 
 Queries use unqualified names: every connection's ``search_path`` is botmemory's
 schema. Batches travel as parallel arrays (``unnest($1::text[], ...)``), so a janitor
@@ -123,13 +123,20 @@ COMMIT_TURN: Final = f"""
         SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
                              $18::float8[], $19::float8[], $20::text[])
             AS u ({VAR_COLUMNS})
+    ), reset AS (
+        DELETE FROM variables v
+        WHERE v.bot_id = $1 AND v.scope = ANY ($8::text[]) AND v.owner = $2
+            AND (v.bot_id, v.scope, v.owner, v.name) NOT IN (
+                SELECT bot_id, scope, owner, name FROM upserts)
     ), removed AS (
         DELETE FROM variables v
-        WHERE ((v.bot_id = $1 AND v.owner = $2 AND v.scope = ANY ($8::text[]))
-               OR (v.bot_id, v.scope, v.owner, v.name) IN (
-                   SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[])))
-          AND (v.bot_id, v.scope, v.owner, v.name) NOT IN (
-              SELECT bot_id, scope, owner, name FROM upserts)
+        USING unnest($9::text[], $10::text[], $11::text[], $12::text[])
+            AS d (bot_id, scope, owner, name)
+        WHERE v.bot_id = d.bot_id AND v.scope = d.scope AND v.owner = d.owner
+            AND v.name = d.name
+            AND NOT (d.bot_id = $1 AND d.scope = ANY ($8::text[]) AND d.owner = $2)
+            AND (d.bot_id, d.scope, d.owner, d.name) NOT IN (
+                SELECT bot_id, scope, owner, name FROM upserts)
     ), written AS (
         INSERT INTO variables ({VAR_COLUMNS}) SELECT * FROM upserts
         ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET
@@ -149,8 +156,8 @@ to reset,
 $9-$12 the keys to delete, $13-$20 the variables to write.
 
 The parts of one statement run on one snapshot in no set order, so they must touch
-different rows: the deletes leave out the rows the upserts rewrite, which gives the
-result of "resets, then deletes, then upserts".
+different rows: the deletes leave out the rows that the resets delete and the upserts
+rewrite, which gives the result of "resets, then deletes, then upserts".
 """
 
 # -- key-value store --------------------------------------------------------------------

@@ -1,0 +1,315 @@
+"""Connections to PostgreSQL for one process: the pool, advisory locks, error translation.
+
+A task that holds an advisory lock (a turn holds its session's, the janitor its own)
+holds the connection the lock lives on, and every storage call of that task runs on
+it: a turn needs one connection, whatever it does, so a full pool cannot deadlock
+turns that call the key-value store, and the turn's commit cannot happen after its
+lock was lost with its connection. The server releases the locks of a connection
+that ends, so a process that dies leaves no lock behind.
+
+Every asyncpg and socket error is translated into botmemory's: connection failures
+into :class:`~botmemory.errors.BackendUnavailableError` (with the URL's password
+masked), lock timeouts into :class:`~botmemory.errors.LockTimeoutError`, the rest
+into :class:`~botmemory.errors.BackendError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from botmemory.durations import format_duration, parse_duration
+from botmemory.errors import (
+    BackendError,
+    BackendUnavailableError,
+    BotMemoryError,
+    ConfigError,
+    InvalidDurationError,
+    LockTimeoutError,
+)
+from botmemory.storage import mask_url
+from botmemory.storage.postgres_sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
+
+__all__ = ["PostgresOptions", "PostgresPool", "lock_key", "parse_postgres_url"]
+
+_OWN_PARAMS: Final = ("schema", "pool_min", "pool_max", "lock_timeout", "connect_timeout")
+_SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,  # with ConnectionError and TimeoutError
+)
+_UNAVAILABLE_STATES: Final = {"57P01", "57P02", "57P03", "53300"}
+"""The server shuts down, crashed, is starting up, or has too many connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    """A PostgreSQL URL taken apart: the DSN for asyncpg and botmemory's own parameters."""
+
+    dsn: str
+    schema: str = "public"
+    pool_min: int = 1
+    pool_max: int = 10
+    lock_timeout: float | None = 30.0
+    """Seconds; ``None`` waits for ever."""
+    connect_timeout: float = 10.0
+    """Seconds."""
+
+
+def parse_postgres_url(url: str) -> PostgresOptions:
+    """Split ``url`` into the DSN asyncpg gets and botmemory's own parameters."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    own = {name: query.pop(name) for name in _OWN_PARAMS if name in query}
+    query.setdefault("application_name", "botmemory")
+    schema = own.get("schema", "public")
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            [
+                f"database.url: schema={schema!r} is not a schema name: use letters, digits "
+                "and '_', starting with a letter or '_', 63 characters at most"
+            ]
+        )
+    options = PostgresOptions(
+        dsn=urlunsplit(parts._replace(query=urlencode(query))),
+        schema=schema,
+        pool_min=_whole(own.get("pool_min", "1"), "pool_min", minimum=0),
+        pool_max=_whole(own.get("pool_max", "10"), "pool_max", minimum=1),
+        lock_timeout=_duration(own.get("lock_timeout", "30s"), "lock_timeout"),
+        connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout") or 10.0,
+    )
+    if options.pool_min > options.pool_max:
+        raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
+    return options
+
+
+def _whole(value: str, name: str, *, minimum: int) -> int:
+    if not value.isdigit() or int(value) < minimum:
+        raise ConfigError(
+            [f"database.url: {name}={value!r} must be a whole number, at least {minimum}"]
+        )
+    return int(value)
+
+
+def _duration(value: str, name: str) -> float | None:
+    seconds = parse_duration(value, where=f"database.url {name}", allow_never=True)
+    if seconds is not None and seconds <= 0:
+        raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
+    return seconds
+
+
+def lock_key(*parts: str) -> int:
+    """Return the 64-bit advisory lock key of ``parts`` (a collision only costs waiting)."""
+    digest = hashlib.blake2b(json.dumps(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _reset_nothing(conn: Any) -> None:
+    """Reset a released connection: asyncpg rolls back; we set nothing and unlock our locks.
+
+    The default reset costs a round trip per release.
+    """
+
+
+def _is_closed(conn: Any) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # lost, and given back to the pool already
+        return True
+
+
+def _terminate(conn: Any) -> None:
+    with contextlib.suppress(asyncpg.InterfaceError):  # lost, and given back already
+        conn.terminate()
+
+
+@dataclass(eq=False)
+class _Held:
+    """A connection a task holds with an advisory lock on it."""
+
+    pool: PostgresPool
+    conn: Any
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Serializes the tasks the holder spawns: a connection runs one query at a time."""
+    active: bool = True
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("botmemory_postgres_held", default=None)
+
+
+class PostgresPool:
+    """The connections of one process to one PostgreSQL database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.options = parse_postgres_url(url)
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        """Create the pool and its first ``pool_min`` connections."""
+        opts = self.options
+        lock_ms = 0 if opts.lock_timeout is None else max(1, round(opts.lock_timeout * 1000))
+        settings = {"search_path": quote_ident(opts.schema), "lock_timeout": str(lock_ms)}
+        async with self._guard():
+            self._pool = await asyncpg.create_pool(
+                opts.dsn,
+                min_size=opts.pool_min,
+                max_size=opts.pool_max,
+                timeout=opts.connect_timeout,
+                server_settings=settings,
+                reset=_reset_nothing,
+            )
+
+    async def close(self) -> None:
+        """Close every connection, waiting up to 10 s for those in use. Safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except Exception:  # the server is gone, or a connection is still in use
+            pool.terminate()
+
+    # -- errors --------------------------------------------------------------------------
+    def _where(self) -> str:
+        return f"PostgreSQL at {mask_url(self.url)}"
+
+    def translate(self, exc: BaseException, conn: Any = None) -> BackendError:
+        """Return botmemory's error for a driver or socket error (on ``conn``)."""
+        if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
+            return LockTimeoutError(
+                f"{self._where()}: a lock was not granted within lock_timeout="
+                f"{format_duration(self.options.lock_timeout)}: {exc}"
+            )
+        if (
+            isinstance(exc, asyncpg.PostgresConnectionError | OSError)
+            or getattr(exc, "sqlstate", None) in _UNAVAILABLE_STATES
+            or (conn is not None and _is_closed(conn))
+        ):
+            return BackendUnavailableError(f"{self._where()} is unavailable: {exc}")
+        return BackendError(f"{self._where()} failed: {exc}")
+
+    @asynccontextmanager
+    async def _guard(self, conn: Any = None) -> AsyncIterator[None]:
+        """Translate the driver and socket errors raised inside (on ``conn``).
+
+        After a lost connection every pooled one is renewed at its next use: the server
+        may have restarted, and the others are then as dead as this one.
+        """
+        try:
+            yield
+        except BotMemoryError:
+            raise
+        except _DRIVER_ERRORS as exc:
+            error = self.translate(exc, conn)
+            if isinstance(error, BackendUnavailableError) and self._pool is not None:
+                await self._pool.expire_connections()
+            raise error from exc
+
+    # -- connections ---------------------------------------------------------------------
+    async def _acquire(self) -> Any:
+        """Return a pooled connection, waiting at most ``lock_timeout`` for a free one."""
+        if self._pool is None:
+            raise BackendUnavailableError(f"{self._where()}: the storage is closed")
+        deadline = asyncio.timeout(self.options.lock_timeout)
+        try:
+            async with deadline:
+                return await self._pool.acquire()
+        except TimeoutError as exc:
+            if not deadline.expired():  # the connect timeout
+                raise self.translate(exc) from exc
+            raise LockTimeoutError(
+                f"{self._where()}: no free connection within lock_timeout="
+                f"{format_duration(self.options.lock_timeout)}: all pool_max="
+                f"{self.options.pool_max} are in use; raise pool_max or lock_timeout"
+            ) from exc
+        except _DRIVER_ERRORS as exc:
+            raise self.translate(exc) from exc  # no connection: nothing to renew
+
+    async def _release(self, conn: Any) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(Exception):  # the pool terminates what it cannot reset
+                await self._pool.release(conn)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """Yield the connection this task holds with a lock, else a pooled one."""
+        held = _HELD.get()
+        if held is not None and held.active and held.pool is self:
+            async with held.busy, self._guard(held.conn):
+                yield held.conn
+            return
+        conn = await self._acquire()
+        try:
+            async with self._guard(conn):
+                yield conn
+        finally:
+            await self._release(conn)
+
+    # -- advisory locks ------------------------------------------------------------------
+    @asynccontextmanager
+    async def advisory_lock(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
+        """Hold advisory lock ``key`` (or yield ``False`` if taken, unless ``wait``).
+
+        While it is held, this task's calls of :meth:`connection` get its connection.
+        """
+        conn, acquired = await self._lock_connection(key, wait=wait)
+        if not acquired:
+            await self._release(conn)
+            yield False
+            return
+        held = _Held(self, conn)
+        token = _HELD.set(held)
+        try:
+            yield True
+        finally:
+            _HELD.reset(token)
+            held.active = False
+            try:
+                async with held.busy:  # a query of a task the holder spawned ends first
+                    pass
+            finally:
+                await self._unlock(conn, key)
+
+    async def _lock_connection(self, key: int, *, wait: bool) -> tuple[Any, bool]:
+        """Take a connection and the lock on it; retry once on a connection found dead."""
+        for retry in (True, False):
+            conn = await self._acquire()
+            try:
+                async with self._guard(conn):
+                    return conn, bool(await conn.fetchval(LOCK if wait else TRY_LOCK, key))
+            except LockTimeoutError:
+                await self._release(conn)
+                raise
+            except BackendUnavailableError:
+                await self._release(conn)
+                if not retry:  # else it died idle in the pool: once more, on a new one
+                    raise
+            except BaseException:
+                _terminate(conn)  # the lock may have been granted as we gave up
+                await self._release(conn)
+                raise
+        raise AssertionError("unreachable")
+
+    async def _unlock(self, conn: Any, key: int) -> None:
+        try:
+            await conn.execute(UNLOCK, key)
+        except BaseException as exc:
+            _terminate(conn)  # the server releases the locks of a connection that ends
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            await self._release(conn)

@@ -1,0 +1,407 @@
+"""What is specific to the PostgreSQL backend: URL, schema, indexes, locks and faults.
+
+A second ``Memory`` on the same URL has its own pool, so to the server it is another
+process. Faults are made for real: connections killed with ``pg_terminate_backend``,
+and a server that goes down and comes back, played by a TCP proxy in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import pytest
+
+from botmemory import (
+    BackendUnavailableError,
+    ConfigError,
+    InvalidDurationError,
+    LockTimeoutError,
+    ManualClock,
+    Memory,
+    SchemaVersionError,
+)
+from botmemory.storage import mask_url
+from tests.conftest import POSTGRES_URL
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from botmemory.storage import postgres_sql as sql  # noqa: E402 - needs asyncpg
+from botmemory.storage.postgres_pool import parse_postgres_url  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+
+PASSWORD = "s3cret-pw"
+
+
+def schema_of(url: str) -> str:
+    return dict(parse_qsl(urlsplit(url).query))["schema"]
+
+
+def with_netloc(url: str, *, password: str | None = None, port: int | None = None) -> str:
+    """Return ``url`` with a password (the test server trusts, it ignores it) or a port."""
+    parts = urlsplit(url)
+    user = parts.username or "postgres"
+    host = f"{parts.hostname}:{port or parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=f"{user}:{password or PASSWORD}@{host}"))
+
+
+def named(url: str) -> tuple[str, str]:
+    """Return ``url`` with an application name of its own, and that name."""
+    name = f"bm-test-{uuid.uuid4().hex[:8]}"
+    return f"{url}&application_name={name}", name
+
+
+@pytest.fixture
+async def admin(postgres_url: str) -> AsyncIterator[Any]:
+    """A connection of the test itself, in the test's schema."""
+    conn = await asyncpg.connect(
+        POSTGRES_URL, server_settings={"search_path": schema_of(postgres_url)}
+    )
+    yield conn
+    await conn.close()
+
+
+async def terminate(admin: Any, application_name: str, *, wait: bool = True) -> int:
+    """Kill the server sessions of ``application_name``; with ``wait``, until they are gone."""
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name
+    )
+    killed = [row[0] for row in rows]
+    for pid in killed:
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    for _ in range(200 if wait else 0):
+        left = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY ($1::int[])", killed
+        )
+        if not left:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        assert not wait, f"sessions of {application_name} survived pg_terminate_backend"
+    return len(killed)
+
+
+# -- URL -----------------------------------------------------------------------------------
+def test_own_url_parameters_are_taken_out_of_the_dsn() -> None:
+    options = parse_postgres_url(
+        "postgresql://u:p@db:5433/app?schema=bm&pool_min=2&pool_max=4&lock_timeout=2s"
+        "&connect_timeout=500ms&sslmode=disable"
+    )
+    assert (options.schema, options.pool_min, options.pool_max) == ("bm", 2, 4)
+    assert (options.lock_timeout, options.connect_timeout) == (2.0, 0.5)
+    assert options.dsn == (
+        "postgresql://u:p@db:5433/app?sslmode=disable&application_name=botmemory"
+    )
+    defaults = parse_postgres_url("postgres://db/app")
+    assert (defaults.schema, defaults.pool_min, defaults.pool_max) == ("public", 1, 10)
+    assert (defaults.lock_timeout, defaults.connect_timeout) == (30.0, 10.0)
+    assert parse_postgres_url("postgres://db/app?lock_timeout=never").lock_timeout is None
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("schema=my-schema", ConfigError),
+        ("schema=", ConfigError),
+        ("pool_max=0", ConfigError),
+        ("pool_min=5&pool_max=2", ConfigError),
+        ("pool_max=many", ConfigError),
+        ("lock_timeout=soon", InvalidDurationError),
+        ("lock_timeout=0", InvalidDurationError),
+    ],
+)
+async def test_bad_url_parameters_are_refused_before_connecting(
+    query: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        await Memory.open(f"postgresql://u:{PASSWORD}@127.0.0.1:1/x?{query}")
+
+
+# -- schema and migrations -----------------------------------------------------------------
+async def test_tables_live_in_their_schema_with_a_version(postgres_url: str, admin: Any) -> None:
+    async with await Memory.open(postgres_url):
+        pass
+    tables = await admin.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+        schema_of(postgres_url),
+    )
+    assert {t[0] for t in tables} == {"variables", "sessions", "kvs", "meta", "schema_version"}
+    versions = await admin.fetch("SELECT version FROM schema_version ORDER BY version")
+    assert [v[0] for v in versions] == list(range(1, len(sql.MIGRATIONS) + 1))
+
+
+async def test_processes_starting_together_migrate_once(postgres_url: str, admin: Any) -> None:
+    memories = await asyncio.gather(*(Memory.open(postgres_url) for _ in range(4)))
+    for mem in memories:
+        await mem.close()
+    count = await admin.fetchval("SELECT count(*) FROM schema_version")
+    assert count == len(sql.MIGRATIONS)
+
+
+async def test_a_newer_schema_is_refused(postgres_url: str, admin: Any) -> None:
+    async with await Memory.open(postgres_url):
+        pass
+    await admin.execute("INSERT INTO schema_version (version) VALUES ($1)", len(sql.MIGRATIONS) + 1)
+    with pytest.raises(SchemaVersionError, match="newer"):
+        await Memory.open(postgres_url)
+
+
+async def test_janitor_and_turn_queries_use_indexes(postgres_url: str, admin: Any) -> None:
+    async with await Memory.open(postgres_url):
+        pass
+    fill = [  # 20,000 rows each, 1% expired
+        "INSERT INTO variables SELECT 'b', 'user', 'u' || i, 'n', '1', 0, "
+        "CASE WHEN i % 100 = 0 THEN 1 ELSE 1e12 END, NULL FROM generate_series(1, 20000) i",
+        "INSERT INTO sessions SELECT 'b', 's' || i, 'u' || i, 0, 0, "
+        "CASE WHEN i % 100 = 0 THEN 1 ELSE 1e12 END, CASE WHEN i % 100 = 1 THEN 1 END "
+        "FROM generate_series(1, 20000) i",
+        "INSERT INTO kvs SELECT 'b', 'k' || i, '1', CASE WHEN i % 100 = 0 THEN 1 END "
+        "FROM generate_series(1, 20000) i",
+        "ANALYZE",
+    ]
+    for statement in fill:
+        await admin.execute(statement)
+    queries = {
+        "variables_expiry": (sql.EXPIRED_USER_VARS, 100.0, 1000),
+        "sessions_expiry": (sql.EXPIRED_SESSIONS, 100.0, 1000),
+        "sessions_temp_expiry": (sql.EXPIRED_TEMPS, 100.0, 1000),
+        "kvs_expiry": (sql.DELETE_EXPIRED_KVS, 100.0, 1000),
+        "variables_pkey": (sql.LOAD_TURN, "b", "u5", "s5"),
+        "kvs_pkey": (sql.KVS_KEYS, "b", "k1", "k2", 5.0),
+    }
+    for index, (query, *args) in queries.items():
+        rows = await admin.fetch(f"EXPLAIN {query}", *args)
+        plan = "\n".join(row[0] for row in rows)
+        assert re.search(rf"(using|on) {index}\b", plan), plan
+    session = ("b", "s5", "u5", 0.0, 0.0, 1.0, None)
+    deletes = (["b"], ["user"], ["u5"], ["n"])
+    upserts = (["b"], ["session"], ["s5"], ["x"], ["1"], [0.0], [None], [None])
+    commit = await admin.fetch(
+        f"EXPLAIN {sql.COMMIT_TURN}", *session, ["session", "temp"], *deletes, *upserts
+    )
+    plan = "\n".join(row[0] for row in commit)
+    assert "Seq Scan on variables" not in plan, plan
+    assert "Seq Scan on sessions" not in plan, plan
+
+
+# -- locks across processes ----------------------------------------------------------------
+async def waiting_for_advisory_lock(admin: Any, application_name: str) -> bool:
+    return bool(
+        await admin.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = $1",
+            application_name,
+        )
+    )
+
+
+async def test_a_turn_waits_for_the_same_session_in_another_process(
+    postgres_url: str, admin: Any, clock: ManualClock
+) -> None:
+    url, name = named(postgres_url)
+    first = await Memory.open(postgres_url, clock=clock)
+    second = await Memory.open(url, clock=clock)
+    order: list[str] = []
+
+    async def later_turn() -> None:
+        async with second.turn("b", "u1") as state:
+            order.append(f"second saw {state.session.get('n')}")
+            state.session["n"] = 2
+
+    try:
+        async with first.turn("b", "u1") as state:
+            state.session["n"] = 1
+            task = asyncio.create_task(later_turn())
+            for _ in range(500):  # the other process is waiting: poll the server
+                if await waiting_for_advisory_lock(admin, name):
+                    break
+                await asyncio.sleep(0.01)
+            order.append("first ends")
+        await task
+        assert order == ["first ends", "second saw 1"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_turn_gives_up_after_lock_timeout(postgres_url: str, clock: ManualClock) -> None:
+    first = await Memory.open(postgres_url, clock=clock)
+    impatient = await Memory.open(f"{postgres_url}&lock_timeout=300ms", clock=clock)
+    try:
+        async with first.turn("b", "u1") as state:
+            state.session["n"] = 1
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError, match="lock_timeout=300ms"):
+                async with impatient.turn("b", "u1"):
+                    pass
+            assert time.monotonic() - started >= 0.25
+            async with impatient.turn("b", "u2") as other:  # another session: no wait
+                other.session["n"] = 1
+        async with impatient.turn("b", "u1") as state:
+            assert state.session["n"] == 1
+    finally:
+        await first.close()
+        await impatient.close()
+
+
+async def test_one_janitor_at_a_time(postgres_url: str, clock: ManualClock) -> None:
+    first = await Memory.open(postgres_url, clock=clock)
+    second = await Memory.open(postgres_url, clock=clock)
+    try:
+        await second.kvs.for_bot("b").set("k", 1, expiry="1s")
+        clock.advance(2)
+        async with first.storage.janitor_lock() as acquired:
+            assert acquired
+            skipped = await second.janitor.run_once()
+            assert skipped.total == 0
+        report = await second.janitor.run_once()
+        assert report.kvs == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_turn_needs_one_connection_and_a_full_pool_times_out(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    url = f"{postgres_url}&pool_min=1&pool_max=1&lock_timeout=300ms"
+    async with await Memory.open(url, clock=clock) as mem:
+        kvs = mem.kvs.for_bot("b")
+        async with mem.turn("b", "u1") as state:
+            state.user["n"] = await kvs.incr("count")  # on the turn's own connection
+            assert await asyncio.gather(kvs.incr("count"), kvs.get("count")) == [2, 2]
+            with pytest.raises(LockTimeoutError, match="no free connection"):
+                await asyncio.create_task(kvs.get("count"), context=contextvars.Context())
+        assert await kvs.get("count") == 2
+
+
+# -- faults ------------------------------------------------------------------------------
+async def test_a_dropped_connection_fails_the_turn_and_writes_nothing(
+    postgres_url: str, admin: Any, clock: ManualClock
+) -> None:
+    url, name = named(with_netloc(postgres_url))
+    async with await Memory.open(url, clock=clock) as mem:
+        async with mem.turn("b", "u1") as state:
+            state.user["kept"] = 1
+            state.session["n"] = 1
+        with pytest.raises(BackendUnavailableError) as failure:
+            async with mem.turn("b", "u1") as state:
+                state.user["lost"] = 2
+                state.session["n"] = 2
+                del state.user["kept"]
+                assert await terminate(admin, name) >= 1
+        assert mask_url(url) in str(failure.value)
+        assert PASSWORD not in str(failure.value)
+        async with mem.turn("b", "u1") as state:
+            assert dict(state.user) == {"kept": 1}
+            assert state.session["n"] == 1
+
+
+@pytest.mark.parametrize("noticed", [True, False], ids=["noticed", "unnoticed"])
+async def test_connections_killed_between_turns_are_replaced(
+    postgres_url: str, admin: Any, clock: ManualClock, noticed: bool
+) -> None:
+    """The next turn succeeds, whether or not the client saw its connections go."""
+    url, name = named(f"{postgres_url}&pool_min=3")
+    async with await Memory.open(url, clock=clock) as mem:
+        for n in range(5):
+            async with mem.turn("b", "u1") as state:
+                assert state.user.get("n", 0) == n
+                state.user["n"] = n + 1
+            assert await terminate(admin, name, wait=noticed) >= 1
+        async with mem.turn("b", "u1") as state:
+            assert await mem.kvs.for_bot("b").incr("count") == 1
+
+
+class Proxy:
+    """A TCP proxy in front of the server: stopping it is the server going down."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+async def test_server_down_and_back(postgres_url: str, clock: ManualClock) -> None:
+    target = urlsplit(postgres_url)
+    proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    url = with_netloc(postgres_url, port=proxy.port)
+    mem = await Memory.open(url, clock=clock)
+    try:
+        async with mem.turn("b", "u1") as state:
+            state.user["kept"] = 1
+        with pytest.raises(BackendUnavailableError) as failure:
+            async with mem.turn("b", "u1") as state:
+                state.user["lost"] = 1
+                await proxy.stop()  # the server goes down in the middle of the turn
+        assert mask_url(url) in str(failure.value)
+        assert PASSWORD not in str(failure.value)
+        with pytest.raises(BackendUnavailableError):
+            async with mem.turn("b", "u1"):
+                pass
+        with pytest.raises(BackendUnavailableError):
+            await mem.kvs.for_bot("b").get("k")
+        await proxy.start()  # back, on the same port
+        async with mem.turn("b", "u1") as state:
+            assert dict(state.user) == {"kept": 1}
+    finally:
+        await mem.close()
+        with contextlib.suppress(Exception):
+            await proxy.stop()
+
+
+async def test_an_unreachable_server_is_unavailable_with_the_password_masked() -> None:
+    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/test?connect_timeout=2s"
+    with pytest.raises(BackendUnavailableError) as failure:
+        await Memory.open(url)
+    assert "postgres:***@127.0.0.1:1" in str(failure.value)
+    assert PASSWORD not in str(failure.value)
+
+
+async def test_prefixes_around_the_surrogate_gap(postgres_url: str, clock: ManualClock) -> None:
+    async with await Memory.open(postgres_url, clock=clock) as mem:
+        kvs = mem.kvs.for_bot("b")
+        for key in ("x\ud7ff", "x\ud7ffa", "x\ue000", "x\U0010ffff", "x\U0010ffffz", "y"):
+            await kvs.set(key, 1)
+        assert await kvs.keys("x\ud7ff") == ["x\ud7ff", "x\ud7ffa"]
+        assert await kvs.keys("x\U0010ffff") == ["x\U0010ffff", "x\U0010ffffz"]
+        assert await kvs.delete_prefix("x") == 5
+        assert await kvs.keys() == ["y"]
