@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,postgres,redis]"
+	$(BIN)/pip install --quiet -e ".[dev,server,postgres,redis]"
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python examples/demo.py
+	$(BIN)/botmemory serve examples/data
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from botmemory import InvalidValueError, ManualClock, Memory
+from botmemory.storage.base import SessionRecord
 from tests.conftest import DAY, START, OpenMemory
 
 
@@ -94,3 +95,49 @@ async def test_edit_of_temp_within_the_dialog_is_seen_by_the_next_turn(
     clock.advance(60)
     async with mem.turn("b", "u1") as state:
         assert dict(state.temp) == {"step": "admin"}
+
+
+async def test_end_session_runs_the_hook_and_drops_the_session(
+    mem: Memory, clock: ManualClock
+) -> None:
+    ended: list[str] = []
+
+    async def on_session_end(sessions: list[SessionRecord]) -> None:
+        for s in sessions:
+            async with mem.turn(s.bot_id, "u1", resume=True) as state:
+                ended.append(str(state.session["topic"]))
+
+    mem.janitor.on_session_end = on_session_end
+    async with mem.turn("b", "u1") as state:
+        state.session["topic"] = "billing"
+        state.user["name"] = "Ada"
+    assert await mem.end_session("b", "u1")
+    assert ended == ["billing"]
+    assert not await mem.end_session("b", "u1")
+    async with mem.turn("b", "u1") as state:
+        assert state.is_new_session
+        assert state.user["name"] == "Ada"
+    clock.advance(31 * 60)
+    assert not await mem.end_session("b", "u1")
+
+
+async def test_kvs_entry_gives_the_expiry(mem: Memory) -> None:
+    kvs = mem.kvs.for_bot("b")
+    await kvs.set("k", {"a": 1}, expiry="1h")
+    entry = await kvs.entry("k")
+    assert entry is not None
+    assert (entry.value, entry.expires_at) == ({"a": 1}, START + 3600)
+    assert await kvs.entry("missing") is None
+
+
+async def test_janitor_totals_count_every_run(mem: Memory, clock: ManualClock) -> None:
+    await mem.kvs.for_bot("b").set("k", 1, expiry="1s")
+    clock.advance(2)
+    await mem.janitor.run_once()
+    await mem.janitor.run_once()
+    assert mem.janitor.totals.runs == 2
+    assert mem.janitor.totals.removed["kvs"] == 1
+
+
+async def test_ping(mem: Memory) -> None:
+    await mem.storage.ping()

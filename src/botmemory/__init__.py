@@ -20,6 +20,7 @@ from botmemory.errors import (
     LockTimeoutError,
     MissingDependencyError,
     SchemaVersionError,
+    SessionNotAliveError,
     UserErasedError,
     ValueTooLargeError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "MissingDependencyError",
     "SchemaVersionError",
     "ScopeMemory",
+    "SessionNotAliveError",
     "Settings",
     "SyncMemory",
     "TurnState",

@@ -7,7 +7,8 @@ The hierarchy::
      ├── InvalidDurationError (ValueError)  a duration that cannot be parsed
      ├── InvalidIdError (ValueError)        a bot, user, channel or thread id
      ├── InvalidValueError (ValueError)     not a JSON value, or a bad KVS path
-     │    └── ValueTooLargeError            larger than limits.maxValueBytes
+     │    ├── ValueTooLargeError            larger than limits.maxValueBytes
+     │    └── SessionNotAliveError          an edit of a session or dialog that is over
      ├── UserErasedError                    the user was erased while a turn ran
      ├── BackendError                       the storage failed
      │    ├── BackendUnavailableError (ConnectionError)
@@ -32,6 +33,7 @@ __all__ = [
     "LockTimeoutError",
     "MissingDependencyError",
     "SchemaVersionError",
+    "SessionNotAliveError",
     "UserErasedError",
     "ValueTooLargeError",
 ]
@@ -68,6 +70,10 @@ class InvalidValueError(BotMemoryError, ValueError):
 
 class ValueTooLargeError(InvalidValueError):
     """A serialized value is larger than ``limits.maxValueBytes``."""
+
+
+class SessionNotAliveError(InvalidValueError):
+    """An edit changed the session or temp memory of a session or dialog that is over."""
 
 
 class UserErasedError(BotMemoryError):

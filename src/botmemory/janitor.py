@@ -16,14 +16,21 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from botmemory.clock import Clock
 from botmemory.retention import RetentionPolicies
 from botmemory.storage.base import SessionRecord, Storage, StoredVar, VarUpdate
 from botmemory.values import dumps, loads
 
-__all__ = ["Janitor", "JanitorReport", "SessionHook", "retention_update"]
+__all__ = [
+    "KINDS",
+    "Janitor",
+    "JanitorReport",
+    "JanitorTotals",
+    "SessionHook",
+    "retention_update",
+]
 
 log = logging.getLogger("botmemory.janitor")
 
@@ -70,6 +77,26 @@ class JanitorReport:
             f"expired fields, {self.sessions} sessions, {self.temp} temp memories and "
             f"{self.kvs} kvs keys in {self.duration:.3f}s"
         )
+
+
+KINDS = ("user_variables", "user_fields", "sessions", "temp", "kvs")
+"""What the janitor removes, by kind: the fields of :class:`JanitorReport` that count."""
+
+
+@dataclass
+class JanitorTotals:
+    """What the janitor did since the memory was opened (for metrics)."""
+
+    runs: int = 0
+    failed_runs: int = 0
+    removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+
+    def add(self, report: JanitorReport) -> None:
+        """Count one run."""
+        self.runs += 1
+        self.failed_runs += report.error is not None
+        for kind in KINDS:
+            self.removed[kind] += getattr(report, kind)
 
 
 def retention_update(
@@ -120,6 +147,8 @@ class Janitor:
         self._task: asyncio.Task[None] | None = None
         self.history: deque[JanitorReport] = deque(maxlen=HISTORY_SIZE)
         """The most recent runs, oldest first, failed ones included."""
+        self.totals = JanitorTotals()
+        """Every run so far, counted."""
         self.on_dialog_timeout: SessionHook | None = None
         """Called with each batch of sessions whose temp memory expired, before it is emptied."""
         self.on_session_end: SessionHook | None = None
@@ -145,9 +174,13 @@ class Janitor:
             report = JanitorReport(
                 deleted, stripped, sessions, temp, kvs, now, time.monotonic() - started
             )
-        self.history.append(report)
+        self._record(report)
         log.info(report.summary())
         return report
+
+    def _record(self, report: JanitorReport) -> None:
+        self.history.append(report)
+        self.totals.add(report)
 
     @property
     def last_report(self) -> JanitorReport | None:
@@ -249,6 +282,6 @@ class Janitor:
             try:
                 await self.run_once(sessions_only=not full)
             except Exception as exc:
-                self.history.append(JanitorReport(started_at=self._clock(), error=str(exc)))
+                self._record(JanitorReport(started_at=self._clock(), error=str(exc)))
                 log.exception("janitor run failed; it runs again in %gs", self.session_interval)
             await asyncio.sleep(self.session_interval)

@@ -8,6 +8,7 @@ and removed by the janitor.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from botmemory.clock import Clock
@@ -21,6 +22,7 @@ __all__ = [
     "GLOBAL_NAMESPACE",
     "KeyValueStore",
     "KvsAccess",
+    "KvsEntry",
     "conversation_storage_key",
     "escape_key_part",
     "global_storage_key",
@@ -72,6 +74,16 @@ def global_storage_key(name: str = "") -> str:
     return f"storage/global/{name}"
 
 
+@dataclass(frozen=True, slots=True)
+class KvsEntry:
+    """A key's value with its expiry."""
+
+    key: str
+    value: JsonValue
+    expires_at: float | None
+    """Epoch seconds, or ``None`` for a key that does not expire."""
+
+
 class KeyValueStore:
     """The key-value store of one bot, or the global one."""
 
@@ -96,6 +108,11 @@ class KeyValueStore:
             return value
         found = get_path(value, parse_path(path))
         return default if found is MISSING else found  # type: ignore[return-value]
+
+    async def entry(self, key: str) -> KvsEntry | None:
+        """Return ``key`` with its value and expiry, or ``None`` if it holds nothing."""
+        record = await self._storage.kvs_get(self.namespace, self._key(key), self._clock())
+        return None if record is None else KvsEntry(key, loads(record.value), record.expires_at)
 
     async def set(
         self, key: str, value: JsonValue, path: str | None = None, expiry: Expiry = None

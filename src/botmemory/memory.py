@@ -240,6 +240,27 @@ class Memory:
             "scopes": scopes,
         }
 
+    async def end_session(
+        self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
+    ) -> bool:
+        """End a session now, as its timeout would: ``on_session_end`` runs, then it is deleted.
+
+        User and bot memory stay. Return whether there was a live session to end.
+        """
+        identity = Identity.of(bot_id, user_id, channel, thread_id)
+        keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
+        async with self.storage.session_lock(bot_id, identity.session_key):
+            snapshot = await self.storage.load_turn(keys)
+        record = snapshot.session
+        settings = self.settings.for_bot(bot_id)
+        ends = _timeouts(record, settings, None)[0]
+        if record is None or ends is None or self.clock() >= ends:
+            return False
+        hook = self.janitor.on_session_end
+        if hook is not None:
+            await hook([record])
+        return bool(await self.storage.delete_sessions([record]))
+
     # -- users -------------------------------------------------------------------------
     async def export_user(
         self, bot_id: str, user_id: str, channel: str = "api"
@@ -343,13 +364,13 @@ def _entry(value: JsonValue, expires_at: float | None) -> JsonValue:
 
 
 def _timeouts(
-    record: SessionRecord | None, settings: BotSettings, state: TurnState
+    record: SessionRecord | None, settings: BotSettings, state: TurnState | None
 ) -> tuple[float | None, float | None]:
-    """When the session and its temp memory time out, if the session is alive."""
-    if record is None or state.is_new_session:
+    """When the session and its temp memory time out; ``None`` for what is over."""
+    if record is None or (state is not None and state.is_new_session):
         return None, None
     session = min(record.expires_at, record.last_seen + settings.session_timeout)
-    if record.temp_expires_at is None or not len(state.temp):
+    if record.temp_expires_at is None or (state is not None and not len(state.temp)):
         return session, None
     return session, min(record.temp_expires_at, record.last_seen + settings.dialog_timeout)
 

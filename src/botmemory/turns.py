@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from botmemory.config import BotSettings
-from botmemory.errors import InvalidValueError
+from botmemory.errors import SessionNotAliveError
 from botmemory.ids import Identity
 from botmemory.retention import Evaluation, RetentionPolicies
 from botmemory.scopes import ScopeMemory
@@ -263,7 +263,7 @@ def _edited_session(
     record = loaded.session
     if record is None or not loaded.session_alive:
         if state.session.changes() != ({}, []) or state.temp.changes() != ({}, []):
-            raise InvalidValueError(
+            raise SessionNotAliveError(
                 f"session {state.session_id!r} has timed out or never started: "
                 "its session and temp memory cannot be edited"
             )
@@ -272,7 +272,7 @@ def _edited_session(
         return replace(record, temp_expires_at=None)
     dialog_ends = min(record.last_seen + settings.dialog_timeout, record.expires_at)
     if now >= dialog_ends and state.temp.changes() != ({}, []):
-        raise InvalidValueError(
+        raise SessionNotAliveError(
             f"the dialog of session {state.session_id!r} has timed out: "
             "its temp memory cannot be edited"
         )

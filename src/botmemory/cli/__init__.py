@@ -6,7 +6,10 @@ import click
 
 from botmemory import __version__
 from botmemory.cli.admin import config_group, janitor_group, migrate
+from botmemory.cli.chat import chat
 from botmemory.cli.common import run_cli
+from botmemory.cli.inspect import kvs_group, memory_group
+from botmemory.cli.serve import init, serve
 
 __all__ = ["cli", "main"]
 
@@ -17,9 +20,8 @@ def cli() -> None:
     """Chatbot memory that behaves exactly as documented and forgets when it should."""
 
 
-cli.add_command(config_group)
-cli.add_command(migrate)
-cli.add_command(janitor_group)
+for command in (init, serve, chat, config_group, migrate, janitor_group, memory_group, kvs_group):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ be sync or async. What it changes in the state is persisted with the turn.
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Final, TypeVar
 
 from botmemory.dialog.errors import TemplateError
 from botmemory.dialog.events import Event
+from botmemory.dialog.operators import plain
 from botmemory.dialog.templates import Template, compile_template
 from botmemory.kvs import KeyValueStore
 from botmemory.turns import TurnState
@@ -135,9 +135,8 @@ def render_args(
 
 def _render(value: CompiledArg, context: Mapping[str, object]) -> JsonValue:
     if isinstance(value, Template):
-        rendered = value.value(context)
         # a copy: storing {{temp.cart}} elsewhere must not share the list with temp
-        return copy.deepcopy(rendered) if isinstance(rendered, dict | list) else rendered  # type: ignore[return-value]
+        return plain(value.value(context))  # type: ignore[return-value]
     if isinstance(value, dict):
         return {k: _render(v, context) for k, v in value.items()}
     if isinstance(value, list):

@@ -24,7 +24,13 @@ from typing import Final
 from botmemory.dialog.actions import ActionFunction, ActionSpec, ArgsCheck
 from botmemory.dialog.events import Event
 from botmemory.errors import BotMemoryError, InvalidValueError
-from botmemory.kvs import KeyValueStore, parse_expiry
+from botmemory.kvs import (
+    KeyValueStore,
+    conversation_storage_key,
+    global_storage_key,
+    parse_expiry,
+    user_storage_key,
+)
 from botmemory.scopes import ScopeMemory
 from botmemory.turns import LAST_MESSAGES, TurnState
 from botmemory.values import MISSING, JsonValue, delete_path, parse_path, set_path
@@ -181,15 +187,15 @@ KeyOf = Callable[[TurnState, str], str]
 
 
 def _user_key(state: TurnState, name: str) -> str:
-    return f"storage/users/{state.user_id}/{name}"
+    return user_storage_key(state.user_id, name)
 
 
 def _conversation_key(state: TurnState, name: str) -> str:
-    return f"storage/conversation/{state.session_id}/{name}"
+    return conversation_storage_key(state.session_id, name)
 
 
 def _global_key(state: TurnState, name: str) -> str:
-    return f"storage/global/{name}"
+    return global_storage_key(name)
 
 
 def _setter(key_of: KeyOf) -> ActionFunction:

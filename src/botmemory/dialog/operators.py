@@ -20,6 +20,7 @@ __all__ = [
     "compare",
     "is_number",
     "member",
+    "plain",
     "to_text",
     "truthy",
 ]
@@ -57,9 +58,18 @@ def to_text(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping | list):
+        return json.dumps(plain(value), ensure_ascii=False)
     return str(value)
+
+
+def plain(value: object) -> object:
+    """Return a copy of ``value`` made of plain dicts and lists (a memory becomes a dict)."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
 
 
 def member(value: object, key: object) -> object:
@@ -81,6 +91,8 @@ def _equal(a: object, b: object) -> bool:
         return False
     if is_number(a) and is_number(b):
         return a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return dict(a) == dict(b)
     return type(a) is type(b) and a == b
 
 
@@ -146,7 +158,7 @@ def _round(value: object, digits: object = 0) -> object:
 
 
 def _len(value: object) -> int:
-    return len(value) if isinstance(value, str | list | dict) else 0
+    return len(value) if isinstance(value, str | list | Mapping) else 0
 
 
 def _on_text(name: str, method: Callable[[str, str], bool]) -> Callable[[object, object], bool]:

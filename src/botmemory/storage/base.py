@@ -189,6 +189,10 @@ class Storage(ABC):
         """Serialize the turns of one session."""
         return self._local_session_lock(bot_id, session_key)
 
+    async def ping(self) -> None:
+        """Raise a :class:`~botmemory.errors.BackendError` unless the storage answers."""
+        await self.get_meta("schema")
+
     def turn_in_progress(self, bot_id: str, session_key: str) -> bool:
         """Whether a turn of this session runs in this process now (the janitor waits)."""
         return (bot_id, session_key) in self._session_locks

@@ -1,0 +1,12 @@
+"""Count the messages the welcome bot receives, in its key-value store (outside flows)."""
+
+from __future__ import annotations
+
+from botmemory.dialog import Event
+from botmemory.kvs import KeyValueStore
+from botmemory.turns import TurnState
+
+
+async def hook(event: Event | None, state: TurnState, kvs: KeyValueStore) -> None:
+    """Add one to ``stats/messages``."""
+    await kvs.incr("stats/messages")

@@ -1,0 +1,172 @@
+"""``botmemory init`` and ``botmemory serve``: create a data folder, serve it over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import click
+
+from botmemory.cli.common import DATA_DIR, run
+from botmemory.config import GLOBAL_FILE, Settings, load_data_dir
+from botmemory.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["init", "serve"]
+
+LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+EXAMPLE_PACKAGE_DIR: Final = Path(__file__).resolve().parents[1] / "example_data"
+"""Where a packaged copy of the example data folder lives, when it is packaged."""
+EXAMPLE_CHECKOUT_DIR: Final = Path(__file__).resolve().parents[3] / "examples" / "data"
+"""The example data folder of a source checkout (an editable install)."""
+GLOBAL_CONFIG: Final = """\
+// Created by `botmemory init`. Every setting is described in docs/configuration.md.
+{{
+  auth: {{
+    // Bearer tokens that may use every route of every bot: keep them secret.
+    adminTokens: ["{token}"],
+    // botTokens: {{ welcome: ["a token of 16 characters or more"] }},
+  }},
+  dialog: {{
+    timeoutInterval: "5m", // silence that ends a dialog (temp memory and the flow position)
+    sessionTimeoutInterval: "30m", // silence that ends a session
+  }},
+  dataRetention: {{
+    janitorInterval: "10s", // how often expired data (and timed-out dialogs) are swept
+  }},
+}}
+"""
+
+
+@click.command("init")
+@click.argument("data_dir", type=DATA_DIR)
+def init(data_dir: str) -> None:
+    """Create a data folder with the example bot and a new admin token, printed once.
+
+    The token is stored in DATA_DIR/global/botmemory.config.json (readable by you
+    only); the folder must not exist yet, or be empty.
+
+    Example: botmemory init ./data && botmemory serve ./data
+    """
+    target = Path(data_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise click.ClickException(f"{data_dir!r} already exists and is not an empty folder")
+    example = _example_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "memory.db*")
+    shutil.copytree(example / "bots", target / "bots", ignore=ignore, dirs_exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    config = target / GLOBAL_FILE
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(GLOBAL_CONFIG.format(token=token), encoding="utf-8")
+    config.chmod(0o600)
+    bots = ", ".join(sorted(p.name for p in (target / "bots").iterdir() if p.is_dir()))
+    click.echo(f"Created {data_dir} with the example bot ({bots}).")
+    click.echo(f"Admin token (shown once; it is in {GLOBAL_FILE}):\n\n    {token}\n")
+    click.echo(f"Next: botmemory serve {data_dir}   then open http://127.0.0.1:3000/")
+
+
+def _example_dir() -> Path:
+    for candidate in (EXAMPLE_PACKAGE_DIR, EXAMPLE_CHECKOUT_DIR):
+        if (candidate / "bots").is_dir():
+            return candidate
+    raise click.ClickException(
+        "the example bot is not installed with this copy of botmemory: "
+        "copy examples/data from the source repository instead"
+    )
+
+
+@click.command("serve")
+@click.argument("data_dir", type=DATA_DIR)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="TCP port."
+)
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
+def serve(data_dir: str, host: str, port: int, log_level: str) -> None:
+    """Serve the bots of a data folder over HTTP; the janitor runs in the background.
+
+    The web chat and memory inspector is at /, the API documentation at /docs.
+    Without any token in the configuration (auth.adminTokens, auth.botTokens) the
+    server answers this machine only, and refuses a --host that is not loopback.
+
+    Example: botmemory serve ./data --port 3000
+    """
+    settings = load_data_dir(data_dir)
+    check_host(host, settings)
+    run(_serve(data_dir, host, port, log_level, settings))
+
+
+def check_host(host: str, settings: Settings) -> None:
+    """Refuse a non-loopback ``host`` when no token is configured."""
+    from botmemory.server.auth import is_loopback
+
+    if settings.admin_tokens or settings.bot_tokens or is_loopback(host):
+        return
+    raise click.ClickException(
+        f"refusing to listen on {host}: no token is configured, so anyone who can reach it "
+        "could read and erase every user's memory; set auth.adminTokens in "
+        f"{GLOBAL_FILE} (botmemory init creates one), or use --host 127.0.0.1"
+    )
+
+
+async def _serve(data_dir: str, host: str, port: int, log_level: str, settings: Settings) -> None:
+    try:
+        import uvicorn
+
+        from botmemory.server import create_app
+    except MissingDependencyError:
+        raise
+    except ImportError:
+        raise MissingDependencyError(
+            "the HTTP server needs its dependencies: pip install 'botmemory[server]'"
+        ) from None
+    from botmemory.dialog import DialogEngine
+
+    engine = await DialogEngine.from_data_dir(data_dir)
+    try:
+        app = create_app(engine)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level=log_level, server_header=False, lifespan="on"
+        )
+        shown = f"[{host}]" if ":" in host else host
+        bots = ", ".join(sorted(engine.bots)) or "none"
+        click.echo(f"botmemory: serving bots {bots} at http://{shown}:{port}/ (API: /docs)")
+        if not (settings.admin_tokens or settings.bot_tokens):
+            click.echo("botmemory: no token is configured: only this machine may connect")
+        await _server_class(uvicorn.Server)(config).serve()
+    finally:
+        await engine.close()
+    click.echo("botmemory: stopped")
+
+
+def _server_class(base: type[uvicorn.Server]) -> type[uvicorn.Server]:
+    """uvicorn's server, minus re-raising SIGINT or SIGTERM once it has stopped.
+
+    uvicorn re-raises the signal after a graceful shutdown, which would kill the process
+    before the engine is closed (and make Ctrl-C an error): here both simply stop it.
+    """
+
+    class Server(base):  # type: ignore[misc,valid-type]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server

@@ -1,0 +1,89 @@
+"""A bot is a folder: ``bots/<botId>/`` with flows, actions and hooks. Load them all."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from botmemory.dialog.actions import RESERVED_PREFIXES, ActionSpec, collect_actions
+from botmemory.dialog.builtin_actions import BUILTIN_ACTIONS
+from botmemory.dialog.errors import BotLoadError
+from botmemory.dialog.flows import Flow, load_flows
+from botmemory.dialog.hooks import HookSpec, load_hooks
+from botmemory.dialog.loader import import_file
+from botmemory.ids import BOT_ID_PATTERN
+
+__all__ = ["Bot", "load_bot", "load_bots"]
+
+
+@dataclass(frozen=True)
+class Bot:
+    """Everything the dialog engine runs for one bot."""
+
+    bot_id: str
+    flows: Mapping[str, Flow]
+    actions: Mapping[str, ActionSpec]
+    hooks: Mapping[str, Sequence[HookSpec]]
+
+
+def load_bots(data_dir: str | Path) -> dict[str, Bot]:
+    """Load every ``bots/<botId>/`` of a data folder that has a ``flows`` folder.
+
+    Raises one :class:`BotLoadError` listing every problem of every bot.
+    """
+    root = Path(data_dir) / "bots"
+    problems: list[str] = []
+    bots: dict[str, Bot] = {}
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for folder in folders:
+        if (folder / "flows").is_dir() and BOT_ID_PATTERN.fullmatch(folder.name):
+            bots[folder.name] = _load(folder, f"bots/{folder.name}", problems)
+    if problems:
+        raise BotLoadError(problems)
+    return bots
+
+
+def load_bot(bot_dir: str | Path, bot_id: str | None = None) -> Bot:
+    """Load one bot folder (its id is the folder's name unless given)."""
+    folder = Path(bot_dir)
+    problems: list[str] = []
+    bot = _load(folder, f"bots/{folder.name}", problems, bot_id or folder.name)
+    if problems:
+        raise BotLoadError(problems)
+    return bot
+
+
+def _load(folder: Path, label: str, problems: list[str], bot_id: str | None = None) -> Bot:
+    bot_id = bot_id or folder.name
+    actions = _load_actions(folder, bot_id, label, problems)
+    hooks = load_hooks(folder, bot_id, label, problems)
+    flows = load_flows(folder, label, actions, problems)
+    return Bot(bot_id, flows, actions, hooks)
+
+
+def _load_actions(
+    folder: Path, bot_id: str, label: str, problems: list[str]
+) -> dict[str, ActionSpec]:
+    actions = dict(BUILTIN_ACTIONS)
+    root = folder / "actions"
+    paths = sorted(root.glob("*.py")) if root.is_dir() else []
+    for path in paths:
+        where = f"{label}/actions/{path.name}"
+        module = import_file(path, bot_id, "actions", where)
+        if isinstance(module, str):
+            problems.append(module)
+            continue
+        for spec in collect_actions(module, where):
+            if spec.name.startswith(RESERVED_PREFIXES):
+                problems.append(
+                    f"{where}: action {spec.name!r}: names starting with "
+                    f"{' or '.join(RESERVED_PREFIXES)} are reserved for builtin actions"
+                )
+            elif spec.name in actions:
+                problems.append(
+                    f"{where}: action {spec.name!r} is also defined in {actions[spec.name].source}"
+                )
+            else:
+                actions[spec.name] = spec
+    return actions

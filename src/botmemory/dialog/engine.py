@@ -1,0 +1,212 @@
+"""The dialog engine: runs bots written as files, one turn per user message.
+
+::
+
+    engine = await DialogEngine.from_data_dir("data")
+    replies = await engine.process("welcome", "u1", text="hi")
+    await engine.close()
+
+Each message runs in one :meth:`Memory.turn <botmemory.memory.Memory.turn>`: memory is
+loaded, the ``before_incoming`` and ``after_incoming`` hooks run, the flow runs, each
+reply passes ``before_outgoing``, and what changed is persisted in one transaction. If
+anything fails, nothing is persisted, the failure is logged with the bot, flow and node,
+and the reply is the bot's error reply. Dialog timeouts and session ends come from the
+janitor (see :mod:`botmemory.dialog.timeouts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from botmemory.clock import Clock
+from botmemory.dialog.bots import Bot, load_bots
+from botmemory.dialog.errors import DialogError, UnknownBotError
+from botmemory.dialog.events import Event
+from botmemory.dialog.hooks import before_outgoing, run_hooks
+from botmemory.dialog.runner import DEFAULT_MAX_STEPS, FlowRunner
+from botmemory.dialog.timeouts import DialogTimeouts
+from botmemory.errors import InvalidValueError
+from botmemory.ids import Identity
+from botmemory.memory import Memory
+from botmemory.turns import TurnState
+from botmemory.values import JsonValue, to_json_text
+
+__all__ = ["DEFAULT_ERROR_REPLY", "DialogEngine", "ReplySink"]
+
+log = logging.getLogger("botmemory.dialog")
+
+DEFAULT_ERROR_REPLY: Final = "Sorry, something went wrong on my side. Please try again."
+"""What the bot answers when a turn fails, unless ``dialog.errorReply`` says otherwise."""
+
+ReplySink = Callable[[Event, list[str]], Awaitable[None]]
+"""Receives the replies of timeout handling (no user message waits for them)."""
+
+
+class DialogEngine:
+    """Runs the flows, actions and hooks of every bot folder over one :class:`Memory`."""
+
+    def __init__(
+        self,
+        memory: Memory,
+        bots: Mapping[str, Bot],
+        *,
+        error_reply: str | None = None,
+        max_steps: int | None = None,
+        owns_memory: bool = False,
+    ) -> None:
+        self.memory = memory
+        self.bots: dict[str, Bot] = dict(bots)
+        self.on_timeout_replies: ReplySink | None = None
+        """Called with the replies of dialog-timeout handling, after they are persisted."""
+        self._error_reply = error_reply
+        self._max_steps = max_steps
+        self._owns_memory = owns_memory
+        self._timeouts = DialogTimeouts(self)
+
+    @classmethod
+    def open(
+        cls,
+        memory: Memory,
+        data_dir: str | os.PathLike[str],
+        *,
+        error_reply: str | None = None,
+        max_steps: int | None = None,
+    ) -> DialogEngine:
+        """Load the bots of ``data_dir/bots`` and run them over ``memory`` (left open on close)."""
+        bots = load_bots(Path(data_dir))
+        return cls(memory, bots, error_reply=error_reply, max_steps=max_steps)
+
+    @classmethod
+    async def from_data_dir(
+        cls, path: str | os.PathLike[str], clock: Clock | None = None
+    ) -> DialogEngine:
+        """Load a data folder's bots and open its memory; :meth:`close` closes both."""
+        bots = load_bots(Path(path))
+        memory = await Memory.from_data_dir(path, clock)
+        return cls(memory, bots, owns_memory=True)
+
+    async def close(self) -> None:
+        """Detach from the janitor; close the memory if this engine opened it."""
+        self._timeouts.detach()
+        if self._owns_memory:
+            await self.memory.close()
+
+    async def __aenter__(self) -> DialogEngine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- settings ----------------------------------------------------------------------
+    def bot(self, bot_id: str) -> Bot:
+        """Return the loaded bot ``bot_id``, or raise :class:`UnknownBotError`."""
+        found = self.bots.get(bot_id)
+        if found is None:
+            known = ", ".join(sorted(self.bots)) or "none"
+            raise UnknownBotError(
+                f"no bot {bot_id!r} with flows: the bots are {known} "
+                "(a bot is a folder bots/<botId>/ with flows/main.flow.json)"
+            )
+        return found
+
+    def error_reply(self, bot_id: str) -> str:
+        """The reply to a failed turn: the engine's, else ``dialog.errorReply``, else default."""
+        if self._error_reply is not None:
+            return self._error_reply
+        configured = getattr(self.memory.settings.for_bot(bot_id), "error_reply", None)
+        return configured if isinstance(configured, str) else DEFAULT_ERROR_REPLY
+
+    def max_steps(self, bot_id: str) -> int:
+        """Nodes one turn may visit without waiting: the engine's, ``dialog.maxSteps``, 100."""
+        if self._max_steps is not None:
+            return self._max_steps
+        configured = getattr(self.memory.settings.for_bot(bot_id), "max_steps", None)
+        return configured if isinstance(configured, int) else DEFAULT_MAX_STEPS
+
+    # -- turns -------------------------------------------------------------------------
+    async def process(
+        self,
+        bot_id: str,
+        user_id: str,
+        text: str | None = None,
+        payload: JsonValue = None,
+        channel: str = "api",
+        thread_id: str | None = None,
+    ) -> list[str]:
+        """Handle one user message; return the bot's replies in order.
+
+        Raises only for a bad call (unknown bot, invalid id, no text and no payload);
+        a failure inside the turn returns ``[error reply]`` with nothing persisted.
+        """
+        bot = self.bot(bot_id)
+        event = _incoming(bot_id, user_id, channel, thread_id, text, payload)
+        runner: FlowRunner | None = None
+        try:
+            async with self.memory.turn(
+                bot_id, user_id, channel, thread_id, event.message()
+            ) as state:
+                runner = self.runner(bot, event, state)
+                return await self._message(bot, runner)
+        except Exception as exc:
+            self.log_failure("message", event, runner, exc)
+            return [self.error_reply(bot_id)]
+
+    def runner(self, bot: Bot, event: Event, state: TurnState) -> FlowRunner:
+        """Return a flow runner for one turn of ``bot``."""
+        kvs = self.memory.kvs.for_bot(bot.bot_id)
+        return FlowRunner(bot, event, state, kvs, self.max_steps(bot.bot_id))
+
+    async def _message(self, bot: Bot, runner: FlowRunner) -> list[str]:
+        event, state, kvs = runner.event, runner.state, runner.kvs
+        await run_hooks(bot.hooks.get("before_incoming", ()), event, state, kvs)
+        await run_hooks(bot.hooks.get("after_incoming", ()), event, state, kvs)
+        await runner.on_message()
+        return await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
+
+    def log_failure(
+        self, what: str, event: Event, runner: FlowRunner | None, exc: BaseException
+    ) -> None:
+        """Log one line naming the bot, flow and node of a failed turn, with the traceback."""
+        flow = exc.flow if isinstance(exc, DialogError) and exc.flow else None
+        node = exc.node if isinstance(exc, DialogError) and exc.node else None
+        if runner is not None:
+            flow, node = flow or runner.flow, node or runner.node
+        log.error(
+            "dialog %s failed, nothing was saved: bot=%s flow=%s node=%s user=%s: %s: %s",
+            what,
+            event.bot_id,
+            flow or "-",
+            node or "-",
+            event.user_id,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+
+
+def _incoming(
+    bot_id: str,
+    user_id: str,
+    channel: str,
+    thread_id: str | None,
+    text: str | None,
+    payload: JsonValue,
+) -> Event:
+    Identity.of(bot_id, user_id, channel, thread_id)
+    if text is not None and not isinstance(text, str):
+        raise InvalidValueError(f"text {text!r} must be a string")
+    if text is None and payload is None:
+        raise InvalidValueError("a message needs a text or a payload (or both)")
+    to_json_text(payload, "payload", 1 << 30)
+    kind = "text" if text is not None else "payload"
+    return Event(kind, bot_id, user_id, channel, thread_id, text, payload)

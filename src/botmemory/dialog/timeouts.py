@@ -1,0 +1,118 @@
+"""Dialog timeouts and session ends, fired by the janitor.
+
+When ``dialog.timeoutInterval`` passes while a user is inside a flow, the janitor's
+``on_dialog_timeout`` runs, for each such session, one resumed turn that: skips the
+session if a message came first; runs the ``before_session_timeout`` hooks; runs the
+first timeout target found (the node's ``timeout``, a node named ``timeout``, the flow's
+``timeoutNode``, ``timeout.flow.json``); then discards temp and the position. What it
+changes in user or session memory is persisted. When the janitor drops a timed-out
+session, ``on_session_end`` runs the ``on_session_end`` hooks first.
+
+Both run inside :meth:`Memory.turn`, whose session lock keeps a timeout and a message
+of the same session from ever running at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from botmemory.dialog.events import Event
+from botmemory.dialog.hooks import before_outgoing, run_hooks
+from botmemory.dialog.runner import FlowRunner
+from botmemory.janitor import SessionHook
+from botmemory.storage.base import SessionRecord
+
+if TYPE_CHECKING:
+    from botmemory.dialog.engine import DialogEngine
+
+__all__ = ["DialogTimeouts"]
+
+log = logging.getLogger("botmemory.dialog")
+
+
+class DialogTimeouts:
+    """The janitor hooks of one engine; hooks set before it are chained, not replaced."""
+
+    def __init__(self, engine: DialogEngine) -> None:
+        self._engine = engine
+        janitor = engine.memory.janitor
+        self._previous: tuple[SessionHook | None, SessionHook | None] = (
+            janitor.on_dialog_timeout,
+            janitor.on_session_end,
+        )
+        janitor.on_dialog_timeout = self.on_dialog_timeout
+        janitor.on_session_end = self.on_session_end
+
+    def detach(self) -> None:
+        """Give the janitor back the hooks it had before."""
+        janitor = self._engine.memory.janitor
+        janitor.on_dialog_timeout, janitor.on_session_end = self._previous
+
+    async def on_dialog_timeout(self, sessions: list[SessionRecord]) -> None:
+        """Handle the dialog timeout of each session whose temp memory expired."""
+        for record in sessions:
+            await self._dialog_timeout(record)
+        if self._previous[0] is not None:
+            await self._previous[0](sessions)
+
+    async def on_session_end(self, sessions: list[SessionRecord]) -> None:
+        """Run the ``on_session_end`` hooks of each session about to be dropped."""
+        for record in sessions:
+            await self._session_end(record)
+        if self._previous[1] is not None:
+            await self._previous[1](sessions)
+
+    async def _dialog_timeout(self, record: SessionRecord) -> None:
+        engine = self._engine
+        bot = engine.bots.get(record.bot_id)
+        if bot is None:
+            return
+        event = _event("timeout", record)
+        runner: FlowRunner | None = None
+        replies: list[str] = []
+        try:
+            async with engine.memory.turn(
+                event.bot_id, event.user_id, event.channel, event.thread_id, resume=True
+            ) as state:
+                runner = engine.runner(bot, event, state)
+                if state.temp_expired and runner.restore():
+                    kvs = runner.kvs
+                    await run_hooks(bot.hooks.get("before_session_timeout", ()), event, state, kvs)
+                    await runner.on_timeout()
+                    replies = await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
+        except Exception as exc:
+            engine.log_failure("timeout", event, runner, exc)
+            return
+        await self._deliver(event, replies)
+
+    async def _deliver(self, event: Event, replies: list[str]) -> None:
+        sink = self._engine.on_timeout_replies
+        if not replies or sink is None:
+            return
+        try:
+            await sink(event, replies)
+        except Exception:
+            log.exception("delivering the timeout replies of %s failed", event.user_id)
+
+    async def _session_end(self, record: SessionRecord) -> None:
+        engine = self._engine
+        bot = engine.bots.get(record.bot_id)
+        hooks = bot.hooks.get("on_session_end", ()) if bot is not None else ()
+        if not hooks:
+            return
+        event = _event("session_end", record)
+        try:
+            async with engine.memory.turn(
+                event.bot_id, event.user_id, event.channel, event.thread_id, resume=True
+            ) as state:
+                if state.session_expired:
+                    await run_hooks(hooks, None, state, engine.memory.kvs.for_bot(event.bot_id))
+        except Exception as exc:
+            engine.log_failure("session end", event, None, exc)
+
+
+def _event(kind: str, record: SessionRecord) -> Event:
+    channel, user_id, thread_id = json.loads(record.key)
+    return Event(kind, record.bot_id, user_id, channel, thread_id)

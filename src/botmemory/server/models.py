@@ -1,0 +1,288 @@
+"""The JSON bodies of the HTTP API, as pydantic models (they are also its OpenAPI schema).
+
+Attributes are snake_case in Python and camelCase on the wire. Every time is given as
+epoch seconds (``expiresAt``), with an ISO 8601 UTC twin (``expiresAtIso``) for people.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from botmemory.turns import iso_time
+
+__all__ = [
+    "ApiModel",
+    "BotDetails",
+    "BotInfo",
+    "BotList",
+    "ConverseRequest",
+    "ConverseResponse",
+    "ErrorBody",
+    "ForgetResult",
+    "Health",
+    "JanitorRun",
+    "JanitorStatus",
+    "KvsDeleted",
+    "KvsEntry",
+    "KvsKeys",
+    "KvsPut",
+    "MemoryPut",
+    "MemoryView",
+    "Reply",
+    "Scopes",
+    "SessionEnd",
+    "SessionInfo",
+    "UserExport",
+    "Variable",
+    "VariableRef",
+    "iso_or_none",
+]
+
+Scope = Literal["user", "session", "temp", "bot"]
+"""The four memories."""
+
+
+def iso_or_none(epoch: float | None) -> str | None:
+    """Render epoch seconds as ISO 8601 UTC, keeping ``None``."""
+    return None if epoch is None else iso_time(epoch)
+
+
+class ApiModel(BaseModel):
+    """A JSON object of the API: camelCase keys on the wire."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ErrorBody(ApiModel):
+    """Every error: a stable machine-readable code and a message for people."""
+
+    error: str = Field(examples=["bad_request"])
+    """``bad_request``, ``unauthorized``, ``forbidden``, ``not_found``, ``conflict``, ..."""
+    message: str = Field(examples=["user id '' is invalid: use a string of 1 to 255 characters"])
+    details: list[str] = Field(default_factory=list)
+    """One line per invalid field, for a request that failed validation."""
+
+
+# -- converse ------------------------------------------------------------------------------
+class ConverseRequest(ApiModel):
+    """A user's message: ``{"type": "text", "text": "hi"}``, or a payload."""
+
+    type: str = Field(default="text", min_length=1, max_length=64, examples=["text"])
+    """``"text"`` needs ``text``; any other type needs ``payload`` or ``text``."""
+    text: str | None = Field(default=None, examples=["hi"])
+    payload: Any = None
+    """Any JSON value, for buttons and quick replies."""
+    channel: str = Field(default="api", min_length=1, max_length=255)
+    """The channel the user writes from: user memory is per bot and channel."""
+    thread_id: str | None = Field(default=None, min_length=1, max_length=255)
+    """A thread of its own session, inside the user's conversation."""
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ConverseRequest:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a message of type 'text' needs a 'text'")
+        if self.text is None and self.payload is None:
+            raise ValueError(f"a message of type {self.type!r} needs a 'payload' or a 'text'")
+        return self
+
+
+class Reply(ApiModel):
+    """One message of the bot."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class Scopes(ApiModel):
+    """Something for each of the four memories."""
+
+    user: dict[str, Any]
+    session: dict[str, Any]
+    temp: dict[str, Any]
+    bot: dict[str, Any]
+
+
+class ConverseResponse(ApiModel):
+    """The bot's replies, and with ``?include=state`` the four memories after the turn."""
+
+    responses: list[Reply]
+    state: Scopes | None = None
+    """Plain values of the four memories, present with ``?include=state``."""
+
+
+# -- memory --------------------------------------------------------------------------------
+class Variable(ApiModel):
+    """A variable's value, and when it goes away if nothing changes."""
+
+    value: Any
+    expires_at: float | None
+    """Epoch seconds; ``null`` when it never expires."""
+    expires_at_iso: str | None
+
+
+class SessionInfo(ApiModel):
+    """Whether the session is alive and when it times out."""
+
+    alive: bool
+    expires_at: float | None
+    expires_at_iso: str | None
+
+
+class MemoryView(ApiModel):
+    """The four memories of a user's session as the next message would see them."""
+
+    bot_id: str
+    user_id: str
+    channel: str
+    thread_id: str | None
+    session_id: str
+    now: float
+    """The server clock, epoch seconds: count down from it, not from your own clock."""
+    now_iso: str
+    session: SessionInfo
+    scopes: Scopes
+    """Each scope maps a variable name to a :class:`Variable`."""
+
+
+class MemoryPut(ApiModel):
+    """The new value of a variable."""
+
+    value: Any = Field(examples=["Ada"])
+    """Any JSON value (integers up to 64 bits, finite numbers)."""
+
+
+class VariableRef(ApiModel):
+    """Which variable a change touched, and what it now holds."""
+
+    scope: Scope
+    owner_id: str
+    name: str
+    value: Any = None
+    expires_at: float | None = None
+    expires_at_iso: str | None = None
+    deleted: bool = False
+
+
+class SessionEnd(ApiModel):
+    """The result of ending a session."""
+
+    ended: bool
+    """False when there was no live session."""
+
+
+class UserExport(ApiModel):
+    """Everything still alive for one user (see docs/memory.md, Export and erasure)."""
+
+    bot_id: str
+    channel: str
+    user_id: str
+    exported_at: str
+    user: dict[str, Any]
+    sessions: list[dict[str, Any]]
+    kvs: dict[str, Any]
+
+
+class ForgetResult(ApiModel):
+    """How many rows of each kind erasing a user removed."""
+
+    deleted: dict[str, int]
+
+
+# -- key-value store -------------------------------------------------------------------------
+class KvsEntry(ApiModel):
+    """A key, its value and its expiry."""
+
+    key: str
+    value: Any
+    expires_at: float | None
+    expires_at_iso: str | None
+
+
+class KvsPut(ApiModel):
+    """A value to store, with an optional expiry."""
+
+    value: Any = Field(examples=[{"text": "Welcome back"}])
+    expiry: StrictStr | StrictInt | StrictFloat | None = Field(default=None, examples=["1h"])
+    """A duration (``"1h"``, ``"30d"``; a bare number is milliseconds), ``"never"`` or null."""
+
+
+class KvsDeleted(ApiModel):
+    """A key that was deleted."""
+
+    key: str
+    deleted: bool
+
+
+class KvsKeys(ApiModel):
+    """Live keys under a prefix, sorted."""
+
+    keys: list[str]
+
+
+# -- bots, janitor, health --------------------------------------------------------------------
+class BotInfo(ApiModel):
+    """A bot this server knows."""
+
+    id: str
+    has_flows: bool
+    """Whether the dialog engine runs it (``bots/<id>/flows/main.flow.json``)."""
+    converse_public: bool
+
+
+class BotList(ApiModel):
+    """The bots the caller may use, and how the caller got in."""
+
+    bots: list[BotInfo]
+    access: Literal["admin", "bot", "public", "local"]
+    """``local``: no token is configured and the request came from this machine."""
+
+
+class BotDetails(BotInfo):
+    """A bot and its resolved settings (as ``botmemory config check`` prints them)."""
+
+    settings: dict[str, Any]
+
+
+class JanitorRun(ApiModel):
+    """What one janitor run removed, by kind."""
+
+    started_at: float
+    started_at_iso: str
+    duration: float
+    """Wall-clock seconds."""
+    user_variables: int
+    user_fields: int
+    sessions: int
+    temp: int
+    kvs: int
+    total: int
+    error: str | None
+
+
+class JanitorStatus(ApiModel):
+    """The janitor's loop and its recent runs, newest first."""
+
+    running: bool
+    interval: float
+    """Seconds between full runs (``dataRetention.janitorInterval``)."""
+    session_interval: float
+    """Seconds between sweeps of timed-out dialogs and sessions."""
+    runs: list[JanitorRun]
+
+
+class Health(ApiModel):
+    """Whether the server and its storage answer."""
+
+    status: Literal["ok", "unavailable"]
+    message: str | None = None

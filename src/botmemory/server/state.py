@@ -1,0 +1,61 @@
+"""What the app holds: the dialog engine, the settings, the tokens and the counters.
+
+One :class:`ServerState` per app, on ``app.state.botmemory``; routes reach it through
+:func:`server_state`. It is the app's only mutable state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from botmemory.config import Settings
+from botmemory.dialog import DialogEngine, UnknownBotError
+from botmemory.memory import Memory
+
+if TYPE_CHECKING:
+    from botmemory.server.auth import Access
+
+__all__ = ["ServerState", "server_state"]
+
+
+@dataclass
+class ServerState:
+    """The engine a server runs and what it counts."""
+
+    engine: DialogEngine
+    settings: Settings
+    access: Access
+    run_janitor: bool = True
+    """Whether the app's lifespan starts and stops the janitor loop."""
+    health_failures: int = 0
+    """Health checks that found the storage unreachable."""
+
+    @property
+    def memory(self) -> Memory:
+        """The memory the engine runs on."""
+        return self.engine.memory
+
+    def bot_ids(self) -> list[str]:
+        """Every bot: those with flows, and those with only a folder or a configuration."""
+        return sorted(set(self.engine.bots) | set(self.settings.bots))
+
+    def require_bot(self, bot_id: str) -> str:
+        """Return ``bot_id`` if this server knows it, else raise :class:`UnknownBotError`."""
+        if bot_id not in self.engine.bots and bot_id not in self.settings.bots:
+            known = ", ".join(self.bot_ids()) or "none"
+            raise UnknownBotError(f"no bot {bot_id!r} here: the bots are {known}")
+        return bot_id
+
+    def converse_public(self, bot_id: str) -> bool:
+        """Whether ``bot_id``'s converse route answers without a token."""
+        return self.settings.for_bot(bot_id).converse_public
+
+
+def server_state(request: Request) -> ServerState:
+    """The state of the app serving ``request``."""
+    state = request.app.state.botmemory
+    assert isinstance(state, ServerState)
+    return state

@@ -1,0 +1,62 @@
+"""``botmemory chat``: a terminal chat with a bot (botmemory.cli.chat)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from botmemory.cli.chat import chat
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "data"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example data folder, with its own SQLite database."""
+    monkeypatch.delenv("BOTMEMORY_DATABASE_URL", raising=False)
+    copy = tmp_path / "data"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("memory.db*"))
+    return copy
+
+
+def test_chat_talks_shows_memory_and_quits(data_dir: Path) -> None:
+    result = CliRunner().invoke(
+        chat,
+        [str(data_dir), "--bot", "welcome", "--user", "ada"],
+        input="hi\nAda\ngreat\n/memory\n/help\n/quit\nnever read\n",
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "welcome> Hello! I'm the welcome bot. What's your name?" in out
+    assert "welcome> How are you feeling today, Ada?" in out
+    assert "user memory:" in out
+    assert '  name = "Ada"  (never expires)' in out
+    assert '  mood = "great"  (retention policy: expires ' in out
+    assert "session memory:" in out
+    assert "session timeout: expires" in out
+    assert "temp memory:" in out
+    assert "bot memory:" in out
+    assert "  conversations = 1  (never expires)" in out
+    assert 'dialog position: {"flow":"email.flow.json","node":"askEmail"' in out
+    assert "Unknown command /help" in out
+    assert "never read" not in out
+
+
+def test_chat_remembers_between_runs_and_ends_at_end_of_input(data_dir: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(chat, [str(data_dir), "--bot", "welcome"], input="hi\nAda\n")
+    assert first.exit_code == 0, first.output
+    assert first.output.endswith("welcome> How are you feeling today, Ada?\nyou> ")
+    again = runner.invoke(chat, [str(data_dir), "--bot", "welcome"], input="great\n/memory\n")
+    assert again.exit_code == 0, again.output
+    assert "welcome> What's your email address?" in again.output  # the dialog went on
+    assert '  name = "Ada"  (never expires)' in again.output
+
+
+def test_chat_with_an_unknown_bot_fails_with_one_line(data_dir: Path) -> None:
+    result = CliRunner().invoke(chat, [str(data_dir), "--bot", "nobody"], input="")
+    assert result.exit_code == 1
+    assert "no bot 'nobody' with flows: the bots are welcome" in result.output

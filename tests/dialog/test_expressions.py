@@ -1,0 +1,123 @@
+"""Conditions: a safe expression language, parsed once, never passed to eval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from botmemory.dialog import ExpressionError, compile_condition
+
+CONTEXT: dict[str, Any] = {
+    "event": {"type": "text", "text": "Yes please", "payload": None},
+    "user": {"name": "Ada", "age": 36, "tags": ["vip", "beta"], "address": {"city": "Paris"}},
+    "session": {},
+    "temp": {"count": 3, "ratio": 0.5, "__dialog": {"node": "secret"}},
+    "bot": {"open": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("temp.count > 2 and user.name", "Ada"),
+        ("temp.count > 2 && user.name", "Ada"),
+        ("temp.count > 5 or user.missing", None),
+        ("temp.count > 5 || 'fallback'", "fallback"),
+        ("not user.missing", True),
+        ("!bot.open", False),
+        ("temp.count == 3", True),
+        ("temp.count === 3", True),
+        ("temp.count != 3", False),
+        ("'3' == temp.count", False),  # strict
+        ("true == 1", False),
+        ("user.address.city == 'Paris'", True),
+        ("user['address']['city']", "Paris"),
+        ("user.tags[0]", "vip"),
+        ("user.tags[-1]", "beta"),
+        ("user.tags[5]", None),
+        ("'vip' in user.tags", True),
+        ("'admin' not in user.tags", True),
+        ("'Yes' in event.text", True),
+        ("'city' in user.address", True),
+        ("lower(event.text) in ['yes please', 'y']", True),
+        ("startswith(lower(event.text), 'yes')", True),
+        ("endswith(event.text, 'please')", True),
+        ("contains(user.tags, 'beta')", True),
+        ("len(user.tags) == 2", True),
+        ("len(user.missing)", 0),
+        ("exists(user.name) and not exists(user.email)", True),
+        ("int('42') + 1", 43),
+        ("number('2.5') * 2", 5.0),
+        ("number('abc')", None),
+        ("str(temp.count) + '!'", "3!"),
+        ("'n=' + temp.count", "n=3"),
+        ("upper(trim('  hi '))", "HI"),
+        ("abs(-temp.count)", 3),
+        ("round(temp.ratio * 3, 1)", 1.5),
+        ("min(1, temp.count) + max(1, 2)", 3),
+        ("7 % 4 - 6 / 4", 1.5),
+        ("(1 + 2) * 3", 9),
+        ("user.missing > 2", False),  # unlike kinds: false, not an error
+        ("user.name < 'B'", True),
+        ("null == user.missing", True),
+        ("[1, 2] + [3]", [1, 2, 3]),
+        ("temp.__dialog", None),
+    ],
+)
+def test_evaluation(source: str, expected: object) -> None:
+    if source == "temp.__dialog":
+        with pytest.raises(ExpressionError):
+            compile_condition(source)
+        return
+    assert compile_condition(source).evaluate(CONTEXT) == expected
+
+
+def test_holds_uses_truthiness() -> None:
+    for falsy in ("user.missing", "0", "''", "[]", "session"):
+        assert not compile_condition(falsy).holds(CONTEXT)
+    assert compile_condition("user.tags").holds(CONTEXT)
+
+
+def test_private_keys_are_unreadable_even_when_computed() -> None:
+    assert compile_condition("temp[lower('__DIALOG')]").evaluate(CONTEXT) is None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "__import__('os')",
+        "user.__class__",
+        "user._secret",
+        "temp['__dialog']",
+        "eval('1')",
+        "getattr(user, 'name')",
+        "user.name.upper()",
+        "lambda: 1",
+        "[x for x in user.tags]",
+        "user.age ** 100",
+        "x",
+        "1 < 2 < 3",
+        "temp.count = 1",
+        "temp.count >",
+        "'unterminated",
+        "(" * 40 + "1" + ")" * 40,
+        "",
+        "a" * 1001,
+    ],
+)
+def test_unsafe_or_malformed_conditions_are_rejected(source: str) -> None:
+    with pytest.raises(ExpressionError):
+        compile_condition(source)
+
+
+@pytest.mark.parametrize("source", ["temp.count / 0", "user.name - 1", "min('a')"])
+def test_run_time_errors_are_expression_errors(source: str) -> None:
+    condition = compile_condition(source)
+    with pytest.raises(ExpressionError):
+        condition.evaluate(CONTEXT)
+
+
+def test_errors_point_at_the_column() -> None:
+    with pytest.raises(ExpressionError, match=r"unknown name 'tmp'.* at column 15"):
+        compile_condition("user.name and tmp.x")

@@ -1,0 +1,294 @@
+"""Dialog timeouts and session ends, fired by the janitor; time moves by the clock only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from botmemory import ManualClock
+from botmemory.dialog import POSITION_KEY, DialogEngine
+from tests.dialog.conftest import GATES, Gate, MakeEngine, Outbox, flow, node, set_var
+
+MINUTE = 60.0
+HOOK_TRACE = """
+    def hook(event, state, kvs):
+        state.user["trail"] = state.user.get("trail", []) + [
+            ["{name}", None if event is None else event.type, state.temp.get("t")]
+        ]
+"""
+
+
+def asking(**extra: Any) -> dict[str, Any]:
+    """A waiting node that fills temp and session."""
+    return node(
+        "ask",
+        enter=[set_var("temp", "t", "kept"), set_var("session", "s", "kept")],
+        say="question?",
+        receive=[],
+        next=[{"node": "END"}],
+        **extra,
+    )
+
+
+def late(name: str, text: str) -> dict[str, Any]:
+    """A timeout target that writes user and session memory and says ``text``."""
+    return node(
+        name,
+        enter=[set_var("user", "timedOut", name), set_var("session", "late", True)],
+        say=text + " {{temp.t}}",
+    )
+
+
+async def memories(engine: DialogEngine) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    async with engine.memory.turn("b", "u1") as state:
+        session = {k: v for k, v in state.session.items() if k != "lastMessages"}
+        return dict(state.user), session, dict(state.temp)
+
+
+async def timed_out(engine: DialogEngine, clock: ManualClock, minutes: float = 5) -> Outbox:
+    outbox = Outbox()
+    engine.on_timeout_replies = outbox
+    clock.advance(minutes * MINUTE + 1)
+    await engine.memory.janitor.run_once()
+    return outbox
+
+
+async def test_a_dialog_timeout_runs_the_hook_then_the_target_then_drops_temp(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(asking(timeout="slow"), late("slow", "too slow!"))},
+        hooks={"before_session_timeout": {"a.py": HOOK_TRACE.format(name="hook")}},
+    )
+    assert await engine.process("b", "u1", text="hi") == ["question?"]
+    outbox = await timed_out(engine, clock)
+    assert outbox.sent == [("u1", ["too slow! kept"])]
+    user, session, temp = await memories(engine)
+    assert user == {"trail": [["hook", "timeout", "kept"]], "timedOut": "slow"}
+    assert session == {"s": "kept", "late": True}  # the session lives on, with the changes
+    assert temp == {}
+    assert await engine.process("b", "u1", text="hi") == ["question?"]  # main starts again
+    assert (await timed_out(engine, clock, minutes=0)).sent == []  # nothing more to time out
+
+
+TARGETS = [
+    ("node timeout", {"timeout": "byNode"}, True, True, True, "byNode"),
+    ("node named timeout", {}, True, True, True, "timeout"),
+    ("flow timeoutNode", {}, False, True, True, "byFlow"),
+    ("timeout flow", {}, False, False, True, "flow"),
+    ("nothing", {}, False, False, False, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "node_extra", "timeout_node", "flow_node", "timeout_flow", "expected"),
+    TARGETS,
+    ids=[t[0] for t in TARGETS],
+)
+async def test_the_first_timeout_target_found_runs(
+    make_engine: MakeEngine,
+    clock: ManualClock,
+    case: str,
+    node_extra: dict[str, Any],
+    timeout_node: bool,
+    flow_node: bool,
+    timeout_flow: bool,
+    expected: str | None,
+) -> None:
+    nodes = [asking(**node_extra), late("byNode", "byNode"), late("byFlow", "byFlow")]
+    if timeout_node:
+        nodes.append(late("timeout", "timeout"))
+    main = flow(*nodes, **({"timeoutNode": "byFlow"} if flow_node else {}))
+    flows = {"main.flow.json": main}
+    if timeout_flow:
+        flows["timeout.flow.json"] = flow(late("flow", "flow"))
+    engine = await make_engine(flows)
+    await engine.process("b", "u1", text="hi")
+    outbox = await timed_out(engine, clock)
+    user, _, temp = await memories(engine)
+    assert outbox.replies == ([] if expected is None else [f"{expected} kept"])
+    assert user.get("timedOut") == expected
+    assert temp == {}
+
+
+async def test_a_timeout_inside_a_called_flow_uses_that_flows_targets(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {
+            "main.flow.json": flow(
+                node("start", next=[{"flow": "sub.flow.json"}]), late("timeout", "main's")
+            ),
+            "sub.flow.json": flow(asking(), late("timeout", "sub's")),
+        }
+    )
+    await engine.process("b", "u1", text="hi")
+    assert (await timed_out(engine, clock)).replies == ["sub's kept"]
+
+
+async def test_no_timeout_when_a_message_came_first(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(asking(timeout="slow"), late("slow", "too slow!"))},
+        hooks={"before_session_timeout": {"a.py": HOOK_TRACE.format(name="hook")}},
+    )
+    outbox = Outbox()
+    engine.on_timeout_replies = outbox
+    await engine.process("b", "u1", text="hi")
+    clock.advance(5 * MINUTE + 1)
+    found = await engine.memory.storage.expired_temps(clock(), 100)
+    assert len(found) == 1
+    assert await engine.process("b", "u1", text="back") == ["question?"]
+    janitor_hook = engine.memory.janitor.on_dialog_timeout
+    assert janitor_hook is not None
+    await janitor_hook(found)  # the janitor got to it only after the message
+    user, _, temp = await memories(engine)
+    assert outbox.sent == []
+    assert "trail" not in user
+    assert temp[POSITION_KEY]["node"] == "ask"
+
+
+async def test_a_timeout_and_a_message_of_one_session_never_run_at_once(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    GATES["timeout"] = gate = Gate()
+    start = node("start", next=[{"condition": "user.timedOut", "node": "again"}, {"node": "ask"}])
+    again = node("again", say="welcome back after {{user.timedOut}}")
+    engine = await make_engine(
+        {"main.flow.json": flow(start, asking(timeout="slow"), late("slow", "too slow!"), again)},
+        hooks={
+            "before_session_timeout": {
+                "held.py": """
+                    from tests.dialog.conftest import GATES
+
+                    async def hook(event, state, kvs):
+                        await GATES["timeout"].wait()
+                """
+            }
+        },
+    )
+    outbox = Outbox()
+    engine.on_timeout_replies = outbox
+    await engine.process("b", "u1", text="hi")
+    clock.advance(5 * MINUTE + 1)
+    janitor = asyncio.create_task(engine.memory.janitor.run_once())
+    await asyncio.wait_for(gate.entered.wait(), 5)
+    message = asyncio.create_task(engine.process("b", "u1", text="now"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not message.done()  # waits for the timeout turn of its session
+    gate.released.set()
+    await janitor
+    assert await message == ["welcome back after slow"]  # it saw what the timeout wrote
+    assert outbox.replies == ["too slow! kept"]
+
+
+async def test_a_short_session_timeout_runs_the_dialog_timeout_then_the_session_end(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(asking(timeout="slow"), late("slow", "too slow!"))},
+        config={"dialog": {"timeoutInterval": "1h", "sessionTimeoutInterval": "10m"}},
+        hooks={
+            "before_session_timeout": {"a.py": HOOK_TRACE.format(name="timeout")},
+            "on_session_end": {
+                "a.py": HOOK_TRACE.format(name="end"),
+                "b.py": """
+                    async def hook(event, state, kvs):
+                        await kvs.set("last/" + state.user_id, state.session.get("late"))
+                """,
+            },
+        },
+    )
+    await engine.process("b", "u1", text="hi")
+    outbox = await timed_out(engine, clock, minutes=10)
+    report = engine.memory.janitor.last_report
+    assert report is not None
+    assert report.sessions == 1
+    assert outbox.replies == ["too slow! kept"]
+    async with engine.memory.turn("b", "u1") as state:
+        assert state.is_new_session
+        assert state.user["trail"] == [["timeout", "timeout", "kept"], ["end", None, None]]
+        assert state.user["timedOut"] == "slow"
+    assert await engine.memory.kvs.for_bot("b").get("last/u1") is True
+
+
+async def test_session_end_hooks_skip_a_session_a_message_revived(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", say="hello"))},
+        hooks={"on_session_end": {"a.py": HOOK_TRACE.format(name="end")}},
+    )
+    await engine.process("b", "u1", text="hi")
+    clock.advance(30 * MINUTE + 1)
+    found = await engine.memory.storage.expired_sessions(clock(), 100)
+    await engine.process("b", "u1", text="back")
+    hook = engine.memory.janitor.on_session_end
+    assert hook is not None
+    await hook(found)
+    user, _, _ = await memories(engine)
+    assert "trail" not in user
+
+
+async def test_outside_a_flow_nothing_times_out(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", say="hello"))},  # ends at once
+        hooks={
+            "before_outgoing": {"a.py": "def hook(event, state, kvs):\n    state.temp['t'] = 1\n"},
+            "before_session_timeout": {"a.py": HOOK_TRACE.format(name="hook")},
+        },
+    )
+    await engine.process("b", "u1", text="hi")
+    assert (await memories(engine))[2] == {"t": 1}
+    outbox = await timed_out(engine, clock)
+    user, _, temp = await memories(engine)
+    assert outbox.sent == []
+    assert "trail" not in user
+    assert temp == {}
+
+
+async def test_a_failing_timeout_is_logged_and_persists_nothing(
+    make_engine: MakeEngine, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = await make_engine(
+        {
+            "main.flow.json": flow(
+                asking(timeout="broken"),
+                node("broken", enter=[set_var("user", "x", 1), {"action": "explode"}]),
+            )
+        },
+        actions={
+            "x.py": """
+                from botmemory.dialog import action
+
+                @action("explode")
+                def explode(event, state, args, kvs):
+                    raise RuntimeError("kaboom")
+            """
+        },
+    )
+    await engine.process("b", "u1", text="hi")
+    with caplog.at_level(logging.ERROR, logger="botmemory.dialog"):
+        outbox = await timed_out(engine, clock)
+    message = next(r.getMessage() for r in caplog.records if r.name == "botmemory.dialog")
+    assert "dialog timeout failed" in message
+    assert "bot=b flow=main.flow.json node=broken" in message
+    user, _, temp = await memories(engine)
+    assert outbox.sent == []
+    assert user == {}
+    assert temp == {}  # the janitor empties it anyway
+
+
+async def test_close_gives_the_janitor_its_hooks_back(make_engine: MakeEngine) -> None:
+    engine = await make_engine({"main.flow.json": flow(node("n"))})
+    assert engine.memory.janitor.on_dialog_timeout is not None
+    await engine.close()
+    assert engine.memory.janitor.on_dialog_timeout is None
+    assert engine.memory.janitor.on_session_end is None

@@ -1,0 +1,52 @@
+"""The read-only memory view behind ``/memory``."""
+
+from __future__ import annotations
+
+from botmemory import ManualClock
+from botmemory.dialog import memory_view
+from tests.dialog.conftest import MakeEngine, flow, node, set_var
+
+
+async def test_the_view_shows_each_variable_with_its_expiry_and_changes_nothing(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {
+            "main.flow.json": flow(
+                node(
+                    "n",
+                    enter=[
+                        set_var("user", "name", "Ada"),
+                        set_var("user", "mood", "ok"),
+                        set_var("session", "topic", "tea"),
+                        set_var("temp", "step", 1),
+                        set_var("bot", "count", 1),
+                    ],
+                    receive=[],
+                )
+            )
+        },
+        config={"dataRetention": {"policies": {"mood": "1d"}}},
+    )
+    await engine.process("b", "u1", text="hi")
+    now = clock()
+    view = await memory_view(engine.memory, "b", "u1")
+    found = {
+        scope: {v.name: (v.value, v.expires_at, v.rule) for v in vs}
+        for scope, vs in view.scopes.items()
+    }
+    assert found["user"] == {
+        "name": ("Ada", None, "retention policy"),
+        "mood": ("ok", now + 86400, "retention policy"),
+    }
+    assert found["session"]["topic"] == ("tea", now + 30 * 60, "session timeout")
+    assert found["temp"] == {"step": (1, now + 5 * 60, "dialog timeout")}
+    assert found["bot"] == {"count": (1, None, "never")}
+    assert view.position == {"flow": "main.flow.json", "node": "n", "stack": []}
+    lines = view.lines()
+    assert '  mood = "ok"  (retention policy: expires 2023-11-15T22:13:20.000Z, in 1d)' in lines
+    assert '  name = "Ada"  (never expires)' in lines
+    # looking kept nothing alive: the session still times out 30 minutes after the message
+    clock.advance(30 * 60 + 1)
+    async with engine.memory.turn("b", "u1") as state:
+        assert state.is_new_session

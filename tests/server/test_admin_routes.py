@@ -1,0 +1,105 @@
+"""Bots, the janitor, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from botmemory import BackendUnavailableError, ManualClock
+from botmemory.dialog import DialogEngine
+from tests.server.conftest import ECHO_TOKEN, WELCOME_TOKEN, bearer, converse
+
+
+async def test_the_bots_a_caller_may_use(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    admin = (await client.get("/api/v1/bots")).json()
+    assert admin["access"] == "admin"
+    assert [b["id"] for b in admin["bots"]] == ["echo", "welcome"]
+    assert admin["bots"][0] == {"id": "echo", "hasFlows": True, "conversePublic": True}
+    own = (await anonymous.get("/api/v1/bots", headers=bearer(WELCOME_TOKEN))).json()
+    assert (own["access"], [b["id"] for b in own["bots"]]) == ("bot", ["welcome"])
+    public = (await anonymous.get("/api/v1/bots")).json()
+    assert (public["access"], [b["id"] for b in public["bots"]]) == ("public", ["echo"])
+
+
+async def test_a_bots_settings(client: httpx.AsyncClient) -> None:
+    bot = (await client.get("/api/v1/bots/welcome")).json()
+    assert bot["settings"]["dataRetention"]["policies"] == {"email": "60d", "mood": "1d"}
+    assert bot["settings"]["dialog"]["sessionTimeoutInterval"] == "30m"
+
+
+async def test_the_janitor_runs_on_demand_and_keeps_its_history(
+    client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    for text in ("hi", "Ada", "great"):
+        await converse(client, text)
+    clock.advance(2 * 86400)  # the mood (1d), the dialog (5m) and the session (30m) are over
+    run = await client.post("/api/v1/janitor/run")
+    assert run.status_code == 200, run.text
+    counts = run.json()
+    assert (counts["userVariables"], counts["sessions"], counts["temp"]) == (1, 1, 1)
+    assert counts["total"] == 3
+    assert counts["error"] is None
+    assert counts["startedAtIso"] == "2023-11-16T22:13:20.000Z"
+    status = (await client.get("/api/v1/janitor")).json()
+    assert status["running"] is False
+    assert status["interval"] == 600
+    assert [r["total"] for r in status["runs"]] == [3]
+    await client.post("/api/v1/janitor/run")
+    assert [r["total"] for r in (await client.get("/api/v1/janitor")).json()["runs"]] == [0, 3]
+
+
+async def test_the_janitor_needs_an_admin_token(anonymous: httpx.AsyncClient) -> None:
+    assert (await anonymous.post("/api/v1/janitor/run")).status_code == 401
+    response = await anonymous.get("/api/v1/janitor", headers=bearer(WELCOME_TOKEN))
+    assert response.status_code == 403
+    assert "admin token" in response.json()["message"]
+
+
+async def test_healthz(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "message": None}
+
+
+async def test_healthz_when_the_backend_is_down(
+    anonymous: httpx.AsyncClient, engine: DialogEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(name: str) -> str | None:
+        raise BackendUnavailableError("connection refused by db.internal:5432")
+
+    monkeypatch.setattr(engine.memory.storage, "get_meta", down)
+    response = await anonymous.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert "db.internal" not in response.text
+
+
+async def test_metrics(client: httpx.AsyncClient, clock: ManualClock) -> None:
+    for text in ("hi", "Ada", "great"):
+        await converse(client, text)
+    clock.advance(2 * 86400)
+    await client.post("/api/v1/janitor/run")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = set(response.text.splitlines())
+    # three messages, then the janitor's dialog timeout and session end: five turns
+    assert "botmemory_turns_total 5" in lines
+    assert "botmemory_turn_duration_seconds_count 5" in lines
+    assert 'botmemory_turn_duration_seconds_bucket{le="+Inf"} 5' in lines
+    assert "botmemory_lock_wait_seconds_count 5" in lines
+    assert "botmemory_backend_errors_total 0" in lines
+    assert 'botmemory_janitor_runs_total{result="ok"} 1' in lines
+    assert 'botmemory_janitor_removed_total{kind="user_variables"} 1' in lines
+    assert 'botmemory_janitor_removed_total{kind="sessions"} 1' in lines
+    assert "botmemory_janitor_last_run_timestamp_seconds 1700172800" in lines
+    # a second scrape does not count the same run twice
+    again = set((await client.get("/metrics")).text.splitlines())
+    assert 'botmemory_janitor_runs_total{result="ok"} 1' in again
+
+
+async def test_metrics_need_an_admin_token(anonymous: httpx.AsyncClient) -> None:
+    assert (await anonymous.get("/metrics")).status_code == 401
+    assert (await anonymous.get("/metrics", headers=bearer(ECHO_TOKEN))).status_code == 403

@@ -1,0 +1,210 @@
+"""``botmemory init``, ``serve``, ``memory show|export|forget`` and ``kvs``, as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from botmemory.cli.inspect import kvs_group, memory_group
+from botmemory.cli.serve import init, serve
+from botmemory.config import load_data_dir
+from botmemory.dialog import DialogEngine
+from tests.server.conftest import write_data_dir
+
+
+@click.group()
+def cli() -> None:
+    """The commands under test, as ``botmemory`` registers them."""
+
+
+for command in (init, serve, memory_group, kvs_group):
+    cli.add_command(command)
+
+
+def botmemory(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def chat(data: Path, user: str, *texts: str) -> None:
+    async def go() -> None:
+        engine = await DialogEngine.from_data_dir(data)
+        try:
+            for text in texts:
+                await engine.process("welcome", user, text=text)
+        finally:
+            await engine.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return write_data_dir(tmp_path / "data")
+
+
+# -- init ---------------------------------------------------------------------------------
+def test_init_creates_a_data_folder_with_a_token(tmp_path: Path) -> None:
+    target = tmp_path / "new"
+    result = botmemory("init", str(target))
+    assert result.exit_code == 0, result.output
+    settings = load_data_dir(target)
+    (token,) = settings.admin_tokens
+    assert token in result.output
+    assert len(token) >= 32
+    assert "welcome" in settings.bots
+    assert (target / "bots" / "welcome" / "flows" / "main.flow.json").exists()
+    config = target / "global" / "botmemory.config.json"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    again = botmemory("init", str(target))
+    assert again.exit_code == 1
+    assert again.output.strip().splitlines() == [
+        f"Error: {str(target)!r} already exists and is not an empty folder"
+    ]
+
+
+def test_two_inits_make_two_tokens(tmp_path: Path) -> None:
+    botmemory("init", str(tmp_path / "a"))
+    botmemory("init", str(tmp_path / "b"))
+    assert load_data_dir(tmp_path / "a").admin_tokens != load_data_dir(tmp_path / "b").admin_tokens
+
+
+# -- serve --------------------------------------------------------------------------------
+def test_serve_refuses_a_public_address_without_a_token(data: Path) -> None:
+    result = botmemory("serve", str(data), "--host", "0.0.0.0")
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1
+    assert "refusing to listen on 0.0.0.0: no token is configured" in result.output
+
+
+def test_serve_help_has_an_example() -> None:
+    for command in (["serve"], ["init"], ["memory", "show"], ["kvs", "set"]):
+        assert "Example: botmemory" in botmemory(*command, "--help").output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_serves_an_initialised_folder(tmp_path: Path) -> None:
+    target = tmp_path / "data"
+    botmemory("init", str(target))
+    (token,) = load_data_dir(target).admin_tokens
+    port = free_port()
+    code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(target), "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "BOTMEMORY_DATABASE_URL": ""},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {token}"}
+        reply = httpx.post(
+            f"{url}/api/v1/bots/welcome/converse/u1", json={"text": "hi"}, headers=headers
+        )
+        assert reply.json()["responses"][0]["text"].startswith("Hello!")
+        assert httpx.get(f"{url}/api/v1/janitor", headers=headers).json()["running"] is True
+        assert httpx.get(f"{url}/api/v1/janitor").status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert f"serving bots welcome at http://127.0.0.1:{port}/" in output
+    assert token not in output  # never logged
+
+
+# -- memory -------------------------------------------------------------------------------
+def test_memory_show(data: Path) -> None:
+    chat(data, "u1", "hi", "Ada", "great")
+    result = botmemory("memory", "show", str(data), "welcome", "u1")
+    assert result.exit_code == 0, result.output
+    assert "user memory" in result.output
+    assert '"Ada"' in result.output
+    assert "retention policy" in result.output  # the mood's expiry
+    assert "dialog position" in result.output
+    raw = json.loads(botmemory("memory", "show", str(data), "welcome", "u1", "--json").output)
+    assert raw["scopes"]["user"]["name"]["value"] == "Ada"
+
+
+def test_memory_export_and_forget(data: Path, tmp_path: Path) -> None:
+    chat(data, "u1", "hi", "Ada")
+    exported = json.loads(botmemory("memory", "export", str(data), "welcome", "u1").output)
+    assert exported["user"]["name"]["value"] == "Ada"
+    out = tmp_path / "u1.json"
+    botmemory("memory", "export", str(data), "welcome", "u1", "-o", str(out))
+    assert json.loads(out.read_text())["userId"] == "u1"
+    declined = botmemory("memory", "forget", str(data), "welcome", "u1", input="n\n")
+    assert declined.exit_code == 1
+    forgot = botmemory("memory", "forget", str(data), "welcome", "u1", "--yes")
+    assert forgot.exit_code == 0
+    assert forgot.output.startswith("erased u1: ")
+    after = json.loads(botmemory("memory", "export", str(data), "welcome", "u1").output)
+    assert after["user"] == {}
+
+
+def test_an_unknown_bot_is_one_line_and_exit_1(data: Path) -> None:
+    result = botmemory("memory", "show", str(data), "nobot", "u1")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: no bot 'nobot' in {data}/bots: the bots are echo, welcome"
+    ]
+
+
+def test_a_missing_data_folder_is_one_line(tmp_path: Path) -> None:
+    result = botmemory("kvs", "get", str(tmp_path / "none"), "welcome", "k")
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1
+    assert "does not exist" in result.output
+
+
+# -- kvs ----------------------------------------------------------------------------------
+def test_kvs_set_get_list_delete(data: Path) -> None:
+    assert botmemory("kvs", "set", str(data), "welcome", "a/b", '{"x": [1]}').exit_code == 0
+    assert json.loads(botmemory("kvs", "get", str(data), "welcome", "a/b").output) == {"x": [1]}
+    assert botmemory("kvs", "get", str(data), "welcome", "a/b", "--path", "x[0]").output == "1\n"
+    botmemory("kvs", "set", str(data), "welcome", "s", "hello", "--string", "--expiry", "1h")
+    assert botmemory("kvs", "get", str(data), "welcome", "s").output == '"hello"\n'
+    assert botmemory("kvs", "list", str(data), "welcome").output == "a/b\ns\n"
+    assert botmemory("kvs", "delete", str(data), "welcome", "s").output == "deleted s\n"
+    missing = botmemory("kvs", "get", str(data), "welcome", "s")
+    assert missing.exit_code == 1
+    assert missing.output == "Error: no key 's' in the key-value store of 'welcome'\n"
+    assert botmemory("kvs", "delete", str(data), "welcome", "s").exit_code == 1
+
+
+def test_kvs_errors_are_one_line(data: Path) -> None:
+    not_json = botmemory("kvs", "set", str(data), "welcome", "k", "hello")
+    assert not_json.exit_code == 1
+    assert "is not JSON" in not_json.output
+    assert len(not_json.output.splitlines()) == 1
+    bad_expiry = botmemory("kvs", "set", str(data), "welcome", "k", "1", "--expiry", "1 month")
+    assert bad_expiry.exit_code == 1
+    assert len(bad_expiry.output.splitlines()) == 1
+    assert "1 month" in bad_expiry.output

@@ -1,0 +1,159 @@
+"""The converse route: a user's message in, the bot's replies out."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.server.conftest import ECHO_TOKEN, WELCOME_TOKEN, bearer, converse
+
+
+async def test_a_conversation_with_the_example_bot(client: httpx.AsyncClient) -> None:
+    assert await converse(client, "hi") == ["Hello! I'm the welcome bot. What's your name?"]
+    assert await converse(client, "Ada") == ["How are you feeling today, Ada?"]
+    assert await converse(client, "great") == [
+        "What's your email address? I'll keep it for 60 days."
+    ]
+
+
+async def test_include_state_returns_the_four_memories_after_the_turn(
+    client: httpx.AsyncClient,
+) -> None:
+    await converse(client, "hi")
+    response = await client.post(
+        "/api/v1/bots/welcome/converse/u1?include=state", json={"type": "text", "text": "Ada"}
+    )
+    assert response.status_code == 200
+    state = response.json()["state"]
+    assert state["user"] == {"name": "Ada"}
+    assert [m["text"] for m in state["session"]["lastMessages"]] == ["hi", "Ada"]
+    assert "__dialog" in state["temp"]
+    assert state["bot"] == {"conversations": 1}
+
+
+async def test_without_include_there_is_no_state(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/bots/welcome/converse/u1", json={"text": "hi"})
+    assert response.status_code == 200
+    assert set(response.json()) == {"responses"}
+    assert response.json()["responses"][0]["type"] == "text"
+
+
+async def test_an_unknown_include_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/bots/welcome/converse/u1?include=nlu", json={"type": "text", "text": "hi"}
+    )
+    assert response.status_code == 400
+    assert "include=nlu" in response.json()["message"]
+
+
+async def test_channels_and_threads_have_their_own_sessions(client: httpx.AsyncClient) -> None:
+    await converse(client, "hi", channel="web")
+    await converse(client, "Ada", channel="web")
+    view = (await client.get("/api/v1/bots/welcome/users/u1/memory?channel=web")).json()
+    assert view["scopes"]["user"]["name"]["value"] == "Ada"
+    other = (await client.get("/api/v1/bots/welcome/users/u1/memory")).json()
+    assert other["scopes"]["user"] == {}
+    await converse(client, "hi", channel="web", threadId="t1")
+    thread = await client.get("/api/v1/bots/welcome/users/u1/memory?channel=web&threadId=t1")
+    assert thread.json()["sessionId"] == "welcome::web::u1::t1"
+
+
+async def test_a_payload_message(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/bots/echo/converse/u1", json={"type": "quick_reply", "payload": {"id": 1}}
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_public_bot_answers_without_a_token(anonymous: httpx.AsyncClient) -> None:
+    assert await converse(anonymous, "ping", bot="echo") == ["echo: ping"]
+
+
+async def test_a_private_bot_needs_a_token(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.post("/api/v1/bots/welcome/converse/u1", json={"text": "hi"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["error"] == "unauthorized"
+
+
+async def test_a_bot_token_opens_its_own_bot_only(anonymous: httpx.AsyncClient) -> None:
+    own = await anonymous.post(
+        "/api/v1/bots/welcome/converse/u1", json={"text": "hi"}, headers=bearer(WELCOME_TOKEN)
+    )
+    assert own.status_code == 200
+    other = await anonymous.post(
+        "/api/v1/bots/welcome/converse/u1", json={"text": "hi"}, headers=bearer(ECHO_TOKEN)
+    )
+    assert other.status_code == 403
+    assert other.json() == {
+        "error": "forbidden",
+        "message": "this token is not allowed to use bot 'welcome'",
+        "details": [],
+    }
+
+
+async def test_a_wrong_token_is_refused(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.post(
+        "/api/v1/bots/welcome/converse/u1", json={"text": "hi"}, headers=bearer("x" * 30)
+    )
+    assert response.status_code == 401
+    assert "x" * 30 not in response.text
+
+
+async def test_an_unknown_bot_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/bots/nobot/converse/u1", json={"text": "hi"})
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+    assert "nobot" in response.json()["message"]
+
+
+async def test_bad_messages_are_400_with_a_message(client: httpx.AsyncClient) -> None:
+    url = "/api/v1/bots/welcome/converse/u1"
+    cases = [
+        {"type": "text"},  # no text
+        {"type": "text", "text": 42},  # wrong type
+        {"type": "payload"},  # neither text nor payload
+        {"text": "hi", "channel": ""},  # empty channel
+        {"text": "hi", "channel": "a\x00b"},  # control character
+        [1, 2],  # not an object
+    ]
+    for body in cases:
+        response = await client.post(url, json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"] == "bad_request"
+        assert response.json()["message"]
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/bots/welcome/converse/u1",
+        content=b'{"text": "hi"',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["details"] == [
+        "body: not valid JSON: Expecting ',' delimiter at character 13"
+    ]
+
+
+async def test_invalid_ids_are_400(client: httpx.AsyncClient) -> None:
+    long_user = "u" * 256
+    for url in (
+        "/api/v1/bots/bad.bot/converse/u1",
+        f"/api/v1/bots/welcome/converse/{long_user}",
+        "/api/v1/bots/welcome/converse/a%01b",
+    ):
+        response = await client.post(url, json={"text": "hi"})
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["message"]
+
+
+async def test_a_body_that_is_not_sent_as_json_says_how_to_send_it(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/v1/bots/welcome/converse/u1",
+        content=b'{"text": "hi"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert "Content-Type: application/json" in response.json()["message"]
