@@ -23,10 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["init", "serve"]
 
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
-EXAMPLE_PACKAGE_DIR: Final = Path(__file__).resolve().parents[1] / "example_data"
-"""Where a packaged copy of the example data folder lives, when it is packaged."""
-EXAMPLE_CHECKOUT_DIR: Final = Path(__file__).resolve().parents[3] / "examples" / "data"
-"""The example data folder of a source checkout (an editable install)."""
+EXAMPLE_DIR: Final = Path(__file__).resolve().parents[1] / "example_data"
+"""The example data folder, shipped with the package (``examples/data`` links to it)."""
 GLOBAL_CONFIG: Final = """\
 // Created by `botmemory init`. Every setting is described in docs/configuration.md.
 {{
@@ -38,9 +36,10 @@ GLOBAL_CONFIG: Final = """\
   dialog: {{
     timeoutInterval: "5m", // silence that ends a dialog (temp memory and the flow position)
     sessionTimeoutInterval: "30m", // silence that ends a session
+    janitorInterval: "10s", // how often timed-out dialogs and sessions are swept
   }},
   dataRetention: {{
-    janitorInterval: "10s", // how often expired data (and timed-out dialogs) are swept
+    janitorInterval: "10m", // how often expired user variables and keys are swept
   }},
 }}
 """
@@ -59,7 +58,7 @@ def init(data_dir: str) -> None:
     target = Path(data_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise click.ClickException(f"{data_dir!r} already exists and is not an empty folder")
-    example = _example_dir()
+    example = EXAMPLE_DIR
     target.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "memory.db*")
     shutil.copytree(example / "bots", target / "bots", ignore=ignore, dirs_exist_ok=True)
@@ -72,16 +71,6 @@ def init(data_dir: str) -> None:
     click.echo(f"Created {data_dir} with the example bot ({bots}).")
     click.echo(f"Admin token (shown once; it is in {GLOBAL_FILE}):\n\n    {token}\n")
     click.echo(f"Next: botmemory serve {data_dir}   then open http://127.0.0.1:3000/")
-
-
-def _example_dir() -> Path:
-    for candidate in (EXAMPLE_PACKAGE_DIR, EXAMPLE_CHECKOUT_DIR):
-        if (candidate / "bots").is_dir():
-            return candidate
-    raise click.ClickException(
-        "the example bot is not installed with this copy of botmemory: "
-        "copy examples/data from the source repository instead"
-    )
 
 
 @click.command("serve")
