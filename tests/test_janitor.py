@@ -232,3 +232,13 @@ async def test_a_session_with_a_turn_running_is_left_for_the_next_run(
     async with mem.turn("b", "u1") as state:
         assert not state.is_new_session
         assert state.session["keep"] == 1
+
+
+async def test_progress_is_told_after_every_batch(mem: Memory, clock: ManualClock) -> None:
+    mem.janitor.batch_size = 10
+    await fill(mem, 0, 25)
+    clock.advance(DAY)
+    seen: list[tuple[str, int]] = []
+    report = await mem.janitor.run_once(progress=lambda kind, n: seen.append((kind, n)))
+    assert report.kvs == 25
+    assert [n for kind, n in seen if kind == "kvs"] == [10, 20, 25]

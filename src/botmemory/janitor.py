@@ -37,6 +37,8 @@ log = logging.getLogger("botmemory.janitor")
 DEFAULT_BATCH_SIZE = 1000
 HISTORY_SIZE = 50
 
+Progress = Callable[[str, int], None]
+"""Told after each batch of a run: what kind of data, and how many removed so far."""
 SessionHook = Callable[[list[SessionRecord]], Awaitable[None]]
 """A function the janitor calls with sessions before it removes their expired parts."""
 
@@ -149,16 +151,21 @@ class Janitor:
         """The most recent runs, oldest first, failed ones included."""
         self.totals = JanitorTotals()
         """Every run so far, counted."""
+        self._progress: Progress | None = None
         self.on_dialog_timeout: SessionHook | None = None
         """Called with each batch of sessions whose temp memory expired, before it is emptied."""
         self.on_session_end: SessionHook | None = None
         """Called with each batch of timed-out sessions, before they are deleted."""
 
-    async def run_once(self, *, sessions_only: bool = False) -> JanitorReport:
+    async def run_once(
+        self, *, sessions_only: bool = False, progress: Progress | None = None
+    ) -> JanitorReport:
         """Remove everything that expired before now; return the counts.
 
         With ``sessions_only``, only timed-out dialogs (temp memories) and sessions.
+        ``progress`` is called after every batch with a kind and its count so far.
         """
+        self._progress = progress
         async with self._lock, self._storage.janitor_lock() as acquired:
             if not acquired:
                 log.info("janitor skipped: another process is running it")
@@ -170,7 +177,7 @@ class Janitor:
             deleted = stripped = kvs = 0
             if not sessions_only:
                 deleted, stripped = await self._expire_user_vars(now)
-                kvs = await self._drain(self._storage.delete_expired_kvs, now)
+                kvs = await self._drain("kvs", self._storage.delete_expired_kvs, now)
             report = JanitorReport(
                 deleted, stripped, sessions, temp, kvs, now, time.monotonic() - started
             )
@@ -187,27 +194,43 @@ class Janitor:
         """The most recent run, or ``None`` before the first."""
         return self.history[-1] if self.history else None
 
-    async def _drain(self, step: Callable[[float, int], Awaitable[int]], now: float) -> int:
+    def _advance(self, kind: str, total: int) -> None:
+        if self._progress is not None:
+            self._progress(kind, total)
+
+    async def _drain(
+        self, kind: str, step: Callable[[float, int], Awaitable[int]], now: float
+    ) -> int:
         """Call ``step`` until it removes less than a batch."""
         total = 0
         while True:
             removed = await step(now, self.batch_size)
             total += removed
+            self._advance(kind, total)
             if removed < self.batch_size:
                 return total
 
     async def _expire_temps(self, now: float) -> int:
         return await self._expire(
-            self._storage.expired_temps, self.on_dialog_timeout, self._storage.clear_temps, now
+            "temp",
+            self._storage.expired_temps,
+            self.on_dialog_timeout,
+            self._storage.clear_temps,
+            now,
         )
 
     async def _expire_sessions(self, now: float) -> int:
         return await self._expire(
-            self._storage.expired_sessions, self.on_session_end, self._storage.delete_sessions, now
+            "sessions",
+            self._storage.expired_sessions,
+            self.on_session_end,
+            self._storage.delete_sessions,
+            now,
         )
 
     async def _expire(
         self,
+        kind: str,
         select: Callable[[float, int], Awaitable[list[SessionRecord]]],
         hook: SessionHook | None,
         remove: Callable[[list[SessionRecord]], Awaitable[int]],
@@ -225,6 +248,7 @@ class Janitor:
             await self._call(hook, batch)
             done = await remove(batch) if batch else 0
             removed += done
+            self._advance(kind, removed)
             if len(found) < self.batch_size or not done:
                 return removed
 
@@ -251,6 +275,7 @@ class Janitor:
                     deleted += 1
                 elif update.value != before[update.key]:
                     stripped += 1
+            self._advance("user_variables", deleted + stripped)
             if len(rows) < self.batch_size:
                 return deleted, stripped
 

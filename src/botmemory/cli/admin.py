@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn
+from rich.progress import Progress as RichProgress
 
 from botmemory.cli.common import DATA_DIR, run
 from botmemory.config import load_data_dir
 from botmemory.errors import ConfigError
+from botmemory.janitor import Progress
 from botmemory.memory import Memory
 from botmemory.storage import mask_url
 
@@ -70,7 +77,8 @@ def janitor_run(data_dir: str, once: bool) -> None:
         memory = await Memory.from_data_dir(data_dir)
         try:
             if once:
-                report = await memory.janitor.run_once()
+                with _janitor_progress() as progress:
+                    report = await memory.janitor.run_once(progress=progress)
                 click.echo(report.summary())
                 return
             click.echo(f"janitor running every {memory.janitor.interval:g}s; Ctrl-C stops it")
@@ -80,3 +88,25 @@ def janitor_run(data_dir: str, once: bool) -> None:
             await memory.close()
 
     run(go())
+
+
+@contextmanager
+def _janitor_progress() -> Iterator[Progress]:
+    """A live line per kind of data, with a bar that pulses while a backlog drains."""
+    with RichProgress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} removed"),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+        console=Console(stderr=True),
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(kind: str, removed: int) -> None:
+            if kind not in tasks:
+                tasks[kind] = bar.add_task(kind.replace("_", " "), total=None)
+            bar.update(tasks[kind], completed=removed)
+
+        yield advance
