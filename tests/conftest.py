@@ -22,7 +22,7 @@ from botmemory import ManualClock, Memory
 ALL_BACKENDS = ("memory", "sqlite", "postgres", "redis")
 BACKENDS = [
     b.strip()
-    for b in os.environ.get("BOTMEMORY_TEST_BACKENDS", "memory,sqlite").split(",")
+    for b in os.environ.get("BOTMEMORY_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
     if b.strip()
 ]
 POSTGRES_URL = os.environ.get(

@@ -92,9 +92,9 @@ class Memory:
 
     @classmethod
     async def _start(cls, storage: Storage, settings: Settings, clock: Clock | None) -> Memory:
-        await storage.open()
-        memory = cls(storage, settings, clock)
         try:
+            await storage.open()
+            memory = cls(storage, settings, clock)
             await memory._reconcile_retention()
         except BaseException:
             await storage.close()

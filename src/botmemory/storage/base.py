@@ -260,7 +260,11 @@ class Storage(ABC):
 
     @abstractmethod
     async def update_user_vars(self, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
-        """Apply the updates whose guard still holds, in one transaction; return those."""
+        """Apply the updates whose guard still holds; return those.
+
+        Each update is atomic with its guard; a batch is one transaction where the
+        backend can (SQLite, PostgreSQL) and one per bot at least (Redis).
+        """
 
     @abstractmethod
     async def expired_sessions(self, now: float, limit: int) -> list[SessionRecord]:

@@ -1,8 +1,10 @@
 """Redis backend (``redis://`` and ``rediss://``): several processes on several hosts.
 
 redis-py's asyncio client with the hiredis parser. What is stored where is in
-:mod:`~botmemory.storage.redis_layout`, the janitor's side in
-:mod:`~botmemory.storage.redis_expiry`, leases in :mod:`~botmemory.storage.redis_lease`.
+:mod:`~botmemory.storage.redis_layout`, the key-value store in
+:mod:`~botmemory.storage.redis_kvs`, the janitor's side in
+:mod:`~botmemory.storage.redis_expiry`, leases in :mod:`~botmemory.storage.redis_lease`
+and the Lua scripts in :mod:`~botmemory.storage.redis_scripts`.
 Every decision about expiry reads the times stored in the records (the injected
 clock), never Redis' clock; native TTLs only let Redis free whole keys by itself.
 A turn's writes are one ``MULTI``/``EXEC``; turns of one session, and janitor runs,
@@ -33,7 +35,8 @@ from botmemory.durations import parse_duration
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
-    BotMemoryError,
+    ConfigError,
+    InvalidDurationError,
     LockTimeoutError,
     SchemaVersionError,
 )
@@ -70,7 +73,6 @@ from botmemory.storage.redis_scripts import Scripts
 
 __all__ = ["RedisOptions", "RedisStorage"]
 
-
 T = TypeVar("T")
 P = ParamSpec("P")
 S = TypeVar("S", bound="RedisStorage")
@@ -101,16 +103,23 @@ class RedisOptions:
         ours = {name: value for name, value in pairs if name in _PARAMS}
         rest = urlencode([(name, value) for name, value in pairs if name not in _PARAMS])
         prefix = ours.pop("prefix", "botmemory:")
-        if "{" in prefix or "}" in prefix:
-            raise BotMemoryError(
-                f"prefix {prefix!r} in the Redis URL must not contain '{{' or '}}': "
-                "botmemory adds its own hash tags after it"
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigError(
+                [
+                    f"database.url: prefix={prefix!r} must be non-empty without '{{' or '}}': "
+                    "botmemory puts its own hash tags after it"
+                ]
             )
-        durations: dict[str, Any] = {
-            name: parse_duration(value, where=f"{name} in the Redis URL")
-            for name, value in ours.items()
-        }
+        durations = {name: _duration(name, value) for name, value in ours.items()}
         return cls(f"{base}?{rest}" if rest else base, prefix, **durations)
+
+
+def _duration(name: str, value: str) -> float:
+    seconds = parse_duration(value, where=f"database.url {name}")
+    assert seconds is not None
+    if name == "lease_timeout" and seconds <= 0:
+        raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
+    return seconds
 
 
 def _translated(
@@ -137,9 +146,10 @@ class RedisStorage(Storage):
                 self.options.client_url,
                 decode_responses=True,
                 retry=Retry(NoBackoff(), 0),  # a lost reply may hide an applied write
+                protocol=2,  # RESP3 makes redis-py skip its check of pooled connections
             )
         except ValueError as exc:
-            raise BotMemoryError(f"invalid Redis URL {mask_url(url)!r}: {exc}") from exc
+            raise ConfigError([f"database.url {mask_url(url)!r}: {exc}"]) from exc
         self._meta = MetaKeys.of(self.options.prefix)
         self._scripts = Scripts(self._redis)
         self._expiry = ExpiryIndexes(
@@ -160,7 +170,7 @@ class RedisStorage(Storage):
             raise BackendUnavailableError(
                 f"Redis at {mask_url(self.url)} is unavailable: {exc}"
             ) from exc
-        except rx.RedisError as exc:
+        except (rx.RedisError, UnicodeError) as exc:
             raise BackendError(f"Redis error on {mask_url(self.url)}: {exc}") from exc
 
     @_translated

@@ -69,14 +69,17 @@ class KvsKeys:
     base: str
 
     def data(self, key: str) -> str:
+        """String: the packed record of ``key``."""
         return f"{self.base}kvs:{key}"
 
     @property
     def names(self) -> str:
+        """Sorted set (lex): every key name of the namespace."""
         return f"{self.base}kvs-keys"
 
     @property
     def due(self) -> str:
+        """Sorted set: the names that expire, scored by ``expires_at``."""
         return f"{self.base}due:kvs"
 
 
@@ -86,6 +89,7 @@ class BotKeys(KvsKeys):
 
     @classmethod
     def of(cls, prefix: str, bot_id: str) -> BotKeys:
+        """The keys of ``bot_id`` under ``prefix``."""
         return cls(f"{prefix}{{b:{bot_id}}}:")
 
     def user(self, user_key: str) -> str:
@@ -106,13 +110,16 @@ class BotKeys(KvsKeys):
         return f"{self.base}s:{session_key}"
 
     def session_vars(self, session_key: str) -> str:
+        """Hash: variable name → packed session variable."""
         return f"{self.base}sv:{session_key}"
 
     def temp_vars(self, session_key: str) -> str:
+        """Hash: variable name → packed temp variable."""
         return f"{self.base}st:{session_key}"
 
     @property
     def bot_vars(self) -> str:
+        """Hash: variable name → packed bot variable."""
         return f"{self.base}bot"
 
     def var_hash(self, key: VarKey) -> str:
@@ -141,6 +148,7 @@ class BotKeys(KvsKeys):
         return f"{self.base}due:temps"
 
     def lease(self, session_key: str) -> str:
+        """String: the token of the process that runs a turn of the session."""
         return f"{self.base}lease:{session_key}"
 
 
@@ -160,6 +168,7 @@ class MetaKeys:
 
     @classmethod
     def of(cls, prefix: str) -> MetaKeys:
+        """botmemory's keys under ``prefix``."""
         base = f"{prefix}{{meta}}:"
         return cls(f"{base}settings", f"{base}bots", f"{base}layout", f"{base}janitor-lease")
 
@@ -185,6 +194,7 @@ def pack_var(var: StoredVar) -> str:
 
 
 def unpack_var(key: VarKey, raw: str) -> StoredVar:
+    """The variable ``key`` from its packed form."""
     changed_at, expires_at, field_times, value = raw.split("\n", 3)
     return StoredVar(key, value, float(changed_at), _opt_float(expires_at), field_times or None)
 
@@ -213,6 +223,7 @@ def pack_session(session: SessionRecord) -> dict[str, str]:
 
 
 def unpack_session(bot_id: str, key: str, fields: dict[str, str]) -> SessionRecord | None:
+    """The session from its hash, ``None`` if the hash is empty (absent)."""
     if not fields:
         return None
     return SessionRecord(
@@ -227,6 +238,7 @@ def unpack_session(bot_id: str, key: str, fields: dict[str, str]) -> SessionReco
 
 
 def pack_kvs(record: KvsRecord) -> str:
+    """``expires_at`` (empty for none), a newline, the value."""
     return f"{_opt(record.expires_at)}\n{record.value}"
 
 

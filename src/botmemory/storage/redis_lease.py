@@ -82,7 +82,7 @@ class Lease:
                 if not await self._call(self._renew, self.token, self._timeout_ms):
                     log.warning("lease %s was lost: another process may hold it now", self.key)
                     return
-            except RedisError as exc:  # the lease may lapse; the holder's writes fail too
+            except (RedisError, OSError) as exc:  # it may lapse; the holder's writes fail too
                 log.warning("cannot renew lease %s: %s", self.key, exc)
 
     async def _call(self, script: AsyncScript, *args: Any) -> Any:
@@ -117,10 +117,13 @@ class Leases:
         """Release ``lease``; if Redis cannot be reached, retry when the key is next taken."""
         self._held.discard(lease)
         try:
-            await lease.release()
+            released = await lease.release()
         except (RedisError, OSError) as exc:
             log.warning("cannot release lease %s (it lapses by itself): %s", lease.key, exc)
             self._stale[lease.key] = lease.token
+            return
+        if not released:
+            log.warning("lease %s had lapsed before its release: raise lease_timeout", lease.key)
 
     async def close(self) -> None:
         """Stop renewing every lease still held: they lapse after the timeout."""

@@ -1,0 +1,139 @@
+"""The key-value store of the Redis backend.
+
+Each KVS key is one Redis string holding its ``expires_at`` and value, with a native
+TTL when it expires. Per namespace, ``kvs-keys`` lists every name (a sorted set with
+all scores 0, so that a prefix is a lex range) and ``due:kvs`` the names that expire,
+scored by ``expires_at``: reads check that score or the stored time against ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar, cast
+
+from redis import exceptions as rx
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from botmemory.storage.base import KvsModifier, KvsRecord
+from botmemory.storage.redis_layout import KvsKeys, kvs_keys, pack_kvs, unpack_kvs
+
+__all__ = ["RedisKvs", "raise_if_broken"]
+
+T = TypeVar("T")
+_CHUNK: Final = 1000
+
+
+def raise_if_broken(exc: rx.WatchError) -> None:
+    """Raise the connection error behind ``exc``, if there is one.
+
+    redis-py reports a connection lost during a watched ``EXEC`` as a WatchError; that
+    ``EXEC`` may have run, so it must fail, not be retried as a conflict.
+    """
+    if isinstance(exc.__context__, rx.ConnectionError | rx.TimeoutError | OSError):
+        raise exc.__context__
+
+
+class RedisKvs:
+    """KVS operations; Redis errors propagate to the storage, which translates them."""
+
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str,
+        ttl_ms: Callable[[float], int],
+        register: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._ttl_ms = ttl_ms
+        self._register = register
+
+    def _ns(self, namespace: str) -> KvsKeys:
+        return kvs_keys(self._prefix, namespace)
+
+    def _store(self, pipe: Pipeline, ns: KvsKeys, key: str, record: KvsRecord | None) -> None:
+        """Queue writing ``record`` (``None``: deleting it) with its index entries."""
+        if record is None:
+            pipe.delete(ns.data(key))
+            pipe.zrem(ns.names, key)
+            pipe.zrem(ns.due, key)
+            return
+        expiry = None if record.expires_at is None else self._ttl_ms(record.expires_at)
+        pipe.set(ns.data(key), pack_kvs(record), px=expiry)  # no px: clears an earlier TTL
+        pipe.zadd(ns.names, {key: 0})
+        if record.expires_at is None:
+            pipe.zrem(ns.due, key)
+        else:
+            pipe.zadd(ns.due, {key: record.expires_at})
+
+    async def get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
+        """See :meth:`Storage.kvs_get`."""
+        raw = cast(str | None, await self._redis.get(self._ns(namespace).data(key)))
+        return unpack_kvs(raw, now)
+
+    async def put(self, namespace: str, key: str, record: KvsRecord) -> None:
+        """See :meth:`Storage.kvs_put`."""
+        if namespace:
+            await self._register(namespace)
+        pipe = self._redis.pipeline(transaction=True)
+        self._store(pipe, self._ns(namespace), key, record)
+        await pipe.execute()
+
+    async def modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
+        """Read, call ``modify`` and write under ``WATCH``; start again if the key changed."""
+        if namespace:
+            await self._register(namespace)
+        ns = self._ns(namespace)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                await pipe.watch(ns.data(key))
+                raw = cast(str | None, await pipe.get(ns.data(key)))
+                record, result = modify(unpack_kvs(raw, now))
+                pipe.multi()  # type: ignore[no-untyped-call]
+                self._store(pipe, ns, key, record)
+                try:
+                    await pipe.execute()
+                except rx.WatchError as exc:
+                    raise_if_broken(exc)
+                    continue  # another client changed the key: read it again
+                return result
+
+    async def delete(self, namespace: str, key: str, now: float) -> bool:
+        """See :meth:`Storage.kvs_delete`."""
+        ns = self._ns(namespace)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(ns.data(key))
+        self._store(pipe, ns, key, None)
+        raw, *_ = await pipe.execute()
+        return unpack_kvs(raw, now) is not None
+
+    async def _names(self, ns: KvsKeys, prefix: str) -> list[str]:
+        """Every name that starts with ``prefix``, by lex range (UTF-8 never holds 0xff)."""
+        low, high = b"-", b"+"
+        if prefix:
+            low, high = b"[" + prefix.encode(), b"(" + prefix.encode() + b"\xff"
+        return cast(list[str], await self._redis.zrange(ns.names, low, high, bylex=True))
+
+    async def keys(self, namespace: str, prefix: str, now: float) -> list[str]:
+        """See :meth:`Storage.kvs_keys`."""
+        ns = self._ns(namespace)
+        names = await self._names(ns, prefix)
+        if not names:
+            return []
+        expiries = await self._redis.zmscore(ns.due, names)
+        return [n for n, e in zip(names, expiries, strict=True) if e is None or e > now]
+
+    async def delete_prefix(self, namespace: str, prefix: str) -> int:
+        """See :meth:`Storage.kvs_delete_prefix`."""
+        ns = self._ns(namespace)
+        names = await self._names(ns, prefix)
+        deleted = 0
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(*(ns.data(name) for name in chunk))
+            pipe.zrem(ns.names, *chunk)  # counts what this call removed, live or not
+            pipe.zrem(ns.due, *chunk)
+            deleted += (await pipe.execute())[1]
+        return deleted

@@ -1,0 +1,140 @@
+"""The Lua scripts of the Redis backend: each runs atomically and names every key in KEYS.
+
+Guards compare strings written by :mod:`botmemory.storage.redis_layout` (times are
+``repr(float)``), so no float is ever parsed to decide whether a record changed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+__all__ = ["Scripts"]
+
+RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+RENEW: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+UPDATE_USER_VARS: Final = """
+-- KEYS[1]: due:user-vars; KEYS[i + 1]: user hash of update i
+-- ARGV per update: name, guard, packed record ('' deletes), expires_at ('' none), member
+local applied = {}
+for i = 1, #KEYS - 1 do
+    local a, hash = (i - 1) * 5, KEYS[i + 1]
+    local current = redis.call('HGET', hash, ARGV[a + 1])
+    if current and string.sub(current, 1, #ARGV[a + 2]) == ARGV[a + 2] then
+        if ARGV[a + 3] == '' then
+            redis.call('HDEL', hash, ARGV[a + 1])
+        else
+            redis.call('HSET', hash, ARGV[a + 1], ARGV[a + 3])
+        end
+        if ARGV[a + 4] == '' then
+            redis.call('ZREM', KEYS[1], ARGV[a + 5])
+        else
+            redis.call('ZADD', KEYS[1], ARGV[a + 4], ARGV[a + 5])
+        end
+        applied[#applied + 1] = i
+    end
+end
+return applied
+"""
+
+DELETE_SESSIONS: Final = """
+-- KEYS[1]: due:sessions, KEYS[2]: due:temps; then per session its record,
+-- session variables, temp variables and the user's set of sessions
+-- ARGV per session: last_seen guard, session key
+local deleted = 0
+for i = 0, (#KEYS - 2) / 4 - 1 do
+    local k, a = 2 + i * 4, i * 2
+    if redis.call('HGET', KEYS[k + 1], 'seen') == ARGV[a + 1] then
+        redis.call('DEL', KEYS[k + 1], KEYS[k + 2], KEYS[k + 3])
+        redis.call('SREM', KEYS[k + 4], ARGV[a + 2])
+        redis.call('ZREM', KEYS[1], ARGV[a + 2])
+        redis.call('ZREM', KEYS[2], ARGV[a + 2])
+        deleted = deleted + 1
+    end
+end
+return deleted
+"""
+
+CLEAR_TEMPS: Final = """
+-- KEYS[1]: due:temps; then per session its record and temp variables
+-- ARGV per session: temp_expires_at guard ('' for none), session key
+local cleared = 0
+for i = 0, (#KEYS - 1) / 2 - 1 do
+    local k, a = 1 + i * 2, i * 2
+    if redis.call('EXISTS', KEYS[k + 1]) == 1 then
+        local current = redis.call('HGET', KEYS[k + 1], 'temp')
+        if (not current) or current == ARGV[a + 1] then
+            redis.call('HDEL', KEYS[k + 1], 'temp')
+            redis.call('DEL', KEYS[k + 2])
+            redis.call('ZREM', KEYS[1], ARGV[a + 2])
+            cleared = cleared + 1
+        end
+    end
+end
+return cleared
+"""
+
+DELETE_EXPIRED_KVS: Final = """
+-- KEYS[1]: due:kvs, KEYS[2]: kvs-keys, KEYS[i + 2]: data key of name i
+-- ARGV[1]: now; ARGV[i + 1]: name i
+local now, deleted = tonumber(ARGV[1]), 0
+for i = 1, #KEYS - 2 do
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
+    if score and tonumber(score) <= now then
+        redis.call('DEL', KEYS[i + 2])
+        redis.call('ZREM', KEYS[1], ARGV[i + 1])
+        redis.call('ZREM', KEYS[2], ARGV[i + 1])
+        deleted = deleted + 1
+    end
+end
+return deleted
+"""
+
+PURGE: Final = """
+-- Drop index entries whose record is gone (Redis expired it on its own).
+-- KEYS[1]: the index; KEYS[i + 1]: the key that held entry i
+-- ARGV per entry: hash field ('' for the whole key), member
+local purged = 0
+for i = 1, #KEYS - 1 do
+    local field, gone = ARGV[i * 2 - 1]
+    if field == '' then
+        gone = redis.call('EXISTS', KEYS[i + 1]) == 0
+    else
+        gone = redis.call('HEXISTS', KEYS[i + 1], field) == 0
+    end
+    if gone then purged = purged + redis.call('ZREM', KEYS[1], ARGV[i * 2]) end
+end
+return purged
+"""
+
+
+class Scripts:
+    """Every script, registered on one client (loaded into Redis on first use)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.release: AsyncScript = client.register_script(RELEASE)
+        """Delete a lease if it still holds our token."""
+        self.renew: AsyncScript = client.register_script(RENEW)
+        """Extend a lease if it still holds our token."""
+        self.update_user_vars: AsyncScript = client.register_script(UPDATE_USER_VARS)
+        """Rewrite or delete user variables whose ``changed_at`` still matches."""
+        self.delete_sessions: AsyncScript = client.register_script(DELETE_SESSIONS)
+        """Delete sessions whose ``last_seen`` still matches, with their variables."""
+        self.clear_temps: AsyncScript = client.register_script(CLEAR_TEMPS)
+        """Empty temp memories whose ``temp_expires_at`` still matches (or is unset)."""
+        self.delete_expired_kvs: AsyncScript = client.register_script(DELETE_EXPIRED_KVS)
+        """Delete KVS keys that are still expired."""
+        self.purge: AsyncScript = client.register_script(PURGE)
+        """Drop index entries whose record is gone."""
