@@ -26,6 +26,7 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/turns.py
 	$(BIN)/python bench/janitor.py
+	$(BIN)/python bench/converse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
