@@ -1,0 +1,414 @@
+"""The SQL of the SQLite backend: its schema, built by migrations, and its operations.
+
+Migrations are an append-only list; ``PRAGMA user_version`` records how many ran. A
+database whose version is newer than this code knows is refused.
+
+Each function runs the SQL of one storage operation on a ``sqlite3.Connection``,
+synchronously, from the backend's worker thread. The caller owns the transaction
+(``SqliteStorage._write``) and translates driver errors; only :func:`load_turn`
+opens its own read transaction, so that its two queries see one snapshot.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final, TypeVar
+
+from botmemory.errors import SchemaVersionError
+from botmemory.storage.base import (
+    KvsModifier,
+    KvsRecord,
+    SessionRecord,
+    StoredVar,
+    TurnKeys,
+    TurnSnapshot,
+    TurnWrite,
+    UserRecords,
+    VarKey,
+    VarUpdate,
+)
+
+T = TypeVar("T")
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE variables (
+        bot_id TEXT NOT NULL, scope TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL,
+        value TEXT NOT NULL, changed_at REAL NOT NULL, expires_at REAL, field_times TEXT,
+        PRIMARY KEY (bot_id, scope, owner, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX variables_expiry ON variables (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE sessions (
+        bot_id TEXT NOT NULL, key TEXT NOT NULL, user_key TEXT NOT NULL,
+        started_at REAL NOT NULL, last_seen REAL NOT NULL, expires_at REAL NOT NULL,
+        temp_expires_at REAL,
+        PRIMARY KEY (bot_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions (bot_id, user_key);
+    CREATE INDEX sessions_expiry ON sessions (expires_at);
+    CREATE INDEX sessions_temp_expiry ON sessions (temp_expires_at)
+        WHERE temp_expires_at IS NOT NULL;
+    CREATE TABLE kvs (
+        namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX kvs_expiry ON kvs (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
+)
+
+VAR_COLUMNS: Final = "bot_id, scope, owner, name, value, changed_at, expires_at, field_times"
+SESSION_COLUMNS: Final = "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at"
+LOAD_TURN: Final = f"""
+    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'user' AND owner = ?2
+    UNION ALL
+    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'bot' AND owner = ''
+    UNION ALL
+    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'session' AND owner = ?3
+    UNION ALL
+    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'temp' AND owner = ?3
+"""
+UPSERT_VAR: Final = (
+    f"INSERT INTO variables ({VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET value = excluded.value, "
+    "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
+    "field_times = excluded.field_times"
+)
+UPSERT_SESSION: Final = (
+    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?) "
+    "ON CONFLICT (bot_id, key) DO UPDATE SET started_at = excluded.started_at, "
+    "last_seen = excluded.last_seen, expires_at = excluded.expires_at, "
+    "temp_expires_at = excluded.temp_expires_at"
+)
+
+
+def var_from_row(row: Sequence[Any]) -> StoredVar:
+    """Build a variable from a row of ``VAR_COLUMNS``."""
+    return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7])
+
+
+def session_from_row(row: Sequence[Any]) -> SessionRecord:
+    """Build a session from a row of ``SESSION_COLUMNS``."""
+    return SessionRecord(*row)
+
+
+def var_params(v: StoredVar) -> tuple[object, ...]:
+    """Return the parameters of ``UPSERT_VAR`` for a variable."""
+    k = v.key
+    return (k.bot_id, k.scope, k.owner, k.name, v.value, v.changed_at, v.expires_at, v.field_times)
+
+
+def configure(db: sqlite3.Connection) -> None:
+    """Set the connection's pragmas and apply the migrations the database lacks."""
+    db.execute("PRAGMA busy_timeout = 5000")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA secure_delete = ON")
+    db.execute("PRAGMA foreign_keys = OFF")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise SchemaVersionError(
+            f"database schema version {version} is newer than this botmemory knows "
+            f"({len(MIGRATIONS)}): upgrade botmemory"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        for statement in filter(str.strip, script.split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+        db.commit()
+
+
+# -- turns ---------------------------------------------------------------------
+def load_turn(db: sqlite3.Connection, keys: TurnKeys) -> TurnSnapshot:
+    """Read a turn's variables and session in one read transaction."""
+    db.execute("BEGIN")
+    try:
+        rows = db.execute(LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
+        found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
+        for row in rows:
+            found[row[1]].append(var_from_row(row))
+        session = db.execute(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE bot_id = ? AND key = ?",
+            (keys.bot_id, keys.session_key),
+        ).fetchone()
+    finally:
+        db.commit()
+    return TurnSnapshot(
+        found["user"],
+        found["bot"],
+        None if session is None else session_from_row(session),
+        found["session"],
+        found["temp"],
+    )
+
+
+def apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
+    """Write a turn: resets, deletes, upserts, then the session row."""
+    s = write.session
+    if s is not None and (write.reset_session or write.reset_temp):
+        scopes = "('session', 'temp')" if write.reset_session else "('temp')"
+        db.execute(
+            f"DELETE FROM variables WHERE bot_id = ? AND scope IN {scopes} AND owner = ?",
+            (s.bot_id, s.key),
+        )
+    if write.deletes:
+        db.executemany(
+            "DELETE FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ?",
+            [(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes],
+        )
+    if write.upserts:
+        db.executemany(UPSERT_VAR, [var_params(v) for v in write.upserts])
+    if s is not None:
+        db.execute(
+            UPSERT_SESSION,
+            (
+                s.bot_id,
+                s.key,
+                s.user_key,
+                s.started_at,
+                s.last_seen,
+                s.expires_at,
+                s.temp_expires_at,
+            ),
+        )
+
+
+# -- key-value store -------------------------------------------------------------
+def kvs_live(db: sqlite3.Connection, namespace: str, key: str, now: float) -> KvsRecord | None:
+    """Return the record of ``key`` unless it is missing or expired at ``now``."""
+    row = db.execute(
+        "SELECT value, expires_at FROM kvs WHERE namespace = ? AND key = ? "
+        "AND (expires_at IS NULL OR expires_at > ?)",
+        (namespace, key, now),
+    ).fetchone()
+    return None if row is None else KvsRecord(row[0], row[1])
+
+
+def kvs_store(db: sqlite3.Connection, namespace: str, key: str, record: KvsRecord | None) -> None:
+    """Write the record of ``key``, or delete it when ``record`` is None."""
+    if record is None:
+        db.execute("DELETE FROM kvs WHERE namespace = ? AND key = ?", (namespace, key))
+    else:
+        db.execute(
+            "INSERT OR REPLACE INTO kvs (namespace, key, value, expires_at) VALUES (?,?,?,?)",
+            (namespace, key, record.value, record.expires_at),
+        )
+
+
+def kvs_modify(
+    db: sqlite3.Connection, namespace: str, key: str, now: float, modify: KvsModifier[T]
+) -> T:
+    """Replace the live record of ``key`` by what ``modify`` makes of it; return its result."""
+    record, result = modify(kvs_live(db, namespace, key, now))
+    kvs_store(db, namespace, key, record)
+    return result
+
+
+def kvs_delete(db: sqlite3.Connection, namespace: str, key: str, now: float) -> bool:
+    """Delete ``key``; return whether it was live."""
+    live = kvs_live(db, namespace, key, now) is not None
+    kvs_store(db, namespace, key, None)
+    return live
+
+
+def kvs_keys(db: sqlite3.Connection, namespace: str, prefix: str, now: float) -> list[str]:
+    """Return the live keys that start with ``prefix``, sorted."""
+    rows = db.execute(
+        "SELECT key FROM kvs WHERE namespace = ? AND key >= ? AND substr(key, 1, ?) = ? "
+        "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+        (namespace, prefix, len(prefix), prefix, now),
+    )
+    return [row[0] for row in rows]
+
+
+def kvs_delete_prefix(db: sqlite3.Connection, namespace: str, prefix: str) -> int:
+    """Delete the keys that start with ``prefix``, expired or not; return how many."""
+    return db.execute(
+        "DELETE FROM kvs WHERE namespace = ? AND key >= ? AND substr(key, 1, ?) = ?",
+        (namespace, prefix, len(prefix), prefix),
+    ).rowcount
+
+
+# -- users -------------------------------------------------------------------------
+def load_user(db: sqlite3.Connection, bot_id: str, user_key: str) -> UserRecords:
+    """Read a user's variables, sessions and the variables of those sessions."""
+    user = db.execute(
+        f"SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ? AND scope = 'user' AND owner = ?",
+        (bot_id, user_key),
+    ).fetchall()
+    sessions = [
+        session_from_row(r)
+        for r in db.execute(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE bot_id = ? AND user_key = ?",
+            (bot_id, user_key),
+        )
+    ]
+    owned = [
+        var_from_row(r)
+        for s in sessions
+        for r in db.execute(
+            f"SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ? "
+            "AND scope IN ('session', 'temp') AND owner = ?",
+            (bot_id, s.key),
+        )
+    ]
+    return UserRecords(
+        [var_from_row(r) for r in user],
+        sessions,
+        [v for v in owned if v.key.scope == "session"],
+        [v for v in owned if v.key.scope == "temp"],
+    )
+
+
+def delete_user(db: sqlite3.Connection, bot_id: str, user_key: str) -> dict[str, int]:
+    """Delete a user's variables, sessions and session variables; return the counts."""
+    counts = {
+        "user_variables": db.execute(
+            "DELETE FROM variables WHERE bot_id = ? AND scope = 'user' AND owner = ?",
+            (bot_id, user_key),
+        ).rowcount,
+        "sessions": 0,
+        "session_variables": 0,
+    }
+    keys = db.execute(
+        "SELECT key FROM sessions WHERE bot_id = ? AND user_key = ?", (bot_id, user_key)
+    ).fetchall()
+    for (key,) in keys:
+        counts["session_variables"] += db.execute(
+            "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') AND owner = ?",
+            (bot_id, key),
+        ).rowcount
+        counts["sessions"] += db.execute(
+            "DELETE FROM sessions WHERE bot_id = ? AND key = ?", (bot_id, key)
+        ).rowcount
+    return counts
+
+
+def checkpoint(db: sqlite3.Connection) -> None:
+    """Copy the WAL into the database file and truncate it, so erased values leave it."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+
+# -- retention and the janitor -------------------------------------------------------
+def expired_user_vars(db: sqlite3.Connection, now: float, limit: int) -> list[StoredVar]:
+    """Return up to ``limit`` user variables expired at ``now``, soonest first."""
+    rows = db.execute(
+        f"SELECT {VAR_COLUMNS} FROM variables WHERE expires_at <= ? "
+        "AND scope = 'user' ORDER BY expires_at LIMIT ?",
+        (now, limit),
+    )
+    return [var_from_row(r) for r in rows]
+
+
+def scan_user_vars(
+    db: sqlite3.Connection, bot_id: str | None, after: VarKey | None, limit: int
+) -> list[StoredVar]:
+    """Return up to ``limit`` user variables after ``after``, in key order."""
+    start = ("", "", "") if after is None else (after.bot_id, after.owner, after.name)
+    rows = db.execute(
+        f"SELECT {VAR_COLUMNS} FROM variables WHERE scope = 'user' "
+        "AND (?1 IS NULL OR bot_id = ?1) AND (bot_id, owner, name) > (?2, ?3, ?4) "
+        "ORDER BY bot_id, owner, name LIMIT ?5",
+        (bot_id, *start, limit),
+    )
+    return [var_from_row(r) for r in rows]
+
+
+def update_user_vars(db: sqlite3.Connection, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
+    """Apply the updates whose variable is unchanged since read; return those applied."""
+    applied: list[VarUpdate] = []
+    for u in updates:
+        k = u.key
+        where = (k.bot_id, k.scope, k.owner, k.name, u.changed_at)
+        if u.value is None:
+            cursor = db.execute(
+                "DELETE FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
+                "AND name = ? AND changed_at = ?",
+                where,
+            )
+        else:
+            cursor = db.execute(
+                "UPDATE variables SET value = ?, expires_at = ?, field_times = ? "
+                "WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ? "
+                "AND changed_at = ?",
+                (u.value, u.expires_at, u.field_times, *where),
+            )
+        if cursor.rowcount:
+            applied.append(u)
+    return applied
+
+
+def expired_sessions(db: sqlite3.Connection, now: float, limit: int) -> list[SessionRecord]:
+    """Return up to ``limit`` sessions expired at ``now``, soonest first."""
+    rows = db.execute(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+        (now, limit),
+    )
+    return [session_from_row(r) for r in rows]
+
+
+def delete_sessions(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> int:
+    """Delete the sessions not seen since read, with their variables; return how many."""
+    deleted = 0
+    for s in sessions:
+        if not db.execute(
+            "DELETE FROM sessions WHERE bot_id = ? AND key = ? AND last_seen = ?",
+            (s.bot_id, s.key, s.last_seen),
+        ).rowcount:
+            continue
+        db.execute(
+            "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') AND owner = ?",
+            (s.bot_id, s.key),
+        )
+        deleted += 1
+    return deleted
+
+
+def expired_temps(db: sqlite3.Connection, now: float, limit: int) -> list[SessionRecord]:
+    """Return up to ``limit`` sessions whose temp variables expired at ``now``."""
+    rows = db.execute(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE temp_expires_at <= ? "
+        "ORDER BY temp_expires_at LIMIT ?",
+        (now, limit),
+    )
+    return [session_from_row(r) for r in rows]
+
+
+def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> int:
+    """Empty the temp memory of sessions whose temp expiry is unchanged; return how many."""
+    cleared = 0
+    for s in sessions:
+        if not db.execute(
+            "UPDATE sessions SET temp_expires_at = NULL WHERE bot_id = ? AND key = ? "
+            "AND (temp_expires_at = ? OR temp_expires_at IS NULL)",
+            (s.bot_id, s.key, s.temp_expires_at),
+        ).rowcount:
+            continue
+        db.execute(
+            "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?",
+            (s.bot_id, s.key),
+        )
+        cleared += 1
+    return cleared
+
+
+def delete_expired_kvs(db: sqlite3.Connection, now: float, limit: int) -> int:
+    """Delete up to ``limit`` key-value records expired at ``now``; return how many."""
+    return db.execute(
+        "DELETE FROM kvs WHERE (namespace, key) IN (SELECT namespace, key FROM kvs "
+        "WHERE expires_at <= ? LIMIT ?)",
+        (now, limit),
+    ).rowcount
+
+
+def get_meta(db: sqlite3.Connection, name: str) -> str | None:
+    """Return the value of the meta entry ``name``, or None."""
+    row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(db: sqlite3.Connection, name: str, value: str) -> None:
+    """Set the meta entry ``name`` to ``value``."""
+    db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))
