@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 import botmemory
-from botmemory import errors
+from botmemory import BotMemoryError, MissingDependencyError, errors
 
 
 def test_all_names_exist_and_are_sorted() -> None:
@@ -25,3 +29,20 @@ def test_errors_subclass_builtins_where_natural() -> None:
     assert issubclass(errors.InvalidIdError, ValueError)
     assert issubclass(errors.BackendUnavailableError, ConnectionError)
     assert issubclass(errors.MissingDependencyError, ImportError)
+
+
+def test_a_missing_driver_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botmemory.storage import create_storage
+
+    for module in ("botmemory.storage.postgres", "asyncpg"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # import asyncpg -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'botmemory\[postgres\]'"):
+        create_storage("postgresql://localhost/db")
+
+
+def test_an_unknown_scheme_is_a_clear_error() -> None:
+    from botmemory.storage import create_storage
+
+    with pytest.raises(BotMemoryError, match="not supported"):
+        create_storage("mysql://u:secret@h/db")
