@@ -145,3 +145,20 @@ def test_a_token_unlocks_the_private_bots(page: Page, tmp_path: Path) -> None:
         page.get_by_label("Bot", exact=True).select_option("welcome")
         send(page, "hi", "What's your name?")
         expect(cell(page, "session", "lastMessages", "value")).to_contain_text('"hi"', timeout=WAIT)
+
+
+def test_a_token_opens_the_page_when_no_bot_is_public(page: Page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    (data / "bots" / "echo" / "bot.config.json").write_text("{}")  # nothing public
+    with LiveServer(data, ManualClock(START)) as server:
+        page.goto(server.url)
+        expect(page.locator("#token-help")).to_contain_text("Enter a token", timeout=WAIT)
+        expect(page.locator("#bot option")).to_have_count(0)
+        page.get_by_label("Token").fill(ADMIN)
+        page.get_by_role("button", name="Apply").click()
+        expect(page.locator("#token-help")).to_contain_text("admin token", timeout=WAIT)
+        expect(page.locator("#bot option")).to_have_count(2)
+        page.get_by_label("Bot", exact=True).select_option("welcome")
+        send(page, "hi", "What's your name?")
