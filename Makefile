@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,server,postgres,redis]"
 	touch $(STAMP)
 
+# make run serves a copy of the example data folder, yours to change: playground/
 run: $(STAMP)
-	$(BIN)/botmemory serve examples/data
+	@test -d playground || (cp -rL examples/data playground && rm -f playground/memory.db*)
+	$(BIN)/botmemory serve playground
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -1,7 +1,7 @@
 """A tour of botmemory's four memories and its retention policies, on a data folder.
 
-Run it with ``make run``. It writes ``examples/demo-data/`` (embedded SQLite) and moves
-a simulated clock forward, so a day passes in an instant.
+Run it with ``.venv/bin/python examples/demo.py``. It writes ``examples/demo-data/``
+(embedded SQLite) and moves a simulated clock forward, so a day passes in an instant.
 """
 
 from __future__ import annotations

@@ -641,3 +641,18 @@ def test_bad_dialog_server_and_auth_keys(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(config, {"shop": bot_config})
+
+
+def test_a_problem_names_the_line_of_the_key_at_its_own_depth(tmp_path: Path) -> None:
+    (tmp_path / "global").mkdir()
+    (tmp_path / "global" / "botmemory.config.json").write_text(
+        "{\n"
+        "  dialog: {\n"
+        "    timeoutInterval: '5m', // timeoutInterval: in a comment\n"
+        "  },\n"
+        "  note: 'timeoutInterval: in a string',\n"
+        "  timeoutInterval: '3m',\n"
+        "}\n"
+    )
+    with pytest.raises(ConfigError, match=r"line 6: timeoutInterval: unknown key"):
+        load_data_dir(tmp_path)

@@ -103,3 +103,11 @@ async def test_metrics(client: httpx.AsyncClient, clock: ManualClock) -> None:
 async def test_metrics_need_an_admin_token(anonymous: httpx.AsyncClient) -> None:
     assert (await anonymous.get("/metrics")).status_code == 401
     assert (await anonymous.get("/metrics", headers=bearer(ECHO_TOKEN))).status_code == 403
+
+
+async def test_a_wrong_token_is_told_apart_from_no_token(anonymous: httpx.AsyncClient) -> None:
+    missing = (await anonymous.post("/api/v1/janitor/run")).json()["message"]
+    assert "needs a token" in missing
+    response = await anonymous.post("/api/v1/janitor/run", headers=bearer("x" * 32))
+    assert response.status_code == 401
+    assert "not valid" in response.json()["message"]

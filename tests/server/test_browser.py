@@ -2,7 +2,8 @@
 
 Needs Debian's ``chromium`` and the ``playwright`` package (its driver only: no browser
 download). Skips with the reason when either is missing, and fails instead when
-``BOTMEMORY_REQUIRE_SERVICES=1``. Saves ``docs/screenshot.png`` for the README.
+``BOTMEMORY_REQUIRE_SERVICES=1``. Saves a screenshot of the page in the test's folder; with
+``BOTMEMORY_UPDATE_SCREENSHOT=1`` it also replaces ``docs/screenshot.png`` (the README's).
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ def test_chat_and_watch_the_memory(page: Page, tmp_path: Path) -> None:
         expect(cell(page, "bot", "conversations", "value")).to_have_text("1")
         expect(page.locator("#session")).to_contain_text("Session welcome::web::ada")
         SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        assert (tmp_path / "page.png").stat().st_size > 10_000
+        if os.environ.get("BOTMEMORY_UPDATE_SCREENSHOT") == "1":
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
 
         clock.advance(6 * 60)  # the dialog times out: the janitor empties temp memory
         page.get_by_role("button", name="Run janitor").click()

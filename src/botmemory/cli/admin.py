@@ -56,7 +56,7 @@ def migrate(data_dir: str) -> None:
         await memory.close()
         return memory.storage.url
 
-    click.echo(f"schema is up to date: {mask_url(run(go()))}")
+    click.echo(f"the database schema is ready: {mask_url(run(go()))}")
 
 
 @click.group("janitor")

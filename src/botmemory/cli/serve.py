@@ -6,6 +6,7 @@ import contextlib
 import secrets
 import shutil
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,7 +92,24 @@ def serve(data_dir: str, host: str, port: int, log_level: str) -> None:
     """
     settings = load_data_dir(data_dir)
     check_host(host, settings)
-    run(_serve(data_dir, host, port, log_level, settings))
+    listener = _listen(host, port)
+    try:
+        run(_serve(data_dir, listener, host, port, log_level, settings))
+    finally:
+        listener.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Take the port before anything starts, so that a busy port is the only message."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host.strip("[]"), port))
+    except OSError as exc:
+        listener.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return listener
 
 
 def check_host(host: str, settings: Settings) -> None:
@@ -107,7 +125,14 @@ def check_host(host: str, settings: Settings) -> None:
     )
 
 
-async def _serve(data_dir: str, host: str, port: int, log_level: str, settings: Settings) -> None:
+async def _serve(
+    data_dir: str,
+    listener: socket.socket,
+    host: str,
+    port: int,
+    log_level: str,
+    settings: Settings,
+) -> None:
     try:
         import uvicorn
 
@@ -131,7 +156,7 @@ async def _serve(data_dir: str, host: str, port: int, log_level: str, settings: 
         click.echo(f"botmemory: serving bots {bots} at http://{shown}:{port}/ (API: /docs)")
         if not (settings.admin_tokens or settings.bot_tokens):
             click.echo("botmemory: no token is configured: only this machine may connect")
-        await _server_class(uvicorn.Server)(config).serve()
+        await _server_class(uvicorn.Server)(config).serve(sockets=[listener])
     finally:
         await engine.close()
     click.echo("botmemory: stopped")

@@ -79,6 +79,11 @@ class Settings:
             "dataDir": None if self.data_dir is None else str(self.data_dir),
             "database": {"url": url},
             "dataRetention": {"janitorInterval": format_duration(self.janitor_interval)},
+            "auth": {
+                "adminTokens": len(self.admin_tokens),
+                "botTokens": {bot: len(tokens) for bot, tokens in self.bot_tokens.items()},
+            },
+            "server": {"maxBodyBytes": self.max_body_bytes},
             "defaults": _describe_bot(self.defaults),
             "bots": {bot_id: _describe_bot(bot) for bot_id, bot in self.bots.items()},
         }

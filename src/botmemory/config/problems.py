@@ -140,21 +140,79 @@ def _section_at(model: type[Section], path: Sequence[str]) -> type[Section] | No
 
 
 def _key_line(text: str, loc: Sequence[str]) -> int | None:
-    """Return the line of the key at ``loc`` in ``text``, or of its deepest parent found."""
-    position, line = 0, None
+    """Return the line of the key at ``loc`` in ``text``, or of its deepest parent found.
+
+    Each key is looked for directly inside its parent's object, so that ``timeoutInterval``
+    at the top level is not confused with ``dialog.timeoutInterval``.
+    """
+    depths = _depths(text)
+    start, end, line = 0, len(text), None
     for key in loc:
-        match = _find_key(text, key, position)
+        match = _find_key(text, depths, key, start, end)
         if match is None:
             break
-        position, line = match.end(), text.count("\n", 0, match.start()) + 1
+        line = text.count("\n", 0, match.start()) + 1
+        start = match.end()
+        end = _object_end(depths, start)
     return line
 
 
-def _find_key(text: str, key: str, start: int) -> re.Match[str] | None:
-    """Find ``key:`` (bare or quoted) from ``start``, skipping ``//`` comments."""
+def _depths(text: str) -> list[int]:
+    """The nesting depth of every character; -1 inside strings and comments."""
+    depths: list[int] = []
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            depths.append(-1)
+            if char == "\\":
+                depths.append(-1)
+                i += 2
+                continue
+            if char == quote:
+                quote = ""
+        elif text.startswith("//", i) or text.startswith("/*", i):
+            close = text.find("\n" if text[i + 1] == "/" else "*/", i)
+            stop = len(text) if close < 0 else close + (1 if text[i + 1] == "/" else 2)
+            depths.extend([-1] * (stop - i))
+            i = stop
+            continue
+        else:
+            if char in "\"'":
+                quote = char
+            elif char in "{[":
+                depth += 1
+            elif char in "}]":
+                depth -= 1
+            depths.append(depth)
+        i += 1
+    return depths
+
+
+def _object_end(depths: list[int], start: int) -> int:
+    """Where the object (or value) that follows ``start`` ends."""
+    base = _before(depths, start)
+    opened = False
+    for i in range(start, len(depths)):
+        if depths[i] > base:
+            opened = True
+        elif opened and 0 <= depths[i] <= base:
+            return i
+    return len(depths)
+
+
+def _find_key(
+    text: str, depths: list[int], key: str, start: int, end: int
+) -> re.Match[str] | None:
+    """Find ``key:`` (bare or quoted) directly inside the object between ``start`` and ``end``."""
     pattern = re.compile(rf"(?<![\w$])(['\"]?){re.escape(key)}\1\s*:")
-    for match in pattern.finditer(text, start):
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        if not _COMMENT.search(text[line_start : match.start()]):
+    level = _before(depths, start) + 1
+    for match in pattern.finditer(text, start, end):
+        if depths[match.start()] == level:  # code (not a string or comment), right depth
             return match
     return None
+
+
+def _before(depths: list[int], at: int) -> int:
+    """The depth of the last code character before ``at`` (0 at the start)."""
+    return next((d for d in reversed(depths[:at]) if d >= 0), 0)

@@ -59,6 +59,8 @@ class Grant:
     bots: frozenset[str] = frozenset()
     local: bool = False
     """Local mode: no token is configured and the request came from this machine."""
+    token_given: bool = False
+    """The request carried a token (valid or not)."""
 
     @property
     def authenticated(self) -> bool:
@@ -111,7 +113,7 @@ class Access:
         for digest, bot in self._bots:
             if hmac.compare_digest(digest, given):
                 bots.add(bot)
-        return Grant(admin=admin, bots=frozenset(bots))
+        return Grant(admin=admin, bots=frozenset(bots), token_given=True)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -146,17 +148,18 @@ async def grant_of(
 GrantDep = Annotated[Grant, Depends(grant_of)]
 
 
-def _unauthorized() -> ApiError:
-    return ApiError(
-        401,
-        "this route needs a token: send 'Authorization: Bearer <token>'",
-        headers={"WWW-Authenticate": "Bearer"},
+def _unauthorized(grant: Grant) -> ApiError:
+    message = (
+        "this token is not valid: it is not in auth.adminTokens or auth.botTokens"
+        if grant.token_given
+        else "this route needs a token: send 'Authorization: Bearer <token>'"
     )
+    return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _check_bot(grant: Grant, bot_id: str) -> None:
     if not grant.authenticated:
-        raise _unauthorized()
+        raise _unauthorized(grant)
     if not grant.allows(bot_id):
         raise ApiError(403, f"this token is not allowed to use bot {bot_id!r}")
 
@@ -177,7 +180,7 @@ async def converse_access(request: Request, bot_id: BotId, grant: GrantDep) -> s
 async def admin_access(grant: GrantDep) -> Grant:
     """Let in admin tokens only."""
     if not grant.authenticated:
-        raise _unauthorized()
+        raise _unauthorized(grant)
     if not grant.admin:
         raise ApiError(403, "this route needs an admin token (auth.adminTokens)")
     return grant
