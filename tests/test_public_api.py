@@ -34,8 +34,10 @@ def test_errors_subclass_builtins_where_natural() -> None:
 def test_a_missing_driver_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     from botmemory.storage import create_storage
 
-    for module in ("botmemory.storage.postgres", "asyncpg"):
-        monkeypatch.delitem(sys.modules, module, raising=False)
+    for module in [
+        m for m in sys.modules if m.startswith(("botmemory.storage.postgres", "asyncpg"))
+    ]:
+        monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, "asyncpg", None)  # import asyncpg -> ImportError
     with pytest.raises(MissingDependencyError, match=r"pip install 'botmemory\[postgres\]'"):
         create_storage("postgresql://localhost/db")
