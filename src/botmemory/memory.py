@@ -45,7 +45,7 @@ class Memory:
         self.settings = settings
         self.clock: Clock = clock or system_clock
         self.kvs = KvsAccess(storage, self.clock, settings.defaults.max_value_bytes)
-        self.policies_for = lru_cache(maxsize=None)(self._policies_for)
+        self.policies_for = lru_cache(maxsize=1024)(self._policies_for)
         self.janitor = Janitor(
             storage,
             self.clock,
