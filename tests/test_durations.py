@@ -211,3 +211,9 @@ def test_huge_integer_is_an_invalid_duration() -> None:
 def test_only_ascii_digits_and_a_space(text: str) -> None:
     with pytest.raises(InvalidDurationError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("value", ["1001y", "9999999d", 1e308, "366000d"])
+def test_durations_over_a_thousand_years_are_refused(value: object) -> None:
+    with pytest.raises(InvalidDurationError, match="1000 years"):
+        parse_duration(value, allow_never=True)

@@ -36,6 +36,8 @@ for _seconds, _names in (
         _UNITS[_name] = _seconds
 
 _PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+) ?(?P<unit>[a-z]*)", re.ASCII)
+MAX_SECONDS: Final = 1000 * 31536000.0
+"""The longest duration accepted (1000 years); for longer, no expiry ('never')."""
 _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
 
 
@@ -55,6 +57,8 @@ def parse_duration(
         return None
     if seconds < 0 or not math.isfinite(seconds):
         raise InvalidDurationError(f"{where}: {value!r} is negative or not a finite duration")
+    if seconds > MAX_SECONDS:
+        raise InvalidDurationError(f"{where}: {value!r} is longer than 1000 years: use 'never'")
     return seconds
 
 

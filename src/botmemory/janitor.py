@@ -252,6 +252,15 @@ class Janitor:
             if len(found) < self.batch_size or not done:
                 return removed
 
+    async def end_sessions(self, sessions: list[SessionRecord]) -> int:
+        """Run the hooks of these timed-out sessions and delete them; return how many went.
+
+        The dialog-timeout hook runs for those whose temp memory holds something.
+        """
+        await self._call(self.on_dialog_timeout, [s for s in sessions if s.temp_expires_at])
+        await self._call(self.on_session_end, sessions)
+        return await self._storage.delete_sessions(sessions)
+
     async def _call(self, hook: SessionHook | None, sessions: list[SessionRecord]) -> None:
         if hook is None or not sessions:
             return

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from functools import lru_cache
 from types import TracebackType
 from typing import Final
@@ -27,7 +28,7 @@ from botmemory.kvs import KvsAccess, user_storage_key
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
-from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, VarKey
+from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, TurnWrite, VarKey
 from botmemory.turns import TurnState, begin_turn, finish_turn, iso_time
 from botmemory.values import JsonValue, loads, to_json_text
 
@@ -243,23 +244,25 @@ class Memory:
     async def end_session(
         self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
     ) -> bool:
-        """End a session now, as its timeout would: ``on_session_end`` runs, then it is deleted.
+        """End a session now, as its timeout would, and return whether one was alive.
 
-        User and bot memory stay. Return whether there was a live session to end.
+        The session and its temp memory are marked as timed out now; then, as the janitor
+        would, ``on_dialog_timeout`` runs (when temp memory holds something),
+        ``on_session_end`` runs, and the session is deleted. User and bot memory stay.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
-        async with self.storage.session_lock(bot_id, identity.session_key):
-            snapshot = await self.storage.load_turn(keys)
-        record = snapshot.session
         settings = self.settings.for_bot(bot_id)
-        ends = _timeouts(record, settings, None)[0]
-        if record is None or ends is None or self.clock() >= ends:
-            return False
-        hook = self.janitor.on_session_end
-        if hook is not None:
-            await hook([record])
-        return bool(await self.storage.delete_sessions([record]))
+        async with self.storage.session_lock(bot_id, identity.session_key):
+            record = (await self.storage.load_turn(keys)).session
+            now = self.clock()
+            ends = _timeouts(record, settings, None)[0]
+            if record is None or ends is None or now >= ends:
+                return False
+            temp = None if record.temp_expires_at is None else now
+            ended = replace(record, expires_at=now, temp_expires_at=temp)
+            await self.storage.commit_turn(TurnWrite(ended))
+        return await self.janitor.end_sessions([ended]) == 1
 
     # -- users -------------------------------------------------------------------------
     async def export_user(

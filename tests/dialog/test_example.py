@@ -123,3 +123,26 @@ async def test_the_email_question_has_its_own_timeout_node(
     async with welcome.memory.turn("welcome", "cy") as state:
         assert dict(state.temp) == {}
         assert state.user["mood"] == "ok"
+
+
+async def test_ending_a_session_now_runs_the_hooks_its_timeout_would(
+    welcome: DialogEngine,
+) -> None:
+    outbox = Outbox()
+    welcome.on_timeout_replies = outbox
+    for text in ("hi", "Bob", "ok", "bob@example.com", "yes", "cats"):
+        await say(welcome, text, user="bob")
+    assert await welcome.memory.end_session("welcome", "bob")
+    kvs = welcome.memory.kvs.for_bot("welcome")
+    assert await kvs.get("storage/users/bob/lastTopic") == "cats"  # the on_session_end hook
+    async with welcome.memory.turn("welcome", "bob") as state:
+        assert state.is_new_session
+
+
+async def test_a_user_id_with_a_slash_keeps_its_topic_to_itself(welcome: DialogEngine) -> None:
+    for text in ("hi", "Bob", "ok", "bob@example.com", "yes", "cats"):
+        await say(welcome, text, user="a/b")
+    assert await welcome.memory.end_session("welcome", "a/b")
+    kvs = welcome.memory.kvs.for_bot("welcome")
+    assert await kvs.keys("storage/users/a/") == []
+    assert await kvs.get("storage/users/a%2Fb/lastTopic") == "cats"

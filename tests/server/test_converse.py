@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
+from botmemory import BackendUnavailableError
+from botmemory.dialog import DialogEngine
 from tests.server.conftest import ECHO_TOKEN, WELCOME_TOKEN, bearer, converse
 
 
@@ -157,3 +160,16 @@ async def test_a_body_that_is_not_sent_as_json_says_how_to_send_it(
     )
     assert response.status_code == 400
     assert "Content-Type: application/json" in response.json()["message"]
+
+
+async def test_a_storage_outage_is_a_503_not_an_apology(
+    client: httpx.AsyncClient, engine: DialogEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*args: object) -> None:
+        raise BackendUnavailableError("the storage at memory:// cannot be reached")
+
+    monkeypatch.setattr(engine.memory.storage, "load_turn", down)
+    response = await client.post("/api/v1/bots/welcome/converse/u1", json={"text": "hi"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json()["error"] == "unavailable"

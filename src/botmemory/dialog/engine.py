@@ -30,7 +30,7 @@ from botmemory.dialog.events import Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.dialog.runner import DEFAULT_MAX_STEPS, FlowRunner
 from botmemory.dialog.timeouts import DialogTimeouts
-from botmemory.errors import InvalidValueError
+from botmemory.errors import BackendUnavailableError, InvalidValueError, LockTimeoutError
 from botmemory.ids import Identity
 from botmemory.memory import Memory
 from botmemory.turns import TurnState
@@ -157,6 +157,8 @@ class DialogEngine:
             ) as state:
                 runner = self.runner(bot, event, state)
                 return await self._message(bot, runner)
+        except (BackendUnavailableError, LockTimeoutError):
+            raise  # the storage is down or busy: the caller retries (HTTP 503)
         except Exception as exc:
             self.log_failure("message", event, runner, exc)
             return [self.error_reply(bot_id)]

@@ -33,6 +33,7 @@ from botmemory.errors import (
     InvalidIdError,
     InvalidValueError,
     LockTimeoutError,
+    SessionNotAliveError,
     UserErasedError,
 )
 from botmemory.server.models import ErrorBody
@@ -99,6 +100,8 @@ def error_response(status: int, message: str, details: list[str] | None = None) 
 
 def status_of(exc: BotMemoryError) -> int:
     """The HTTP status of one of botmemory's errors."""
+    if isinstance(exc, SessionNotAliveError):
+        return 409
     if isinstance(exc, InvalidIdError | InvalidValueError | InvalidDurationError):
         return 400
     if isinstance(exc, UnknownBotError):

@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from botmemory.errors import SessionNotAliveError
 from botmemory.ids import validate_id
 from botmemory.server.auth import bot_access
 from botmemory.server.errors import ApiError, error_responses
@@ -86,11 +85,8 @@ async def put_variable(
     """Set one variable; a user variable's retention policy counts from now."""
     user_id = _user_of(bot_id, scope, owner_id)
     memory = server_state(request).memory
-    try:
-        async with memory.edit(bot_id, user_id, channel, thread_id) as state:
-            getattr(state, scope)[validate_id(name, "variable name")] = body.value
-    except SessionNotAliveError as exc:
-        raise ApiError(409, str(exc)) from None
+    async with memory.edit(bot_id, user_id, channel, thread_id) as state:
+        getattr(state, scope)[validate_id(name, "variable name")] = body.value
     view = await memory_view(memory, bot_id, user_id, channel, thread_id)
     found = getattr(view.scopes, scope).get(name)
     if found is None:  # deleted again by a concurrent change

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from botmemory.dialog import Event
-from botmemory.kvs import KeyValueStore
+from botmemory.kvs import KeyValueStore, user_storage_key
 from botmemory.turns import TurnState
 
 
@@ -11,4 +11,4 @@ async def hook(event: Event | None, state: TurnState, kvs: KeyValueStore) -> Non
     """Store ``session.topic`` under ``storage/users/<userId>/lastTopic``."""
     topic = state.session.get("topic")
     if topic is not None:
-        await kvs.set(f"storage/users/{state.user_id}/lastTopic", topic, expiry="30d")
+        await kvs.set(user_storage_key(state.user_id, "lastTopic"), topic, expiry="30d")
