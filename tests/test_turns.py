@@ -358,3 +358,27 @@ async def test_text_that_is_not_valid_unicode_is_refused(mem: Memory) -> None:
             state.user["name"] = "x\ud800"
         with pytest.raises(InvalidIdError):
             state.user["\ud800"] = 1
+
+
+async def test_a_late_turn_can_still_see_the_temp_memory_that_timed_out(
+    mem: Memory, clock: ManualClock
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.temp["step"] = 2
+    clock.advance(6 * 60)  # the dialog timed out; no janitor ran
+    async with mem.turn("b", "u1") as state:
+        assert dict(state.temp) == {}
+        assert state.expired_temp == {"step": "2"}
+        state.resume_expired_temp()
+        assert dict(state.temp) == {"step": 2}
+        state.end_flow()
+        state.temp["next"] = 1
+    async with mem.turn("b", "u1") as state:
+        assert dict(state.temp) == {"next": 1}
+        assert state.expired_temp == {}
+    clock.advance(6 * 60)
+    async with mem.turn("b", "u1") as state:  # resumed but left as it was: not kept either
+        state.resume_expired_temp()
+    async with mem.turn("b", "u1") as state:
+        assert dict(state.temp) == {}
+        assert state.expired_temp == {}

@@ -76,6 +76,13 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     def __repr__(self) -> str:
         return f"<{self.scope} memory {self.to_dict()!r}>"
 
+    def replace_loaded(self, texts: Mapping[str, str]) -> None:
+        """Make ``texts`` (JSON text by name) what this scope loaded and shows."""
+        self._loaded_text = dict(texts)
+        self._data = dict.fromkeys(texts, _UNPARSED)  # type: ignore[arg-type]
+        self._touched.clear()
+        self._expiries.clear()
+
     def forget_loaded(self) -> None:
         """Empty the scope and forget what was loaded: whatever is set next is new."""
         self._data.clear()

@@ -59,6 +59,10 @@ class TurnState:
     """In a resumed turn: the session had timed out (it is shown anyway)."""
     temp_expired: bool = False
     """In a resumed turn: the temp memory had timed out (it is shown anyway)."""
+    expired_temp: dict[str, str] = field(default_factory=dict)
+    """Temp memory that timed out and that the janitor has not swept yet, as stored
+    (JSON text by name): for dialog-timeout handling that comes with the next message.
+    See :meth:`resume_expired_temp`."""
 
     @property
     def session_id(self) -> str:
@@ -74,6 +78,15 @@ class TurnState:
     def user_id(self) -> str:
         """The user this turn belongs to."""
         return self.identity.user_id
+
+    def resume_expired_temp(self) -> None:
+        """Show the timed-out temp memory in ``temp``, to handle its timeout late.
+
+        Whatever happens next, the old temp memory is not kept: call :meth:`end_flow`
+        once the timeout is handled.
+        """
+        self.temp.replace_loaded(self.expired_temp)
+        self.expired_temp = {}
 
     def end_flow(self) -> None:
         """End the flow: temp memory is emptied now and stays empty when persisted.
@@ -148,6 +161,8 @@ def begin_turn(
         session_expired=not alive,
         temp_expired=not temp_alive,
     )
+    if not shown_temp and not edit:
+        state.expired_temp = {row.key.name: row.value for row in snapshot.temp_vars}
     if message is not None and settings.last_messages > 0:
         _remember_message(state, message, now, settings.last_messages)
     return state, loaded

@@ -28,8 +28,8 @@ from botmemory.dialog.bots import Bot, load_bots
 from botmemory.dialog.errors import DialogError, UnknownBotError
 from botmemory.dialog.events import Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
-from botmemory.dialog.runner import DEFAULT_MAX_STEPS, FlowRunner
-from botmemory.dialog.timeouts import DialogTimeouts
+from botmemory.dialog.runner import DEFAULT_MAX_STEPS, POSITION_KEY, FlowRunner
+from botmemory.dialog.timeouts import DialogTimeouts, handle_timeout
 from botmemory.errors import BackendUnavailableError, InvalidValueError, LockTimeoutError
 from botmemory.ids import Identity
 from botmemory.memory import Memory
@@ -170,10 +170,19 @@ class DialogEngine:
 
     async def _message(self, bot: Bot, runner: FlowRunner) -> list[str]:
         event, state, kvs = runner.event, runner.state, runner.kvs
+        late = await self._late_timeout(bot, event, state)
         await run_hooks(bot.hooks.get("before_incoming", ()), event, state, kvs)
         await run_hooks(bot.hooks.get("after_incoming", ()), event, state, kvs)
         await runner.on_message()
-        return await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
+        return late + await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
+
+    async def _late_timeout(self, bot: Bot, event: Event, state: TurnState) -> list[str]:
+        """Handle a dialog timeout the janitor has not swept yet, before the message."""
+        if POSITION_KEY not in state.expired_temp:
+            return []
+        state.resume_expired_temp()
+        timeout = Event("timeout", event.bot_id, event.user_id, event.channel, event.thread_id)
+        return await handle_timeout(self, bot, timeout, state)
 
     def log_failure(
         self, what: str, event: Event, runner: FlowRunner | None, exc: BaseException

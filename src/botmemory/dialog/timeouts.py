@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING
 
 from botmemory.dialog.events import Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
-from botmemory.dialog.runner import FlowRunner
 from botmemory.janitor import SessionHook
 from botmemory.storage.base import SessionRecord
+from botmemory.turns import TurnState
 
 if TYPE_CHECKING:
+    from botmemory.dialog.bots import Bot
     from botmemory.dialog.engine import DialogEngine
 
-__all__ = ["DialogTimeouts"]
+__all__ = ["DialogTimeouts", "handle_timeout"]
 
 log = logging.getLogger("botmemory.dialog")
 
@@ -70,20 +71,15 @@ class DialogTimeouts:
         if bot is None:
             return
         event = _event("timeout", record)
-        runner: FlowRunner | None = None
         replies: list[str] = []
         try:
             async with engine.memory.turn(
                 event.bot_id, event.user_id, event.channel, event.thread_id, resume=True
             ) as state:
-                runner = engine.runner(bot, event, state)
-                if state.temp_expired and runner.restore():
-                    kvs = runner.kvs
-                    await run_hooks(bot.hooks.get("before_session_timeout", ()), event, state, kvs)
-                    await runner.on_timeout()
-                    replies = await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
+                if state.temp_expired:
+                    replies = await handle_timeout(engine, bot, event, state)
         except Exception as exc:
-            engine.log_failure("timeout", event, runner, exc)
+            engine.log_failure("timeout", event, None, exc)
             return
         await self._deliver(event, replies)
 
@@ -111,6 +107,24 @@ class DialogTimeouts:
                     await run_hooks(hooks, None, state, engine.memory.kvs.for_bot(event.bot_id))
         except Exception as exc:
             engine.log_failure("session end", event, None, exc)
+
+
+async def handle_timeout(
+    engine: DialogEngine, bot: Bot, event: Event, state: TurnState
+) -> list[str]:
+    """Handle the dialog timeout of a turn whose ``temp`` shows the timed-out dialog.
+
+    Runs the ``before_session_timeout`` hooks and the first timeout target when the user
+    was inside a flow, then discards temp and the position; returns the replies.
+    """
+    runner = engine.runner(bot, event, state)
+    if not runner.restore():
+        state.end_flow()
+        return []
+    kvs = runner.kvs
+    await run_hooks(bot.hooks.get("before_session_timeout", ()), event, state, kvs)
+    await runner.on_timeout()
+    return await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
 
 
 def _event(kind: str, record: SessionRecord) -> Event:
