@@ -121,6 +121,8 @@ class FlowRunner:
         self._steps = 0
         self._trail: deque[str] = deque(maxlen=6)
         self._ended = False
+        self._context = template_context(event, state)
+        """Built once: the scopes change in place during the turn, never their objects."""
 
     # -- entry points ------------------------------------------------------------------
     def restore(self) -> bool:
@@ -243,7 +245,7 @@ class FlowRunner:
     async def _do(self, instructions: Sequence[Instruction], key: str) -> None:
         for index, instruction in enumerate(instructions):
             if isinstance(instruction, Say):
-                text = instruction.template.render(template_context(self.event, self.state))
+                text = instruction.template.render(self._context)
                 if text.strip():
                     self.replies.append(text)
             else:
@@ -251,7 +253,7 @@ class FlowRunner:
 
     async def _action(self, call: ActionCall, where: str) -> None:
         spec = self.bot.actions[call.name]
-        args = render_args(call.args, template_context(self.event, self.state))
+        args = render_args(call.args, self._context)
         try:
             await invoke(spec, self.event, self.state, args, self.kvs)
         except DialogError as exc:
@@ -266,7 +268,7 @@ class FlowRunner:
 
     def _holds(self, condition: Condition, where: str) -> bool:
         try:
-            return condition.holds(template_context(self.event, self.state))
+            return condition.holds(self._context)
         except ExpressionError as exc:
             raise DialogError(f"{where}: {exc}", self.bot.bot_id, self.flow, self.node) from exc
 
