@@ -242,3 +242,43 @@ async def test_progress_is_told_after_every_batch(mem: Memory, clock: ManualCloc
     report = await mem.janitor.run_once(progress=lambda kind, n: seen.append((kind, n)))
     assert report.kvs == 25
     assert [n for kind, n in seen if kind == "kvs"] == [10, 20, 25]
+
+
+async def test_shortened_timeouts_are_enforced_on_sessions_stored_before(
+    backend: str, open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    if backend == "memory":
+        pytest.skip("memory:// keeps nothing once closed")
+    if backend == "redis":
+        pytest.skip("Redis cannot shorten stored session timers (docs/backends.md)")
+    first = await open_memory({"dialog": {"sessionTimeoutInterval": "1d", "timeoutInterval": "1h"}})
+    async with first.turn("b", "u1") as state:
+        state.session["secret"] = "x"
+        state.temp["step"] = 1
+    await first.close()
+    second = await open_memory(
+        {"dialog": {"sessionTimeoutInterval": "30m", "timeoutInterval": "5m"}}
+    )
+    clock.advance(6 * 60)
+    report = await second.janitor.run_once()
+    assert (report.temp, report.sessions) == (1, 0)
+    clock.advance(30 * 60)
+    report = await second.janitor.run_once()
+    assert report.sessions == 1
+    assert (await second.export_user("b", "u1"))["sessions"] == []
+
+
+async def test_unchanged_timeouts_leave_stored_timers_alone(
+    backend: str, open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    if backend == "memory":
+        pytest.skip("memory:// keeps nothing once closed")
+    first = await open_memory()
+    async with first.turn("b", "u1") as state:
+        state.session["kept"] = 1
+    await first.close()
+    second = await open_memory()
+    clock.advance(29 * 60)
+    assert (await second.janitor.run_once()).sessions == 0
+    async with second.turn("b", "u1") as state:
+        assert state.session["kept"] == 1

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -34,7 +35,10 @@ from botmemory.values import JsonValue, loads, to_json_text
 
 __all__ = ["Memory"]
 
+log = logging.getLogger("botmemory")
+
 _RETENTION_META: Final = "retention-policies"
+_TIMEOUTS_META: Final = "session-timeouts"
 _RECONCILE_BATCH: Final = 1000
 
 
@@ -97,6 +101,7 @@ class Memory:
             await storage.open()
             memory = cls(storage, settings, clock)
             await memory._reconcile_retention()
+            await memory._reconcile_timeouts()
         except BaseException:
             await storage.close()
             raise
@@ -344,6 +349,28 @@ class Memory:
                 if bot != "*" and stored.get(bot) != current.get(bot):
                     await self._reconcile(validate_bot_id(bot))
         await self.storage.set_meta(_RETENTION_META, json.dumps(current, sort_keys=True))
+
+    async def _reconcile_timeouts(self) -> None:
+        """Bring stored session timers within shortened timeouts, so the janitor sees them."""
+        bots = {"*": self.settings.defaults, **self.settings.bots}
+        current = {b: [s.session_timeout, s.dialog_timeout] for b, s in bots.items()}
+        stored = await self.storage.get_meta(_TIMEOUTS_META)
+        if stored is not None and json.loads(stored) == current:
+            return
+
+        def timeouts(bot_id: str) -> tuple[float, float]:
+            settings = self.settings.for_bot(bot_id)
+            return settings.session_timeout, settings.dialog_timeout
+
+        try:
+            await self.storage.shorten_session_timers(timeouts)
+        except NotImplementedError:
+            log.warning(
+                "%s cannot shorten stored session timers: sessions timed out under the new "
+                "timeouts are hidden at once but deleted at their old expiry",
+                type(self.storage).__name__,
+            )
+        await self.storage.set_meta(_TIMEOUTS_META, json.dumps(current, sort_keys=True))
 
     async def _reconcile(self, bot_id: str | None) -> None:
         """Apply the policies in force to every stored user variable (of one bot or all)."""

@@ -201,9 +201,7 @@ def _object_end(depths: list[int], start: int) -> int:
     return len(depths)
 
 
-def _find_key(
-    text: str, depths: list[int], key: str, start: int, end: int
-) -> re.Match[str] | None:
+def _find_key(text: str, depths: list[int], key: str, start: int, end: int) -> re.Match[str] | None:
     """Find ``key:`` (bare or quoted) directly inside the object between ``start`` and ``end``."""
     pattern = re.compile(rf"(?<![\w$])(['\"]?){re.escape(key)}\1\s*:")
     level = _before(depths, start) + 1

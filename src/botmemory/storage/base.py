@@ -29,6 +29,7 @@ __all__ = [
     "KvsRecord",
     "Scope",
     "SessionRecord",
+    "SessionTimeouts",
     "Storage",
     "StoredVar",
     "TurnKeys",
@@ -148,6 +149,9 @@ class UserRecords:
     session_vars: list[StoredVar] = field(default_factory=list)
     temp_vars: list[StoredVar] = field(default_factory=list)
 
+
+SessionTimeouts = Callable[[str], tuple[float, float]]
+"""Given a bot id, its ``(session timeout, dialog timeout)`` in seconds."""
 
 KvsModifier = Callable[[KvsRecord | None], tuple[KvsRecord | None, T]]
 """Given the live record (``None`` if absent or expired), return the record to store
@@ -290,6 +294,17 @@ class Storage(ABC):
         (a turn filled temp again) is left alone.
         Return how many were emptied.
         """
+
+    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
+        """Bring every stored session's timers within the timeouts in force.
+
+        ``timeouts(bot_id)`` gives ``(session timeout, dialog timeout)`` in seconds. A
+        session's ``expires_at`` becomes at most ``last_seen + session timeout``, its
+        ``temp_expires_at`` at most ``last_seen + dialog timeout`` and ``expires_at``.
+        Return how many sessions changed. Backends that cannot do it raise
+        :class:`NotImplementedError` (timed-out sessions are hidden all the same).
+        """
+        raise NotImplementedError
 
     @abstractmethod
     async def delete_expired_kvs(self, now: float, limit: int) -> int:

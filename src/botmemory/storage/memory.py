@@ -14,6 +14,7 @@ from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
     SessionRecord,
+    SessionTimeouts,
     Storage,
     StoredVar,
     TurnKeys,
@@ -215,6 +216,15 @@ class MemoryStorage(Storage):
             cleared += 1
         return cleared
 
+    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
+        changed = 0
+        for key, s in list(self._sessions.items()):
+            shorter = _shortened(s, *timeouts(s.bot_id))
+            if shorter != s:
+                self._sessions[key] = shorter
+                changed += 1
+        return changed
+
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         doomed = [
             (ns, k)
@@ -231,3 +241,11 @@ class MemoryStorage(Storage):
 
     async def set_meta(self, name: str, value: str) -> None:
         self._meta[name] = value
+
+
+def _shortened(s: SessionRecord, session_timeout: float, dialog_timeout: float) -> SessionRecord:
+    expires_at = min(s.expires_at, s.last_seen + session_timeout)
+    temp = s.temp_expires_at
+    if temp is not None:
+        temp = min(temp, s.last_seen + dialog_timeout, expires_at)
+    return replace(s, expires_at=expires_at, temp_expires_at=temp)

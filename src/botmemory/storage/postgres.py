@@ -31,6 +31,7 @@ from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
     SessionRecord,
+    SessionTimeouts,
     Storage,
     StoredVar,
     TurnKeys,
@@ -240,6 +241,17 @@ class PostgresStorage(Storage):
         columns = _columns([(s.bot_id, s.key, s.temp_expires_at) for s in sessions], 3)
         async with self.db.connection() as conn:
             return int(await conn.fetchval(sql.CLEAR_TEMPS, *columns))
+
+    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
+        changed = 0
+        async with self.db.connection() as conn:
+            for (bot_id,) in await conn.fetch(sql.SESSION_BOTS):
+                session_timeout, dialog_timeout = timeouts(bot_id)
+                status = await conn.execute(
+                    sql.SHORTEN_TIMERS, session_timeout, dialog_timeout, bot_id
+                )
+                changed += _affected(status)
+        return changed
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         async with self.db.connection() as conn:

@@ -303,6 +303,15 @@ DELETE_EXPIRED_KVS: Final = """
 """
 """Delete a batch by row address. A row renewed meanwhile has a new address: it stays."""
 
+SESSION_BOTS: Final = "SELECT DISTINCT bot_id FROM sessions"
+SHORTEN_TIMERS: Final = """
+    UPDATE sessions SET
+        expires_at = LEAST(expires_at, last_seen + $1),
+        temp_expires_at = CASE WHEN temp_expires_at IS NULL THEN NULL
+            ELSE LEAST(temp_expires_at, last_seen + $2, last_seen + $1) END
+    WHERE bot_id = $3
+        AND (expires_at > last_seen + $1 OR temp_expires_at > LEAST(last_seen + $2, last_seen + $1))
+"""
 GET_META: Final = "SELECT value FROM meta WHERE name = $1"
 SET_META: Final = """
     INSERT INTO meta (name, value) VALUES ($1, $2)

@@ -31,6 +31,7 @@ from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
     SessionRecord,
+    SessionTimeouts,
     Storage,
     StoredVar,
     TurnKeys,
@@ -269,6 +270,9 @@ class SqliteStorage(Storage):
 
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
         return await self._run(self._write(lambda db: sql.clear_temps(db, sessions)))
+
+    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
+        return await self._run(self._write(lambda db: sql.shorten_session_timers(db, timeouts)))
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         return await self._run(self._write(lambda db: sql.delete_expired_kvs(db, now, limit)))

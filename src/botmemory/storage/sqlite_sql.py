@@ -20,6 +20,7 @@ from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
     SessionRecord,
+    SessionTimeouts,
     StoredVar,
     TurnKeys,
     TurnSnapshot,
@@ -392,6 +393,26 @@ def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> in
         )
         cleared += 1
     return cleared
+
+
+SHORTEN_TIMERS: Final = """
+    UPDATE sessions SET
+        expires_at = MIN(expires_at, last_seen + ?1),
+        temp_expires_at = CASE WHEN temp_expires_at IS NULL THEN NULL
+            ELSE MIN(temp_expires_at, last_seen + ?2, last_seen + ?1) END
+    WHERE bot_id = ?3
+        AND (expires_at > last_seen + ?1 OR temp_expires_at > MIN(last_seen + ?2, last_seen + ?1))
+"""
+
+
+def shorten_session_timers(db: sqlite3.Connection, timeouts: SessionTimeouts) -> int:
+    """Bring the sessions' timers within the timeouts in force; count those changed."""
+    bots = [row[0] for row in db.execute("SELECT DISTINCT bot_id FROM sessions")]
+    changed = 0
+    for bot_id in bots:
+        session_timeout, dialog_timeout = timeouts(bot_id)
+        changed += db.execute(SHORTEN_TIMERS, (session_timeout, dialog_timeout, bot_id)).rowcount
+    return changed
 
 
 def delete_expired_kvs(db: sqlite3.Connection, now: float, limit: int) -> int:
