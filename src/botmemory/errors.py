@@ -10,6 +10,8 @@ The hierarchy::
      │    ├── ValueTooLargeError            larger than limits.maxValueBytes
      │    └── SessionNotAliveError          an edit of a session or dialog that is over
      ├── UserErasedError                    the user was erased while a turn ran
+ ├── ConflictError                      concurrent turns kept changing what a turn read
+ ├── DuplicateMessageError              a message id that was already processed
      ├── BackendError                       the storage failed
      │    ├── BackendUnavailableError (ConnectionError)
      │    ├── SchemaVersionError            database schema newer than this code
@@ -27,6 +29,8 @@ __all__ = [
     "BackendUnavailableError",
     "BotMemoryError",
     "ConfigError",
+    "ConflictError",
+    "DuplicateMessageError",
     "InvalidDurationError",
     "InvalidIdError",
     "InvalidValueError",
@@ -78,6 +82,27 @@ class SessionNotAliveError(InvalidValueError):
 
 class UserErasedError(BotMemoryError):
     """The user was erased while a turn ran: the turn wrote nothing."""
+
+
+class ConflictError(BotMemoryError):
+    """A turn's commit found that what it read or wrote changed since it loaded it.
+
+    The commit wrote nothing. :meth:`Memory.run_turn <botmemory.Memory.run_turn>` and
+    the dialog engine run the turn again from a fresh load, up to
+    ``concurrency.maxAttempts`` times, and raise this only when every attempt conflicted.
+    """
+
+
+class DuplicateMessageError(BotMemoryError):
+    """A turn was started for a message id that its session already processed.
+
+    Nothing runs and nothing is written; ``replies`` holds what the first turn of
+    that message stored (``TurnState.replies``), so that the caller can answer again.
+    """
+
+    def __init__(self, message: str, replies: list[object]) -> None:
+        super().__init__(message)
+        self.replies = replies
 
 
 class BackendError(BotMemoryError):

@@ -6,7 +6,14 @@ canonical JSON text; times as epoch seconds from the injected clock.
 
 Guarantees every backend gives:
 
-- ``commit_turn`` applies all of a turn's writes in one transaction, or none.
+- ``commit_turn`` checks a turn's read set and applies all of its writes in one
+  transaction, or raises :class:`~botmemory.errors.ConflictError` and applies none.
+  Every stored variable, session and KVS record carries a ``version`` (a random
+  63-bit id of the commit that wrote it; ``0`` means absent), so a check is an
+  equality, and a row deleted then created again never passes for the old one.
+  Every write outside a turn (KVS calls, the janitor's updates and deletes, shortened
+  session timers) gives what it changes a new version (:func:`new_version`), so a
+  turn that loaded it before conflicts.
 - ``kvs_modify`` is an atomic read-modify-write of one key.
 - Reads of KVS keys ignore expired keys, so correctness never waits for the janitor.
 - The ``expired_*`` methods return at most ``limit`` rows; the janitor then deletes
@@ -18,6 +25,8 @@ Guarantees every backend gives:
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -25,9 +34,13 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
 __all__ = [
+    "KvsCheck",
     "KvsModifier",
+    "KvsPrefixCheck",
     "KvsRecord",
+    "KvsWrite",
     "Scope",
+    "ScopeCheck",
     "SessionRecord",
     "SessionTimeouts",
     "Storage",
@@ -36,8 +49,12 @@ __all__ = [
     "TurnSnapshot",
     "TurnWrite",
     "UserRecords",
+    "VarCheck",
+    "VarDelta",
     "VarKey",
     "VarUpdate",
+    "add_to_number",
+    "new_version",
 ]
 
 Scope = Literal["user", "session", "temp", "bot"]
@@ -66,6 +83,85 @@ class StoredVar(NamedTuple):
     expires_at: float | None = None
     field_times: str | None = None
     """JSON object ``{dotted path: last change}`` for fields with a retention policy."""
+    version: int = 0
+    """The id of the commit that last wrote it (``0`` before it is stored)."""
+
+
+def new_version() -> int:
+    """Return a fresh row version: a random id in ``[1, 2**62]``, never ``0`` (absent)."""
+    return random.getrandbits(62) + 1
+
+
+class VarCheck(NamedTuple):
+    """A commit holds only if ``key`` still has ``version`` (``0``: still absent)."""
+
+    key: VarKey
+    version: int
+
+
+class ScopeCheck(NamedTuple):
+    """A commit holds only if the owner's stored variables are exactly these.
+
+    For a turn that read a whole scope (iterated it): no variable was added,
+    changed or removed since. ``versions`` is ``((name, version), ...)`` sorted by name,
+    expired rows included.
+    """
+
+    scope: Scope
+    bot_id: str
+    owner: str
+    versions: tuple[tuple[str, int], ...]
+
+
+class VarDelta(NamedTuple):
+    """Add ``by`` to a number variable at commit time, whatever its value then.
+
+    A missing variable, or a user variable expired at the commit's ``now``, counts as
+    ``0``. The row gets the commit's ``changed_at`` and ``expires_at``. A stored value that
+    is not a number makes the commit raise :class:`~botmemory.errors.ConflictError`.
+    """
+
+    key: VarKey
+    by: int | float
+    expires_at: float | None = None
+
+
+class KvsCheck(NamedTuple):
+    """A commit holds only if the live record of ``key`` still has ``version``."""
+
+    namespace: str
+    key: str
+    version: int
+
+
+class KvsPrefixCheck(NamedTuple):
+    """A commit holds only if the live keys under ``prefix`` are exactly these."""
+
+    namespace: str
+    prefix: str
+    versions: tuple[tuple[str, int], ...]
+
+
+class KvsWrite(NamedTuple):
+    """Store ``record`` under ``key`` (``None`` deletes it) as part of a turn."""
+
+    namespace: str
+    key: str
+    record: KvsRecord | None
+
+
+def add_to_number(text: str | None, by: int | float) -> str:
+    """Return the JSON text of ``text`` (a JSON number, or ``None`` for 0) plus ``by``.
+
+    Raise :class:`~botmemory.errors.ConflictError` when ``text`` is not a number: the
+    value changed since the turn checked it, so the turn must run again.
+    """
+    from botmemory.errors import ConflictError
+
+    current = 0 if text is None else json.loads(text)
+    if isinstance(current, bool) or not isinstance(current, int | float):
+        raise ConflictError(f"cannot add {by!r} to {text}: it is no longer a number")
+    return json.dumps(current + by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +192,8 @@ class SessionRecord:
     expires_at: float
     temp_expires_at: float | None
     """When the temp memory expires; ``None`` when it is empty."""
+    version: int = 0
+    """The id of the commit (or janitor change) that last wrote it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +218,35 @@ class TurnSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class TurnWrite:
-    """A turn's writes, applied in one transaction in this order: resets, deletes, upserts."""
+    """A turn's checks and writes, in one transaction.
+
+    First every check: the session's ``session_version``, ``checks``, ``scope_checks``,
+    ``kvs_checks`` and ``kvs_prefix_checks``; if one fails, raise
+    :class:`~botmemory.errors.ConflictError` and write nothing. Then, in this order:
+    resets, deletes, upserts, deltas, the session record, KVS writes. Every row written
+    gets ``version``.
+    """
 
     session: SessionRecord | None
     """The session's new timers; ``None`` leaves the session alone (an edit without one)."""
+    session_version: int | None = None
+    """The version the session record must still have (``0``: absent); ``None``: no check."""
     reset_session: bool = False
     """Delete every session and temp variable of the session first (it had expired)."""
     reset_temp: bool = False
     """Delete every temp variable of the session first (flow ended or temp expired)."""
     deletes: Sequence[VarKey] = ()
     upserts: Sequence[StoredVar] = ()
+    deltas: Sequence[VarDelta] = ()
+    checks: Sequence[VarCheck] = ()
+    scope_checks: Sequence[ScopeCheck] = ()
+    kvs_writes: Sequence[KvsWrite] = ()
+    kvs_checks: Sequence[KvsCheck] = ()
+    kvs_prefix_checks: Sequence[KvsPrefixCheck] = ()
+    now: float = 0.0
+    """The commit's time: ``changed_at`` of deltas; KVS and delta expiry is judged at it."""
+    version: int = field(default_factory=new_version)
+    """The id of this commit: the ``version`` of every row it writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +255,8 @@ class KvsRecord:
 
     value: str
     expires_at: float | None
+    version: int = 0
+    """The id of the write that stored it (set by the backend on every write)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,16 +331,20 @@ class Storage(ABC):
 
     @abstractmethod
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Apply a turn's writes in one transaction."""
+        """Check a turn's read set and apply its writes in one transaction (see TurnWrite).
+
+        Raise :class:`~botmemory.errors.ConflictError`, having written nothing, when a
+        check fails. Never apply one ``write`` twice, even when a driver resends it.
+        """
 
     # -- key-value store -------------------------------------------------------------
     @abstractmethod
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
-        """Return the live record of ``key``, or ``None``."""
+        """Return the live record of ``key`` with its version, or ``None``."""
 
     @abstractmethod
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
-        """Store ``record`` under ``key``, replacing any earlier one."""
+        """Store ``record`` under ``key`` with a new version, replacing any earlier one."""
 
     @abstractmethod
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:

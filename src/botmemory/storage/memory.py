@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TypeVar
 
+from botmemory.errors import ConflictError
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -23,6 +24,8 @@ from botmemory.storage.base import (
     UserRecords,
     VarKey,
     VarUpdate,
+    add_to_number,
+    new_version,
 )
 
 __all__ = ["MemoryStorage"]
@@ -58,7 +61,8 @@ class MemoryStorage(Storage):
         )
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        session = write.session
+        self._check(write)
+        session, version = write.session, write.version
         if session is not None and write.reset_session:
             self._vars.pop(("session", session.bot_id, session.key), None)
         if session is not None and (write.reset_session or write.reset_temp):
@@ -67,9 +71,51 @@ class MemoryStorage(Storage):
             self._vars.get((key.scope, key.bot_id, key.owner), {}).pop(key.name, None)
         for var in write.upserts:
             k = var.key
-            self._vars.setdefault((k.scope, k.bot_id, k.owner), {})[k.name] = var
+            self._vars.setdefault((k.scope, k.bot_id, k.owner), {})[k.name] = var._replace(
+                version=version
+            )
+        for delta in write.deltas:
+            k = delta.key
+            owned = self._vars.setdefault((k.scope, k.bot_id, k.owner), {})
+            current = owned.get(k.name)
+            base = None if current is None or _expired(current, write.now) else current.value
+            text = add_to_number(base, delta.by)
+            owned[k.name] = StoredVar(k, text, write.now, delta.expires_at, None, version)
         if session is not None:
-            self._sessions[(session.bot_id, session.key)] = session
+            self._sessions[(session.bot_id, session.key)] = replace(session, version=version)
+        for w in write.kvs_writes:
+            record = None if w.record is None else replace(w.record, version=version)
+            self._store_kvs(w.namespace, w.key, record)
+
+    def _check(self, write: TurnWrite) -> None:
+        """Raise ConflictError unless every check of ``write`` holds (nothing written yet)."""
+        s = write.session
+        if write.session_version is not None and s is not None:
+            current = self._sessions.get((s.bot_id, s.key))
+            if (0 if current is None else current.version) != write.session_version:
+                raise ConflictError(f"session {s.key} changed since the turn loaded it")
+        for check in write.checks:
+            k = check.key
+            row = self._vars.get((k.scope, k.bot_id, k.owner), {}).get(k.name)
+            if (0 if row is None else row.version) != check.version:
+                raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
+        for scope in write.scope_checks:
+            rows = self._vars.get((scope.scope, scope.bot_id, scope.owner), {})
+            if tuple(sorted((n, v.version) for n, v in rows.items())) != scope.versions:
+                raise ConflictError(f"{scope.scope} memory changed since the turn read it all")
+        for kc in write.kvs_checks:
+            live = self._live(kc.namespace, kc.key, write.now)
+            if (0 if live is None else live.version) != kc.version:
+                raise ConflictError(f"key {kc.key!r} changed since the turn read it")
+        for pc in write.kvs_prefix_checks:
+            keys = self._kvs.get(pc.namespace, {})
+            found = tuple(
+                (k, r.version)
+                for k, r in sorted(keys.items())
+                if k.startswith(pc.prefix) and self._live(pc.namespace, k, write.now)
+            )
+            if found != pc.versions:
+                raise ConflictError(f"keys under {pc.prefix!r} changed since the turn listed them")
 
     # -- key-value store -------------------------------------------------------------
     def _live(self, namespace: str, key: str, now: float) -> KvsRecord | None:
@@ -81,15 +127,20 @@ class MemoryStorage(Storage):
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
         return self._live(namespace, key, now)
 
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
-        self._kvs.setdefault(namespace, {})[key] = record
-
-    async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
-        record, result = modify(self._live(namespace, key, now))
+    def _store_kvs(self, namespace: str, key: str, record: KvsRecord | None) -> None:
         if record is None:
             self._kvs.get(namespace, {}).pop(key, None)
         else:
             self._kvs.setdefault(namespace, {})[key] = record
+
+    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+        self._store_kvs(namespace, key, replace(record, version=new_version()))
+
+    async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
+        record, result = modify(self._live(namespace, key, now))
+        self._store_kvs(
+            namespace, key, None if record is None else replace(record, version=new_version())
+        )
         return result
 
     async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
@@ -172,6 +223,7 @@ class MemoryStorage(Storage):
                     value=update.value,
                     expires_at=update.expires_at,
                     field_times=update.field_times,
+                    version=new_version(),
                 )
         return applied
 
@@ -212,7 +264,9 @@ class MemoryStorage(Storage):
             if current is None or current.temp_expires_at not in (s.temp_expires_at, None):
                 continue
             self._vars.pop(("temp", s.bot_id, s.key), None)
-            self._sessions[(s.bot_id, s.key)] = replace(current, temp_expires_at=None)
+            self._sessions[(s.bot_id, s.key)] = replace(
+                current, temp_expires_at=None, version=new_version()
+            )
             cleared += 1
         return cleared
 
@@ -221,7 +275,7 @@ class MemoryStorage(Storage):
         for key, s in list(self._sessions.items()):
             shorter = _shortened(s, *timeouts(s.bot_id))
             if shorter != s:
-                self._sessions[key] = shorter
+                self._sessions[key] = replace(shorter, version=new_version())
                 changed += 1
         return changed
 
@@ -249,3 +303,7 @@ def _shortened(s: SessionRecord, session_timeout: float, dialog_timeout: float) 
     if temp is not None:
         temp = min(temp, s.last_seen + dialog_timeout, expires_at)
     return replace(s, expires_at=expires_at, temp_expires_at=temp)
+
+
+def _expired(var: StoredVar, now: float) -> bool:
+    return var.expires_at is not None and var.expires_at <= now
