@@ -97,6 +97,7 @@ def assert_default_bot(bot: BotSettings, bot_id: str | None) -> None:
         dialog_timeout=300.0,
         dialog_janitor_interval=10.0,
         last_messages=5,
+        message_ids=20,
         policies={},
         max_value_bytes=1_048_576,
         error_reply="Sorry, something went wrong on my side. Please try again.",
@@ -158,6 +159,7 @@ def test_every_global_key_is_read() -> None:
         dialog_timeout=120.0,
         dialog_janitor_interval=1.0,
         last_messages=0,
+        message_ids=20,
         policies={"email": 60 * DAY},
         max_value_bytes=1000,
         error_reply="Sorry, something went wrong on my side. Please try again.",
@@ -360,7 +362,7 @@ def test_unknown_key_suggests_the_nearest_one(tmp_path: Path) -> None:
 
 def test_unknown_key_without_a_near_one_lists_the_keys() -> None:
     problem = one_problem(load_settings, {"session": {"zzz": 1}})
-    assert problem == "config: session.zzz: unknown key 'zzz': the keys here are lastMessages"
+    assert problem == "config: session.zzz: unknown key 'zzz': the keys here are lastMessages, messageIds"
 
 
 @pytest.mark.parametrize(
@@ -584,7 +586,7 @@ def test_describe_is_json_with_readable_durations() -> None:
             "errorReply": "Sorry, something went wrong on my side. Please try again.",
             "maxSteps": 100,
         },
-        "session": {"lastMessages": 5},
+        "session": {"lastMessages": 5, "messageIds": 20},
         "converse": {"public": False},
         "dataRetention": {"policies": {"email": "60d"}},
         "limits": {"maxValueBytes": 1048576},

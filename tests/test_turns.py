@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from botmemory import InvalidIdError, InvalidValueError, ManualClock, Memory, ValueTooLargeError
+from botmemory import (
+    ConflictError,
+    InvalidIdError,
+    InvalidValueError,
+    ManualClock,
+    Memory,
+    ValueTooLargeError,
+)
 from tests.conftest import DAY, OpenMemory
 
 
@@ -332,11 +339,26 @@ async def test_a_turn_writes_only_what_it_changed(mem: Memory) -> None:
     async with mem.turn("b", "u1", thread_id="t1") as slow:
         async with mem.turn("b", "u2") as fast:
             fast.bot["counter"] = 5
-        assert slow.bot["counter"] == 0  # loaded before the other turn
-        slow.bot["other"] = "y"
+        slow.bot["other"] = "y"  # a blind write: the slow turn never read counter
     async with mem.turn("b", "u1") as state:
         assert state.bot["counter"] == 5
         assert state.bot["other"] == "y"
+
+
+async def test_a_turn_that_read_a_changed_variable_conflicts_and_writes_nothing(
+    mem: Memory,
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.bot["counter"] = 0
+    with pytest.raises(ConflictError):
+        async with mem.turn("b", "u1", thread_id="t1") as slow:
+            async with mem.turn("b", "u2") as fast:
+                fast.bot["counter"] = 5
+            slow.bot["counter"] = slow.bot["counter"] + 1  # read before the other turn
+            slow.user["name"] = "lost"
+    async with mem.turn("b", "u1") as state:
+        assert state.bot["counter"] == 5
+        assert "name" not in state.user
 
 
 async def test_end_flow_then_the_same_value_is_kept(mem: Memory) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol, TypeVar
 
 from botmemory.clock import Clock
 from botmemory.durations import parse_duration
 from botmemory.errors import InvalidDurationError, InvalidValueError
 from botmemory.ids import validate_bot_id, validate_id
-from botmemory.storage.base import KvsRecord, Storage
+from botmemory.storage.base import KvsModifier, KvsRecord, Storage
 from botmemory.values import MISSING, JsonValue, get_path, loads, parse_path, set_path, to_json_text
 
 __all__ = [
@@ -29,6 +30,22 @@ __all__ = [
     "parse_expiry",
     "user_storage_key",
 ]
+
+T = TypeVar("T")
+
+
+class KvsPrimitives(Protocol):
+    """What a :class:`KeyValueStore` runs on: a storage backend, or a turn's view of one."""
+
+    async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None: ...
+    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None: ...
+    async def kvs_modify(
+        self, namespace: str, key: str, now: float, modify: KvsModifier[T]
+    ) -> T: ...
+    async def kvs_delete(self, namespace: str, key: str, now: float) -> bool: ...
+    async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]: ...
+    async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int: ...
+
 
 GLOBAL_NAMESPACE = ""
 """The namespace of the global key space (no bot id is empty)."""
@@ -88,7 +105,7 @@ class KeyValueStore:
     """The key-value store of one bot, or the global one."""
 
     def __init__(
-        self, storage: Storage, namespace: str, clock: Clock, max_value_bytes: int
+        self, storage: KvsPrimitives, namespace: str, clock: Clock, max_value_bytes: int
     ) -> None:
         self._storage = storage
         self.namespace = namespace

@@ -9,28 +9,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from functools import lru_cache
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 
 from botmemory.clock import Clock, system_clock
 from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
-from botmemory.errors import BackendError, BotMemoryError, InvalidValueError, UserErasedError
+from botmemory.errors import (
+    BackendError,
+    BotMemoryError,
+    ConflictError,
+    InvalidIdError,
+    InvalidValueError,
+    UserErasedError,
+)
 from botmemory.ids import Identity, validate_bot_id
 from botmemory.janitor import Janitor, retention_update
-from botmemory.kvs import KvsAccess, user_storage_key
+from botmemory.kvs import KeyValueStore, KvsAccess, user_storage_key
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
 from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, TurnWrite, VarKey
-from botmemory.turns import TurnState, begin_turn, finish_turn, iso_time
+from botmemory.turn_kvs import TurnKvs
+from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn, iso_time
 from botmemory.values import JsonValue, loads, to_json_text
 
 __all__ = ["Memory"]
@@ -40,6 +50,12 @@ log = logging.getLogger("botmemory")
 _RETENTION_META: Final = "retention-policies"
 _TIMEOUTS_META: Final = "session-timeouts"
 _RECONCILE_BATCH: Final = 1000
+_BACKOFF_FIRST: Final = 0.001
+"""Seconds: the longest wait before the second attempt of a conflicting turn."""
+_BACKOFF_MAX: Final = 0.1
+"""Seconds: the longest wait between two attempts (the bound doubles until this)."""
+
+T = TypeVar("T")
 
 
 class Memory:
@@ -136,6 +152,7 @@ class Memory:
         message: Mapping[str, JsonValue] | None = None,
         *,
         resume: bool = False,
+        message_id: str | None = None,
     ) -> AbstractAsyncContextManager[TurnState]:
         """Load the four memories of a turn, yield them, and persist what changed.
 
@@ -143,13 +160,62 @@ class Memory:
         is persisted. ``message`` is the user's message, ``{"type": "text", "text": ...}``
         or any JSON object with a ``type``: it is added to ``session["lastMessages"]``.
 
+        The commit checks that nothing the body read (or wrote) changed meanwhile in
+        another turn; if something did, it writes nothing and raises
+        :class:`~botmemory.errors.ConflictError`. A body in a ``with`` block cannot run
+        again by itself: :meth:`run_turn` runs it again for you, and ``state.bot.incr``
+        changes a counter without conflicts.
+
+        ``message_id`` makes the message idempotent: if the session already processed
+        it, :class:`~botmemory.errors.DuplicateMessageError` is raised (with the
+        replies the first turn stored in ``state.replies``) and the body does not run.
+
         ``resume=True`` is for timeout handlers (see ``Janitor.on_dialog_timeout``):
         the session and temp memory are shown even if they timed out
         (``state.session_expired`` and ``state.temp_expired`` tell), and their timers
         are left as they were, so the turn does not keep the session alive.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
-        return self._turn(identity, _check_message(message), resume=resume)
+        return self._turn(
+            identity, _check_message(message), resume=resume, message_id=_check_id(message_id)
+        )
+
+    async def run_turn(
+        self,
+        body: Callable[[TurnState], Awaitable[T]],
+        bot_id: str,
+        user_id: str,
+        channel: str = "api",
+        thread_id: str | None = None,
+        message: Mapping[str, JsonValue] | None = None,
+        *,
+        resume: bool = False,
+        message_id: str | None = None,
+    ) -> T:
+        """Run ``await body(state)`` in a turn, again from a fresh load on a conflict.
+
+        Up to ``concurrency.maxAttempts`` attempts, with a short random wait between
+        them that doubles each time (1 ms, 2 ms, ... at most 100 ms); then
+        :class:`~botmemory.errors.ConflictError`. ``body`` must be safe to run again:
+        only its last attempt's changes are kept. Return what the body returned.
+        """
+        identity = Identity.of(bot_id, user_id, channel, thread_id)
+        checked, checked_id = _check_message(message), _check_id(message_id)
+        attempts = self.settings.max_attempts
+        for attempt in range(attempts):
+            try:
+                async with self._turn(
+                    identity, checked, resume=resume, message_id=checked_id
+                ) as state:
+                    return await body(state)
+            except ConflictError:
+                self.stats.conflicts += 1
+                if attempt + 1 == attempts:
+                    raise
+            self.stats.retries += 1
+            bound = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt)
+            await asyncio.sleep(random.uniform(0, bound))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def edit(
         self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
@@ -171,6 +237,7 @@ class Memory:
         *,
         resume: bool = False,
         edit: bool = False,
+        message_id: str | None = None,
     ) -> AsyncIterator[TurnState]:
         bot_id = identity.bot_id
         settings = self.settings.for_bot(bot_id)
@@ -192,7 +259,10 @@ class Memory:
                     message,
                     resume=resume,
                     edit=edit,
+                    message_id=message_id,
                 )
+                loaded.kvs = TurnKvs(self.storage, self.clock)
+                state.kvs = KeyValueStore(loaded.kvs, bot_id, self.clock, settings.max_value_bytes)
                 yield state
                 write = finish_turn(state, loaded, settings, policies, self.clock())
                 if self._erased.get((bot_id, identity.user_key), -1) > erasures:
@@ -202,7 +272,8 @@ class Memory:
                     )
                 await self.storage.commit_turn(write)
         except BaseException as exc:
-            self.stats.turn_errors += 1
+            if not isinstance(exc, ConflictError):
+                self.stats.turn_errors += 1
             if isinstance(exc, BackendError):
                 self.stats.backend_errors += 1
             raise
@@ -266,7 +337,9 @@ class Memory:
                 return False
             temp = None if record.temp_expires_at is None else now
             ended = replace(record, expires_at=now, temp_expires_at=temp)
-            await self.storage.commit_turn(TurnWrite(ended))
+            write = TurnWrite(ended, session_version=record.version, now=now)
+            await self.storage.commit_turn(write)
+            ended = replace(ended, version=write.version)
         return await self.janitor.end_sessions([ended]) == 1
 
     # -- users -------------------------------------------------------------------------
@@ -431,7 +504,21 @@ def _export_user_var(row: StoredVar, policies: RetentionPolicies, now: float) ->
 
 
 def _plain(rows: list[StoredVar], owner: str) -> dict[str, JsonValue]:
-    return {r.key.name: loads(r.value) for r in rows if r.key.owner == owner}
+    return {
+        r.key.name: loads(r.value)
+        for r in rows
+        if r.key.owner == owner and r.key.name != MESSAGE_IDS
+    }
+
+
+def _check_id(message_id: str | None) -> str | None:
+    if message_id is None:
+        return None
+    if not isinstance(message_id, str) or not message_id or len(message_id) > 255:
+        raise InvalidIdError(
+            f"message id {message_id!r} is invalid: use a string of 1 to 255 characters"
+        )
+    return message_id
 
 
 def _session_id(bot_id: str, session_key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Final
 
+from botmemory.errors import InvalidValueError
 from botmemory.ids import validate_id
 from botmemory.storage.base import Scope
 from botmemory.values import JsonValue, loads, to_json_text
@@ -23,6 +24,12 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     raises :class:`~botmemory.errors.InvalidValueError` at once, naming the scope
     and the variable. Nested values may be changed in place: the turn compares
     each variable with what it loaded, and persists only what differs.
+
+    The scope remembers what the turn read: each name looked up (found or not),
+    and the whole scope when it is iterated or counted. The turn's commit checks
+    that none of it changed meanwhile (:class:`~botmemory.errors.ConflictError`).
+    :meth:`incr` changes a number without reading it, so concurrent increments
+    never conflict.
     """
 
     def __init__(
@@ -32,11 +39,14 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         max_value_bytes: int,
         expiries: Mapping[str, float | None] | None = None,
         values: Mapping[str, JsonValue] | None = None,
+        versions: Mapping[str, int] | None = None,
     ) -> None:
         """``texts`` maps names to stored JSON text, parsed on first access.
 
         ``values`` gives the parsed value of names whose loaded value is not their
         stored text (for example a user variable without its expired fields).
+        ``versions`` gives the stored version of every stored row, shown or not
+        (an expired user variable is stored but not shown).
         """
         self.scope = scope
         self._max_bytes = max_value_bytes
@@ -46,8 +56,14 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
             self._data.update(values)
         self._touched: set[str] = set()
         self._expiries: dict[str, float | None] = dict(expiries or {})
+        self.versions: dict[str, int] = dict(versions or {})
+        self._read: set[str] = set()
+        self.read_all = False
+        """Whether the turn iterated or counted this scope."""
+        self._deltas: dict[str, int | float] = {}
 
     def __getitem__(self, name: str) -> JsonValue:
+        self._read.add(name)
         value = self._data[name]
         if value is _UNPARSED:
             value = self._data[name] = loads(self._loaded_text[name])
@@ -62,19 +78,67 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         to_json_text(value, f"{self.scope}.{name}", self._max_bytes)
         self._data[name] = value
         self._touched.add(name)
+        self._deltas.pop(name, None)
 
     def __delitem__(self, name: str) -> None:
+        self._read.add(name)
         del self._data[name]
         self._touched.discard(name)
+        self._deltas.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self._read.add(name)
+        return name in self._data
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        self.read_all = True
+        return iter(list(self._data))
 
     def __len__(self) -> int:
+        self.read_all = True
         return len(self._data)
 
+    def incr(self, name: str, by: int | float = 1) -> None:
+        """Add ``by`` to the number ``name`` (0 if absent) when the turn commits.
+
+        Unlike ``scope[name] += by``, this does not read the variable: concurrent
+        turns that increment it never conflict, and none of their increments is lost.
+        The value shown in this turn is what was loaded plus ``by``; reading it
+        afterwards is a read like any other.
+        """
+        if isinstance(by, bool) or not isinstance(by, int | float):
+            raise InvalidValueError(f"{self.scope}.{name}: increment by a number, not {by!r}")
+        if name in self._read or name in self._touched or self.read_all:
+            current = self.get(name, 0)
+            self[name] = _number(self.scope, name, current) + by
+            return
+        validate_id(name, f"{self.scope} variable name", max_length=MAX_NAME_LENGTH)
+        current = self._peek(name)
+        total = _number(self.scope, name, 0 if current is None else current) + by
+        to_json_text(total, f"{self.scope}.{name}", self._max_bytes)
+        self._data[name] = total
+        self._deltas[name] = self._deltas.get(name, 0) + by
+
+    def _peek(self, name: str) -> JsonValue:
+        """The current value of ``name`` (``None`` if absent) without reading it."""
+        value = self._data.get(name)
+        if value is _UNPARSED:
+            value = self._data[name] = loads(self._loaded_text[name])
+        return value
+
+    def deltas(self) -> dict[str, int | float]:
+        """The increments of :meth:`incr` to commit, by name (names read since excluded)."""
+        return {n: by for n, by in self._deltas.items() if n not in self._touched}
+
+    def checked(self) -> set[str]:
+        """The names whose stored version the commit checks: read or written."""
+        deleted = {n for n in self._loaded_text if n not in self._data}
+        return self._read | self._touched | deleted
+
     def __repr__(self) -> str:
-        return f"<{self.scope} memory {self.to_dict()!r}>"
+        shown = {name: self._peek(name) for name in self._data}
+        return f"<{self.scope} memory {shown!r}>"
 
     def replace_loaded(self, texts: Mapping[str, str]) -> None:
         """Make ``texts`` (JSON text by name) what this scope loaded and shows."""
@@ -82,6 +146,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         self._data = dict.fromkeys(texts, _UNPARSED)  # type: ignore[arg-type]
         self._touched.clear()
         self._expiries.clear()
+        self._deltas.clear()
 
     def forget_loaded(self) -> None:
         """Empty the scope and forget what was loaded: whatever is set next is new."""
@@ -89,6 +154,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         self._loaded_text.clear()
         self._touched.clear()
         self._expiries.clear()
+        self._deltas.clear()
 
     def expiry(self, name: str) -> float | None:
         """When ``name`` expires (epoch seconds) as loaded, or ``None`` if it does not."""
@@ -96,6 +162,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
 
     def to_dict(self) -> dict[str, JsonValue]:
         """Return a plain dict of the current values (shared, not copied)."""
+        self.read_all = True
         return {name: self[name] for name in self._data}
 
     def changes(self) -> tuple[dict[str, str], list[str]]:
@@ -113,3 +180,9 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     def loaded_text(self, name: str) -> str | None:
         """The JSON text ``name`` had when the turn loaded it."""
         return self._loaded_text.get(name)
+
+
+def _number(scope: str, name: str, value: JsonValue) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValueError(f"{scope}.{name} holds {value!r}, not a number to increment")
+    return value

@@ -46,6 +46,10 @@ class MemoryStats:
     """Turns that raised and persisted nothing."""
     backend_errors: int = 0
     """Turns that failed because the storage failed."""
+    conflicts: int = 0
+    """Turn attempts whose commit found that what they read had changed (nothing written)."""
+    retries: int = 0
+    """Turn attempts run again after a conflict (by ``run_turn`` and the dialog engine)."""
     turn_seconds: Histogram = field(default_factory=Histogram)
     """Wall-clock duration of a turn, lock wait included."""
     lock_wait_seconds: Histogram = field(default_factory=Histogram)

@@ -14,24 +14,41 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from botmemory.config import BotSettings
-from botmemory.errors import SessionNotAliveError
+from botmemory.errors import DuplicateMessageError, SessionNotAliveError
 from botmemory.ids import Identity
+from botmemory.kvs import KeyValueStore
 from botmemory.retention import Evaluation, RetentionPolicies
 from botmemory.scopes import ScopeMemory
 from botmemory.storage.base import (
     Scope,
+    ScopeCheck,
     SessionRecord,
     StoredVar,
     TurnSnapshot,
     TurnWrite,
+    VarCheck,
+    VarDelta,
     VarKey,
 )
+from botmemory.turn_kvs import TurnKvs
 from botmemory.values import MISSING, JsonValue, dumps, loads
 
-__all__ = ["LAST_MESSAGES", "TurnState", "begin_turn", "finish_turn", "iso_time"]
+__all__ = [
+    "LAST_MESSAGES",
+    "MESSAGE_IDS",
+    "TurnState",
+    "begin_turn",
+    "finish_turn",
+    "iso_time",
+]
 
 LAST_MESSAGES = "lastMessages"
 """The session variable that holds the session's last user messages."""
+MESSAGE_IDS = "\x01messageIds"
+"""The hidden session variable that remembers processed message ids with their replies.
+
+Its name has a control character, which no variable name may have: no bot can read,
+overwrite or export it by mistake."""
 
 
 def iso_time(epoch: float) -> str:
@@ -63,6 +80,12 @@ class TurnState:
     """Temp memory that timed out and that the janitor has not swept yet, as stored
     (JSON text by name): for dialog-timeout handling that comes with the next message.
     See :meth:`resume_expired_temp`."""
+    replies: list[JsonValue] = field(default_factory=list)
+    """What the turn answered, stored with its message id (if it has one), so that the
+    same message sent again gets the same answer without running again."""
+    kvs: KeyValueStore = field(default=None)  # type: ignore[assignment]
+    """The bot's key-value store inside this turn: what it reads is checked and what it
+    writes is committed with the turn, or not at all."""
 
     @property
     def session_id(self) -> str:
@@ -107,6 +130,9 @@ class _Loaded:
     resumed: bool = False
     edit: bool = False
     user_rows: dict[str, tuple[StoredVar, Evaluation | None]] = field(default_factory=dict)
+    message_id: str | None = None
+    message_ids: list[JsonValue] = field(default_factory=list)
+    kvs: TurnKvs | None = None
 
 
 def begin_turn(
@@ -119,6 +145,7 @@ def begin_turn(
     *,
     resume: bool = False,
     edit: bool = False,
+    message_id: str | None = None,
 ) -> tuple[TurnState, _Loaded]:
     """Build the state a turn sees at ``now`` from what storage holds.
 
@@ -126,6 +153,8 @@ def begin_turn(
     their timers are left alone when the turn is persisted: for timeout handlers.
     With ``edit``, the turn is an administrator's change: it sees what a turn sees,
     but persisting it neither starts nor prolongs a session.
+    A ``message_id`` that the live session already processed raises
+    :class:`~botmemory.errors.DuplicateMessageError` with the replies stored then.
     """
     record = snapshot.session
     alive = (
@@ -150,12 +179,21 @@ def begin_turn(
         edit=edit,
     )
     user = _load_user(snapshot.user, policies, now, loaded, settings.max_value_bytes)
+    session_rows = snapshot.session_vars if shown_session else ()
+    hidden = [row for row in session_rows if row.key.name == MESSAGE_IDS]
+    if hidden:
+        session_rows = [row for row in session_rows if row.key.name != MESSAGE_IDS]
+        seen = loads(hidden[0].value)
+        loaded.message_ids = seen if isinstance(seen, list) else []
+    loaded.message_id = message_id
+    if message_id is not None:
+        _refuse_duplicate(identity, loaded.message_ids, message_id)
     state = TurnState(
         identity,
         user,
-        _scope("session", snapshot.session_vars if shown_session else (), settings),
+        _scope("session", session_rows, settings),
         _scope("temp", snapshot.temp_vars if shown_temp else (), settings),
-        _scope("bot", snapshot.bot, settings),
+        _scope("bot", snapshot.bot, settings, versioned=True),
         is_new_session=not shown_session,
         message=message,
         session_expired=not alive,
@@ -168,8 +206,23 @@ def begin_turn(
     return state, loaded
 
 
-def _scope(name: Scope, rows: Iterable[StoredVar], settings: BotSettings) -> ScopeMemory:
-    return ScopeMemory(name, {row.key.name: row.value for row in rows}, settings.max_value_bytes)
+def _scope(
+    name: Scope, rows: Iterable[StoredVar], settings: BotSettings, *, versioned: bool = False
+) -> ScopeMemory:
+    texts = {row.key.name: row.value for row in rows}
+    versions = {row.key.name: row.version for row in rows} if versioned else None
+    return ScopeMemory(name, texts, settings.max_value_bytes, versions=versions)
+
+
+def _refuse_duplicate(identity: Identity, seen: list[JsonValue], message_id: str) -> None:
+    for entry in seen:
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == message_id:
+            replies = entry[1] if isinstance(entry[1], list) else []
+            raise DuplicateMessageError(
+                f"message {message_id!r} of session {identity.session_id!r} was already "
+                "processed: nothing ran again",
+                list(replies),
+            )
 
 
 def _load_user(
@@ -192,7 +245,8 @@ def _load_user(
         values[name] = ev.value
         expiries[name] = ev.expires_at
         loaded.user_rows[name] = (row, ev)
-    return ScopeMemory("user", texts, max_bytes, expiries, values)
+    versions = {row.key.name: row.version for row in rows}
+    return ScopeMemory("user", texts, max_bytes, expiries, values, versions)
 
 
 def _remember_message(
@@ -216,11 +270,12 @@ def finish_turn(
     policies: RetentionPolicies,
     now: float,
 ) -> TurnWrite:
-    """Return the writes that persist what ``state`` changed, as of ``now``."""
+    """Return the checks and writes that persist what ``state`` changed, as of ``now``."""
     ident = state.identity
     bot_id, user_key, session_key = ident.bot_id, ident.user_key, ident.session_key
     upserts: list[StoredVar] = []
     deletes: list[VarKey] = []
+    deltas: list[VarDelta] = []
     for scope, owner in (
         (state.session, session_key),
         (state.temp, session_key),
@@ -230,22 +285,80 @@ def finish_turn(
         kind = scope.scope
         upserts += [StoredVar(VarKey(kind, bot_id, owner, n), t, now) for n, t in changed.items()]
         deletes += [VarKey(kind, bot_id, owner, n) for n in deleted]
+        deltas += [VarDelta(VarKey(kind, bot_id, owner, n), by) for n, by in scope.deltas().items()]
     changed, deleted = state.user.changes()
     upserts += [
         _user_var(state, loaded, policies, VarKey("user", bot_id, user_key, name), text, now)
         for name, text in changed.items()
     ]
     deletes += [VarKey("user", bot_id, user_key, n) for n in deleted]
+    deltas += [
+        _user_delta(state, policies, VarKey("user", bot_id, user_key, n), by, now)
+        for n, by in state.user.deltas().items()
+    ]
     session = _session_record(state, loaded, settings, now)
-    if session is None:
-        return TurnWrite(None, deletes=deletes, upserts=upserts)
+    if session is not None and loaded.message_id is not None and settings.message_ids:
+        upserts.append(_message_ids(state, loaded, settings, now))
+    kvs = loaded.kvs
     return TurnWrite(
         session,
-        reset_session=not loaded.session_alive and loaded.session is not None,
-        reset_temp=loaded.reset_temp or state.flow_ended,
+        session_version=None if session is None else _version(loaded.session),
+        reset_session=session is not None
+        and loaded.session is not None
+        and not loaded.session_alive,
+        reset_temp=session is not None and (loaded.reset_temp or state.flow_ended),
         deletes=deletes,
         upserts=upserts,
+        deltas=deltas,
+        checks=_checks(state, user_key),
+        scope_checks=_scope_checks(state, user_key),
+        kvs_writes=kvs.writes() if kvs is not None else (),
+        kvs_checks=kvs.checks() if kvs is not None else (),
+        kvs_prefix_checks=kvs.prefix_checks() if kvs is not None else (),
+        now=now,
     )
+
+
+def _version(record: SessionRecord | None) -> int:
+    return 0 if record is None else record.version
+
+
+def _checks(state: TurnState, user_key: str) -> list[VarCheck]:
+    """Every user and bot variable the turn read or wrote, with the version it loaded."""
+    bot_id = state.bot_id
+    return [
+        VarCheck(VarKey(scope.scope, bot_id, owner, name), scope.versions.get(name, 0))
+        for scope, owner in ((state.user, user_key), (state.bot, ""))
+        for name in sorted(scope.checked())
+    ]
+
+
+def _scope_checks(state: TurnState, user_key: str) -> list[ScopeCheck]:
+    """The user or bot memory the turn read whole: it must be as loaded."""
+    return [
+        ScopeCheck(scope.scope, state.bot_id, owner, tuple(sorted(scope.versions.items())))
+        for scope, owner in ((state.user, user_key), (state.bot, ""))
+        if scope.read_all
+    ]
+
+
+def _user_delta(
+    state: TurnState, policies: RetentionPolicies, key: VarKey, by: int | float, now: float
+) -> VarDelta:
+    """An increment of a user variable: its retention counts from this change."""
+    if not policies.for_variable(key.name).expires:
+        return VarDelta(key, by)
+    ev = policies.evaluate(key.name, state.user[key.name], now, {}, now)
+    return VarDelta(key, by, ev.expires_at)
+
+
+def _message_ids(state: TurnState, loaded: _Loaded, settings: BotSettings, now: float) -> StoredVar:
+    """The session's remembered message ids, with this one and its replies."""
+    kept = loaded.message_ids if loaded.session_alive else []
+    entry: JsonValue = [loaded.message_id, list(state.replies)]
+    remembered = [*kept, entry][-settings.message_ids :]
+    key = VarKey("session", state.bot_id, state.identity.session_key, MESSAGE_IDS)
+    return StoredVar(key, dumps(remembered), now)
 
 
 def _session_record(

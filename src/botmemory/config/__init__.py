@@ -45,6 +45,7 @@ class BotSettings:
     dialog_timeout: float  # dialog.timeoutInterval
     dialog_janitor_interval: float  # dialog.janitorInterval
     last_messages: int  # session.lastMessages
+    message_ids: int  # session.messageIds
     policies: Mapping[str, float | None]  # global merged with the bot's; None: never expires
     max_value_bytes: int  # limits.maxValueBytes
     error_reply: str  # dialog.errorReply
@@ -64,6 +65,7 @@ class Settings:
     admin_tokens: tuple[str, ...] = ()  # auth.adminTokens
     bot_tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # auth.botTokens
     max_body_bytes: int = 2_097_152  # server.maxBodyBytes
+    max_attempts: int = 10  # concurrency.maxAttempts
 
     def for_bot(self, bot_id: str) -> BotSettings:
         """Return the settings of ``bot_id``: its own, or the defaults."""
@@ -84,6 +86,7 @@ class Settings:
                 "botTokens": {bot: len(tokens) for bot, tokens in self.bot_tokens.items()},
             },
             "server": {"maxBodyBytes": self.max_body_bytes},
+            "concurrency": {"maxAttempts": self.max_attempts},
             "defaults": _describe_bot(self.defaults),
             "bots": {bot_id: _describe_bot(bot) for bot_id, bot in self.bots.items()},
         }
@@ -99,7 +102,7 @@ def _describe_bot(bot: BotSettings) -> dict[str, object]:
             "errorReply": bot.error_reply,
             "maxSteps": bot.max_steps,
         },
-        "session": {"lastMessages": bot.last_messages},
+        "session": {"lastMessages": bot.last_messages, "messageIds": bot.message_ids},
         "converse": {"public": bot.converse_public},
         "dataRetention": {"policies": policies},
         "limits": {"maxValueBytes": bot.max_value_bytes},
@@ -186,6 +189,7 @@ def _resolve(
         admin_tokens=tuple(base.auth.admin_tokens),
         bot_tokens=MappingProxyType({b: tuple(t) for b, t in base.auth.bot_tokens.items()}),
         max_body_bytes=base.server.max_body_bytes,
+        max_attempts=base.concurrency.max_attempts,
     )
 
 
@@ -222,6 +226,7 @@ def _bot_settings(bot_id: str | None, file: GlobalFile) -> BotSettings:
         dialog_timeout=file.dialog.timeout_interval,
         dialog_janitor_interval=file.dialog.janitor_interval,
         last_messages=file.session.last_messages,
+        message_ids=file.session.message_ids,
         policies=MappingProxyType(dict(file.data_retention.policies)),
         max_value_bytes=file.limits.max_value_bytes,
         error_reply=file.dialog.error_reply,

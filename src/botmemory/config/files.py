@@ -97,6 +97,9 @@ class SessionSection(Section):
 
     last_messages: int = Field(default=5, alias="lastMessages", ge=0)
     """How many of the user's last messages a session keeps; default 5."""
+    message_ids: int = Field(default=20, alias="messageIds", ge=0, le=1000)
+    """How many message ids (with their replies) a session remembers, to answer a
+    repeated message without running it again; default 20."""
 
 
 class ConverseSection(Section):
@@ -161,6 +164,13 @@ class ServerSection(Section):
     """Largest request body in bytes; default 2097152 (2 MiB)."""
 
 
+class ConcurrencySection(Section):
+    """``concurrency``: turns that conflict with concurrent turns (global file only)."""
+
+    max_attempts: int = Field(default=10, alias="maxAttempts", ge=1, le=1000)
+    """How many times a turn runs before ConflictError, counting the first; default 10."""
+
+
 class BotFile(Section):
     """What ``bots/<botId>/bot.config.json`` may set."""
 
@@ -198,3 +208,4 @@ class GlobalFile(BotFile):
     limits: LimitsSection = Field(default_factory=LimitsSection)
     auth: AuthSection = Field(default_factory=AuthSection)
     server: ServerSection = Field(default_factory=ServerSection)
+    concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection)

@@ -61,6 +61,18 @@ def render_metrics(stats: MemoryStats, janitor: Janitor, health: int) -> str:
             {"": stats.backend_errors},
         ),
         *_metric(
+            "botmemory_turn_conflicts_total",
+            "counter",
+            "Turn attempts that found what they read changed, and wrote nothing.",
+            {"": stats.conflicts},
+        ),
+        *_metric(
+            "botmemory_turn_retries_total",
+            "counter",
+            "Turn attempts run again after a conflict.",
+            {"": stats.retries},
+        ),
+        *_metric(
             "botmemory_health_check_failures_total",
             "counter",
             "Health checks that found the storage unreachable.",

@@ -6,17 +6,23 @@ so the janitor's cost follows the number of expired rows, not the table's size.
 ``secure_delete`` is on: erased values are overwritten in the file, and the WAL is
 checkpointed after a user is forgotten.
 
-One process at a time: turns of one session are serialized inside this process.
-Several processes need the PostgreSQL or Redis backend.
+Several processes may share one database file (``serve`` and ``chat`` side by side):
+a turn's commit checks what it read inside its ``BEGIN IMMEDIATE`` transaction, which
+holds SQLite's write lock, so concurrent turns of any process are serializable; turns
+of one session are kept in order inside each process; a lock file next to the
+database (``<file>.janitor.lock``, ``flock``) lets one janitor run at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,6 +151,26 @@ class SqliteStorage(Storage):
             db, self._db = self._db, None
             db.close()
 
+    def janitor_lock(self) -> AbstractAsyncContextManager[bool]:
+        """Hold ``<file>.janitor.lock``; yield ``False`` if another process holds it."""
+        return self._janitor_lock()
+
+    @asynccontextmanager
+    async def _janitor_lock(self) -> AsyncIterator[bool]:
+        if self.path in ("", ":memory:"):
+            yield True
+            return
+        fd = os.open(f"{self.path}.janitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing the file releases the lock
+
     # -- turns ---------------------------------------------------------------------
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
         return await self._run(lambda db: sql.load_turn(db, keys))
@@ -208,7 +234,8 @@ class SqliteStorage(Storage):
                 self._apply_turn(db, write)
             except Exception as exc:  # this turn fails alone
                 db.execute("ROLLBACK TO turn")
-                outcomes.append((future, None, self._translate(exc)))
+                failure = exc if isinstance(exc, BotMemoryError) else self._translate(exc)
+                outcomes.append((future, None, failure))
             else:
                 outcomes.append((future, None, None))
             db.execute("RELEASE turn")

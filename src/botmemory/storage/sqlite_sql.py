@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
-from botmemory.errors import SchemaVersionError
+from botmemory.errors import ConflictError, SchemaVersionError
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -26,8 +26,11 @@ from botmemory.storage.base import (
     TurnSnapshot,
     TurnWrite,
     UserRecords,
+    VarDelta,
     VarKey,
     VarUpdate,
+    add_to_number,
+    new_version,
 )
 
 T = TypeVar("T")
@@ -57,10 +60,22 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX kvs_expiry ON kvs (expires_at) WHERE expires_at IS NOT NULL;
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # Versions for the commit's checks; rows stored before get version 1 (0 is "absent").
+    """
+    ALTER TABLE variables ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE kvs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
-VAR_COLUMNS: Final = "bot_id, scope, owner, name, value, changed_at, expires_at, field_times"
-SESSION_COLUMNS: Final = "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at"
+VAR_COLUMNS: Final = (
+    "bot_id, scope, owner, name, value, changed_at, expires_at, field_times, version"
+)
+SESSION_COLUMNS: Final = (
+    "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at, version"
+)
+NEW_VERSION: Final = "(abs(random()) % 4611686018427387904 + 1)"
+"""SQL for a fresh row version, as :func:`~botmemory.storage.base.new_version` makes."""
 LOAD_TURN: Final = f"""
     SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'user' AND owner = ?2
     UNION ALL
@@ -71,22 +86,22 @@ LOAD_TURN: Final = f"""
     SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'temp' AND owner = ?3
 """
 UPSERT_VAR: Final = (
-    f"INSERT INTO variables ({VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?) "
+    f"INSERT INTO variables ({VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET value = excluded.value, "
     "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
-    "field_times = excluded.field_times"
+    "field_times = excluded.field_times, version = excluded.version"
 )
 UPSERT_SESSION: Final = (
-    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?) "
+    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?) "
     "ON CONFLICT (bot_id, key) DO UPDATE SET started_at = excluded.started_at, "
     "last_seen = excluded.last_seen, expires_at = excluded.expires_at, "
-    "temp_expires_at = excluded.temp_expires_at"
+    "temp_expires_at = excluded.temp_expires_at, version = excluded.version"
 )
 
 
 def var_from_row(row: Sequence[Any]) -> StoredVar:
     """Build a variable from a row of ``VAR_COLUMNS``."""
-    return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7])
+    return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
 def session_from_row(row: Sequence[Any]) -> SessionRecord:
@@ -94,10 +109,20 @@ def session_from_row(row: Sequence[Any]) -> SessionRecord:
     return SessionRecord(*row)
 
 
-def var_params(v: StoredVar) -> tuple[object, ...]:
-    """Return the parameters of ``UPSERT_VAR`` for a variable."""
+def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
+    """Return the parameters of ``UPSERT_VAR`` for a variable written with ``version``."""
     k = v.key
-    return (k.bot_id, k.scope, k.owner, k.name, v.value, v.changed_at, v.expires_at, v.field_times)
+    return (
+        k.bot_id,
+        k.scope,
+        k.owner,
+        k.name,
+        v.value,
+        v.changed_at,
+        v.expires_at,
+        v.field_times,
+        version,
+    )
 
 
 def configure(db: sqlite3.Connection) -> None:
@@ -146,8 +171,9 @@ def load_turn(db: sqlite3.Connection, keys: TurnKeys) -> TurnSnapshot:
 
 
 def apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
-    """Write a turn: resets, deletes, upserts, then the session row."""
-    s = write.session
+    """Check a turn, then write it: resets, deletes, upserts, deltas, session, KVS."""
+    check_turn(db, write)
+    s, version = write.session, write.version
     if s is not None and (write.reset_session or write.reset_temp):
         scopes = "('session', 'temp')" if write.reset_session else "('temp')"
         db.execute(
@@ -160,7 +186,9 @@ def apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
             [(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes],
         )
     if write.upserts:
-        db.executemany(UPSERT_VAR, [var_params(v) for v in write.upserts])
+        db.executemany(UPSERT_VAR, [var_params(v, version) for v in write.upserts])
+    for delta in write.deltas:
+        apply_delta(db, delta, write.now, version)
     if s is not None:
         db.execute(
             UPSERT_SESSION,
@@ -172,29 +200,99 @@ def apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
                 s.last_seen,
                 s.expires_at,
                 s.temp_expires_at,
+                version,
             ),
         )
+    for w in write.kvs_writes:
+        kvs_store(db, w.namespace, w.key, w.record, version)
+
+
+def apply_delta(db: sqlite3.Connection, delta: VarDelta, now: float, version: int) -> None:
+    """Add a delta to a number variable (0 when missing or expired at ``now``)."""
+    k = delta.key
+    row = db.execute(
+        "SELECT value FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ? "
+        "AND (expires_at IS NULL OR expires_at > ?)",
+        (k.bot_id, k.scope, k.owner, k.name, now),
+    ).fetchone()
+    text = add_to_number(None if row is None else row[0], delta.by)
+    var = StoredVar(k, text, now, delta.expires_at)
+    db.execute(UPSERT_VAR, var_params(var, version))
+
+
+def check_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
+    """Raise ConflictError unless everything the turn read is as it read it."""
+    s = write.session
+    if s is not None and write.session_version is not None:
+        row = db.execute(
+            "SELECT version FROM sessions WHERE bot_id = ? AND key = ?", (s.bot_id, s.key)
+        ).fetchone()
+        if (0 if row is None else row[0]) != write.session_version:
+            raise ConflictError(f"session {s.key} changed since the turn loaded it")
+    for check in write.checks:
+        k = check.key
+        row = db.execute(
+            "SELECT version FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
+            "AND name = ?",
+            (k.bot_id, k.scope, k.owner, k.name),
+        ).fetchone()
+        if (0 if row is None else row[0]) != check.version:
+            raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
+    for scope in write.scope_checks:
+        rows = db.execute(
+            "SELECT name, version FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
+            "ORDER BY name",
+            (scope.bot_id, scope.scope, scope.owner),
+        ).fetchall()
+        if tuple(map(tuple, rows)) != tuple(sorted(scope.versions)):
+            raise ConflictError(f"{scope.scope} memory changed since the turn read it all")
+    for kc in write.kvs_checks:
+        live = kvs_live(db, kc.namespace, kc.key, write.now)
+        if (0 if live is None else live.version) != kc.version:
+            raise ConflictError(f"key {kc.key!r} changed since the turn read it")
+    for pc in write.kvs_prefix_checks:
+        if kvs_versions(db, pc.namespace, pc.prefix, write.now) != pc.versions:
+            raise ConflictError(f"keys under {pc.prefix!r} changed since the turn listed them")
 
 
 # -- key-value store -------------------------------------------------------------
 def kvs_live(db: sqlite3.Connection, namespace: str, key: str, now: float) -> KvsRecord | None:
     """Return the record of ``key`` unless it is missing or expired at ``now``."""
     row = db.execute(
-        "SELECT value, expires_at FROM kvs WHERE namespace = ? AND key = ? "
+        "SELECT value, expires_at, version FROM kvs WHERE namespace = ? AND key = ? "
         "AND (expires_at IS NULL OR expires_at > ?)",
         (namespace, key, now),
     ).fetchone()
-    return None if row is None else KvsRecord(row[0], row[1])
+    return None if row is None else KvsRecord(row[0], row[1], row[2])
 
 
-def kvs_store(db: sqlite3.Connection, namespace: str, key: str, record: KvsRecord | None) -> None:
-    """Write the record of ``key``, or delete it when ``record`` is None."""
+def kvs_versions(
+    db: sqlite3.Connection, namespace: str, prefix: str, now: float
+) -> tuple[tuple[str, int], ...]:
+    """Return ``((key, version), ...)`` of the live keys under ``prefix``, sorted."""
+    rows = db.execute(
+        "SELECT key, version FROM kvs WHERE namespace = ? AND key >= ? AND substr(key, 1, ?) = ? "
+        "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+        (namespace, prefix, len(prefix), prefix, now),
+    )
+    return tuple((row[0], row[1]) for row in rows)
+
+
+def kvs_store(
+    db: sqlite3.Connection,
+    namespace: str,
+    key: str,
+    record: KvsRecord | None,
+    version: int | None = None,
+) -> None:
+    """Write the record of ``key`` (with ``version``, else a new one), or delete it."""
     if record is None:
         db.execute("DELETE FROM kvs WHERE namespace = ? AND key = ?", (namespace, key))
     else:
         db.execute(
-            "INSERT OR REPLACE INTO kvs (namespace, key, value, expires_at) VALUES (?,?,?,?)",
-            (namespace, key, record.value, record.expires_at),
+            "INSERT OR REPLACE INTO kvs (namespace, key, value, expires_at, version) "
+            "VALUES (?,?,?,?,?)",
+            (namespace, key, record.value, record.expires_at, version or new_version()),
         )
 
 
@@ -331,10 +429,10 @@ def update_user_vars(db: sqlite3.Connection, updates: Sequence[VarUpdate]) -> li
             )
         else:
             cursor = db.execute(
-                "UPDATE variables SET value = ?, expires_at = ?, field_times = ? "
+                "UPDATE variables SET value = ?, expires_at = ?, field_times = ?, version = ? "
                 "WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ? "
                 "AND changed_at = ?",
-                (u.value, u.expires_at, u.field_times, *where),
+                (u.value, u.expires_at, u.field_times, new_version(), *where),
             )
         if cursor.rowcount:
             applied.append(u)
@@ -382,9 +480,9 @@ def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> in
     cleared = 0
     for s in sessions:
         if not db.execute(
-            "UPDATE sessions SET temp_expires_at = NULL WHERE bot_id = ? AND key = ? "
+            "UPDATE sessions SET temp_expires_at = NULL, version = ? WHERE bot_id = ? AND key = ? "
             "AND (temp_expires_at = ? OR temp_expires_at IS NULL)",
-            (s.bot_id, s.key, s.temp_expires_at),
+            (new_version(), s.bot_id, s.key, s.temp_expires_at),
         ).rowcount:
             continue
         db.execute(
@@ -395,8 +493,9 @@ def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> in
     return cleared
 
 
-SHORTEN_TIMERS: Final = """
+SHORTEN_TIMERS: Final = f"""
     UPDATE sessions SET
+        version = {NEW_VERSION},
         expires_at = MIN(expires_at, last_seen + ?1),
         temp_expires_at = CASE WHEN temp_expires_at IS NULL THEN NULL
             ELSE MIN(temp_expires_at, last_seen + ?2, last_seen + ?1) END
