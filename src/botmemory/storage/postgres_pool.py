@@ -9,8 +9,11 @@ that ends, so a process that dies leaves no lock behind.
 
 Every asyncpg and socket error is translated into botmemory's: connection failures
 into :class:`~botmemory.errors.BackendUnavailableError` (with the URL's password
-masked), lock timeouts into :class:`~botmemory.errors.LockTimeoutError`, the rest
-into :class:`~botmemory.errors.BackendError`.
+masked), lock timeouts into :class:`~botmemory.errors.LockTimeoutError`, deadlocks and
+serialization failures into :class:`~botmemory.errors.ConflictError`, the rest into
+:class:`~botmemory.errors.BackendError`. Every call waits at most ``command_timeout``
+for the server's answer (plus ``lock_timeout`` when it waits for a lock): a frozen
+server fails calls with :class:`~botmemory.errors.BackendUnavailableError`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from botmemory.errors import (
     BackendUnavailableError,
     BotMemoryError,
     ConfigError,
+    ConflictError,
     InvalidDurationError,
     LockTimeoutError,
 )
@@ -43,7 +47,14 @@ from botmemory.storage.postgres_sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
 
 __all__ = ["PostgresOptions", "PostgresPool", "lock_key", "parse_postgres_url"]
 
-_OWN_PARAMS: Final = ("schema", "pool_min", "pool_max", "lock_timeout", "connect_timeout")
+_OWN_PARAMS: Final = (
+    "schema",
+    "pool_min",
+    "pool_max",
+    "lock_timeout",
+    "connect_timeout",
+    "command_timeout",
+)
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DRIVER_ERRORS: Final = (
     asyncpg.PostgresError,
@@ -53,6 +64,8 @@ _DRIVER_ERRORS: Final = (
 )
 _UNAVAILABLE_STATES: Final = {"57P01", "57P02", "57P03", "53300"}
 """The server shuts down, crashed, is starting up, or has too many connections."""
+_CONFLICT_STATES: Final = {"40P01", "40001"}
+"""A deadlock or a serialization failure: the commit is run again, like any conflict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,9 @@ class PostgresOptions:
     """Seconds; ``None`` waits for ever."""
     connect_timeout: float = 10.0
     """Seconds."""
+    command_timeout: float = 30.0
+    """Seconds a call may wait for the server's answer (time spent waiting for a lock
+    within ``lock_timeout`` not counted)."""
 
 
 def parse_postgres_url(url: str) -> PostgresOptions:
@@ -90,6 +106,7 @@ def parse_postgres_url(url: str) -> PostgresOptions:
         pool_max=_whole(own.get("pool_max", "10"), "pool_max", minimum=1),
         lock_timeout=_duration(own.get("lock_timeout", "30s"), "lock_timeout"),
         connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout") or 10.0,
+        command_timeout=_duration(own.get("command_timeout", "30s"), "command_timeout") or 30.0,
     )
     if options.pool_min > options.pool_max:
         raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
@@ -169,6 +186,7 @@ class PostgresPool:
                 min_size=opts.pool_min,
                 max_size=opts.pool_max,
                 timeout=opts.connect_timeout,
+                command_timeout=opts.command_timeout,
                 server_settings=settings,
                 reset=_reset_nothing,
             )
@@ -183,12 +201,25 @@ class PostgresPool:
         except Exception:  # the server is gone, or a connection is still in use
             pool.terminate()
 
+    @property
+    def lock_wait(self) -> float | None:
+        """The client-side timeout of a statement that waits for a lock: both bounds."""
+        lock_timeout = self.options.lock_timeout
+        return None if lock_timeout is None else lock_timeout + self.options.command_timeout
+
     # -- errors --------------------------------------------------------------------------
     def _where(self) -> str:
         return f"PostgreSQL at {mask_url(self.url)}"
 
-    def translate(self, exc: BaseException, conn: Any = None) -> BackendError:
+    def translate(self, exc: BaseException, conn: Any = None) -> BotMemoryError:
         """Return botmemory's error for a driver or socket error (on ``conn``)."""
+        if getattr(exc, "sqlstate", None) in _CONFLICT_STATES:
+            return ConflictError(f"{self._where()}: concurrent commits collided: {exc}")
+        if isinstance(exc, TimeoutError) and not isinstance(exc, asyncpg.PostgresError):
+            return BackendUnavailableError(
+                f"{self._where()} did not answer within command_timeout="
+                f"{format_duration(self.options.command_timeout)}"
+            )
         if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
             return LockTimeoutError(
                 f"{self._where()}: a lock was not granted within lock_timeout="
@@ -229,8 +260,11 @@ class PostgresPool:
             async with deadline:
                 return await self._pool.acquire()
         except TimeoutError as exc:
-            if not deadline.expired():  # the connect timeout
-                raise self.translate(exc) from exc
+            if not deadline.expired():
+                raise BackendUnavailableError(
+                    f"{self._where()} could not be reached within connect_timeout="
+                    f"{format_duration(self.options.connect_timeout)}"
+                ) from exc
             raise LockTimeoutError(
                 f"{self._where()}: no free connection within lock_timeout="
                 f"{format_duration(self.options.lock_timeout)}: all pool_max="
