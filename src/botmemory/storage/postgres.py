@@ -243,7 +243,7 @@ class PostgresStorage(Storage):
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
         if not sessions:
             return 0
-        columns = _columns([(s.bot_id, s.key, s.temp_expires_at) for s in sessions], 3)
+        columns = _columns([(s.bot_id, s.key, s.temp_expires_at, s.version) for s in sessions], 4)
         async with self.db.connection() as conn:
             return int(await conn.fetchval(sql.CLEAR_TEMPS, *columns))
 

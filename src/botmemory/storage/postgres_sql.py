@@ -365,11 +365,17 @@ EXPIRED_TEMPS: Final = f"""
     SELECT {SESSION_ROW} FROM sessions WHERE temp_expires_at <= $1
     ORDER BY temp_expires_at LIMIT $2
 """
-CLEAR_TEMPS: Final = """
+CLEARED: Final = "1 + (hashtextextended(d.version::text, 0) & 4611686018427387903)"
+"""The version a clear gives a session read with version ``d.version``: the same in
+every janitor run, so a run can tell that another one emptied it from the same state."""
+CLEAR_TEMPS: Final = f"""
     WITH emptied AS (
-        UPDATE sessions s SET temp_expires_at = NULL, version = DEFAULT
-        FROM unnest($1::text[], $2::text[], $3::float8[]) AS d (bot_id, key, temp_expires_at)
-        WHERE s.bot_id = d.bot_id AND s.key = d.key AND s.temp_expires_at = d.temp_expires_at
+        UPDATE sessions s SET temp_expires_at = NULL, version = {CLEARED}
+        FROM unnest($1::text[], $2::text[], $3::float8[], $4::bigint[])
+            AS d (bot_id, key, temp_expires_at, version)
+        WHERE s.bot_id = d.bot_id AND s.key = d.key AND (
+            s.temp_expires_at = d.temp_expires_at
+            OR (s.temp_expires_at IS NULL AND s.version <> {CLEARED}))
         RETURNING s.bot_id, s.key
     ), gone_vars AS (
         DELETE FROM variables v USING emptied e
@@ -378,7 +384,9 @@ CLEAR_TEMPS: Final = """
     SELECT count(*) FROM emptied
 """
 """Empty the temp memory of sessions whose ``temp_expires_at`` is still the one read
-($1-$3); count them. One emptied meanwhile (by another run, or a turn) is not counted."""
+($1-$4), or that a turn emptied since (a timeout flow that ended); count them. A session
+that another janitor run emptied from the same state (its version is ``CLEARED``) is
+left alone and not counted again."""
 DELETE_EXPIRED_KVS: Final = """
     DELETE FROM kvs WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM kvs WHERE expires_at <= $1 LIMIT $2)) AND expires_at <= $1
