@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -126,6 +127,25 @@ def _duration(value: str, name: str) -> float | None:
     if seconds is not None and seconds <= 0:
         raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
     return seconds
+
+
+class _OneLine(logging.Filter):
+    """Turn a record's traceback into a short reason at the end of its one line.
+
+    asyncpg's pool logs a whole traceback each time it fails to reconnect: during an
+    outage, pages of them, for one fact that botmemory's own errors already report.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            record.msg, record.args = "%s (%s)", (record.getMessage(), reason)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
 
 
 def lock_key(*parts: str) -> int:
@@ -247,8 +267,23 @@ class PostgresPool:
         except _DRIVER_ERRORS as exc:
             error = self.translate(exc, conn)
             if isinstance(error, BackendUnavailableError) and self._pool is not None:
-                await self._pool.expire_connections()
+                await self._renew_all(conn)
             raise error from exc
+
+    async def _renew_all(self, failed: Any) -> None:
+        """Drop ``failed`` and the idle connections now, and renew the rest at their next use.
+
+        Dropped at once rather than closed politely: asyncpg would close them in tasks of
+        its own that, with the server frozen, each end in a traceback nobody catches.
+        """
+        if failed is not None:
+            _terminate(failed)
+        for holder in getattr(self._pool, "_holders", ()):  # asyncpg's, when it has them
+            idle = getattr(holder, "_in_use", True) is None
+            conn = getattr(holder, "_con", None)
+            if idle and conn is not None:
+                _terminate(conn)
+        await self._pool.expire_connections()
 
     # -- connections ---------------------------------------------------------------------
     async def _acquire(self) -> Any:
