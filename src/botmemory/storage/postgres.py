@@ -8,11 +8,14 @@ URL parameters of botmemory's own (the others go to asyncpg and the server):
 - ``lock_timeout``: how long a turn waits for its session, or any call for a free
   connection, before :class:`~botmemory.errors.LockTimeoutError` (``30s``; ``never``).
 - ``connect_timeout``: how long to try to connect (``10s``).
+- ``command_timeout``: how long any call waits for an answer, beyond a lock wait, before
+  :class:`~botmemory.errors.BackendUnavailableError` (``30s``).
 
 A turn holds a session-level advisory lock on (schema, bot, session) for its whole
 duration, on a connection that its load, its commit and its key-value calls use
-(:mod:`botmemory.storage.postgres_pool`). It takes four round trips: lock, load (one
-query), commit (one statement, so one transaction), unlock. The janitor takes its
+(:mod:`botmemory.storage.postgres_pool`). Its load is one query; its commit one short
+transaction that locks the keys it touches, checks their versions and writes
+(:mod:`botmemory.storage.postgres_turn`). The janitor takes its
 lock with ``pg_try_advisory_lock``: a second process skips its run. Each janitor
 batch is one statement.
 """
