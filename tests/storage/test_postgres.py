@@ -97,12 +97,14 @@ def test_own_url_parameters_are_taken_out_of_the_dsn() -> None:
     )
     assert (options.schema, options.pool_min, options.pool_max) == ("bm", 2, 4)
     assert (options.lock_timeout, options.connect_timeout) == (2.0, 0.5)
+    assert parse_postgres_url("postgres://db/app?command_timeout=2m").command_timeout == 120
     assert options.dsn == (
         "postgresql://u:p@db:5433/app?sslmode=disable&application_name=botmemory"
     )
     defaults = parse_postgres_url("postgres://db/app")
     assert (defaults.schema, defaults.pool_min, defaults.pool_max) == ("public", 1, 10)
     assert (defaults.lock_timeout, defaults.connect_timeout) == (30.0, 10.0)
+    assert defaults.command_timeout == 30.0
     assert parse_postgres_url("postgres://db/app?lock_timeout=never").lock_timeout is None
 
 
@@ -116,6 +118,7 @@ def test_own_url_parameters_are_taken_out_of_the_dsn() -> None:
         ("pool_max=many", ConfigError),
         ("lock_timeout=soon", InvalidDurationError),
         ("lock_timeout=0", InvalidDurationError),
+        ("command_timeout=0", InvalidDurationError),
     ],
 )
 async def test_bad_url_parameters_are_refused_before_connecting(
@@ -154,6 +157,31 @@ async def test_a_newer_schema_is_refused(postgres_url: str, admin: Any) -> None:
         await Memory.open(postgres_url)
 
 
+async def test_rows_of_the_first_schema_get_versions_on_upgrade(
+    postgres_url: str, admin: Any, monkeypatch: pytest.MonkeyPatch, clock: ManualClock
+) -> None:
+    schema = schema_of(postgres_url)
+    with monkeypatch.context() as patch:  # a database made by the first release
+        patch.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:1])
+        await sql.apply_migrations(admin, schema, 42)
+    for statement in (
+        "INSERT INTO variables VALUES ('b', 'user', 'u1', 'n', '1', 0, NULL, NULL)",
+        "INSERT INTO variables VALUES ('b', 'user', 'u1', 'm', '2', 0, NULL, NULL)",
+        "INSERT INTO sessions VALUES ('b', 's', 'u1', 0, 0, 1e12, NULL)",
+        "INSERT INTO kvs VALUES ('b', 'k', '1', NULL)",
+    ):
+        await admin.execute(statement)
+    async with await Memory.open(postgres_url, clock=clock) as mem:
+        assert await mem.kvs.for_bot("b").get("k") == 1
+    versions = [
+        row[0]
+        for table in ("variables", "sessions", "kvs")
+        for row in await admin.fetch(f"SELECT version FROM {table}")
+    ]
+    assert len(versions) == len(set(versions)) == 4
+    assert all(0 < v <= 2**62 for v in versions)
+
+
 async def test_janitor_and_turn_queries_use_indexes(postgres_url: str, admin: Any) -> None:
     async with await Memory.open(postgres_url):
         pass
@@ -184,12 +212,23 @@ async def test_janitor_and_turn_queries_use_indexes(postgres_url: str, admin: An
     session = ("b", "s5", "u5", 0.0, 0.0, 1.0, None)
     deletes = (["b"], ["user"], ["u5"], ["n"])
     upserts = (["b"], ["session"], ["s5"], ["x"], ["1"], [0.0], [None], [None])
+    kvs_writes = (["b"], ["k5"], ["1"], [None], ["b"], ["k6"])
     commit = await admin.fetch(
-        f"EXPLAIN {sql.COMMIT_TURN}", *session, ["session", "temp"], *deletes, *upserts
+        f"EXPLAIN {sql.COMMIT_TURN}",
+        *session,
+        ["session", "temp"],
+        *deletes,
+        *upserts,
+        7,
+        *kvs_writes,
     )
-    plan = "\n".join(row[0] for row in commit)
-    assert "Seq Scan on variables" not in plan, plan
-    assert "Seq Scan on sessions" not in plan, plan
+    checks = (["b"], ["user"], ["u5"], ["n"], ["b"], ["user"], ["u5"], "b", "s5")
+    prefixes = (["b"], ["k5"], ["b"], ["k1"], ["k2"])
+    read = await admin.fetch(f"EXPLAIN {sql.COMMIT_READ}", *checks, *prefixes)
+    for plan in ("\n".join(row[0] for row in rows) for rows in (commit, read)):
+        assert "Seq Scan on variables" not in plan, plan
+        assert "Seq Scan on sessions" not in plan, plan
+        assert "Seq Scan on kvs" not in plan, plan
 
 
 # -- locks across processes ----------------------------------------------------------------
@@ -329,6 +368,8 @@ class Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -349,10 +390,10 @@ class Proxy:
             self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
         )
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self.flowing.wait()  # cleared: a frozen server, connections open
                 writer.write(data)
                 await writer.drain()
         finally:
@@ -386,6 +427,35 @@ async def test_server_down_and_back(postgres_url: str, clock: ManualClock) -> No
         await mem.close()
         with contextlib.suppress(Exception):
             await proxy.stop()
+
+
+async def test_a_frozen_server_fails_calls_within_command_timeout(
+    postgres_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = urlsplit(postgres_url)
+    proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    url = (
+        with_netloc(postgres_url, port=proxy.port)
+        + "&command_timeout=500ms&connect_timeout=1s&pool_min=2"
+    )
+    mem = await Memory.open(url, clock=clock)
+    try:
+        await mem.kvs.for_bot("b").set("k", 1)
+        proxy.flowing.clear()
+        for call in (mem.kvs.for_bot("b").get("k"), mem.turn("b", "u1").__aenter__()):
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="command_timeout=500ms"):
+                await call
+            assert time.monotonic() - started < 2.5
+        proxy.flowing.set()
+        assert await mem.kvs.for_bot("b").get("k") == 1
+    finally:
+        proxy.flowing.set()
+        await mem.close()
+        await proxy.stop()
+    tracebacks = [r for r in caplog.records if r.exc_info or r.exc_text]
+    assert not tracebacks, [r.getMessage() for r in tracebacks]
 
 
 async def test_an_unreachable_server_is_unavailable_with_the_password_masked() -> None:

@@ -8,11 +8,14 @@ URL parameters of botmemory's own (the others go to asyncpg and the server):
 - ``lock_timeout``: how long a turn waits for its session, or any call for a free
   connection, before :class:`~botmemory.errors.LockTimeoutError` (``30s``; ``never``).
 - ``connect_timeout``: how long to try to connect (``10s``).
+- ``command_timeout``: how long any call waits for an answer, beyond a lock wait, before
+  :class:`~botmemory.errors.BackendUnavailableError` (``30s``).
 
 A turn holds a session-level advisory lock on (schema, bot, session) for its whole
 duration, on a connection that its load, its commit and its key-value calls use
-(:mod:`botmemory.storage.postgres_pool`). It takes four round trips: lock, load (one
-query), commit (one statement, so one transaction), unlock. The janitor takes its
+(:mod:`botmemory.storage.postgres_pool`). Its load is one query; its commit one short
+transaction that locks the keys it touches, checks their versions and writes
+(:mod:`botmemory.storage.postgres_turn`). The janitor takes its
 lock with ``pg_try_advisory_lock``: a second process skips its run. Each janitor
 batch is one statement.
 """
@@ -27,6 +30,7 @@ from typing import Any, TypeVar
 from botmemory.durations import format_duration
 from botmemory.errors import LockTimeoutError
 from botmemory.storage import postgres_sql as sql
+from botmemory.storage import postgres_turn as turn
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -40,6 +44,7 @@ from botmemory.storage.base import (
     UserRecords,
     VarKey,
     VarUpdate,
+    new_version,
 )
 from botmemory.storage.postgres_pool import PostgresPool, lock_key
 
@@ -99,54 +104,57 @@ class PostgresStorage(Storage):
             rows = await conn.fetch(sql.LOAD_TURN, keys.bot_id, keys.user_key, keys.session_key)
         first = rows[0]
         session = (
-            None if first[0] is None else SessionRecord(keys.bot_id, keys.session_key, *first[0:5])
+            None if first[0] is None else SessionRecord(keys.bot_id, keys.session_key, *first[0:6])
         )
         found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
         for row in rows:
-            if row[5] is not None:
-                found[row[5]].append(
-                    StoredVar(VarKey(row[5], keys.bot_id, row[6], row[7]), *row[8:])
+            if row[6] is not None:
+                found[row[6]].append(
+                    StoredVar(VarKey(row[6], keys.bot_id, row[7], row[8]), *row[9:])
                 )
         return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        s = write.session
-        session = (None,) * 7 if s is None else _session_params(s)
-        resets = []
-        if s is not None and (write.reset_session or write.reset_temp):
-            resets = ["session", "temp"] if write.reset_session else ["temp"]
-        upserts = [
-            (*_key_tuple(v.key), v.value, v.changed_at, v.expires_at, v.field_times)
-            for v in write.upserts
-        ]
-        upserts.sort(key=lambda row: row[:4])  # one order in which all writers lock rows
-        async with self.db.connection() as conn:
-            await conn.execute(
-                sql.COMMIT_TURN,
-                *session,
-                resets,
-                *_columns([_key_tuple(k) for k in write.deletes], 4),
-                *_columns(upserts, 8),
-            )
+        """Lock, check and write in one transaction (see :mod:`.postgres_turn`)."""
+        keys, exclusive = turn.commit_locks(self.schema, write)
+        reads = turn.read_params(write)
+        async with self.db.connection() as conn, conn.transaction():
+            if keys:
+                await conn.execute(sql.XACT_LOCKS, keys, exclusive, timeout=self.db.lock_wait)
+            rows = [] if reads is None else await conn.fetch(sql.COMMIT_READ, *reads)
+            variables = turn.final_vars(write, turn.verify(write, rows))
+            await conn.execute(sql.COMMIT_TURN, *turn.write_params(write, variables))
 
     # -- key-value store -------------------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
         async with self.db.connection() as conn:
             row = await conn.fetchrow(sql.KVS_GET, namespace, key, now)
-        return None if row is None else KvsRecord(row[0], row[1])
+        return None if row is None else KvsRecord(row[0], row[1], row[2])
 
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+        locks = turn.kvs_locks(self.schema, namespace, key)
         async with self.db.connection() as conn:
-            await conn.execute(sql.KVS_UPSERT, namespace, key, record.value, record.expires_at)
+            await conn.execute(
+                sql.KVS_PUT,
+                namespace,
+                key,
+                record.value,
+                record.expires_at,
+                new_version(),
+                *locks,
+                timeout=self.db.lock_wait,
+            )
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
-        """Lock the key's row, apply ``modify``, store; ``modify`` may be called again."""
+        """Lock the key, apply ``modify``, store; ``modify`` may be called again."""
+        locks = turn.kvs_locks(self.schema, namespace, key)
         async with self.db.connection() as conn:
             while True:
                 async with conn.transaction():
+                    await conn.execute(sql.XACT_LOCKS, *locks, timeout=self.db.lock_wait)
                     row = await conn.fetchrow(sql.KVS_LOCK_ROW, namespace, key)
                     live = row is not None and (row[1] is None or row[1] > now)
-                    record, result = modify(KvsRecord(row[0], row[1]) if live else None)
+                    record, result = modify(KvsRecord(*row) if live else None)
                     if await _kvs_store(conn, namespace, key, record, exists=row is not None):
                         return result
                 # another process created the key since we looked: read it again
@@ -238,7 +246,7 @@ class PostgresStorage(Storage):
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
         if not sessions:
             return 0
-        columns = _columns([(s.bot_id, s.key, s.temp_expires_at) for s in sessions], 3)
+        columns = _columns([(s.bot_id, s.key, s.temp_expires_at, s.version) for s in sessions], 4)
         async with self.db.connection() as conn:
             return int(await conn.fetchval(sql.CLEAR_TEMPS, *columns))
 
@@ -275,15 +283,14 @@ async def _kvs_store(
         if exists:
             await conn.execute(sql.KVS_DELETE, namespace, key)
         return True
+    version = new_version()
     if exists:
-        await conn.execute(sql.KVS_UPDATE, namespace, key, record.value, record.expires_at)
+        await conn.execute(sql.KVS_UPDATE, namespace, key, record.value, record.expires_at, version)
         return True
-    status = await conn.execute(sql.KVS_INSERT, namespace, key, record.value, record.expires_at)
+    status = await conn.execute(
+        sql.KVS_INSERT, namespace, key, record.value, record.expires_at, version
+    )
     return _affected(status) == 1
-
-
-def _session_params(s: SessionRecord) -> tuple[object, ...]:
-    return (s.bot_id, s.key, s.user_key, s.started_at, s.last_seen, s.expires_at, s.temp_expires_at)
 
 
 def _key_tuple(key: VarKey) -> tuple[str, str, str, str]:
@@ -301,7 +308,7 @@ def _affected(status: str) -> int:
 
 
 def _var(row: Sequence[Any]) -> StoredVar:
-    return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7])
+    return StoredVar(VarKey(row[1], row[0], row[2], row[3]), *row[4:9])
 
 
 def _session(row: Sequence[Any]) -> SessionRecord:

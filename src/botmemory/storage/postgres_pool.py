@@ -9,8 +9,11 @@ that ends, so a process that dies leaves no lock behind.
 
 Every asyncpg and socket error is translated into botmemory's: connection failures
 into :class:`~botmemory.errors.BackendUnavailableError` (with the URL's password
-masked), lock timeouts into :class:`~botmemory.errors.LockTimeoutError`, the rest
-into :class:`~botmemory.errors.BackendError`.
+masked), lock timeouts into :class:`~botmemory.errors.LockTimeoutError`, deadlocks and
+serialization failures into :class:`~botmemory.errors.ConflictError`, the rest into
+:class:`~botmemory.errors.BackendError`. Every call waits at most ``command_timeout``
+for the server's answer (plus ``lock_timeout`` when it waits for a lock): a frozen
+server fails calls with :class:`~botmemory.errors.BackendUnavailableError`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +39,7 @@ from botmemory.errors import (
     BackendUnavailableError,
     BotMemoryError,
     ConfigError,
+    ConflictError,
     InvalidDurationError,
     LockTimeoutError,
 )
@@ -43,7 +48,14 @@ from botmemory.storage.postgres_sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
 
 __all__ = ["PostgresOptions", "PostgresPool", "lock_key", "parse_postgres_url"]
 
-_OWN_PARAMS: Final = ("schema", "pool_min", "pool_max", "lock_timeout", "connect_timeout")
+_OWN_PARAMS: Final = (
+    "schema",
+    "pool_min",
+    "pool_max",
+    "lock_timeout",
+    "connect_timeout",
+    "command_timeout",
+)
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DRIVER_ERRORS: Final = (
     asyncpg.PostgresError,
@@ -53,6 +65,8 @@ _DRIVER_ERRORS: Final = (
 )
 _UNAVAILABLE_STATES: Final = {"57P01", "57P02", "57P03", "53300"}
 """The server shuts down, crashed, is starting up, or has too many connections."""
+_CONFLICT_STATES: Final = {"40P01", "40001"}
+"""A deadlock or a serialization failure: the commit is run again, like any conflict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,9 @@ class PostgresOptions:
     """Seconds; ``None`` waits for ever."""
     connect_timeout: float = 10.0
     """Seconds."""
+    command_timeout: float = 30.0
+    """Seconds a call may wait for the server's answer (time spent waiting for a lock
+    within ``lock_timeout`` not counted)."""
 
 
 def parse_postgres_url(url: str) -> PostgresOptions:
@@ -90,6 +107,7 @@ def parse_postgres_url(url: str) -> PostgresOptions:
         pool_max=_whole(own.get("pool_max", "10"), "pool_max", minimum=1),
         lock_timeout=_duration(own.get("lock_timeout", "30s"), "lock_timeout"),
         connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout") or 10.0,
+        command_timeout=_duration(own.get("command_timeout", "30s"), "command_timeout") or 30.0,
     )
     if options.pool_min > options.pool_max:
         raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
@@ -109,6 +127,25 @@ def _duration(value: str, name: str) -> float | None:
     if seconds is not None and seconds <= 0:
         raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
     return seconds
+
+
+class _OneLine(logging.Filter):
+    """Turn a record's traceback into a short reason at the end of its one line.
+
+    asyncpg's pool logs a whole traceback each time it fails to reconnect: during an
+    outage, pages of them, for one fact that botmemory's own errors already report.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            record.msg, record.args = "%s (%s)", (record.getMessage(), reason)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
 
 
 def lock_key(*parts: str) -> int:
@@ -169,6 +206,7 @@ class PostgresPool:
                 min_size=opts.pool_min,
                 max_size=opts.pool_max,
                 timeout=opts.connect_timeout,
+                command_timeout=opts.command_timeout,
                 server_settings=settings,
                 reset=_reset_nothing,
             )
@@ -183,12 +221,25 @@ class PostgresPool:
         except Exception:  # the server is gone, or a connection is still in use
             pool.terminate()
 
+    @property
+    def lock_wait(self) -> float | None:
+        """The client-side timeout of a statement that waits for a lock: both bounds."""
+        lock_timeout = self.options.lock_timeout
+        return None if lock_timeout is None else lock_timeout + self.options.command_timeout
+
     # -- errors --------------------------------------------------------------------------
     def _where(self) -> str:
         return f"PostgreSQL at {mask_url(self.url)}"
 
-    def translate(self, exc: BaseException, conn: Any = None) -> BackendError:
+    def translate(self, exc: BaseException, conn: Any = None) -> BotMemoryError:
         """Return botmemory's error for a driver or socket error (on ``conn``)."""
+        if getattr(exc, "sqlstate", None) in _CONFLICT_STATES:
+            return ConflictError(f"{self._where()}: concurrent commits collided: {exc}")
+        if isinstance(exc, TimeoutError) and not isinstance(exc, asyncpg.PostgresError):
+            return BackendUnavailableError(
+                f"{self._where()} did not answer within command_timeout="
+                f"{format_duration(self.options.command_timeout)}"
+            )
         if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
             return LockTimeoutError(
                 f"{self._where()}: a lock was not granted within lock_timeout="
@@ -216,8 +267,23 @@ class PostgresPool:
         except _DRIVER_ERRORS as exc:
             error = self.translate(exc, conn)
             if isinstance(error, BackendUnavailableError) and self._pool is not None:
-                await self._pool.expire_connections()
+                await self._renew_all(conn)
             raise error from exc
+
+    async def _renew_all(self, failed: Any) -> None:
+        """Drop ``failed`` and the idle connections now, and renew the rest at their next use.
+
+        Dropped at once rather than closed politely: asyncpg would close them in tasks of
+        its own that, with the server frozen, each end in a traceback nobody catches.
+        """
+        if failed is not None:
+            _terminate(failed)
+        for holder in getattr(self._pool, "_holders", ()):  # asyncpg's, when it has them
+            idle = getattr(holder, "_in_use", True) is None
+            conn = getattr(holder, "_con", None)
+            if idle and conn is not None:
+                _terminate(conn)
+        await self._pool.expire_connections()
 
     # -- connections ---------------------------------------------------------------------
     async def _acquire(self) -> Any:
@@ -229,8 +295,11 @@ class PostgresPool:
             async with deadline:
                 return await self._pool.acquire()
         except TimeoutError as exc:
-            if not deadline.expired():  # the connect timeout
-                raise self.translate(exc) from exc
+            if not deadline.expired():
+                raise BackendUnavailableError(
+                    f"{self._where()} could not be reached within connect_timeout="
+                    f"{format_duration(self.options.connect_timeout)}"
+                ) from exc
             raise LockTimeoutError(
                 f"{self._where()}: no free connection within lock_timeout="
                 f"{format_duration(self.options.lock_timeout)}: all pool_max="

@@ -58,6 +58,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX kvs_expiry ON kvs (expires_at) WHERE expires_at IS NOT NULL;
     CREATE TABLE meta (name text COLLATE "C" PRIMARY KEY, value text NOT NULL);
     """,
+    # 2: row versions (random 62-bit ids, never 0), and the commit's lock taker.
+    """
+    ALTER TABLE variables ADD COLUMN version bigint NOT NULL
+        DEFAULT (1 + floor(random() * 4611686018427387903))::bigint;
+    ALTER TABLE sessions ADD COLUMN version bigint NOT NULL
+        DEFAULT (1 + floor(random() * 4611686018427387903))::bigint;
+    ALTER TABLE kvs ADD COLUMN version bigint NOT NULL
+        DEFAULT (1 + floor(random() * 4611686018427387903))::bigint;
+    CREATE FUNCTION botmemory_lock(keys bigint[], exclusive boolean[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
+            IF exclusive[i] THEN
+                PERFORM pg_advisory_xact_lock(keys[i]);
+            ELSE
+                PERFORM pg_advisory_xact_lock_shared(keys[i]);
+            END IF;
+        END LOOP;
+    END $$;
+    """,
 )
 
 
@@ -98,16 +118,21 @@ async def apply_migrations(conn: Any, schema: str, lock_key: int) -> int:
 # -- queries ---------------------------------------------------------------------------
 VAR_COLUMNS: Final = "bot_id, scope, owner, name, value, changed_at, expires_at, field_times"
 SESSION_COLUMNS: Final = "bot_id, key, user_key, started_at, last_seen, expires_at, temp_expires_at"
+VAR_ROW: Final = f"{VAR_COLUMNS}, version"
+SESSION_ROW: Final = f"{SESSION_COLUMNS}, version"
 
 # -- advisory locks ------------------------------------------------------------------------
 LOCK: Final = "SELECT true FROM pg_advisory_lock($1)"
 TRY_LOCK: Final = "SELECT pg_try_advisory_lock($1)"
 UNLOCK: Final = "SELECT pg_advisory_unlock($1)"
+XACT_LOCKS: Final = "SELECT botmemory_lock($1::bigint[], $2::boolean[])"
+"""Take transaction locks $1 in this order, exclusive where $2 (else shared)."""
 
 # -- turns -----------------------------------------------------------------------------------
 LOAD_TURN: Final = """
-    SELECT s.user_key, s.started_at, s.last_seen, s.expires_at, s.temp_expires_at,
-           v.scope, v.owner, v.name, v.value, v.changed_at, v.expires_at, v.field_times
+    SELECT s.user_key, s.started_at, s.last_seen, s.expires_at, s.temp_expires_at, s.version,
+           v.scope, v.owner, v.name, v.value, v.changed_at, v.expires_at, v.field_times,
+           v.version
     FROM (VALUES (1)) AS one (x)
     LEFT JOIN sessions s ON s.bot_id = $1 AND s.key = $3
     LEFT JOIN variables v ON v.bot_id = $1 AND (
@@ -117,6 +142,47 @@ LOAD_TURN: Final = """
     )
 """
 """One row per variable of the turn (one row of NULLs if none), each with the session."""
+
+COMMIT_READ: Final = """
+    WITH vars AS (
+        SELECT v.bot_id, v.scope, v.owner, v.name, v.value, v.expires_at, v.version
+        FROM variables v
+        JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[])
+            AS k (bot_id, scope, owner, name)
+            ON v.bot_id = k.bot_id AND v.scope = k.scope AND v.owner = k.owner
+            AND v.name = k.name
+        FOR UPDATE OF v
+    ), scoped AS (
+        SELECT v.bot_id, v.scope, v.owner, v.name, v.version
+        FROM variables v
+        JOIN unnest($5::text[], $6::text[], $7::text[]) AS k (bot_id, scope, owner)
+            ON v.bot_id = k.bot_id AND v.scope = k.scope AND v.owner = k.owner
+        FOR UPDATE OF v
+    ), session AS (
+        SELECT version FROM sessions WHERE bot_id = $8 AND key = $9 FOR UPDATE
+    ), keyed AS (
+        SELECT k.namespace, k.key, k.expires_at, k.version
+        FROM kvs k JOIN unnest($10::text[], $11::text[]) AS q (namespace, key)
+            ON k.namespace = q.namespace AND k.key = q.key
+        FOR UPDATE OF k
+    ), prefixed AS (
+        SELECT p.i, k.key, k.expires_at, k.version
+        FROM unnest($12::text[], $13::text[], $14::text[]) WITH ORDINALITY
+            AS p (namespace, prefix, stop, i)
+        JOIN kvs k ON k.namespace = p.namespace AND k.key >= p.prefix
+            AND (p.stop IS NULL OR k.key < p.stop)
+        FOR UPDATE OF k
+    )
+    SELECT 'v', bot_id, scope, owner, name, value, expires_at, version FROM vars
+    UNION ALL SELECT 's', bot_id, scope, owner, name, NULL, NULL, version FROM scoped
+    UNION ALL SELECT 'r', NULL, NULL, NULL, NULL, NULL, NULL, version FROM session
+    UNION ALL SELECT 'k', namespace, key, NULL, NULL, NULL, expires_at, version FROM keyed
+    UNION ALL SELECT 'p', i::text, key, NULL, NULL, NULL, expires_at, version FROM prefixed
+"""
+"""What a commit checks, its rows locked: $1-$4 variables (checked or added to), $5-$7
+whole scopes, $8-$9 the session, $10-$11 KVS keys, $12-$14 KVS prefix ranges (namespace,
+prefix, end or NULL). Each row: a kind ('v', 's', 'r', 'k', 'p'), its key, value, expiry
+and version."""
 
 COMMIT_TURN: Final = f"""
     WITH upserts AS (
@@ -138,22 +204,32 @@ COMMIT_TURN: Final = f"""
             AND (d.bot_id, d.scope, d.owner, d.name) NOT IN (
                 SELECT bot_id, scope, owner, name FROM upserts)
     ), written AS (
-        INSERT INTO variables ({VAR_COLUMNS}) SELECT * FROM upserts
+        INSERT INTO variables ({VAR_COLUMNS}, version) SELECT *, $21 FROM upserts
         ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET
             value = excluded.value, changed_at = excluded.changed_at,
-            expires_at = excluded.expires_at, field_times = excluded.field_times
+            expires_at = excluded.expires_at, field_times = excluded.field_times,
+            version = excluded.version
+    ), kvs_written AS (
+        INSERT INTO kvs (namespace, key, value, expires_at, version)
+        SELECT *, $21 FROM unnest($22::text[], $23::text[], $24::text[], $25::float8[])
+        ON CONFLICT (namespace, key) DO UPDATE SET
+            value = excluded.value, expires_at = excluded.expires_at, version = excluded.version
+    ), kvs_removed AS (
+        DELETE FROM kvs k USING unnest($26::text[], $27::text[]) AS d (namespace, key)
+        WHERE k.namespace = d.namespace AND k.key = d.key
     )
-    INSERT INTO sessions ({SESSION_COLUMNS})
-    SELECT $1::text, $2::text, $3::text, $4::float8, $5::float8, $6::float8, $7::float8
+    INSERT INTO sessions ({SESSION_COLUMNS}, version)
+    SELECT $1::text, $2::text, $3::text, $4::float8, $5::float8, $6::float8, $7::float8, $21
     WHERE $2::text IS NOT NULL
     ON CONFLICT (bot_id, key) DO UPDATE SET
         user_key = excluded.user_key, started_at = excluded.started_at,
         last_seen = excluded.last_seen, expires_at = excluded.expires_at,
-        temp_expires_at = excluded.temp_expires_at
+        temp_expires_at = excluded.temp_expires_at, version = excluded.version
 """
 """A turn's writes as one statement: $1-$7 the session (NULLs: leave it), $8 the scopes
-to reset,
-$9-$12 the keys to delete, $13-$20 the variables to write.
+to reset, $9-$12 the keys to delete, $13-$20 the variables to write (deltas already
+added), $21 the commit's version, $22-$25 the KVS records to store, $26-$27 the KVS keys
+to delete.
 
 The parts of one statement run on one snapshot in no set order, so they must touch
 different rows: the deletes leave out the rows that the resets delete and the upserts
@@ -162,20 +238,24 @@ rewrite, which gives the result of "resets, then deletes, then upserts".
 
 # -- key-value store --------------------------------------------------------------------
 KVS_GET: Final = """
-    SELECT value, expires_at FROM kvs WHERE namespace = $1 AND key = $2
+    SELECT value, expires_at, version FROM kvs WHERE namespace = $1 AND key = $2
         AND (expires_at IS NULL OR expires_at > $3)
 """
-KVS_UPSERT: Final = """
-    INSERT INTO kvs (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4)
+KVS_PUT: Final = """
+    INSERT INTO kvs (namespace, key, value, expires_at, version)
+    SELECT $1, $2, $3, $4, $5 FROM botmemory_lock($6::bigint[], $7::boolean[])
     ON CONFLICT (namespace, key) DO UPDATE SET
-        value = excluded.value, expires_at = excluded.expires_at
+        value = excluded.value, expires_at = excluded.expires_at, version = excluded.version
 """
+"""Store a record ($5 its version) after taking the key's locks $6-$7 (see XACT_LOCKS)."""
 KVS_LOCK_ROW: Final = (
-    "SELECT value, expires_at FROM kvs WHERE namespace = $1 AND key = $2 FOR UPDATE"
+    "SELECT value, expires_at, version FROM kvs WHERE namespace = $1 AND key = $2 FOR UPDATE"
 )
-KVS_UPDATE: Final = "UPDATE kvs SET value = $3, expires_at = $4 WHERE namespace = $1 AND key = $2"
+KVS_UPDATE: Final = """
+    UPDATE kvs SET value = $3, expires_at = $4, version = $5 WHERE namespace = $1 AND key = $2
+"""
 KVS_INSERT: Final = """
-    INSERT INTO kvs (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4)
+    INSERT INTO kvs (namespace, key, value, expires_at, version) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (namespace, key) DO NOTHING
 """
 KVS_DELETE: Final = "DELETE FROM kvs WHERE namespace = $1 AND key = $2 RETURNING expires_at"
@@ -213,9 +293,9 @@ def prefix_end(prefix: str) -> str | None:
 
 
 # -- users ------------------------------------------------------------------------------
-USER_SESSIONS: Final = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE bot_id = $1 AND user_key = $2"
+USER_SESSIONS: Final = f"SELECT {SESSION_ROW} FROM sessions WHERE bot_id = $1 AND user_key = $2"
 USER_VARS: Final = f"""
-    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = $1 AND (
+    SELECT {VAR_ROW} FROM variables WHERE bot_id = $1 AND (
         (scope = 'user' AND owner = $2)
         OR (scope IN ('session', 'temp') AND owner = ANY ($3::text[])))
 """
@@ -234,11 +314,11 @@ DELETE_USER: Final = """
 
 # -- retention and the janitor ------------------------------------------------------------
 EXPIRED_USER_VARS: Final = f"""
-    SELECT {VAR_COLUMNS} FROM variables WHERE expires_at <= $1 AND scope = 'user'
+    SELECT {VAR_ROW} FROM variables WHERE expires_at <= $1 AND scope = 'user'
     ORDER BY expires_at LIMIT $2
 """
 SCAN_USER_VARS: Final = f"""
-    SELECT {VAR_COLUMNS} FROM variables
+    SELECT {VAR_ROW} FROM variables
     WHERE scope = 'user' AND ($1::text IS NULL OR bot_id = $1)
         AND (bot_id, owner, name) > ($2, $3, $4)
     ORDER BY bot_id, owner, name LIMIT $5
@@ -255,7 +335,8 @@ UPDATE_USER_VARS: Final = """
         RETURNING v.bot_id, v.scope, v.owner, v.name
     ), updated AS (
         UPDATE variables v
-        SET value = u.value, expires_at = u.expires_at, field_times = u.field_times
+        SET value = u.value, expires_at = u.expires_at, field_times = u.field_times,
+            version = DEFAULT
         FROM u
         WHERE u.value IS NOT NULL AND v.bot_id = u.bot_id AND v.scope = u.scope
             AND v.owner = u.owner AND v.name = u.name AND v.changed_at = u.changed_at
@@ -266,7 +347,7 @@ UPDATE_USER_VARS: Final = """
 """Apply guarded updates ($1-$4 key, $5 guard, $6-$8 new row; $6 NULL deletes); return
 the keys of those applied."""
 EXPIRED_SESSIONS: Final = f"""
-    SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+    SELECT {SESSION_ROW} FROM sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
 """
 DELETE_SESSIONS: Final = """
     WITH gone AS (
@@ -281,15 +362,20 @@ DELETE_SESSIONS: Final = """
     SELECT count(*) FROM gone
 """
 EXPIRED_TEMPS: Final = f"""
-    SELECT {SESSION_COLUMNS} FROM sessions WHERE temp_expires_at <= $1
+    SELECT {SESSION_ROW} FROM sessions WHERE temp_expires_at <= $1
     ORDER BY temp_expires_at LIMIT $2
 """
-CLEAR_TEMPS: Final = """
+CLEARED: Final = "1 + (hashtextextended(d.version::text, 0) & 4611686018427387903)"
+"""The version a clear gives a session read with version ``d.version``: the same in
+every janitor run, so a run can tell that another one emptied it from the same state."""
+CLEAR_TEMPS: Final = f"""
     WITH emptied AS (
-        UPDATE sessions s SET temp_expires_at = NULL
-        FROM unnest($1::text[], $2::text[], $3::float8[]) AS d (bot_id, key, temp_expires_at)
-        WHERE s.bot_id = d.bot_id AND s.key = d.key
-            AND (s.temp_expires_at = d.temp_expires_at OR s.temp_expires_at IS NULL)
+        UPDATE sessions s SET temp_expires_at = NULL, version = {CLEARED}
+        FROM unnest($1::text[], $2::text[], $3::float8[], $4::bigint[])
+            AS d (bot_id, key, temp_expires_at, version)
+        WHERE s.bot_id = d.bot_id AND s.key = d.key AND (
+            s.temp_expires_at = d.temp_expires_at
+            OR (s.temp_expires_at IS NULL AND s.version <> {CLEARED}))
         RETURNING s.bot_id, s.key
     ), gone_vars AS (
         DELETE FROM variables v USING emptied e
@@ -297,6 +383,10 @@ CLEAR_TEMPS: Final = """
     )
     SELECT count(*) FROM emptied
 """
+"""Empty the temp memory of sessions whose ``temp_expires_at`` is still the one read
+($1-$4), or that a turn emptied since (a timeout flow that ended); count them. A session
+that another janitor run emptied from the same state (its version is ``CLEARED``) is
+left alone and not counted again."""
 DELETE_EXPIRED_KVS: Final = """
     DELETE FROM kvs WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM kvs WHERE expires_at <= $1 LIMIT $2)) AND expires_at <= $1
@@ -306,6 +396,7 @@ DELETE_EXPIRED_KVS: Final = """
 SESSION_BOTS: Final = "SELECT DISTINCT bot_id FROM sessions"
 SHORTEN_TIMERS: Final = """
     UPDATE sessions SET
+        version = DEFAULT,
         expires_at = LEAST(expires_at, last_seen + $1),
         temp_expires_at = CASE WHEN temp_expires_at IS NULL THEN NULL
             ELSE LEAST(temp_expires_at, last_seen + $2, last_seen + $1) END

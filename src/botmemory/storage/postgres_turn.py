@@ -1,0 +1,227 @@
+"""How the PostgreSQL backend commits a turn: its locks, its checks, its final rows.
+
+A commit is one short transaction of three statements:
+
+1. Take transaction-scoped advisory locks on every key it checks or writes, in one
+   sorted order (so two commits never wait for each other in a circle): each variable,
+   the session record, each KVS key, exclusively; the scope of each variable and the
+   namespace of each KVS key, shared. A whole-scope check or a reset takes its scope
+   exclusively, a prefix check its namespace: nothing can then be added to what it read.
+   Locks on keys, not rows, cover rows that do not exist yet, which row locks cannot.
+2. Read what it checks, rows locked (``FOR UPDATE``), so that the janitor, which takes
+   no advisory lock and never creates rows, waits or is waited for. Compare the versions
+   in Python; on a difference, roll back and raise :class:`ConflictError`. Deltas are
+   added here, with Python's own arithmetic (:func:`~botmemory.storage.base.add_to_number`).
+3. Write everything, every row with the commit's version (``COMMIT_TURN``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from botmemory.errors import ConflictError
+from botmemory.storage import postgres_sql as sql
+from botmemory.storage.base import (
+    KvsRecord,
+    SessionRecord,
+    StoredVar,
+    TurnWrite,
+    VarKey,
+    add_to_number,
+)
+from botmemory.storage.postgres_pool import lock_key
+
+__all__ = [
+    "commit_locks",
+    "final_vars",
+    "kvs_locks",
+    "read_params",
+    "session_params",
+    "verify",
+    "write_params",
+]
+
+Locks = tuple[list[int], list[bool]]
+Current = dict[VarKey, tuple[str, float | None]]
+
+
+def _sorted_locks(wanted: dict[int, bool]) -> Locks:
+    keys = sorted(wanted)
+    return keys, [wanted[k] for k in keys]
+
+
+def kvs_locks(schema: str, namespace: str, key: str) -> Locks:
+    """Return the locks a write of one KVS key takes outside a turn."""
+    return _sorted_locks(
+        {
+            lock_key("kvs-namespace", schema, namespace): False,
+            lock_key("kvs", schema, namespace, key): True,
+        }
+    )
+
+
+def commit_locks(schema: str, write: TurnWrite) -> Locks:
+    """Return the advisory locks of ``write``: keys sorted, and which are exclusive."""
+    wanted: dict[int, bool] = {}
+
+    def want(exclusive: bool, kind: str, *parts: str) -> None:
+        key = lock_key(kind, schema, *parts)
+        wanted[key] = wanted.get(key, False) or exclusive
+
+    keys = [c.key for c in write.checks] + list(write.deletes) + [d.key for d in write.deltas]
+    for k in keys + [v.key for v in write.upserts]:
+        want(True, "var", k.bot_id, k.scope, k.owner, k.name)
+        want(False, "scope", k.bot_id, k.scope, k.owner)
+    for sc in write.scope_checks:
+        want(True, "scope", sc.bot_id, sc.scope, sc.owner)
+    s = write.session
+    if s is not None:
+        want(True, "session-row", s.bot_id, s.key)
+        for scope in _reset_scopes(write):
+            want(True, "scope", s.bot_id, scope, s.key)
+    for ns, key in [(c.namespace, c.key) for c in write.kvs_checks] + [
+        (w.namespace, w.key) for w in write.kvs_writes
+    ]:
+        want(True, "kvs", ns, key)
+        want(False, "kvs-namespace", ns)
+    for pc in write.kvs_prefix_checks:
+        want(True, "kvs-namespace", pc.namespace)
+    return _sorted_locks(wanted)
+
+
+def _reset_scopes(write: TurnWrite) -> list[str]:
+    if write.session is None:
+        return []
+    return ["session", "temp"] if write.reset_session else ["temp"] if write.reset_temp else []
+
+
+def read_params(write: TurnWrite) -> list[Any] | None:
+    """Return the parameters of ``COMMIT_READ`` for ``write``, or ``None`` if it reads nothing."""
+    var_keys = {c.key for c in write.checks} | {d.key for d in write.deltas}
+    s = write.session
+    checks_session = s is not None and write.session_version is not None
+    if not (var_keys or write.scope_checks or checks_session or write.kvs_checks) and not (
+        write.kvs_prefix_checks
+    ):
+        return None
+    prefixes = [(p.namespace, p.prefix, sql.prefix_end(p.prefix)) for p in write.kvs_prefix_checks]
+    return [
+        *_columns([(k.bot_id, k.scope, k.owner, k.name) for k in sorted(var_keys)], 4),
+        *_columns([(c.bot_id, c.scope, c.owner) for c in write.scope_checks], 3),
+        None if s is None else s.bot_id,
+        None if s is None else s.key,
+        *_columns([(c.namespace, c.key) for c in write.kvs_checks], 2),
+        *_columns(prefixes, 3),
+    ]
+
+
+def verify(write: TurnWrite, rows: Iterable[Sequence[Any]]) -> Current:
+    """Raise :class:`ConflictError` unless every check of ``write`` holds against ``rows``.
+
+    Return the current value and expiry of each variable read (for the deltas).
+    """
+    current: Current = {}
+    versions: dict[VarKey, int] = {}
+    scopes: dict[tuple[str, str, str], list[tuple[str, int]]] = defaultdict(list)
+    keyed: dict[tuple[str, str], tuple[float | None, int]] = {}
+    prefixed: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    session_version = 0
+    for kind, a, b, c, d, value, expires_at, version in rows:
+        if kind == "v":
+            key = VarKey(b, a, c, d)
+            current[key], versions[key] = (value, expires_at), version
+        elif kind == "s":
+            scopes[(a, b, c)].append((d, version))
+        elif kind == "r":
+            session_version = version
+        elif kind == "k":
+            keyed[(a, b)] = (expires_at, version)
+        elif _live(expires_at, write.now):
+            prefixed[int(a)].append((b, version))
+    s = write.session
+    if s is not None and write.session_version not in (None, session_version):
+        raise ConflictError(f"session {s.key} changed since the turn loaded it")
+    for check in write.checks:
+        if versions.get(check.key, 0) != check.version:
+            k = check.key
+            raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
+    for sc in write.scope_checks:
+        if tuple(sorted(scopes.get((sc.bot_id, sc.scope, sc.owner), []))) != sc.versions:
+            raise ConflictError(f"{sc.scope} memory changed since the turn read it all")
+    for kc in write.kvs_checks:
+        expires_at, version = keyed.get((kc.namespace, kc.key), (None, 0))
+        if (version if _live(expires_at, write.now) else 0) != kc.version:
+            raise ConflictError(f"key {kc.key!r} changed since the turn read it")
+    for i, pc in enumerate(write.kvs_prefix_checks, start=1):
+        if tuple(sorted(prefixed.get(i, []))) != pc.versions:
+            raise ConflictError(f"keys under {pc.prefix!r} changed since the turn listed them")
+    return current
+
+
+def _live(expires_at: float | None, now: float) -> bool:
+    return expires_at is None or expires_at > now
+
+
+def final_vars(write: TurnWrite, current: Current) -> list[StoredVar]:
+    """Return the variables ``write`` stores: its upserts, then its deltas added.
+
+    A delta adds to what the commit's earlier steps left: an upsert of the same
+    variable, nothing after a reset or delete of it, else the stored value; an expired
+    value counts as nothing.
+    """
+    rows: dict[VarKey, StoredVar] = {v.key: v for v in write.upserts}
+    if not write.deltas:
+        return list(rows.values())
+    s, reset = write.session, _reset_scopes(write)
+    deleted = set(write.deletes)
+    for delta in write.deltas:
+        k = delta.key
+        base: tuple[str, float | None] | None
+        if k in rows:
+            base = (rows[k].value, rows[k].expires_at)
+        elif k in deleted or (
+            s is not None and (k.bot_id, k.owner) == (s.bot_id, s.key) and k.scope in reset
+        ):
+            base = None
+        else:
+            base = current.get(k)
+        text = base[0] if base is not None and _live(base[1], write.now) else None
+        rows[k] = StoredVar(k, add_to_number(text, delta.by), write.now, delta.expires_at)
+    return list(rows.values())
+
+
+def write_params(write: TurnWrite, variables: Sequence[StoredVar]) -> list[Any]:
+    """Return the parameters of ``COMMIT_TURN`` for ``write`` with its final ``variables``."""
+    s = write.session
+    session = (None,) * 7 if s is None else session_params(s)
+    upserts = sorted(  # one order in which all writers lock rows
+        (k.bot_id, k.scope, k.owner, k.name, v.value, v.changed_at, v.expires_at, v.field_times)
+        for v in variables
+        for k in (v.key,)
+    )
+    kvs: dict[tuple[str, str], KvsRecord | None] = {
+        (w.namespace, w.key): w.record for w in write.kvs_writes
+    }
+    stored = sorted((ns, key, r.value, r.expires_at) for (ns, key), r in kvs.items() if r)
+    gone = sorted((ns, key) for (ns, key), r in kvs.items() if r is None)
+    return [
+        *session,
+        _reset_scopes(write),
+        *_columns([(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes], 4),
+        *_columns(upserts, 8),
+        write.version,
+        *_columns(stored, 4),
+        *_columns(gone, 2),
+    ]
+
+
+def session_params(s: SessionRecord) -> tuple[object, ...]:
+    """Return a session's columns for SQL, without its version."""
+    return (s.bot_id, s.key, s.user_key, s.started_at, s.last_seen, s.expires_at, s.temp_expires_at)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Turn rows into ``width`` column lists, for ``unnest($1::text[], ...)``."""
+    return [[row[i] for row in rows] for i in range(width)]
