@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
 from botmemory.clock import Clock
+from botmemory.errors import ConflictError
 from botmemory.janitor import JanitorReport
 from botmemory.kvs import KeyValueStore
 from botmemory.memory import Memory
@@ -118,9 +121,13 @@ class SyncMemory:
         channel: str = "api",
         thread_id: str | None = None,
         message: Mapping[str, JsonValue] | None = None,
+        *,
+        message_id: str | None = None,
     ) -> Iterator[TurnState]:
         """See :meth:`Memory.turn`: the body runs in the caller's thread."""
-        manager = self.memory.turn(bot_id, user_id, channel, thread_id, message)
+        manager = self.memory.turn(
+            bot_id, user_id, channel, thread_id, message, message_id=message_id
+        )
         state = self._loop.run(manager.__aenter__())
         try:
             yield state
@@ -128,6 +135,34 @@ class SyncMemory:
             self._loop.run(manager.__aexit__(type(exc), exc, exc.__traceback__))
             raise
         self._loop.run(manager.__aexit__(None, None, None))
+
+    def run_turn(
+        self,
+        body: Callable[[TurnState], T],
+        bot_id: str,
+        user_id: str,
+        channel: str = "api",
+        thread_id: str | None = None,
+        message: Mapping[str, JsonValue] | None = None,
+        *,
+        message_id: str | None = None,
+    ) -> T:
+        """See :meth:`Memory.run_turn`: ``body(state)`` runs in the caller's thread,
+        again from a fresh load when a concurrent turn changed what it read."""
+        attempts = self.memory.settings.max_attempts
+        for attempt in range(attempts):
+            try:
+                with self.turn(
+                    bot_id, user_id, channel, thread_id, message, message_id=message_id
+                ) as state:
+                    return body(state)
+            except ConflictError:
+                self.memory.stats.conflicts += 1
+                if attempt + 1 == attempts:
+                    raise
+            self.memory.stats.retries += 1
+            time.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def kvs(self, bot_id: str | None = None) -> SyncKeyValueStore:
         """The key-value store of ``bot_id``, or the global one when ``None``."""

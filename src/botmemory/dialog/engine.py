@@ -6,12 +6,14 @@
     replies = await engine.process("welcome", "u1", text="hi")
     await engine.close()
 
-Each message runs in one :meth:`Memory.turn <botmemory.memory.Memory.turn>`: memory is
-loaded, the ``before_incoming`` and ``after_incoming`` hooks run, the flow runs, each
-reply passes ``before_outgoing``, and what changed is persisted in one transaction. If
-anything fails, nothing is persisted, the failure is logged with the bot, flow and node,
-and the reply is the bot's error reply. Dialog timeouts and session ends come from the
-janitor (see :mod:`botmemory.dialog.timeouts`).
+Each message runs in one :meth:`Memory.run_turn <botmemory.memory.Memory.run_turn>`:
+memory is loaded, the ``before_incoming`` and ``after_incoming`` hooks run, the flow
+runs, each reply passes ``before_outgoing``, and what changed is persisted in one
+transaction, key-value store writes included. When a concurrent turn changed what this
+one read, the whole turn runs again from a fresh load (hooks and actions included, so
+they must be safe to run again). If anything fails, nothing is persisted, the failure
+is logged with the bot, flow and node, and the reply is the bot's error reply. Dialog
+timeouts and session ends come from the janitor (see :mod:`botmemory.dialog.timeouts`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from botmemory.dialog.events import Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.dialog.runner import DEFAULT_MAX_STEPS, POSITION_KEY, FlowRunner
 from botmemory.dialog.timeouts import DialogTimeouts, handle_timeout
-from botmemory.errors import BackendUnavailableError, InvalidValueError, LockTimeoutError
+from botmemory.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    DuplicateMessageError,
+    InvalidValueError,
+    LockTimeoutError,
+)
 from botmemory.ids import Identity
 from botmemory.memory import Memory
 from botmemory.turns import TurnState
@@ -142,31 +150,42 @@ class DialogEngine:
         payload: JsonValue = None,
         channel: str = "api",
         thread_id: str | None = None,
+        *,
+        message_id: str | None = None,
     ) -> list[str]:
         """Handle one user message; return the bot's replies in order.
 
-        Raises only for a bad call (unknown bot, invalid id, no text and no payload);
-        a failure inside the turn returns ``[error reply]`` with nothing persisted.
+        With ``message_id``, a message its session already processed is not run again:
+        the replies of its first run are returned. Raises only for a bad call (unknown
+        bot, invalid id, no text and no payload), a storage outage, or a turn that kept
+        conflicting (:class:`~botmemory.errors.ConflictError`); a failure inside the
+        turn returns ``[error reply]`` with nothing persisted.
         """
         bot = self.bot(bot_id)
         event = _incoming(bot_id, user_id, channel, thread_id, text, payload)
-        runner: FlowRunner | None = None
+        runners: list[FlowRunner] = []
+
+        async def body(state: TurnState) -> list[str]:
+            runners.append(self.runner(bot, event, state))
+            replies = await self._message(bot, runners[-1])
+            state.replies = list(replies)
+            return replies
+
         try:
-            async with self.memory.turn(
-                bot_id, user_id, channel, thread_id, event.message()
-            ) as state:
-                runner = self.runner(bot, event, state)
-                return await self._message(bot, runner)
-        except (BackendUnavailableError, LockTimeoutError):
+            return await self.memory.run_turn(
+                body, bot_id, user_id, channel, thread_id, event.message(), message_id=message_id
+            )
+        except DuplicateMessageError as duplicate:
+            return [str(reply) for reply in duplicate.replies]
+        except (BackendUnavailableError, LockTimeoutError, ConflictError):
             raise  # the storage is down or busy: the caller retries (HTTP 503)
         except Exception as exc:
-            self.log_failure("message", event, runner, exc)
+            self.log_failure("message", event, runners[-1] if runners else None, exc)
             return [self.error_reply(bot_id)]
 
     def runner(self, bot: Bot, event: Event, state: TurnState) -> FlowRunner:
-        """Return a flow runner for one turn of ``bot``."""
-        kvs = self.memory.kvs.for_bot(bot.bot_id)
-        return FlowRunner(bot, event, state, kvs, self.max_steps(bot.bot_id))
+        """Return a flow runner for one turn of ``bot``, over the turn's key-value store."""
+        return FlowRunner(bot, event, state, state.kvs, self.max_steps(bot.bot_id))
 
     async def _message(self, bot: Bot, runner: FlowRunner) -> list[str]:
         event, state, kvs = runner.event, runner.state, runner.kvs

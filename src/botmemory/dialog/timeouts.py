@@ -71,13 +71,16 @@ class DialogTimeouts:
         if bot is None:
             return
         event = _event("timeout", record)
-        replies: list[str] = []
+
+        async def body(state: TurnState) -> list[str]:
+            if not state.temp_expired:
+                return []
+            return await handle_timeout(engine, bot, event, state)
+
         try:
-            async with engine.memory.turn(
-                event.bot_id, event.user_id, event.channel, event.thread_id, resume=True
-            ) as state:
-                if state.temp_expired:
-                    replies = await handle_timeout(engine, bot, event, state)
+            replies = await engine.memory.run_turn(
+                body, event.bot_id, event.user_id, event.channel, event.thread_id, resume=True
+            )
         except Exception as exc:
             engine.log_failure("timeout", event, None, exc)
             return
@@ -99,12 +102,15 @@ class DialogTimeouts:
         if not hooks:
             return
         event = _event("session_end", record)
+
+        async def body(state: TurnState) -> None:
+            if state.session_expired:
+                await run_hooks(hooks, None, state, state.kvs)
+
         try:
-            async with engine.memory.turn(
-                event.bot_id, event.user_id, event.channel, event.thread_id, resume=True
-            ) as state:
-                if state.session_expired:
-                    await run_hooks(hooks, None, state, engine.memory.kvs.for_bot(event.bot_id))
+            await engine.memory.run_turn(
+                body, event.bot_id, event.user_id, event.channel, event.thread_id, resume=True
+            )
         except Exception as exc:
             engine.log_failure("session end", event, None, exc)
 
