@@ -524,7 +524,7 @@ def test_json5_features(tmp_path: Path) -> None:
   "dataRetention": {
     policies: {
       'profile.email': '30 days',
-      "tmp_*": 5000,
+      "tmp_*": "5s",
       plain: "1.5h",
     },
   },
@@ -536,6 +536,20 @@ def test_json5_features(tmp_path: Path) -> None:
         "tmp_*": 5.0,
         "plain": 5400.0,
     }
+
+
+@pytest.mark.parametrize("value", ["5", "5000", '"5"', "1.5"])
+def test_a_policy_without_a_unit_is_a_problem_with_file_line_and_key(
+    tmp_path: Path, value: str
+) -> None:
+    write(
+        tmp_path,
+        bot_file("b"),
+        f"{{\n  dataRetention: {{policies: {{\n    mood: {value},\n  }}}},\n}}",
+    )
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(f"{bot_file('b')}, line 3: dataRetention.policies.mood: ")
+    assert "has no unit: add one" in problem
 
 
 def test_quoted_keys_have_their_line(tmp_path: Path) -> None:

@@ -214,7 +214,9 @@ class KvsPut(ApiModel):
 
     value: Any = Field(examples=[{"text": "Welcome back"}])
     expiry: StrictStr | StrictInt | StrictFloat | None = Field(default=None, examples=["1h"])
-    """A duration (``"1h"``, ``"30d"``; a bare number is milliseconds), ``"never"`` or null."""
+    """A duration with a unit (``"1h"``, ``"30d"``), ``"never"`` or null (never expires).
+
+    A bare number has no unit and is refused (400)."""
 
 
 class KvsDeleted(ApiModel):

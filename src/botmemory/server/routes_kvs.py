@@ -9,7 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from botmemory.kvs import MAX_KEY_LENGTH
+from botmemory import kvs
+from botmemory.durations import to_timedelta
+from botmemory.kvs import MAX_KEY_LENGTH, parse_expiry
 from botmemory.memory import Memory
 from botmemory.server.auth import bot_access
 from botmemory.server.errors import ApiError, error_responses
@@ -58,11 +60,11 @@ async def get_key(request: Request, bot_id: BotAccess, key: Key) -> KvsEntry:
 )
 async def put_key(request: Request, bot_id: BotAccess, key: Key, body: KvsPut) -> KvsEntry:
     """Store a value; without ``expiry`` the key never expires (an earlier expiry is cleared)."""
-    memory = server_state(request).memory
-    await memory.kvs.for_bot(bot_id).set(key, body.value, expiry=body.expiry)
-    entry = await _entry(memory, bot_id, key)
-    assert entry is not None
-    return entry
+    expiry = to_timedelta(parse_expiry(body.expiry))
+    stored = (
+        await server_state(request).memory.kvs.for_bot(bot_id).set(key, body.value, expiry=expiry)
+    )
+    return _model(stored)
 
 
 @router.delete("/{key:path}", response_model=KvsDeleted, responses=_READ)
@@ -76,8 +78,11 @@ async def delete_key(request: Request, bot_id: BotAccess, key: Key) -> KvsDelete
 async def _entry(memory: Memory, bot_id: str, key: str) -> KvsEntry | None:
     """A key with its expiry."""
     entry = await memory.kvs.for_bot(bot_id).entry(key)
-    if entry is None:
-        return None
+    return None if entry is None else _model(entry)
+
+
+def _model(entry: kvs.KvsEntry) -> KvsEntry:
+    """The API's shape of a key with its expiry."""
     return KvsEntry(
         key=entry.key,
         value=entry.value,
