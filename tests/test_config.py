@@ -601,7 +601,7 @@ def test_describe_is_json_with_readable_durations() -> None:
         "session": {"lastMessages": 5},
         "converse": {"public": False},
         "dataRetention": {"policies": {"email": "60d"}},
-        "limits": {"maxValueBytes": 1048576},
+        "limits": {"maxValueBytes": 1048576, "maxMessageBytes": 65536},
     }
     bot = described["bots"]["b"]  # type: ignore[index]
     assert bot["dialog"]["sessionTimeoutInterval"] == "1h"

@@ -47,6 +47,11 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         self._touched: set[str] = set()
         self._expiries: dict[str, float | None] = dict(expiries or {})
 
+    @property
+    def max_value_bytes(self) -> int:
+        """The largest serialized value a variable of this scope may hold, in bytes."""
+        return self._max_bytes
+
     def __getitem__(self, name: str) -> JsonValue:
         value = self._data[name]
         if value is _UNPARSED:

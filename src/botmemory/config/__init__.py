@@ -50,6 +50,7 @@ class BotSettings:
     error_reply: str  # dialog.errorReply
     max_steps: int  # dialog.maxSteps
     converse_public: bool  # converse.public
+    max_message_bytes: int = 65_536  # limits.maxMessageBytes
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,10 @@ def _describe_bot(bot: BotSettings) -> dict[str, object]:
         "session": {"lastMessages": bot.last_messages},
         "converse": {"public": bot.converse_public},
         "dataRetention": {"policies": policies},
-        "limits": {"maxValueBytes": bot.max_value_bytes},
+        "limits": {
+            "maxValueBytes": bot.max_value_bytes,
+            "maxMessageBytes": bot.max_message_bytes,
+        },
     }
 
 
@@ -224,6 +228,7 @@ def _bot_settings(bot_id: str | None, file: GlobalFile) -> BotSettings:
         last_messages=file.session.last_messages,
         policies=MappingProxyType(dict(file.data_retention.policies)),
         max_value_bytes=file.limits.max_value_bytes,
+        max_message_bytes=file.limits.max_message_bytes,
         error_reply=file.dialog.error_reply,
         max_steps=file.dialog.max_steps,
         converse_public=file.converse.public,

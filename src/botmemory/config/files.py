@@ -143,6 +143,9 @@ class LimitsSection(Section):
 
     max_value_bytes: int = Field(default=1_048_576, alias="maxValueBytes", gt=0)
     """Largest serialized value in bytes; default 1048576 (1 MiB)."""
+    max_message_bytes: int = Field(default=65_536, alias="maxMessageBytes", gt=0)
+    """Largest user message (its text in UTF-8 plus its payload as JSON) in bytes; a larger
+    one is refused before anything is stored; default 65536 (64 KiB)."""
 
 
 class AuthSection(Section):

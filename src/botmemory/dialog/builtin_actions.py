@@ -129,8 +129,9 @@ def _need(problem: str | None) -> None:
 
 def _name(args: Args, what: str = "name") -> str:
     value = args.get(what)
-    _need(_check_name(value, what))
-    assert isinstance(value, str)
+    problem = _check_name(value, what)
+    if problem or not isinstance(value, str):
+        raise InvalidValueError(problem or f"{what} {value!r} must be a string")
     return value
 
 

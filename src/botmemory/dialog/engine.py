@@ -30,11 +30,16 @@ from botmemory.dialog.events import Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.dialog.runner import DEFAULT_MAX_STEPS, POSITION_KEY, FlowRunner
 from botmemory.dialog.timeouts import DialogTimeouts, handle_timeout
-from botmemory.errors import BackendUnavailableError, InvalidValueError, LockTimeoutError
+from botmemory.errors import (
+    BackendUnavailableError,
+    InvalidValueError,
+    LockTimeoutError,
+    MessageTooLargeError,
+)
 from botmemory.ids import Identity
 from botmemory.memory import Memory
 from botmemory.turns import TurnState
-from botmemory.values import JsonValue, to_json_text
+from botmemory.values import JsonValue, dumps, to_json_text
 
 __all__ = ["DEFAULT_ERROR_REPLY", "DialogEngine", "ReplySink"]
 
@@ -145,11 +150,13 @@ class DialogEngine:
     ) -> list[str]:
         """Handle one user message; return the bot's replies in order.
 
-        Raises only for a bad call (unknown bot, invalid id, no text and no payload);
-        a failure inside the turn returns ``[error reply]`` with nothing persisted.
+        Raises only for a bad call (unknown bot, invalid id, no text and no payload, a
+        message over ``limits.maxMessageBytes``: :class:`MessageTooLargeError`, nothing
+        stored); a failure inside the turn returns ``[error reply]`` with nothing persisted.
         """
         bot = self.bot(bot_id)
         event = _incoming(bot_id, user_id, channel, thread_id, text, payload)
+        _check_size(event, self.memory.settings.for_bot(bot_id).max_message_bytes)
         runner: FlowRunner | None = None
         try:
             async with self.memory.turn(
@@ -221,3 +228,15 @@ def _incoming(
     to_json_text(payload, "payload", 1 << 30)
     kind = "text" if text is not None else "payload"
     return Event(kind, bot_id, user_id, channel, thread_id, text, payload)
+
+
+def _check_size(event: Event, max_bytes: int) -> None:
+    """Refuse a message whose text (UTF-8) and payload (JSON) weigh over ``max_bytes``."""
+    size = len((event.text or "").encode())
+    if event.payload is not None:
+        size += len(dumps(event.payload).encode())
+    if size > max_bytes:
+        raise MessageTooLargeError(
+            f"the message is {size} bytes, over the limit of {max_bytes} bytes "
+            "(limits.maxMessageBytes): nothing was stored"
+        )

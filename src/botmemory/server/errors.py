@@ -10,6 +10,7 @@ no or unknown token / another bot's token           401 / 403
 UnknownBotError, a missing variable or key          404
 UserErasedError, editing a session not alive        409
 a body over ``server.maxBodyBytes``                 413
+MessageTooLargeError (``limits.maxMessageBytes``)   413
 BackendUnavailableError, LockTimeoutError           503
 any other error                                     500
 =================================================  ======
@@ -33,6 +34,7 @@ from botmemory.errors import (
     InvalidIdError,
     InvalidValueError,
     LockTimeoutError,
+    MessageTooLargeError,
     SessionNotAliveError,
     UserErasedError,
 )
@@ -60,7 +62,7 @@ _DESCRIPTIONS: Final = {
     403: "The token is for another bot, or the route needs an admin token",
     404: "No such bot, variable or key",
     409: "The session (or the dialog, for temp memory) is not alive, or the user was erased",
-    413: "The body is larger than server.maxBodyBytes",
+    413: "The body is over server.maxBodyBytes, or the message over limits.maxMessageBytes",
     503: "The storage backend is unavailable; retry later",
 }
 
@@ -102,6 +104,8 @@ def status_of(exc: BotMemoryError) -> int:
     """The HTTP status of one of botmemory's errors."""
     if isinstance(exc, SessionNotAliveError):
         return 409
+    if isinstance(exc, MessageTooLargeError):
+        return 413
     if isinstance(exc, InvalidIdError | InvalidValueError | InvalidDurationError):
         return 400
     if isinstance(exc, UnknownBotError):
@@ -114,8 +118,7 @@ def status_of(exc: BotMemoryError) -> int:
 
 
 async def _botmemory_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, BotMemoryError)
-    status = status_of(exc)
+    status = status_of(exc) if isinstance(exc, BotMemoryError) else 500
     if status >= 500:
         log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         return error_response(status, _SERVER_MESSAGES[status])
@@ -123,7 +126,8 @@ async def _botmemory_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):
+        return await _unexpected_error(request, exc)
     message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "error")
     response = error_response(exc.status_code, message)
     if exc.headers:
@@ -132,8 +136,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    details = [_describe(error) for error in exc.errors()]
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else [str(exc)]
+    details = [_describe(error) for error in errors]
     message = "invalid request: " + "; ".join(details[:3])
     if len(details) > 3:
         message += f" (and {len(details) - 3} more)"
