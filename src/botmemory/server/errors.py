@@ -7,6 +7,7 @@ are mapped once here:
 InvalidIdError, InvalidValueError, InvalidDuration  400
 a request that fails validation (JSON, types)       400
 no or unknown token / another bot's token           401 / 403
+local mode: cross-origin write / non-loopback Host  403 / 421
 UnknownBotError, a missing variable or key          404
 UserErasedError, editing a session not alive        409
 a body over ``server.maxBodyBytes``                 413
@@ -52,6 +53,7 @@ CODES: Final = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    421: "misdirected_request",
     500: "internal_error",
     503: "unavailable",
 }
