@@ -26,7 +26,7 @@ from typing import Final
 from botmemory.clock import Clock
 from botmemory.dialog.bots import Bot, load_bots
 from botmemory.dialog.errors import DialogError, UnknownBotError
-from botmemory.dialog.events import Event
+from botmemory.dialog.events import MESSAGE_TYPES, Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.dialog.runner import DEFAULT_MAX_STEPS, POSITION_KEY, FlowRunner
 from botmemory.dialog.timeouts import DialogTimeouts, handle_timeout
@@ -147,15 +147,20 @@ class DialogEngine:
         payload: JsonValue = None,
         channel: str = "api",
         thread_id: str | None = None,
+        message_type: str | None = None,
     ) -> list[str]:
         """Handle one user message; return the bot's replies in order.
+
+        ``message_type`` is one of :data:`~botmemory.dialog.events.MESSAGE_TYPES`; by
+        default ``"text"`` when there is a text, else ``"payload"``. Flows see it as
+        ``event.type`` and ``session.lastMessages`` keeps it.
 
         Raises only for a bad call (unknown bot, invalid id, no text and no payload, a
         message over ``limits.maxMessageBytes``: :class:`MessageTooLargeError`, nothing
         stored); a failure inside the turn returns ``[error reply]`` with nothing persisted.
         """
         bot = self.bot(bot_id)
-        event = _incoming(bot_id, user_id, channel, thread_id, text, payload)
+        event = _incoming(bot_id, user_id, channel, thread_id, text, payload, message_type)
         _check_size(event, self.memory.settings.for_bot(bot_id).max_message_bytes)
         runner: FlowRunner | None = None
         try:
@@ -219,6 +224,7 @@ def _incoming(
     thread_id: str | None,
     text: str | None,
     payload: JsonValue,
+    message_type: str | None = None,
 ) -> Event:
     Identity.of(bot_id, user_id, channel, thread_id)
     if text is not None and not isinstance(text, str):
@@ -226,7 +232,13 @@ def _incoming(
     if text is None and payload is None:
         raise InvalidValueError("a message needs a text or a payload (or both)")
     to_json_text(payload, "payload", 1 << 30)
-    kind = "text" if text is not None else "payload"
+    kind = message_type or ("text" if text is not None else "payload")
+    if kind not in MESSAGE_TYPES:
+        raise InvalidValueError(
+            f"message type {kind!r} is not known: use one of {', '.join(MESSAGE_TYPES)}"
+        )
+    if kind == "text" and text is None:
+        raise InvalidValueError("a message of type 'text' needs a text")
     return Event(kind, bot_id, user_id, channel, thread_id, text, payload)
 
 

@@ -78,8 +78,13 @@ class ErrorBody(ApiModel):
 class ConverseRequest(ApiModel):
     """A user's message: ``{"type": "text", "text": "hi"}``, or a payload."""
 
-    type: str = Field(default="text", min_length=1, max_length=64, examples=["text"])
-    """``"text"`` needs ``text``; any other type needs ``payload`` or ``text``."""
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    type: Literal["text", "quick_reply", "postback", "payload"] = Field(
+        default="text", examples=["text"]
+    )
+    """``"text"`` needs ``text``; any other type needs ``payload`` or ``text``. Flows see
+    it as ``event.type``, and ``session.lastMessages`` keeps it."""
     text: str | None = Field(default=None, examples=["hi"])
     payload: Any = None
     """Any JSON value, for buttons and quick replies."""

@@ -54,6 +54,7 @@ async def converse(
         payload=message.payload,
         channel=message.channel,
         thread_id=message.thread_id,
+        message_type=message.type,
     )
     # every field set explicitly: the response leaves out what is unset (``state``)
     response = ConverseResponse(responses=[Reply(type="text", text=reply) for reply in replies])
