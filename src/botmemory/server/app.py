@@ -23,6 +23,7 @@ from botmemory.server.auth import Access
 from botmemory.server.errors import install_error_handlers
 from botmemory.server.limits import BodyLimit
 from botmemory.server.local import LocalGuard
+from botmemory.server.params import EncodedSlashes
 from botmemory.server.state import ServerState
 
 __all__ = ["create_app"]
@@ -66,6 +67,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(EncodedSlashes)
     if access.local_only:
         app.add_middleware(LocalGuard)  # outermost: before the body is even read
     for module in (routes_converse, routes_memory, routes_kvs, routes_admin):

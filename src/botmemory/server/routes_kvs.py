@@ -16,6 +16,7 @@ from botmemory.memory import Memory
 from botmemory.server.auth import bot_access
 from botmemory.server.errors import ApiError, error_responses
 from botmemory.server.models import KvsDeleted, KvsEntry, KvsKeys, KvsPut, iso_or_none
+from botmemory.server.params import decoded
 from botmemory.server.state import server_state
 
 __all__ = ["router"]
@@ -49,6 +50,7 @@ async def list_keys(
 @router.get("/{key:path}", response_model=KvsEntry, responses=_READ)
 async def get_key(request: Request, bot_id: BotAccess, key: Key) -> KvsEntry:
     """A key's value and expiry; 404 when it does not exist or has expired."""
+    key = decoded(key)
     entry = await _entry(server_state(request).memory, bot_id, key)
     if entry is None:
         raise ApiError(404, f"no key {key!r} in the key-value store of bot {bot_id!r}")
@@ -60,6 +62,7 @@ async def get_key(request: Request, bot_id: BotAccess, key: Key) -> KvsEntry:
 )
 async def put_key(request: Request, bot_id: BotAccess, key: Key, body: KvsPut) -> KvsEntry:
     """Store a value; without ``expiry`` the key never expires (an earlier expiry is cleared)."""
+    key = decoded(key)
     expiry = to_timedelta(parse_expiry(body.expiry))
     stored = (
         await server_state(request).memory.kvs.for_bot(bot_id).set(key, body.value, expiry=expiry)
@@ -70,6 +73,7 @@ async def put_key(request: Request, bot_id: BotAccess, key: Key, body: KvsPut) -
 @router.delete("/{key:path}", response_model=KvsDeleted, responses=_READ)
 async def delete_key(request: Request, bot_id: BotAccess, key: Key) -> KvsDeleted:
     """Delete a key; 404 when it does not exist."""
+    key = decoded(key)
     if not await server_state(request).memory.kvs.for_bot(bot_id).delete(key):
         raise ApiError(404, f"no key {key!r} in the key-value store of bot {bot_id!r}")
     return KvsDeleted(key=key, deleted=True)
