@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from botmemory import ManualClock, Memory
+from botmemory.dialog import DialogEngine
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "data"
 
 
 def botmemory(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,3 +70,28 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_janitor_run_runs_timeout_flows_and_session_end_hooks(tmp_path: Path) -> None:
+    """As serve's janitor does: the example bot's hooks keep the topic and count timeouts."""
+    data = tmp_path / "data"
+    shutil.copytree(EXAMPLE, data, ignore=shutil.ignore_patterns("__pycache__", "*.db*"))
+
+    async def converse_hours_ago() -> None:
+        engine = await DialogEngine.from_data_dir(data, ManualClock(time.time() - 3 * 3600))
+        async with engine:
+            for text in ("hi", "Bob", "ok", "bob@example.com", "yes", "cats", "hello"):
+                await engine.process("welcome", "bob", text=text)
+
+    async def after() -> tuple[object, object]:
+        memory = await Memory.from_data_dir(data)
+        async with memory:
+            topic = await memory.kvs.for_bot("welcome").get("storage/users/bob/lastTopic")
+            async with memory.turn("welcome", "bob") as state:
+                return topic, state.user.get("timeouts")
+
+    asyncio.run(converse_hours_ago())
+    result = botmemory("janitor", "run", str(data), "--once")
+    assert result.returncode == 0, result.stderr
+    assert "1 session" in result.stdout
+    assert asyncio.run(after()) == ("cats", 1)

@@ -70,11 +70,17 @@ def janitor_group() -> None:
 def janitor_run(data_dir: str, once: bool) -> None:
     """Remove expired data now, once or every dataRetention.janitorInterval.
 
+    Like the janitor of ``serve``, it runs the bots' dialog timeouts (timeout flows,
+    before_session_timeout hooks) and on_session_end hooks; their replies reach no one.
+
     Example: botmemory janitor run ./data --once
     """
 
     async def go() -> None:
-        memory = await Memory.from_data_dir(data_dir)
+        from botmemory.dialog import DialogEngine
+
+        engine = await DialogEngine.from_data_dir(data_dir)
+        memory = engine.memory
         try:
             if once:
                 with _janitor_progress() as progress:
@@ -85,7 +91,7 @@ def janitor_run(data_dir: str, once: bool) -> None:
             await memory.janitor.start()
             await asyncio.Event().wait()  # until Ctrl-C
         finally:
-            await memory.close()
+            await engine.close()
 
     run(go())
 
