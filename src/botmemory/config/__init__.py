@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from botmemory.config.files import BOT_FILE, GLOBAL_FILE, BotFile, GlobalFile, Section
-from botmemory.config.problems import Document, read_document, validate
+from botmemory.config.problems import Document, key_problem, read_document, validate
 from botmemory.durations import format_duration
 from botmemory.errors import ConfigError
 from botmemory.ids import BOT_ID_PATTERN
@@ -136,9 +136,23 @@ def load_data_dir(path: str | os.PathLike[str]) -> Settings:
     bot_docs = {
         bot_id: read_document(root, f"bots/{bot_id}/{BOT_FILE}", problems) for bot_id in bot_ids
     }
+    _check_bot_tokens(global_doc, bot_ids, problems)
     settings = _resolve(global_doc, bot_docs, problems, data_dir=root)
     env_url = os.environ.get(DATABASE_URL_ENV)
     return replace(settings, database_url=env_url) if env_url else settings
+
+
+def _check_bot_tokens(doc: Document | None, bot_ids: list[str], problems: list[str]) -> None:
+    """Report ``auth.botTokens`` entries for bots that have no folder."""
+    if doc is None or not isinstance(doc.data, dict):
+        return
+    auth = doc.data.get("auth")
+    tokens = auth.get("botTokens") if isinstance(auth, dict) else None
+    for bot_id in tokens if isinstance(tokens, dict) else ():
+        if bot_id not in bot_ids:
+            known = ", ".join(bot_ids) or "none"
+            message = f"there is no bot {bot_id!r} (no folder bots/{bot_id}/): the bots are {known}"
+            problems.append(key_problem(doc, ["auth", "botTokens", str(bot_id)], message))
 
 
 def _plain(value: object) -> object:
