@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from botmemory import ManualClock, Memory
+from botmemory.dialog import DialogEngine
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "data"
 
 
 def botmemory(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,3 +70,92 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_janitor_run_runs_timeout_flows_and_session_end_hooks(tmp_path: Path) -> None:
+    """As serve's janitor does: the example bot's hooks keep the topic and count timeouts."""
+    data = tmp_path / "data"
+    shutil.copytree(EXAMPLE, data, ignore=shutil.ignore_patterns("__pycache__", "*.db*"))
+
+    async def converse_hours_ago() -> None:
+        engine = await DialogEngine.from_data_dir(data, ManualClock(time.time() - 3 * 3600))
+        async with engine:
+            for text in ("hi", "Bob", "ok", "bob@example.com", "yes", "cats", "hello"):
+                await engine.process("welcome", "bob", text=text)
+
+    async def after() -> tuple[object, object]:
+        memory = await Memory.from_data_dir(data)
+        async with memory:
+            topic = await memory.kvs.for_bot("welcome").get("storage/users/bob/lastTopic")
+            async with memory.turn("welcome", "bob") as state:
+                return topic, state.user.get("timeouts")
+
+    asyncio.run(converse_hours_ago())
+    result = botmemory("janitor", "run", str(data), "--once")
+    assert result.returncode == 0, result.stderr
+    assert "1 session" in result.stdout
+    assert asyncio.run(after()) == ("cats", 1)
+
+
+def write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_config_check_reports_everything_serve_refuses_at_once(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "global/botmemory.config.json",
+        """{
+  database: { url: "mysql://u:secret@h/db" },
+  auth: { adminTokens: ["admin-token-0123456789"], botTokens: { ghost: ["ghost-token-01234"] } },
+  dataRetention: {
+    policies: { mood: "5", email: "60x", "a..b": "1d" },
+  },
+  dialog: { timeoutInterval: "5m" },
+  dialog: { timeoutInterval: "1m" },
+}
+""",
+    )
+    main = '{startNode: "a", nodes: [{name: "a", next: [{node: "b"}]}]}'
+    write(tmp_path, "bots/syntax/flows/main.flow.json", "{startNode: 'a' nodes: []}")
+    write(tmp_path, "bots/unknown/flows/main.flow.json", main)
+    write(
+        tmp_path,
+        "bots/unsafe/flows/main.flow.json",
+        '{startNode: "a", nodes: [{name: "a", next: [{condition: "__import__(1)", node: "a"}]}]}',
+    )
+    write(
+        tmp_path,
+        "bots/actions/flows/main.flow.json",
+        '{startNode: "a", nodes: [{name: "a", onEnter: [{action: "nope"}]}]}',
+    )
+    write(tmp_path, "bots/actions/actions/broken.py", "import not_a_module_anywhere\n")
+    write(
+        tmp_path,
+        "bots/twice/flows/main.flow.json",
+        '{\n  startNode: "a",\n  nodes: [],\n  startNode: "b",\n}',
+    )
+    result = botmemory("config", "check", str(tmp_path))
+    assert result.returncode == 1
+    err = result.stderr
+    assert "Traceback" not in err
+    expected = [
+        "database.url",  # unsupported scheme
+        "mysql://***",  # the password is not shown
+        "line 3: auth.botTokens.ghost: there is no bot 'ghost'",
+        "dataRetention.policies.mood: '5' has no unit",
+        "dataRetention.policies.email:",
+        "policy key 'a..b'",
+        "line 7: key 'dialog' is given again on line 8",
+        "bots/syntax/flows/main.flow.json, line 1",
+        "bots/unknown/flows/main.flow.json",
+        "bots/unsafe/flows/main.flow.json",
+        "bots/actions/actions/broken.py",
+        "not_a_module_anywhere",
+        "'nope'",
+        "bots/twice/flows/main.flow.json, line 2: key 'startNode' is given again on line 4",
+    ]
+    missing = [text for text in expected if text not in err]
+    assert not missing, err

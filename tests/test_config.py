@@ -362,7 +362,9 @@ def test_unknown_key_suggests_the_nearest_one(tmp_path: Path) -> None:
 
 def test_unknown_key_without_a_near_one_lists_the_keys() -> None:
     problem = one_problem(load_settings, {"session": {"zzz": 1}})
-    assert problem == "config: session.zzz: unknown key 'zzz': the keys here are lastMessages, messageIds"
+    assert problem == (
+        "config: session.zzz: unknown key 'zzz': the keys here are lastMessages, messageIds"
+    )
 
 
 @pytest.mark.parametrize(
@@ -526,7 +528,7 @@ def test_json5_features(tmp_path: Path) -> None:
   "dataRetention": {
     policies: {
       'profile.email': '30 days',
-      "tmp_*": 5000,
+      "tmp_*": "5s",
       plain: "1.5h",
     },
   },
@@ -538,6 +540,20 @@ def test_json5_features(tmp_path: Path) -> None:
         "tmp_*": 5.0,
         "plain": 5400.0,
     }
+
+
+@pytest.mark.parametrize("value", ["5", "5000", '"5"', "1.5"])
+def test_a_policy_without_a_unit_is_a_problem_with_file_line_and_key(
+    tmp_path: Path, value: str
+) -> None:
+    write(
+        tmp_path,
+        bot_file("b"),
+        f"{{\n  dataRetention: {{policies: {{\n    mood: {value},\n  }}}},\n}}",
+    )
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(f"{bot_file('b')}, line 3: dataRetention.policies.mood: ")
+    assert "has no unit: add one" in problem
 
 
 def test_quoted_keys_have_their_line(tmp_path: Path) -> None:
@@ -589,7 +605,7 @@ def test_describe_is_json_with_readable_durations() -> None:
         "session": {"lastMessages": 5, "messageIds": 20},
         "converse": {"public": False},
         "dataRetention": {"policies": {"email": "60d"}},
-        "limits": {"maxValueBytes": 1048576},
+        "limits": {"maxValueBytes": 1048576, "maxMessageBytes": 65536},
     }
     bot = described["bots"]["b"]  # type: ignore[index]
     assert bot["dialog"]["sessionTimeoutInterval"] == "1h"
@@ -658,3 +674,41 @@ def test_a_problem_names_the_line_of_the_key_at_its_own_depth(tmp_path: Path) ->
     )
     with pytest.raises(ConfigError, match=r"line 6: timeoutInterval: unknown key"):
         load_data_dir(tmp_path)
+
+
+def test_a_key_given_twice_is_reported_with_both_lines(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        bot_file("b"),
+        "{\n  dataRetention: {policies: {mood: '1m'}},\n  // pasted above:\n"
+        "  dataRetention: {policies: {mood: '1d'}},\n}",
+    )
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(f"{bot_file('b')}, line 2: key 'dataRetention' is given again")
+    assert "on line 4" in problem
+
+
+def test_every_problem_of_one_policy_object_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, GLOBAL_FILE, "{dataRetention: {policies: {a: '5', b: '1x', 'c..d': '1d'}}}")
+    found = problems(load_data_dir, tmp_path)
+    assert len(found) == 3, found
+    assert any("policies.a" in p for p in found)
+    assert any("policies.b" in p for p in found)
+    assert any("'c..d'" in p for p in found)
+
+
+def test_an_unsupported_database_url_is_a_config_problem(tmp_path: Path) -> None:
+    write(tmp_path, GLOBAL_FILE, "{\n  database: {\n    url: 'mysql://u:pw@h/db',\n  },\n}")
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(f"{GLOBAL_FILE}, line 3: database.url:")
+    assert "pw" not in problem
+
+
+def test_bot_tokens_for_a_bot_without_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "bots" / "shop").mkdir(parents=True)
+    token = "t" * 20
+    write(
+        tmp_path, GLOBAL_FILE, f"{{auth: {{botTokens: {{shop: ['{token}'], gone: ['{token}']}}}}}}"
+    )
+    problem = one_problem(load_data_dir, tmp_path)
+    assert "auth.botTokens.gone: there is no bot 'gone'" in problem

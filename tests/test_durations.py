@@ -7,7 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from botmemory.durations import NEVER, format_duration, parse_duration, parse_interval
+from botmemory.durations import (
+    NEVER,
+    format_duration,
+    parse_duration,
+    parse_interval,
+    to_timedelta,
+)
 from botmemory.errors import InvalidDurationError
 
 UNITS = {
@@ -53,11 +59,18 @@ def test_decimals_and_surrounding_spaces(text: str, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"),
-    [(1500, 1.5), ("1500", 1.5), (" 1500 ", 1.5), (1.5, 0.0015), ("2.5", 0.0025), (0, 0.0)],
+    "value", [5, 1500, "5", "1500", " 1500 ", 1.5, "2.5", 0, "0", "1e3", "-5", 10**400, 1e308]
 )
-def test_bare_numbers_are_milliseconds(value: object, seconds: float) -> None:
-    assert parse_duration(value) == pytest.approx(seconds)
+def test_a_bare_number_is_refused_with_a_hint_to_add_a_unit(value: object) -> None:
+    with pytest.raises(InvalidDurationError, match="has no unit: add one") as info:
+        parse_duration(value, where="dataRetention.policies.mood", allow_never=True)
+    assert "5s" in str(info.value) or "s'" in str(info.value)
+    assert str(info.value).startswith("dataRetention.policies.mood: ")
+
+
+def test_to_timedelta() -> None:
+    assert to_timedelta(parse_duration("90s")) == timedelta(seconds=90)
+    assert to_timedelta(None) is None
 
 
 @pytest.mark.parametrize(
@@ -125,7 +138,7 @@ def test_values_that_are_not_durations(value: object) -> None:
         ("60x", "unknown unit 'x'"),
         ("", "not a duration"),
         ("-5m", "not a duration"),
-        (-5, "negative or not a finite duration"),
+        (-5, "has no unit"),
         (True, "not a duration"),
         (None, "NoneType, not a duration"),
     ],
@@ -143,7 +156,7 @@ def test_invalid_duration_error_is_a_value_error() -> None:
         parse_duration("60x")
 
 
-@pytest.mark.parametrize("value", [0, "0", "0s", "0ms", timedelta(0), 1, "1", "1ms", "99ms"])
+@pytest.mark.parametrize("value", ["0s", "0ms", timedelta(0), "1ms", "99ms"])
 def test_interval_shorter_than_the_minimum(value: object) -> None:
     with pytest.raises(InvalidDurationError, match=r"too short.*at least 0\.1s"):
         parse_interval(value, where="dialog.janitorInterval")
@@ -155,16 +168,14 @@ def test_interval_refuses_what_is_not_a_duration(value: object) -> None:
         parse_interval(value)
 
 
-@pytest.mark.parametrize(
-    ("value", "seconds"), [("100ms", 0.1), (100, 0.1), ("10s", 10.0), ("2m", 120.0)]
-)
+@pytest.mark.parametrize(("value", "seconds"), [("100ms", 0.1), ("10s", 10.0), ("2m", 120.0)])
 def test_interval_at_or_above_the_minimum(value: object, seconds: float) -> None:
     assert parse_interval(value) == pytest.approx(seconds)
 
 
 def test_interval_with_its_own_minimum() -> None:
     assert parse_interval("5s", minimum=5) == 5.0
-    assert parse_interval(1, minimum=0.001) == 0.001
+    assert parse_interval("1ms", minimum=0.001) == 0.001
     with pytest.raises(InvalidDurationError, match="at least 5s"):
         parse_interval("4s", minimum=5)
 
@@ -202,18 +213,13 @@ def test_format_then_parse_of_uneven_durations(text: str) -> None:
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
 
 
-def test_huge_integer_is_an_invalid_duration() -> None:
-    with pytest.raises(InvalidDurationError):
-        parse_duration(10**400)
-
-
 @pytest.mark.parametrize("text", ["\u0665m", "5\nm"])
 def test_only_ascii_digits_and_a_space(text: str) -> None:
     with pytest.raises(InvalidDurationError):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("value", ["1001y", "9999999d", 1e308, "366000d"])
+@pytest.mark.parametrize("value", ["1001y", "9999999d", "366000d"])
 def test_durations_over_a_thousand_years_are_refused(value: object) -> None:
     with pytest.raises(InvalidDurationError, match="1000 years"):
         parse_duration(value, allow_never=True)

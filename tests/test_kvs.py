@@ -47,14 +47,40 @@ async def test_expiry(mem: Memory, clock: ManualClock) -> None:
     await kvs.set("k", "v", expiry="5m")
     await kvs.set("t", "v", expiry=timedelta(hours=1))
     await kvs.set("n", "v", expiry="never")
-    clock.advance(299)
+    clock.advance(299.999)
     assert await kvs.get("k") == "v"
-    clock.advance(1)
+    clock.advance(0.001)
     assert await kvs.get("k") is None
     assert not await kvs.exists("k")
     assert await kvs.keys() == ["n", "t"]
     clock.advance(DAY)
     assert await kvs.keys() == ["n"]
+
+
+@pytest.mark.parametrize(
+    ("expiry", "seconds"),
+    [("1h", 3600.0), ("30d", 30 * DAY), ("500ms", 0.5), (timedelta(minutes=2), 120.0)],
+)
+async def test_a_key_lives_exactly_as_long_as_its_expiry(
+    mem: Memory, clock: ManualClock, expiry: str | timedelta, seconds: float
+) -> None:
+    kvs = mem.kvs.for_bot("b")
+    stored = await kvs.set("k", "v", expiry=expiry)
+    assert stored.expires_at == pytest.approx(clock.now + seconds)
+    clock.advance(seconds - 0.001)
+    assert await kvs.get("k") == "v"
+    clock.advance(0.001)
+    assert await kvs.get("k") is None
+
+
+@pytest.mark.parametrize("expiry", [5, 5.0, "5", "3600", 0])
+async def test_a_bare_number_is_not_an_expiry(mem: Memory, expiry: object) -> None:
+    kvs = mem.kvs.for_bot("b")
+    with pytest.raises(InvalidDurationError, match="has no unit: add one"):
+        await kvs.set("k", "v", expiry=expiry)  # type: ignore[arg-type]
+    with pytest.raises(InvalidDurationError, match="has no unit"):
+        await kvs.incr("n", expiry=expiry)  # type: ignore[arg-type]
+    assert await kvs.keys() == []
 
 
 async def test_set_without_expiry_clears_an_earlier_one(mem: Memory, clock: ManualClock) -> None:
@@ -136,7 +162,9 @@ async def test_incr_expiry(mem: Memory, clock: ManualClock) -> None:
     await kvs.incr("window", expiry="1m")
     clock.advance(30)
     await kvs.incr("window")  # keeps the expiry it had
-    clock.advance(30)
+    clock.advance(29.999)
+    assert await kvs.get("window") == 2
+    clock.advance(0.001)
     assert await kvs.get("window") is None
     assert await kvs.incr("window") == 1
 
@@ -168,7 +196,9 @@ async def test_expired_keys_are_removed_by_the_janitor(mem: Memory, clock: Manua
     await kvs.set("gone", 1, expiry="1s")
     await kvs.set("kept", 1)
     await mem.kvs.for_global().set("gone", 1, expiry="1s")
-    clock.advance(1)
+    clock.advance(0.999)
+    assert (await mem.janitor.run_once()).kvs == 0
+    clock.advance(0.001)
     report = await mem.janitor.run_once()
     assert report.kvs == 2
     assert await kvs.keys() == ["kept"]

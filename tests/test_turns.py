@@ -404,3 +404,27 @@ async def test_a_late_turn_can_still_see_the_temp_memory_that_timed_out(
     async with mem.turn("b", "u1") as state:
         assert dict(state.temp) == {}
         assert state.expired_temp == {}
+
+
+async def test_a_value_nested_too_deep_or_cyclic_is_invalid_and_writes_nothing(
+    mem: Memory,
+) -> None:
+    deep: object = "x"
+    for _ in range(1000):
+        deep = [deep]
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    for bad in (deep, cyclic):
+        with pytest.raises(InvalidValueError, match="nested deeper"):
+            async with mem.turn("b", "u1", message=text("hi")) as state:
+                state.user["ok"] = 1
+                state.user["bad"] = bad  # type: ignore[assignment]
+        with pytest.raises(InvalidValueError, match="nested deeper"):
+            await mem.kvs.for_bot("b").set("k", bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidValueError, match="nested deeper"):
+            async with mem.turn("b", "u1", message={"type": "text", "payload": bad}):  # type: ignore[dict-item]
+                pass
+    async with mem.turn("b", "u1") as state:
+        assert dict(state.user) == {}
+        assert "lastMessages" not in state.session
+    assert await mem.kvs.for_bot("b").keys() == []

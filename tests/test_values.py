@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from botmemory.errors import InvalidValueError, ValueTooLargeError
 from botmemory.values import (
+    MAX_DEPTH,
     MISSING,
     delete_path,
     dumps,
@@ -16,6 +17,7 @@ from botmemory.values import (
     parse_path,
     set_path,
     to_json_text,
+    truncate_text,
 )
 
 json_values = st.recursive(
@@ -87,3 +89,44 @@ def test_get_set_delete_path() -> None:
         set_path({"a": 1}, ("a", "b"), 2)
     with pytest.raises(InvalidValueError):
         set_path({"a": []}, ("a", 3), 2)
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"a": value}
+    return value
+
+
+def test_values_may_nest_up_to_the_maximum_depth() -> None:
+    assert loads(to_json_text(nested(MAX_DEPTH), "v", 1 << 20)) == nested(MAX_DEPTH)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1000, 100_000])
+def test_values_nested_deeper_are_invalid_not_a_recursion_error(depth: int) -> None:
+    with pytest.raises(InvalidValueError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        to_json_text(nested(depth), "user.deep", 1 << 30)
+
+
+def test_a_value_that_contains_itself_is_invalid() -> None:
+    cyclic: list[object] = [1]
+    cyclic.append(cyclic)
+    looped: dict[str, object] = {}
+    looped["self"] = {"again": looped}
+    for value in (cyclic, looped):
+        with pytest.raises(InvalidValueError, match="contains itself"):
+            to_json_text(value, "v", 1 << 20)
+
+
+def test_a_path_longer_than_the_maximum_depth_is_invalid() -> None:
+    assert len(parse_path(".".join(["a"] * MAX_DEPTH))) == MAX_DEPTH
+    with pytest.raises(InvalidValueError, match="longer than"):
+        parse_path(".".join(["a"] * 5000))
+
+
+@pytest.mark.parametrize("text", ["hello", "é" * 1000, "\x00" * 1000, "x" * 10_000, "😀" * 500])
+@pytest.mark.parametrize("limit", [20, 100, 1000])
+def test_truncate_text_fits_its_json_in_the_limit(text: str, limit: int) -> None:
+    cut = truncate_text(text, limit)
+    assert len(dumps(cut).encode()) <= limit
+    assert cut == text or (cut.endswith("…") and text.startswith(cut[:-1]))

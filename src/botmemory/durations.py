@@ -1,10 +1,12 @@
 """Parse durations: one parser for every setting and argument.
 
-A duration is a number, an optional space and a unit (``"60d"``, ``"2 min"``,
-``"1.5h"``), a bare number of milliseconds (``1500`` or ``"1500"``), a
-:class:`datetime.timedelta`, or ``"never"`` where an expiry may be switched off.
-Anything else raises :class:`~botmemory.errors.InvalidDurationError`: a bad value
-is never read as an instant expiry.
+A duration is written as a number, an optional space and a unit (``"60d"``,
+``"2 min"``, ``"1.5h"``), given from Python as a :class:`datetime.timedelta`, or
+``"never"`` where an expiry may be switched off. It is parsed once, where it was
+written, into seconds (a ``float``, or a ``timedelta`` when handed to the Python API);
+nothing parses it twice. A bare number (``5``, ``1.5``, ``"5"``) has no unit and raises
+:class:`~botmemory.errors.InvalidDurationError`, as does anything else that is not a
+duration: a bad value is never read as an instant expiry.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ from typing import Final
 
 from botmemory.errors import InvalidDurationError
 
-__all__ = ["NEVER", "DurationInput", "format_duration", "parse_duration", "parse_interval"]
+__all__ = [
+    "NEVER",
+    "DurationInput",
+    "format_duration",
+    "parse_duration",
+    "parse_interval",
+    "to_timedelta",
+]
 
 NEVER: Final = "never"
 
-DurationInput = str | int | float | timedelta
+DurationInput = str | timedelta
+"""What a user may write for a duration: text with a unit, or (from Python) a timedelta."""
 
 _UNITS: Final[dict[str, float]] = {}
 for _seconds, _names in (
@@ -39,6 +49,7 @@ _PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+) ?(?P<unit>[a-z]*)
 MAX_SECONDS: Final = 1000 * 31536000.0
 """The longest duration accepted (1000 years); for longer, no expiry ('never')."""
 _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
+_NUMERIC: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?", re.ASCII)
 
 
 def parse_duration(
@@ -65,8 +76,7 @@ def parse_duration(
 def parse_interval(value: object, *, where: str = "interval", minimum: float = 0.1) -> float:
     """Return a strictly positive interval in seconds, at least ``minimum`` seconds."""
     seconds = parse_duration(value, where=where)
-    assert seconds is not None
-    if seconds < minimum:
+    if seconds is None or seconds < minimum:
         raise InvalidDurationError(
             f"{where}: {value!r} is too short for an interval: give at least {minimum:g}s"
         )
@@ -85,16 +95,25 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds * 1000:.3f}".rstrip("0").rstrip(".") + "ms"
 
 
+def to_timedelta(seconds: float | None) -> timedelta | None:
+    """Return parsed seconds as a :class:`~datetime.timedelta` (``None`` stays ``None``)."""
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _no_unit(value: object, where: str) -> InvalidDurationError:
+    return InvalidDurationError(
+        f"{where}: {value!r} has no unit: add one, for example '{value}s' or '{value}m' "
+        "(a bare number is not a duration)"
+    )
+
+
 def _to_seconds(value: object, where: str) -> float | None:
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, bool):
         raise InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
     if isinstance(value, int | float):
-        try:
-            return float(value) / 1000.0
-        except OverflowError:
-            raise InvalidDurationError(f"{where}: {value!r} is too large for a duration") from None
+        raise _no_unit(value, where)
     if not isinstance(value, str):
         raise InvalidDurationError(
             f"{where}: {value!r} is a {type(value).__name__}, not a duration; {_HINT}"
@@ -102,13 +121,13 @@ def _to_seconds(value: object, where: str) -> float | None:
     text = value.strip().lower()
     if text == NEVER:
         return None
+    if _NUMERIC.fullmatch(text):
+        raise _no_unit(value.strip(), where)
     match = _PATTERN.fullmatch(text)
     if match is None:
         raise InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
     number = float(match["number"])
     unit = match["unit"]
-    if not unit:
-        return number / 1000.0
     if unit not in _UNITS:
         raise InvalidDurationError(f"{where}: {value!r} has an unknown unit {unit!r}; {_HINT}")
     return number * _UNITS[unit]

@@ -8,6 +8,7 @@ The hierarchy::
      ├── InvalidIdError (ValueError)        a bot, user, channel or thread id
      ├── InvalidValueError (ValueError)     not a JSON value, or a bad KVS path
      │    ├── ValueTooLargeError            larger than limits.maxValueBytes
+     │    │    └── MessageTooLargeError     a message over limits.maxMessageBytes
      │    └── SessionNotAliveError          an edit of a session or dialog that is over
      ├── UserErasedError                    the user was erased while a turn ran
  ├── ConflictError                      concurrent turns kept changing what a turn read
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidIdError",
     "InvalidValueError",
     "LockTimeoutError",
+    "MessageTooLargeError",
     "MissingDependencyError",
     "SchemaVersionError",
     "SessionNotAliveError",
@@ -74,6 +76,10 @@ class InvalidValueError(BotMemoryError, ValueError):
 
 class ValueTooLargeError(InvalidValueError):
     """A serialized value is larger than ``limits.maxValueBytes``."""
+
+
+class MessageTooLargeError(ValueTooLargeError):
+    """A user message is larger than ``limits.maxMessageBytes``: it was not stored."""
 
 
 class SessionNotAliveError(InvalidValueError):

@@ -51,13 +51,18 @@ GLOBAL_NAMESPACE = ""
 """The namespace of the global key space (no bot id is empty)."""
 MAX_KEY_LENGTH = 1024
 
-Expiry = str | int | float | timedelta | None
+Expiry = str | timedelta | None
+"""A key's time to live: ``"1h"``, ``"30d"``, ``"never"``, a timedelta, or ``None`` (never).
+
+A bare number is not an expiry (it has no unit): it raises ``InvalidDurationError``.
+"""
 
 
-def parse_expiry(expiry: Expiry, where: str = "expiry") -> float | None:
+def parse_expiry(expiry: Expiry | object, where: str = "expiry") -> float | None:
     """Return an expiry in seconds, or ``None`` for no expiry (``None`` or ``"never"``).
 
-    A zero or negative expiry is an error: it would be an instant expiry.
+    A zero or negative expiry is an error: it would be an instant expiry; so is a bare
+    number or an empty string.
     """
     if expiry is None:
         return None
@@ -133,8 +138,12 @@ class KeyValueStore:
 
     async def set(
         self, key: str, value: JsonValue, path: str | None = None, expiry: Expiry = None
-    ) -> None:
-        """Store ``value`` under ``key`` (or at ``path`` inside it) with an optional expiry."""
+    ) -> KvsEntry:
+        """Store ``value`` under ``key`` (or at ``path`` inside it) with an optional expiry.
+
+        Return the key as stored: its whole value and its expiry, even if that expiry
+        has passed by the time the caller reads it.
+        """
         key = self._key(key)
         seconds = parse_expiry(expiry)
         where = f"kvs[{key!r}]" + (f".{path}" if path else "")
@@ -143,15 +152,16 @@ class KeyValueStore:
         expires_at = None if seconds is None else now + seconds
         if path is None:
             await self._storage.kvs_put(self.namespace, key, KvsRecord(text, expires_at))
-            return
+            return KvsEntry(key, loads(text), expires_at)
         segments = parse_path(path)
 
-        def put_inside(record: KvsRecord | None) -> tuple[KvsRecord, None]:
+        def put_inside(record: KvsRecord | None) -> tuple[KvsRecord, JsonValue]:
             current = MISSING if record is None else loads(record.value)
             updated = set_path(current, segments, loads(text))
-            return KvsRecord(to_json_text(updated, where, self._max_bytes), expires_at), None
+            return KvsRecord(to_json_text(updated, where, self._max_bytes), expires_at), updated
 
-        await self._storage.kvs_modify(self.namespace, key, now, put_inside)
+        stored = await self._storage.kvs_modify(self.namespace, key, now, put_inside)
+        return KvsEntry(key, stored, expires_at)
 
     async def delete(self, key: str) -> bool:
         """Delete ``key``; return whether it existed."""

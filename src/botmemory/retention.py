@@ -147,8 +147,8 @@ class RetentionPolicies:
                 continue
             before = MISSING if old is MISSING else get_path(old, path)  # type: ignore[arg-type]
             if before is not MISSING and dumps(before) == dumps(field):  # type: ignore[arg-type]
-                assert old_changed_at is not None
-                times[dotted] = old_times.get(dotted, old_changed_at)
+                since = now if old_changed_at is None else old_changed_at
+                times[dotted] = old_times.get(dotted, since)
             else:
                 times[dotted] = now
         return times

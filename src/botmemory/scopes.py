@@ -62,6 +62,11 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         """Whether the turn iterated or counted this scope."""
         self._deltas: dict[str, int | float] = {}
 
+    @property
+    def max_value_bytes(self) -> int:
+        """The largest serialized value a variable of this scope may hold, in bytes."""
+        return self._max_bytes
+
     def __getitem__(self, name: str) -> JsonValue:
         self._read.add(name)
         value = self._data[name]

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from botmemory.clock import Clock
 from botmemory.errors import ConflictError
 from botmemory.janitor import JanitorReport
-from botmemory.kvs import KeyValueStore
+from botmemory.kvs import Expiry, KeyValueStore
 from botmemory.memory import Memory
 from botmemory.turns import TurnState
 from botmemory.values import JsonValue
@@ -63,7 +63,9 @@ class SyncKeyValueStore:
         """See :meth:`KeyValueStore.get`."""
         return self._loop.run(self._kvs.get(key, path, default))
 
-    def set(self, key: str, value: JsonValue, path: str | None = None, expiry: Any = None) -> None:
+    def set(
+        self, key: str, value: JsonValue, path: str | None = None, expiry: Expiry = None
+    ) -> None:
         """See :meth:`KeyValueStore.set`."""
         self._loop.run(self._kvs.set(key, value, path, expiry))
 
@@ -83,7 +85,7 @@ class SyncKeyValueStore:
         """See :meth:`KeyValueStore.delete_prefix`."""
         return self._loop.run(self._kvs.delete_prefix(prefix))
 
-    def incr(self, key: str, by: int | float = 1, expiry: Any = None) -> int | float:
+    def incr(self, key: str, by: int | float = 1, expiry: Expiry = None) -> int | float:
         """See :meth:`KeyValueStore.incr`."""
         return self._loop.run(self._kvs.incr(key, by, expiry))
 

@@ -31,7 +31,7 @@ from botmemory.storage.base import (
     VarKey,
 )
 from botmemory.turn_kvs import TurnKvs
-from botmemory.values import MISSING, JsonValue, dumps, loads
+from botmemory.values import MISSING, JsonValue, dumps, loads, truncate_text
 
 __all__ = [
     "LAST_MESSAGES",
@@ -252,6 +252,18 @@ def _load_user(
 def _remember_message(
     state: TurnState, message: dict[str, JsonValue], now: float, keep: int
 ) -> None:
+    # each of the ``keep`` entries gets an equal share of limits.maxValueBytes, less its
+    # brackets, comma, keys and timestamp (64 bytes): the history always fits, and an
+    # entry stored larger by an earlier version is cut too
+    share = (state.session.max_value_bytes - 2) // keep - 1 - 64
+
+    def fit(entry: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        kind = truncate_text(str(entry.get("type")), max(2, min(share // 4, 64)))
+        text = entry.get("text")
+        if isinstance(text, str):
+            text = truncate_text(text, max(2, share - len(dumps(kind).encode())))
+        return {**entry, "type": kind, "text": text}
+
     entry: dict[str, JsonValue] = {
         "type": message.get("type"),
         "text": message.get("text"),
@@ -260,7 +272,9 @@ def _remember_message(
     previous = state.session.get(LAST_MESSAGES)
     history = list(previous) if isinstance(previous, list) else []
     history.append(entry)
-    state.session[LAST_MESSAGES] = history[-keep:]
+    state.session[LAST_MESSAGES] = [
+        fit(item) if isinstance(item, dict) else item for item in history[-keep:]
+    ]
 
 
 def finish_turn(

@@ -11,6 +11,7 @@ import orjson
 from botmemory.errors import InvalidValueError, ValueTooLargeError
 
 __all__ = [
+    "MAX_DEPTH",
     "MISSING",
     "JsonValue",
     "Path",
@@ -21,6 +22,7 @@ __all__ = [
     "parse_path",
     "set_path",
     "to_json_text",
+    "truncate_text",
 ]
 
 JsonValue: TypeAlias = dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
@@ -35,6 +37,9 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+
+MAX_DEPTH: Final = 100
+"""How deep values nest (objects and lists inside each other) and how long a path is."""
 
 _INT_RANGE: Final = range(-(2**63), 2**64)
 _SEGMENT: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -56,10 +61,10 @@ def to_json_text(value: object, where: str, max_bytes: int) -> str:
     """Validate ``value`` as JSON and return its canonical text.
 
     Raises :class:`InvalidValueError` naming ``where`` (for example ``user.email``)
-    when the value is not JSON, and :class:`ValueTooLargeError` when its text is
-    larger than ``max_bytes``.
+    when the value is not JSON, nests deeper than :data:`MAX_DEPTH` or contains itself,
+    and :class:`ValueTooLargeError` when its text is larger than ``max_bytes``.
     """
-    _check(value, where)
+    _check(value, where, 0)
     try:
         text = dumps(value)  # type: ignore[arg-type]
     except orjson.JSONEncodeError as exc:  # a string that is not valid Unicode
@@ -72,7 +77,19 @@ def to_json_text(value: object, where: str, max_bytes: int) -> str:
     return text
 
 
-def _check(value: object, where: str) -> None:
+def truncate_text(text: str, max_json_bytes: int) -> str:
+    """Return ``text``, cut (ending in "…") so that its JSON string fits in ``max_json_bytes``."""
+    size = len(dumps(text).encode())
+    if size <= max_json_bytes:
+        return text
+    cut = text
+    while size > max_json_bytes and cut:
+        cut = cut[: max(0, len(cut) * max_json_bytes // size - 1)]
+        size = len(dumps(cut + "…").encode())
+    return cut + "…"
+
+
+def _check(value: object, where: str, depth: int) -> None:
     kind = type(value)
     if value is None or kind is str or kind is bool:
         return
@@ -86,17 +103,21 @@ def _check(value: object, where: str) -> None:
         if not math.isfinite(value):  # type: ignore[arg-type]
             raise InvalidValueError(f"{where}: {value!r} is not a JSON number")
         return
+    if (kind is dict or kind is list) and depth >= MAX_DEPTH:
+        raise InvalidValueError(
+            f"{where[:200]}: nested deeper than {MAX_DEPTH} levels (or it contains itself)"
+        )
     if kind is dict:
         for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise InvalidValueError(
                     f"{where}: object key {key!r} is a {type(key).__name__}; JSON keys are strings"
                 )
-            _check(item, f"{where}.{key}")
+            _check(item, f"{where}.{key}", depth + 1)
         return
     if kind is list:
         for index, item in enumerate(value):  # type: ignore[arg-type]
-            _check(item, f"{where}[{index}]")
+            _check(item, f"{where}[{index}]", depth + 1)
         return
     raise InvalidValueError(
         f"{where}: a {kind.__name__} is not a JSON value; "
@@ -108,7 +129,10 @@ def parse_path(path: str) -> Path:
     """Split ``"a.b[0].c"`` into ``("a", "b", 0, "c")``."""
     if not isinstance(path, str) or _PATH.fullmatch(path) is None:
         raise InvalidValueError(f"path {path!r} is invalid: use a form like 'a.b[0].c'")
-    return tuple(name if name else int(index) for name, index in _SEGMENT.findall(path))
+    segments = tuple(name if name else int(index) for name, index in _SEGMENT.findall(path))
+    if len(segments) > MAX_DEPTH:
+        raise InvalidValueError(f"path {path[:80]!r}... is longer than {MAX_DEPTH} segments")
+    return segments
 
 
 def get_path(value: JsonValue, path: Path) -> JsonValue | _Missing:

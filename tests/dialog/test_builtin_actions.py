@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from botmemory import ManualClock
+from botmemory import ConfigError, ManualClock
 from botmemory.dialog import DEFAULT_ERROR_REPLY, DialogEngine
 from tests.conftest import DAY
 from tests.dialog.conftest import MakeEngine, flow, node, set_var
@@ -140,9 +140,33 @@ async def test_storage_setters_take_an_expiry(
     )
     await engine.process("b", "u1", text="x")
     kvs = engine.memory.kvs.for_bot("b")
-    clock.advance(3601)
+    clock.advance(3600 - 0.001)
+    assert await kvs.get(key) == "red"  # an hour, not 3.6 seconds
+    clock.advance(0.001)
     assert await kvs.get(key) is None
     assert await kvs.get(key.replace("color", "forever")) == "yes"
+
+
+@pytest.mark.parametrize("expiry", ["", 5, "5", 3600, "soon"])
+async def test_a_storage_expiry_without_a_unit_does_not_load(
+    make_engine: MakeEngine, expiry: object
+) -> None:
+    with pytest.raises(ConfigError, match="expiry"):
+        await make_engine(
+            run_actions(action("builtin.setUserVariable", name="c", value="v", expiry=expiry))
+        )
+
+
+async def test_a_templated_expiry_without_a_unit_fails_the_turn(
+    make_engine: MakeEngine,
+) -> None:
+    engine = await make_engine(
+        run_actions(action("builtin.setUserVariable", name="c", value="v", expiry="{{event.text}}"))
+    )
+    assert await engine.process("b", "u1", text="5") == [DEFAULT_ERROR_REPLY]
+    assert await engine.memory.kvs.for_bot("b").keys() == []
+    await engine.process("b", "u1", text="5m")
+    assert await engine.memory.kvs.for_bot("b").keys() == ["storage/users/u1/c"]
 
 
 async def test_getting_a_missing_storage_variable_clears_the_output(

@@ -383,3 +383,16 @@ async def test_error_reply_and_max_steps_come_from_the_bots_config(
     with caplog.at_level(logging.ERROR, logger="botmemory.dialog"):
         assert await engine.process("b", "u1", text="hi") == ["Oops, try later."]
     assert any("went through 3 nodes" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_message_type_is_the_events_type(make_engine: MakeEngine) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", say="{{event.type}}", receive=[], next=[{"node": "n"}]))}
+    )
+    assert await engine.process("b", "u1", text="y", message_type="quick_reply") == ["quick_reply"]
+    assert await engine.process("b", "u1", payload=1) == ["payload"]
+    async with engine.memory.turn("b", "u1") as state:
+        history = state.session["lastMessages"]
+    assert [m["type"] for m in history] == ["quick_reply", "payload"]  # type: ignore[index,union-attr]
+    with pytest.raises(InvalidValueError, match="message type 'sticker' is not known"):
+        await engine.process("b", "u1", text="y", message_type="sticker")

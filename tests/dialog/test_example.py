@@ -82,6 +82,23 @@ async def test_a_whole_conversation_then_the_mood_and_the_email_are_forgotten(
         assert set(state.user) == {"name", "mood"}
 
 
+async def test_the_stored_topic_lives_its_hour_and_no_longer(
+    welcome: DialogEngine, clock: ManualClock
+) -> None:
+    for text in ("hi", "Bob", "ok", "bob@example.com", "yes"):
+        await say(welcome, text, user="bob")
+    await say(welcome, "cats", user="bob")  # setConversationVariable topic, expiry "1h"
+    kvs = welcome.memory.kvs.for_bot("welcome")
+    key = "storage/conversation/welcome::api::bob/topic"
+    entry = await kvs.entry(key)
+    assert entry is not None
+    assert entry.expires_at == clock.now + 3600
+    clock.advance(3600 - 0.001)
+    assert await kvs.get(key) == "cats"
+    clock.advance(0.001)
+    assert await kvs.get(key) is None
+
+
 async def test_the_example_times_out_and_keeps_the_topic_when_the_session_ends(
     welcome: DialogEngine, clock: ManualClock
 ) -> None:

@@ -199,6 +199,13 @@ def test_kvs_set_get_list_delete(data: Path) -> None:
     assert botmemory("kvs", "delete", str(data), "welcome", "s").exit_code == 1
 
 
+def test_kvs_set_refuses_an_expiry_without_a_unit(data: Path) -> None:
+    result = botmemory("kvs", "set", str(data), "welcome", "k", "1", "--expiry", "5")
+    assert result.exit_code == 1
+    assert "has no unit: add one, for example '5s' or '5m'" in result.output
+    assert botmemory("kvs", "list", str(data), "welcome").output == ""
+
+
 def test_kvs_errors_are_one_line(data: Path) -> None:
     not_json = botmemory("kvs", "set", str(data), "welcome", "k", "hello")
     assert not_json.exit_code == 1

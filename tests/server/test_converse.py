@@ -173,3 +173,30 @@ async def test_a_storage_outage_is_a_503_not_an_apology(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.json()["error"] == "unavailable"
+
+
+async def test_the_message_type_reaches_the_event_and_the_history(
+    client: httpx.AsyncClient,
+) -> None:
+    url = "/api/v1/bots/echo/converse/u1?include=state"
+    for body in (
+        {"type": "quick_reply", "text": "yes", "payload": {"id": 1}},
+        {"type": "postback", "payload": "BUY"},
+        {"type": "payload", "payload": [1]},
+        {"text": "hi"},
+    ):
+        response = await client.post(url, json=body)
+        assert response.status_code == 200, response.text
+    history = response.json()["state"]["session"]["lastMessages"]
+    assert [m["type"] for m in history] == ["quick_reply", "postback", "payload", "text"]
+
+
+async def test_unknown_fields_and_types_are_400_naming_them(client: httpx.AsyncClient) -> None:
+    url = "/api/v1/bots/echo/converse/u1"
+    unknown_field = await client.post(url, json={"text": "hi", "txet": "typo"})
+    assert unknown_field.status_code == 400
+    assert "txet" in unknown_field.json()["message"]
+    unknown_type = await client.post(url, json={"type": "quickreply", "text": "hi"})
+    assert unknown_type.status_code == 400
+    assert "body.type" in unknown_type.json()["message"]
+    assert "quick_reply" in unknown_type.json()["message"]

@@ -23,7 +23,7 @@ def client_of(
 ) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(host, 50000))
     headers = bearer(token) if token else {}
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000", headers=headers)
 
 
 async def test_a_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
@@ -142,3 +142,58 @@ async def test_local_mode_answers_this_machine_only(local_app: FastAPI) -> None:
         assert "only answers requests from its own machine" in response.json()["message"]
         assert (await remote.post(CONVERSE, json={"text": "hi"})).status_code == 403
         assert (await remote.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.0.0.1:3000", "localhost", "LOCALHOST:8080", "[::1]", "[::1]:3000"]
+)
+async def test_local_mode_answers_loopback_host_names(local_app: FastAPI, host: str) -> None:
+    async with client_of(local_app, "127.0.0.1", token=None) as local:
+        response = await local.get("/api/v1/bots", headers={"Host": host})
+        assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:3000", "127.0.0.1.evil.example", "localhost:x", ""]
+)
+async def test_local_mode_refuses_other_host_names(local_app: FastAPI, host: str) -> None:
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: it is refused."""
+    async with client_of(local_app, "127.0.0.1", token=None) as local:
+        for method, path in [
+            ("GET", "/api/v1/bots/welcome/users/u1/memory"),
+            ("DELETE", "/api/v1/bots/welcome/users/u1"),
+            ("GET", "/"),
+        ]:
+            response = await local.request(method, path, headers={"Host": host})
+            assert response.status_code == 421, (host, path, response.text)
+            assert response.json()["error"] == "misdirected_request"
+            assert "local mode" in response.json()["message"]
+
+
+async def test_local_mode_refuses_cross_origin_writes(local_app: FastAPI) -> None:
+    async with client_of(local_app, "127.0.0.1", token=None) as local:
+        evil = {"Origin": "http://evil.example"}
+        for method, path in [
+            ("POST", CONVERSE),
+            ("DELETE", "/api/v1/bots/welcome/users/u1"),
+            ("PUT", "/api/v1/bots/welcome/kvs/k"),
+            ("POST", "/api/v1/janitor/run"),
+        ]:
+            response = await local.request(method, path, headers=evil, json={"value": 1})
+            assert response.status_code == 403, (path, response.text)
+            assert "another origin" in response.json()["message"]
+        other_port = {"Origin": "http://127.0.0.1:9999"}
+        assert (
+            await local.post(CONVERSE, json={"text": "hi"}, headers=other_port)
+        ).status_code == 403
+        null = {"Origin": "null"}
+        assert (await local.post(CONVERSE, json={"text": "hi"}, headers=null)).status_code == 403
+        # reading is allowed from anywhere on this machine; writing from the server's own page
+        assert (await local.get("/api/v1/bots", headers=evil)).status_code == 200
+        own = {"Origin": "http://127.0.0.1:3000"}
+        assert (await local.post(CONVERSE, json={"text": "hi"}, headers=own)).status_code == 200
+        assert (await local.post(CONVERSE, json={"text": "hi"})).status_code == 200  # no Origin
+
+
+async def test_with_tokens_the_host_is_not_checked(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/bots", headers={"Host": "bots.example"})).status_code == 200

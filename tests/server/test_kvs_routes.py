@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+import pytest
 
 from botmemory import ManualClock
 from tests.conftest import START
@@ -37,10 +40,35 @@ async def test_expiry(client: httpx.AsyncClient, clock: ManualClock) -> None:
     put = await client.put(f"{KVS}/k", json={"value": 1, "expiry": "1h"})
     assert put.json()["expiresAt"] == START + 3600
     assert put.json()["expiresAtIso"] == "2023-11-14T23:13:20.000Z"
-    millis = await client.put(f"{KVS}/m", json={"value": 1, "expiry": 1500})
-    assert millis.json()["expiresAt"] == START + 1.5
-    clock.advance(3601)
+    clock.advance(3600 - 0.001)
+    assert (await client.get(f"{KVS}/k")).status_code == 200
+    clock.advance(0.001)
     assert (await client.get(f"{KVS}/k")).status_code == 404
+
+
+async def test_a_bare_number_expiry_is_400_asking_for_a_unit(client: httpx.AsyncClient) -> None:
+    for expiry in (1500, 5.5, "5"):
+        response = await client.put(f"{KVS}/m", json={"value": 1, "expiry": expiry})
+        assert response.status_code == 400, response.text
+        assert "has no unit: add one" in response.json()["message"]
+    assert (await client.get(f"{KVS}/m")).status_code == 404
+
+
+async def test_a_key_that_expires_before_it_is_read_back_is_not_a_500(
+    client: httpx.AsyncClient, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ticking(self: ManualClock) -> float:  # every reading of the clock moves it 1 ms
+        self.now += 0.001
+        return self.now
+
+    monkeypatch.setattr(ManualClock, "__call__", ticking)
+    responses = await asyncio.gather(
+        *(client.put(f"{KVS}/k{i}", json={"value": i, "expiry": "1ms"}) for i in range(20))
+    )
+    for i, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        assert response.json()["value"] == i
+        assert response.json()["expiresAt"] is not None
 
 
 async def test_bad_expiry_and_keys_are_400(client: httpx.AsyncClient) -> None:

@@ -43,3 +43,17 @@ def test_a_conversation_over_http(tmp_path: Path) -> None:
     assert (data / "memory.db").exists()
     assert server.engine is not None
     assert not server.engine.memory.janitor.running
+
+
+def test_a_user_id_with_a_slash_over_real_http(tmp_path: Path) -> None:
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with (
+        LiveServer(data, ManualClock(START)) as server,
+        httpx.Client(base_url=server.url, headers=bearer(ADMIN), timeout=10) as http,
+    ):
+        converse = http.post("/api/v1/bots/welcome/converse/a%2Fb?x=1", json={"text": "hi"})
+        assert converse.status_code == 200, converse.text
+        view = http.get("/api/v1/bots/welcome/users/a%2Fb/memory?channel=api")
+        assert view.status_code == 200, view.text
+        assert view.json()["userId"] == "a/b"
+        assert http.delete("/api/v1/bots/welcome/users/a%2Fb").status_code == 200

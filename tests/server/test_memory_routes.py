@@ -185,3 +185,50 @@ async def test_unknown_bot_is_404_for_an_admin(client: httpx.AsyncClient) -> Non
     response = await client.get("/api/v1/bots/nobot/users/u1/memory")
     assert response.status_code == 404
     assert "the bots are echo, welcome" in response.json()["message"]
+
+
+async def test_a_user_id_with_a_slash_is_reached_percent_encoded_on_every_route(
+    client: httpx.AsyncClient,
+) -> None:
+    base = "/api/v1/bots/welcome"
+    user = "a%2Fb"
+    converse = await client.post(f"{base}/converse/{user}", json={"text": "hi"})
+    assert converse.status_code == 200, converse.text
+    await client.post(f"{base}/converse/{user}", json={"text": "Ada"})
+    view = await client.get(f"{base}/users/{user}/memory")
+    assert view.status_code == 200, view.text
+    assert view.json()["userId"] == "a/b"
+    assert view.json()["scopes"]["user"]["name"]["value"] == "Ada"
+    assert (await client.get(f"{base}/users/a/memory")).json()["scopes"]["user"] == {}
+    put = await client.put(f"{base}/memory/user/{user}/mood", json={"value": "fine"})
+    assert put.status_code == 200, put.text
+    assert put.json()["ownerId"] == "a/b"
+    deleted = await client.delete(f"{base}/memory/user/{user}/mood")
+    assert deleted.status_code == 200, deleted.text
+    exported = await client.get(f"{base}/users/{user}/export")
+    assert exported.status_code == 200, exported.text
+    assert exported.json()["userId"] == "a/b"
+    assert exported.json()["user"]["name"]["value"] == "Ada"
+    ended = await client.delete(f"{base}/users/{user}/session")
+    assert ended.status_code == 200, ended.text
+    assert ended.json() == {"ended": True}
+    # a user called "a/session" is a user, not the session route of "a"
+    await client.post(f"{base}/converse/a%2Fsession", json={"text": "hi"})
+    forgot = await client.delete(f"{base}/users/a%2Fsession")
+    assert forgot.status_code == 200, forgot.text
+    assert sum(forgot.json()["deleted"].values()) > 0
+    forgot = await client.delete(f"{base}/users/{user}")
+    assert forgot.status_code == 200, forgot.text
+    after = await client.get(f"{base}/users/{user}/memory")
+    assert after.json()["scopes"]["user"] == {}
+
+
+async def test_an_encoded_slash_in_a_key_and_an_encoded_nul(client: httpx.AsyncClient) -> None:
+    kvs = "/api/v1/bots/welcome/kvs"
+    assert (await client.put(f"{kvs}/storage%2Fglobal/x", json={"value": 1})).status_code == 200
+    assert (await client.get(f"{kvs}/storage/global/x")).json()["value"] == 1
+    escaped = await client.put(f"{kvs}/storage/users/a%252Fb/topic", json={"value": 2})
+    assert escaped.json()["key"] == "storage/users/a%2Fb/topic"
+    nul = await client.get("/api/v1/bots/welcome/users/a%00b/memory")
+    assert nul.status_code == 400
+    assert "NUL" in nul.json()["message"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -14,11 +16,11 @@ from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn
 from rich.progress import Progress as RichProgress
 
 from botmemory.cli.common import DATA_DIR, run
-from botmemory.config import load_data_dir
-from botmemory.errors import ConfigError
+from botmemory.config import DATABASE_URL_ENV, GLOBAL_FILE, Settings, load_data_dir
+from botmemory.errors import BotMemoryError, ConfigError
 from botmemory.janitor import Progress
 from botmemory.memory import Memory
-from botmemory.storage import mask_url
+from botmemory.storage import create_storage, mask_url
 
 __all__ = ["config_group", "janitor_group", "migrate"]
 
@@ -33,14 +35,41 @@ def config_group() -> None:
 def config_check(data_dir: str) -> None:
     """Print the resolved settings of every bot, or every problem found.
 
+    Checks all that ``serve`` checks before it starts: the config files, every bot's
+    flows, actions and hooks, and the database URL (without connecting). Every problem
+    is printed at once, and the exit code is 1.
+
     Example: botmemory config check ./data
     """
+    settings, problems = check_data_dir(data_dir)
+    if settings is None or problems:
+        click.echo(str(ConfigError(problems)), err=True)
+        raise SystemExit(1)
+    click.echo(json.dumps(settings.describe(), indent=2))
+
+
+def check_data_dir(data_dir: str) -> tuple[Settings | None, list[str]]:
+    """Return the settings of ``data_dir`` and every problem ``serve`` would refuse."""
+    from botmemory.dialog.bots import load_bots
+
+    settings: Settings | None = None
+    problems: list[str] = []
     try:
         settings = load_data_dir(data_dir)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(1) from None
-    click.echo(json.dumps(settings.describe(), indent=2))
+        problems += exc.problems
+    if Path(data_dir).is_dir():
+        try:
+            load_bots(data_dir)
+        except ConfigError as exc:
+            problems += exc.problems
+    if settings is not None and settings.database_url is not None:
+        try:
+            create_storage(settings.database_url)
+        except BotMemoryError as exc:
+            where = f"{DATABASE_URL_ENV}" if os.environ.get(DATABASE_URL_ENV) else GLOBAL_FILE
+            problems.append(f"{where}: database.url: {exc}")
+    return settings, problems
 
 
 @click.command("migrate")
@@ -70,11 +99,17 @@ def janitor_group() -> None:
 def janitor_run(data_dir: str, once: bool) -> None:
     """Remove expired data now, once or every dataRetention.janitorInterval.
 
+    Like the janitor of ``serve``, it runs the bots' dialog timeouts (timeout flows,
+    before_session_timeout hooks) and on_session_end hooks; their replies reach no one.
+
     Example: botmemory janitor run ./data --once
     """
 
     async def go() -> None:
-        memory = await Memory.from_data_dir(data_dir)
+        from botmemory.dialog import DialogEngine
+
+        engine = await DialogEngine.from_data_dir(data_dir)
+        memory = engine.memory
         try:
             if once:
                 with _janitor_progress() as progress:
@@ -85,7 +120,7 @@ def janitor_run(data_dir: str, once: bool) -> None:
             await memory.janitor.start()
             await asyncio.Event().wait()  # until Ctrl-C
         finally:
-            await memory.close()
+            await engine.close()
 
     run(go())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,8 +16,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from botmemory.cli.common import DATA_DIR, run
+from botmemory.cli.common import DATA_DIR, EXPIRY, run
 from botmemory.dialog.view import SCOPES, MemoryView, memory_view
+from botmemory.durations import format_duration
 from botmemory.memory import Memory
 from botmemory.turns import iso_time
 from botmemory.values import JsonValue, dumps
@@ -196,10 +198,15 @@ def kvs_get(data_dir: str, bot: str, key: str, path: str | None) -> None:
 @click.argument("bot")
 @click.argument("key")
 @click.argument("value")
-@click.option("--expiry", default=None, help="Expire after this long: 30s, 1h, 60d.")
+@click.option(
+    "--expiry",
+    type=EXPIRY,
+    default=None,
+    help="Expire after this long: 30s, 1h, 60d (a unit is required).",
+)
 @click.option("--string", "as_string", is_flag=True, help="Store VALUE as a string, not JSON.")
 def kvs_set(
-    data_dir: str, bot: str, key: str, value: str, expiry: str | None, as_string: bool
+    data_dir: str, bot: str, key: str, value: str, expiry: timedelta | None, as_string: bool
 ) -> None:
     """Store a JSON value under a key (without --expiry it never expires).
 
@@ -207,7 +214,8 @@ def kvs_set(
     """
     parsed: JsonValue = value if as_string else _parse_json(value)
     _with_memory(data_dir, bot, lambda m: m.kvs.for_bot(bot).set(key, parsed, expiry=expiry))
-    click.echo(f"set {key}" + (f" (expires in {expiry})" if expiry else ""))
+    ttl = "" if expiry is None else f" (expires in {format_duration(expiry.total_seconds())})"
+    click.echo(f"set {key}{ttl}")
 
 
 def _parse_json(text: str) -> JsonValue:

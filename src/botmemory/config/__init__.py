@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from botmemory.config.files import BOT_FILE, GLOBAL_FILE, BotFile, GlobalFile, Section
-from botmemory.config.problems import Document, read_document, validate
+from botmemory.config.problems import Document, key_problem, read_document, validate
 from botmemory.durations import format_duration
 from botmemory.errors import ConfigError
 from botmemory.ids import BOT_ID_PATTERN
@@ -51,6 +51,7 @@ class BotSettings:
     error_reply: str  # dialog.errorReply
     max_steps: int  # dialog.maxSteps
     converse_public: bool  # converse.public
+    max_message_bytes: int = 65_536  # limits.maxMessageBytes
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,10 @@ def _describe_bot(bot: BotSettings) -> dict[str, object]:
         "session": {"lastMessages": bot.last_messages, "messageIds": bot.message_ids},
         "converse": {"public": bot.converse_public},
         "dataRetention": {"policies": policies},
-        "limits": {"maxValueBytes": bot.max_value_bytes},
+        "limits": {
+            "maxValueBytes": bot.max_value_bytes,
+            "maxMessageBytes": bot.max_message_bytes,
+        },
     }
 
 
@@ -135,9 +139,23 @@ def load_data_dir(path: str | os.PathLike[str]) -> Settings:
     bot_docs = {
         bot_id: read_document(root, f"bots/{bot_id}/{BOT_FILE}", problems) for bot_id in bot_ids
     }
+    _check_bot_tokens(global_doc, bot_ids, problems)
     settings = _resolve(global_doc, bot_docs, problems, data_dir=root)
     env_url = os.environ.get(DATABASE_URL_ENV)
     return replace(settings, database_url=env_url) if env_url else settings
+
+
+def _check_bot_tokens(doc: Document | None, bot_ids: list[str], problems: list[str]) -> None:
+    """Report ``auth.botTokens`` entries for bots that have no folder."""
+    if doc is None or not isinstance(doc.data, dict):
+        return
+    auth = doc.data.get("auth")
+    tokens = auth.get("botTokens") if isinstance(auth, dict) else None
+    for bot_id in tokens if isinstance(tokens, dict) else ():
+        if bot_id not in bot_ids:
+            known = ", ".join(bot_ids) or "none"
+            message = f"there is no bot {bot_id!r} (no folder bots/{bot_id}/): the bots are {known}"
+            problems.append(key_problem(doc, ["auth", "botTokens", str(bot_id)], message))
 
 
 def _plain(value: object) -> object:
@@ -229,6 +247,7 @@ def _bot_settings(bot_id: str | None, file: GlobalFile) -> BotSettings:
         message_ids=file.session.message_ids,
         policies=MappingProxyType(dict(file.data_retention.policies)),
         max_value_bytes=file.limits.max_value_bytes,
+        max_message_bytes=file.limits.max_message_bytes,
         error_reply=file.dialog.error_reply,
         max_steps=file.dialog.max_steps,
         converse_public=file.converse.public,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Annotated, Final
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -28,6 +29,8 @@ GLOBAL_FILE: Final = "global/botmemory.config.json"
 BOT_FILE: Final = "bot.config.json"
 DEFAULT_ERROR_REPLY: Final = "Sorry, something went wrong on my side. Please try again."
 MIN_TOKEN_LENGTH: Final = 16
+URL_SCHEMES: Final = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss")
+"""The schemes of ``database.url`` that a backend serves."""
 
 _WHERE: Final = "value"
 
@@ -60,6 +63,19 @@ OptionalInterval = Annotated[float | None, BeforeValidator(_interval)]
 
 Policy = Annotated[float | None, BeforeValidator(_policy)]
 """A retention time in seconds, above zero; ``None`` when written ``"never"``."""
+
+
+def _policy_key(key: str) -> str:
+    try:
+        parse_path(key)
+    except InvalidValueError:
+        reason = f"policy key {key!r} is not a variable name, dotted path or glob"
+        raise PydanticCustomError("config", "{reason}", {"reason": reason}) from None
+    return key
+
+
+PolicyKey = Annotated[str, AfterValidator(_policy_key)]
+"""A variable name, dotted path or glob; each bad key is its own problem."""
 
 
 Token = Annotated[str, Field(min_length=MIN_TOKEN_LENGTH)]
@@ -112,19 +128,8 @@ class ConverseSection(Section):
 class BotRetentionSection(Section):
     """``dataRetention`` as a bot's file may set it."""
 
-    policies: dict[str, Policy] = Field(default_factory=dict)
+    policies: dict[PolicyKey, Policy] = Field(default_factory=dict)
     """Variable name, dotted path or glob -> retention time in seconds; default none."""
-
-    @field_validator("policies")
-    @classmethod
-    def _policy_keys(cls, policies: dict[str, float | None]) -> dict[str, float | None]:
-        for key in policies:
-            try:
-                parse_path(key)
-            except InvalidValueError:
-                reason = f"policy key {key!r} is not a variable name, dotted path or glob"
-                raise PydanticCustomError("config", "{reason}", {"reason": reason}) from None
-        return policies
 
 
 class RetentionSection(BotRetentionSection):
@@ -140,12 +145,26 @@ class DatabaseSection(Section):
     url: str | None = Field(default=None, min_length=1)
     """Storage URL; default ``sqlite:///<data folder>/memory.db``."""
 
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str | None) -> str | None:
+        scheme, sep, _ = (url or "memory://").partition("://")
+        if not sep or scheme.lower() not in URL_SCHEMES:
+            shown = url if "@" not in (url or "") else f"{scheme}://***"
+            known = ", ".join(f"{s}://" for s in URL_SCHEMES)
+            reason = f"{shown!r} is not a supported storage URL: use {known}"
+            raise PydanticCustomError("config", "{reason}", {"reason": reason})
+        return url
+
 
 class LimitsSection(Section):
     """``limits``: sizes botmemory refuses to exceed."""
 
     max_value_bytes: int = Field(default=1_048_576, alias="maxValueBytes", gt=0)
     """Largest serialized value in bytes; default 1048576 (1 MiB)."""
+    max_message_bytes: int = Field(default=65_536, alias="maxMessageBytes", gt=0)
+    """Largest user message (its text in UTF-8 plus its payload as JSON) in bytes; a larger
+    one is refused before anything is stored; default 65536 (64 KiB)."""
 
 
 class AuthSection(Section):

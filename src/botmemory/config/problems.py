@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from botmemory.config.files import GLOBAL_FILE, BotFile, GlobalFile, Section
 
-__all__ = ["Document", "read_document", "validate"]
+__all__ = ["Document", "duplicate_keys", "key_problem", "load_json5", "read_document", "validate"]
 
 _SYNTAX: Final = re.compile(r"<string>:(?P<line>\d+) (?P<reason>.*) at column (?P<column>\d+)")
 
@@ -46,10 +46,69 @@ def read_document(root: Path, relative: str, problems: list[str]) -> Document | 
         problems.append(f"{relative}: cannot be read: {exc}")
         return None
     try:
-        return Document(relative, json5.loads(text), text)
+        data, twice = load_json5(text)
     except ValueError as exc:
         problems.append(_syntax_problem(relative, exc))
         return None
+    problems.extend(duplicate_keys(relative, text, twice))  # and go on: report the rest too
+    return Document(relative, data, text)
+
+
+def load_json5(text: str) -> tuple[object, set[str]]:
+    """Parse JSON5 text; return the value and the keys some object was given twice."""
+    twice: set[str] = set()
+
+    def pairs(items: Iterable[tuple[str, object]]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        for key, value in items:
+            if key in found:
+                twice.add(key)
+            found[key] = value
+        return found
+
+    return json5.loads(text, object_pairs_hook=pairs), twice
+
+
+def duplicate_keys(place: str, text: str, names: set[str]) -> list[str]:
+    """Return a problem for each of ``names`` given twice in one object, with both lines.
+
+    JSON5 keeps the last of two equal keys silently: a block pasted above an existing
+    one would do nothing.
+    """
+    if not names:
+        return []
+    depths = _depths(text)
+    problems: list[tuple[int, str]] = []
+    for name in sorted(names):
+        pattern = re.compile(rf"(?<![\w$])(['\"]?){re.escape(name)}\1\s*:")
+        objects: dict[int, list[int]] = {}
+        for match in pattern.finditer(text):
+            level = depths[match.start()]
+            if level <= 0:
+                continue
+            owner = next(
+                (i for i in range(match.start() - 1, -1, -1) if 0 <= depths[i] < level), -1
+            )
+            objects.setdefault(owner, []).append(text.count("\n", 0, match.start()) + 1)
+        for lines in objects.values():
+            if len(lines) > 1:
+                first, *others = lines
+                again = ", ".join(str(line) for line in others)
+                problems.append(
+                    (
+                        first,
+                        f"{place}, line {first}: key {name!r} is given again on line {again} "
+                        "in the same object: JSON5 would keep only the last; remove one",
+                    )
+                )
+    return [text for _, text in sorted(problems)]
+
+
+def key_problem(doc: Document, loc: Sequence[str], message: str) -> str:
+    """A problem about the key at ``loc`` of ``doc``, with its line when known."""
+    line = None if doc.text is None else _key_line(doc.text, loc)
+    where = doc.place if line is None else f"{doc.place}, line {line}"
+    return f"{where}: {'.'.join(loc)}: {message}"
 
 
 def _syntax_problem(place: str, exc: ValueError) -> str:
@@ -81,7 +140,7 @@ def validate(model: type[_F], doc: Document | None, problems: list[str]) -> _F |
 
 def _problem(model: type[Section], doc: Document, error: ErrorDetails) -> tuple[int, str]:
     """Return the line (0 if unknown) and the text of one validation error."""
-    loc = [str(part) for part in error["loc"]]
+    loc = [str(part) for part in error["loc"] if part != "[key]"]
     line = None if doc.text is None else _key_line(doc.text, loc)
     where = doc.place if line is None else f"{doc.place}, line {line}"
     detail = _detail(model, loc, error)

@@ -19,11 +19,13 @@ Setters take ``name``, ``value``, optional ``expiry`` (a duration or ``"never"``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Final
 
 from botmemory.dialog.actions import ActionFunction, ActionSpec, ArgsCheck
 from botmemory.dialog.events import Event
-from botmemory.errors import BotMemoryError, InvalidValueError
+from botmemory.durations import to_timedelta
+from botmemory.errors import BotMemoryError, InvalidDurationError, InvalidValueError
 from botmemory.kvs import (
     KeyValueStore,
     conversation_storage_key,
@@ -67,13 +69,23 @@ def _check_name(value: object, what: str = "name") -> str | None:
 
 
 def _check_expiry(value: object) -> str | None:
-    if value in (None, ""):
-        return None
     try:
-        parse_expiry(value, "expiry")  # type: ignore[arg-type]
-    except (BotMemoryError, TypeError) as exc:
+        _parse_expiry(value)
+    except BotMemoryError as exc:
         return str(exc)
     return None
+
+
+def _parse_expiry(value: object) -> timedelta | None:
+    """Parse an ``expiry`` argument once, into the timedelta the key-value store takes."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidDurationError(
+            f"expiry {value!r} is not a duration: write it with a unit ('30s', '1h', '60d') "
+            "or 'never'"
+        )
+    return to_timedelta(parse_expiry(value, "expiry"))
 
 
 _LITERAL_CHECKS: Final[dict[str, Callable[[object], str | None]]] = {
@@ -117,8 +129,9 @@ def _need(problem: str | None) -> None:
 
 def _name(args: Args, what: str = "name") -> str:
     value = args.get(what)
-    _need(_check_name(value, what))
-    assert isinstance(value, str)
+    problem = _check_name(value, what)
+    if problem or not isinstance(value, str):
+        raise InvalidValueError(problem or f"{what} {value!r} must be a string")
     return value
 
 
@@ -130,9 +143,8 @@ def _scope(state: TurnState, args: Args) -> ScopeMemory:
     ]
 
 
-def _expiry(args: Args) -> float | None:
-    value = args.get("expiry")
-    return None if value in (None, "") else parse_expiry(value)  # type: ignore[arg-type]
+def _expiry(args: Args) -> timedelta | None:
+    return _parse_expiry(args.get("expiry"))
 
 
 # --- base.*: variables of the four memories ------------------------------------------

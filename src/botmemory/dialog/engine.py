@@ -28,7 +28,7 @@ from typing import Final
 from botmemory.clock import Clock
 from botmemory.dialog.bots import Bot, load_bots
 from botmemory.dialog.errors import DialogError, UnknownBotError
-from botmemory.dialog.events import Event
+from botmemory.dialog.events import MESSAGE_TYPES, Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.dialog.runner import DEFAULT_MAX_STEPS, POSITION_KEY, FlowRunner
 from botmemory.dialog.timeouts import DialogTimeouts, handle_timeout
@@ -38,11 +38,12 @@ from botmemory.errors import (
     DuplicateMessageError,
     InvalidValueError,
     LockTimeoutError,
+    MessageTooLargeError,
 )
 from botmemory.ids import Identity
 from botmemory.memory import Memory
 from botmemory.turns import TurnState
-from botmemory.values import JsonValue, to_json_text
+from botmemory.values import JsonValue, dumps, to_json_text
 
 __all__ = ["DEFAULT_ERROR_REPLY", "DialogEngine", "ReplySink"]
 
@@ -150,19 +151,27 @@ class DialogEngine:
         payload: JsonValue = None,
         channel: str = "api",
         thread_id: str | None = None,
+        message_type: str | None = None,
         *,
         message_id: str | None = None,
     ) -> list[str]:
         """Handle one user message; return the bot's replies in order.
 
-        With ``message_id``, a message its session already processed is not run again:
-        the replies of its first run are returned. Raises only for a bad call (unknown
-        bot, invalid id, no text and no payload), a storage outage, or a turn that kept
-        conflicting (:class:`~botmemory.errors.ConflictError`); a failure inside the
-        turn returns ``[error reply]`` with nothing persisted.
+        ``message_type`` is one of :data:`~botmemory.dialog.events.MESSAGE_TYPES`; by
+        default ``"text"`` when there is a text, else ``"payload"``. Flows see it as
+        ``event.type`` and ``session.lastMessages`` keeps it. With ``message_id``, a
+        message its session already processed is not run again: the replies of its
+        first run are returned.
+
+        Raises only for a bad call (unknown bot, invalid id, no text and no payload, a
+        message over ``limits.maxMessageBytes``: :class:`MessageTooLargeError`, nothing
+        stored), a storage outage, or a turn that kept conflicting
+        (:class:`~botmemory.errors.ConflictError`); a failure inside the turn returns
+        ``[error reply]`` with nothing persisted.
         """
         bot = self.bot(bot_id)
-        event = _incoming(bot_id, user_id, channel, thread_id, text, payload)
+        event = _incoming(bot_id, user_id, channel, thread_id, text, payload, message_type)
+        _check_size(event, self.memory.settings.for_bot(bot_id).max_message_bytes)
         runners: list[FlowRunner] = []
 
         async def body(state: TurnState) -> list[str]:
@@ -231,6 +240,7 @@ def _incoming(
     thread_id: str | None,
     text: str | None,
     payload: JsonValue,
+    message_type: str | None = None,
 ) -> Event:
     Identity.of(bot_id, user_id, channel, thread_id)
     if text is not None and not isinstance(text, str):
@@ -238,5 +248,23 @@ def _incoming(
     if text is None and payload is None:
         raise InvalidValueError("a message needs a text or a payload (or both)")
     to_json_text(payload, "payload", 1 << 30)
-    kind = "text" if text is not None else "payload"
+    kind = message_type or ("text" if text is not None else "payload")
+    if kind not in MESSAGE_TYPES:
+        raise InvalidValueError(
+            f"message type {kind!r} is not known: use one of {', '.join(MESSAGE_TYPES)}"
+        )
+    if kind == "text" and text is None:
+        raise InvalidValueError("a message of type 'text' needs a text")
     return Event(kind, bot_id, user_id, channel, thread_id, text, payload)
+
+
+def _check_size(event: Event, max_bytes: int) -> None:
+    """Refuse a message whose text (UTF-8) and payload (JSON) weigh over ``max_bytes``."""
+    size = len((event.text or "").encode())
+    if event.payload is not None:
+        size += len(dumps(event.payload).encode())
+    if size > max_bytes:
+        raise MessageTooLargeError(
+            f"the message is {size} bytes, over the limit of {max_bytes} bytes "
+            "(limits.maxMessageBytes): nothing was stored"
+        )

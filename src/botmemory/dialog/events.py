@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Final, Literal
 
 from botmemory.values import JsonValue
 
-__all__ = ["Event"]
+__all__ = ["MESSAGE_TYPES", "Event"]
+
+MESSAGE_TYPES: Final = ("text", "quick_reply", "postback", "payload")
+"""The types a user's message may have: typed text, a quick reply, a button's postback, or
+a bare payload."""
 
 
 @dataclass(frozen=True)
 class Event:
     """One event of a conversation. Templates and conditions see it as ``event``.
 
-    ``type`` is ``"text"`` for a typed message, ``"payload"`` for one without text (a
-    button), ``"timeout"`` in dialog-timeout handling; outgoing replies are ``"text"``
-    events with ``direction="outgoing"``.
+    ``type`` is the message's type (one of :data:`MESSAGE_TYPES`; by default ``"text"``
+    for a message with text, ``"payload"`` for one without), ``"timeout"`` in
+    dialog-timeout handling; outgoing replies are ``"text"`` events with
+    ``direction="outgoing"``.
     """
 
     type: str

@@ -17,10 +17,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Final
 
-import json5
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from botmemory.config.problems import duplicate_keys, load_json5
 from botmemory.dialog.actions import ActionSpec, CompiledArg, compile_args
 from botmemory.dialog.errors import ExpressionError, TemplateError
 from botmemory.dialog.expressions import Condition, compile_condition
@@ -146,16 +146,17 @@ def _read(path: Path, where: str, problems: list[str]) -> dict[str, Any] | None:
         problems.append(f"{where}: cannot be read: {exc}")
         return None
     try:
-        data = json5.loads(text)
+        data, twice = load_json5(text)
     except ValueError as exc:
         match = _SYNTAX.fullmatch(str(exc))
         at = f", line {match['line']}, column {match['column']}" if match else ""
         reason = match["reason"] if match else str(exc)
         problems.append(f"{where}{at}: not valid JSON5: {reason}")
         return None
+    problems.extend(duplicate_keys(where, text, twice))  # and go on: report the rest too
     errors = list(Draft202012Validator(flow_schema()).iter_errors(data))
     if not errors:
-        return data  # type: ignore[no-any-return]
+        return data  # type: ignore[return-value]  # the schema says it is an object
     for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
         problems.append(_schema_problem(where, data, error))
     return None

@@ -16,6 +16,7 @@ from botmemory.dialog.errors import ExpressionError
 
 __all__ = [
     "FUNCTIONS",
+    "MAX_JOINED",
     "arithmetic",
     "compare",
     "is_number",
@@ -24,6 +25,11 @@ __all__ = [
     "to_text",
     "truthy",
 ]
+
+MAX_JOINED: Final = 1_000_000
+"""Characters (or list items) that ``+`` may join into one value of a condition."""
+
+_Joinable = str | list[Any]
 
 _ORDERS: Final[dict[str, Callable[[Any, Any], object]]] = {
     "<": operator.lt,
@@ -122,11 +128,11 @@ def compare(op: str, a: object, b: object) -> bool:
 
 
 def arithmetic(op: str, a: object, b: object) -> object:
-    """Apply ``+ - * / %``: numbers, or ``+`` joining text or lists."""
+    """Apply ``+ - * / %``: numbers, or ``+`` joining text or lists (up to MAX_JOINED)."""
     if op == "+" and (isinstance(a, str) or isinstance(b, str)):
-        return to_text(a) + to_text(b)
+        return _joined(to_text(a), to_text(b))
     if op == "+" and isinstance(a, list) and isinstance(b, list):
-        return a + b
+        return _joined(a, b)
     if not (is_number(a) and is_number(b)):
         raise ExpressionError(f"cannot compute {a!r} {op} {b!r}: {op} needs two numbers")
     if op in ("/", "%") and b == 0:
@@ -135,6 +141,15 @@ def arithmetic(op: str, a: object, b: object) -> object:
     if isinstance(result, float) and not math.isfinite(result):
         raise ExpressionError(f"cannot compute {a!r} {op} {b!r}: the result is not finite")
     return result
+
+
+def _joined(a: _Joinable, b: _Joinable) -> _Joinable:
+    if len(a) + len(b) > MAX_JOINED:
+        raise ExpressionError(
+            f"cannot join {len(a)} and {len(b)} characters or items: "
+            f"the limit of a condition's value is {MAX_JOINED}"
+        )
+    return a + b  # type: ignore[operator]
 
 
 def _to_number(value: object) -> int | float | None:

@@ -12,6 +12,10 @@ truthy value, once per item of a list, where ``{{.}}`` is the item), inverted se
 ``{{^x}}...{{/x}}`` and comments ``{{! ...}}``. Partials and delimiter changes are
 refused. Outside sections a name starts from ``event``, ``user``, ``session``, ``temp`` or
 ``bot``; names starting with ``_`` are refused. A missing value prints as nothing.
+
+Rendering has a budget: at most :data:`MAX_STEPS` tags and items (sections over lists
+from a message cannot multiply without end) and :data:`MAX_OUTPUT` characters of
+output. Over it, rendering raises :class:`TemplateError` and the turn fails.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from botmemory.dialog.errors import TemplateError
 from botmemory.dialog.expressions import ROOTS
 from botmemory.dialog.operators import member, to_text, truthy
 
-__all__ = ["Template", "compile_template"]
+__all__ = ["MAX_OUTPUT", "MAX_STEPS", "Template", "compile_template"]
+
+MAX_STEPS: Final = 100_000
+"""Parts (text, tags, section items) one rendering may visit."""
+MAX_OUTPUT: Final = 262_144
+"""Characters one rendering may produce (256 Ki)."""
 
 _TAG: Final = re.compile(r"\{\{(\{)?\s*([#^/!&>=]?)\s*(.*?)\s*\}?\}\}", re.DOTALL)
 _NAME: Final = re.compile(r"\.|[\w$-]+(?:\.[\w$-]+)*")
@@ -64,7 +73,7 @@ class Template:
     def render(self, context: Mapping[str, object]) -> str:
         """Return the text, with every tag replaced by what it names."""
         out: list[str] = []
-        _render(self._parts, [context], out)
+        _render(self._parts, [context], out, _Budget(self.source))
         return "".join(out)
 
     def value(self, context: Mapping[str, object]) -> object:
@@ -80,8 +89,7 @@ def compile_template(source: str) -> Template:
     if not isinstance(source, str):
         raise TemplateError(f"template {source!r} is not a string")
     tokens = _tokenize(source)
-    parts, rest = _build(source, tokens, 0, None, in_section=False)
-    assert rest == len(tokens)
+    parts, _ = _build(source, tokens, 0, None, in_section=False)
     return Template(source, tuple(parts))
 
 
@@ -191,24 +199,53 @@ def _lookup(path: tuple[str, ...], stack: Sequence[object]) -> object:
     return None
 
 
-def _render(parts: Sequence[_Part], stack: list[object], out: list[str]) -> None:
+class _Budget:
+    """What one rendering may still spend: steps and characters of output."""
+
+    __slots__ = ("size", "source", "steps")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.steps = MAX_STEPS
+        self.size = MAX_OUTPUT
+
+    def spend(self, text: str = "") -> None:
+        self.steps -= 1
+        self.size -= len(text)
+        if self.steps < 0 or self.size < 0:
+            shown = self.source if len(self.source) <= 80 else self.source[:77] + "..."
+            over = f"{MAX_STEPS} steps" if self.steps < 0 else f"{MAX_OUTPUT} characters"
+            raise TemplateError(
+                f"template {shown!r}: rendering went over its budget of {over} "
+                "(a section over a large list?)"
+            )
+
+
+def _render(parts: Sequence[_Part], stack: list[object], out: list[str], budget: _Budget) -> None:
     for part in parts:
         if isinstance(part, str):
+            budget.spend(part)
             out.append(part)
         elif isinstance(part, _Var):
-            out.append(to_text(_lookup(part.path, stack)))
+            text = to_text(_lookup(part.path, stack))
+            budget.spend(text)
+            out.append(text)
         else:
-            _render_section(part, stack, out)
+            budget.spend()
+            _render_section(part, stack, out, budget)
 
 
-def _render_section(section: _Section, stack: list[object], out: list[str]) -> None:
+def _render_section(
+    section: _Section, stack: list[object], out: list[str], budget: _Budget
+) -> None:
     value = _lookup(section.path, stack)
     if section.inverted:
         if not truthy(value):
-            _render(section.children, stack, out)
+            _render(section.children, stack, out, budget)
         return
     items = value if isinstance(value, list) else [value] if truthy(value) else []
     for item in items:
+        budget.spend()
         stack.append(item)
-        _render(section.children, stack, out)
+        _render(section.children, stack, out, budget)
         stack.pop()

@@ -76,8 +76,8 @@ async def memory_view(
     peeked = await memory.peek(bot_id, user_id, channel, thread_id)
     now = peeked["now"]
     scopes = peeked["scopes"]
-    assert isinstance(now, int | float)
-    assert isinstance(scopes, dict)
+    if not isinstance(now, int | float) or not isinstance(scopes, dict):
+        raise TypeError(f"Memory.peek answered an unexpected shape: {sorted(peeked)}")
     views = {scope: _variables(scopes.get(scope), _RULES[scope]) for scope in SCOPES}
     temp = scopes.get("temp")
     position = temp.get(POSITION_KEY) if isinstance(temp, dict) else None

@@ -22,6 +22,8 @@ from botmemory.server import routes_admin, routes_converse, routes_kvs, routes_m
 from botmemory.server.auth import Access
 from botmemory.server.errors import install_error_handlers
 from botmemory.server.limits import BodyLimit
+from botmemory.server.local import LocalGuard
+from botmemory.server.params import EncodedSlashes
 from botmemory.server.state import ServerState
 
 __all__ = ["create_app"]
@@ -59,14 +61,15 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
+    access = Access(settings.admin_tokens, settings.bot_tokens)
     app.state.botmemory = ServerState(
-        engine=engine,
-        settings=settings,
-        access=Access(settings.admin_tokens, settings.bot_tokens),
-        run_janitor=run_janitor,
+        engine=engine, settings=settings, access=access, run_janitor=run_janitor
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(EncodedSlashes)
+    if access.local_only:
+        app.add_middleware(LocalGuard)  # outermost: before the body is even read
     for module in (routes_converse, routes_memory, routes_kvs, routes_admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -4,7 +4,8 @@ Tokens come from ``auth.adminTokens`` and ``auth.botTokens``. They are compared 
 constant time (as SHA-256 digests, so their lengths leak nothing either) and never
 logged. With no token configured at all, the server is in *local mode*: it answers
 requests from this machine (loopback addresses) only, and ``botmemory serve`` refuses
-to listen anywhere else.
+to listen anywhere else; :mod:`~botmemory.server.local` also refuses other host names
+and cross-origin writes.
 """
 
 from __future__ import annotations

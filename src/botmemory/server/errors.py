@@ -7,10 +7,13 @@ are mapped once here:
 InvalidIdError, InvalidValueError, InvalidDuration  400
 a request that fails validation (JSON, types)       400
 no or unknown token / another bot's token           401 / 403
+local mode: cross-origin write / non-loopback Host  403 / 421
 UnknownBotError, a missing variable or key          404
 UserErasedError, editing a session not alive        409
 a body over ``server.maxBodyBytes``                 413
+MessageTooLargeError (``limits.maxMessageBytes``)   413
 BackendUnavailableError, LockTimeoutError           503
+ConflictError (every attempt of a turn conflicted)  503
 any other error                                     500
 =================================================  ======
 """
@@ -29,10 +32,12 @@ from botmemory.dialog.errors import UnknownBotError
 from botmemory.errors import (
     BackendUnavailableError,
     BotMemoryError,
+    ConflictError,
     InvalidDurationError,
     InvalidIdError,
     InvalidValueError,
     LockTimeoutError,
+    MessageTooLargeError,
     SessionNotAliveError,
     UserErasedError,
 )
@@ -50,6 +55,7 @@ CODES: Final = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    421: "misdirected_request",
     500: "internal_error",
     503: "unavailable",
 }
@@ -60,7 +66,7 @@ _DESCRIPTIONS: Final = {
     403: "The token is for another bot, or the route needs an admin token",
     404: "No such bot, variable or key",
     409: "The session (or the dialog, for temp memory) is not alive, or the user was erased",
-    413: "The body is larger than server.maxBodyBytes",
+    413: "The body is over server.maxBodyBytes, or the message over limits.maxMessageBytes",
     503: "The storage backend is unavailable; retry later",
 }
 
@@ -102,20 +108,21 @@ def status_of(exc: BotMemoryError) -> int:
     """The HTTP status of one of botmemory's errors."""
     if isinstance(exc, SessionNotAliveError):
         return 409
+    if isinstance(exc, MessageTooLargeError):
+        return 413
     if isinstance(exc, InvalidIdError | InvalidValueError | InvalidDurationError):
         return 400
     if isinstance(exc, UnknownBotError):
         return 404
     if isinstance(exc, UserErasedError):
         return 409
-    if isinstance(exc, BackendUnavailableError | LockTimeoutError):
+    if isinstance(exc, BackendUnavailableError | LockTimeoutError | ConflictError):
         return 503
     return 500
 
 
 async def _botmemory_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, BotMemoryError)
-    status = status_of(exc)
+    status = status_of(exc) if isinstance(exc, BotMemoryError) else 500
     if status >= 500:
         log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         return error_response(status, _SERVER_MESSAGES[status])
@@ -123,7 +130,8 @@ async def _botmemory_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):
+        return await _unexpected_error(request, exc)
     message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "error")
     response = error_response(exc.status_code, message)
     if exc.headers:
@@ -132,8 +140,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    details = [_describe(error) for error in exc.errors()]
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else [str(exc)]
+    details = [_describe(error) for error in errors]
     message = "invalid request: " + "; ".join(details[:3])
     if len(details) > 3:
         message += f" (and {len(details) - 3} more)"

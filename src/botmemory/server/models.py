@@ -78,8 +78,13 @@ class ErrorBody(ApiModel):
 class ConverseRequest(ApiModel):
     """A user's message: ``{"type": "text", "text": "hi"}``, or a payload."""
 
-    type: str = Field(default="text", min_length=1, max_length=64, examples=["text"])
-    """``"text"`` needs ``text``; any other type needs ``payload`` or ``text``."""
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    type: Literal["text", "quick_reply", "postback", "payload"] = Field(
+        default="text", examples=["text"]
+    )
+    """``"text"`` needs ``text``; any other type needs ``payload`` or ``text``. Flows see
+    it as ``event.type``, and ``session.lastMessages`` keeps it."""
     text: str | None = Field(default=None, examples=["hi"])
     payload: Any = None
     """Any JSON value, for buttons and quick replies."""
@@ -87,6 +92,10 @@ class ConverseRequest(ApiModel):
     """The channel the user writes from: user memory is per bot and channel."""
     thread_id: str | None = Field(default=None, min_length=1, max_length=255)
     """A thread of its own session, inside the user's conversation."""
+    id: str | None = Field(default=None, min_length=1, max_length=255, examples=["m-42"])
+    """The message's id: sent again (a retry after a timeout), the message is not run
+    again and the replies of its first run come back. The session remembers the ids
+    of its last ``session.messageIds`` messages."""
 
     @model_validator(mode="after")
     def _has_content(self) -> ConverseRequest:
@@ -214,7 +223,9 @@ class KvsPut(ApiModel):
 
     value: Any = Field(examples=[{"text": "Welcome back"}])
     expiry: StrictStr | StrictInt | StrictFloat | None = Field(default=None, examples=["1h"])
-    """A duration (``"1h"``, ``"30d"``; a bare number is milliseconds), ``"never"`` or null."""
+    """A duration with a unit (``"1h"``, ``"30d"``), ``"never"`` or null (never expires).
+
+    A bare number has no unit and is refused (400)."""
 
 
 class KvsDeleted(ApiModel):

@@ -44,6 +44,9 @@ async def converse(
 
     Without a token only bots with ``converse.public: true`` answer. A failure inside
     the bot's flow still answers 200, with the bot's error reply, and saves nothing.
+    A message with an ``id`` its session already processed answers the same replies
+    without running again. 503 when the storage is down, or when concurrent turns kept
+    changing what this one read (retry).
     """
     extras = _includes(include)
     engine = server_state(request).engine
@@ -54,6 +57,8 @@ async def converse(
         payload=message.payload,
         channel=message.channel,
         thread_id=message.thread_id,
+        message_type=message.type,
+        message_id=message.id,
     )
     # every field set explicitly: the response leaves out what is unset (``state``)
     response = ConverseResponse(responses=[Reply(type="text", text=reply) for reply in replies])

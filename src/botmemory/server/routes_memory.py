@@ -24,7 +24,7 @@ from botmemory.server.models import (
     UserExport,
     VariableRef,
 )
-from botmemory.server.params import Channel, ThreadId, UserId
+from botmemory.server.params import Channel, OwnerId, ThreadId, UserId, VariableName
 from botmemory.server.state import server_state
 from botmemory.server.views import memory_view
 
@@ -36,20 +36,6 @@ BotAccess = Annotated[str, Depends(bot_access)]
 ScopeName = Annotated[
     Literal["user", "session", "temp", "bot"],
     Path(description="user, session, temp or bot."),
-]
-OwnerId = Annotated[
-    str,
-    Path(
-        alias="ownerId",
-        min_length=1,
-        max_length=255,
-        description="The user id (user, session, temp), or the bot id (bot).",
-        examples=["user-42"],
-    ),
-]
-VariableName = Annotated[
-    str,
-    Path(alias="name", min_length=1, max_length=255, examples=["name"]),
 ]
 _READ = error_responses(400, 401, 403, 404)
 _WRITE = error_responses(400, 401, 403, 404, 409, 413)

@@ -56,6 +56,5 @@ class ServerState:
 
 def server_state(request: Request) -> ServerState:
     """The state of the app serving ``request``."""
-    state = request.app.state.botmemory
-    assert isinstance(state, ServerState)
+    state: ServerState = request.app.state.botmemory
     return state
