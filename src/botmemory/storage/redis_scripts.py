@@ -36,7 +36,7 @@ for i = 1, #KEYS - 1 do
     local a, hash = (i - 1) * 5, KEYS[i + 1]
     local current = redis.call('HGET', hash, ARGV[a + 1])
     if current and string.byte(current, 1) == 118 then  -- 'v': skip the version
-        current = string.sub(current, string.find(current, '\n', 1, true) + 1)
+        current = string.sub(current, string.find(current, '\\n', 1, true) + 1)
     end
     if current and string.sub(current, 1, #ARGV[a + 2]) == ARGV[a + 2] then
         if ARGV[a + 3] == '' then
