@@ -76,30 +76,38 @@ return deleted
 CLEAR_TEMPS: Final = """
 -- KEYS[1]: due:temps; then per session its record and temp variables
 -- ARGV per session: temp_expires_at guard ('' for none), session key, new version
--- Counts only what this call changed: a temp memory another run (or a turn) emptied
--- already is not counted again.
+-- Counts each timed-out temp memory once: the field 'cleared' keeps the expiry last
+-- counted, so an overlapping call (another janitor run) does not count it again, while
+-- one emptied by a turn since it was read (the dialog-timeout hook's) is counted here.
 local cleared = 0
 for i = 0, (#KEYS - 1) / 2 - 1 do
     local k, a = 1 + i * 2, i * 3
-    if redis.call('EXISTS', KEYS[k + 1]) == 1 then
-        local current = redis.call('HGET', KEYS[k + 1], 'temp')
-        local changed = false
-        if current and current == ARGV[a + 1] then
-            redis.call('HDEL', KEYS[k + 1], 'temp')
+    local record, guard = KEYS[k + 1], ARGV[a + 1]
+    if redis.call('EXISTS', record) == 1 then
+        local current = redis.call('HGET', record, 'temp')
+        local count = false
+        if current and current == guard then
+            redis.call('HDEL', record, 'temp')
             redis.call('DEL', KEYS[k + 2])
-            changed = true
+            redis.call('HSET', record, 'ver', ARGV[a + 3])
+            count = true
         elseif not current then
-            changed = redis.call('DEL', KEYS[k + 2]) == 1  -- left over: drop it
+            if redis.call('DEL', KEYS[k + 2]) == 1 then  -- left over: drop it
+                redis.call('HSET', record, 'ver', ARGV[a + 3])
+                count = true
+            end
+            count = count or redis.call('HGET', record, 'cleared') ~= guard
         end
-        if (not current) or changed then redis.call('ZREM', KEYS[1], ARGV[a + 2]) end
-        if changed then
-            redis.call('HSET', KEYS[k + 1], 'ver', ARGV[a + 3])
+        if not current or count then redis.call('ZREM', KEYS[1], ARGV[a + 2]) end
+        if count then
+            redis.call('HSET', record, 'cleared', guard)
             cleared = cleared + 1
         end
     end
 end
 return cleared
 """
+
 
 DELETE_EXPIRED_KVS: Final = """
 -- KEYS[1]: due:kvs, KEYS[2]: kvs-keys, KEYS[i + 2]: data key of name i
