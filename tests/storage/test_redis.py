@@ -104,11 +104,11 @@ async def kill_clients(admin: aioredis.Redis, name: str, only_blocked: bool = Fa
 def test_own_url_parameters_are_taken_out_of_the_url() -> None:
     options = RedisOptions.parse(
         "rediss://u:pw@h:6380/2?prefix=app:&socket_timeout=3&lease_timeout=5s&lock_wait=2s"
-        "&ttl_grace=10m"
+        "&ttl_grace=10m&pool_max=7"
     )
     assert options.client_url == "rediss://u:pw@h:6380/2?socket_timeout=3"
     assert (options.prefix, options.lease_timeout, options.lock_wait) == ("app:", 5.0, 2.0)
-    assert options.ttl_grace == 600.0
+    assert (options.ttl_grace, options.pool_max) == (600.0, 7)
     defaults = RedisOptions.parse("redis://h")
     assert (defaults.client_url, defaults.prefix, defaults.lease_timeout) == (
         "redis://h",
@@ -125,6 +125,8 @@ def test_own_url_parameters_are_taken_out_of_the_url() -> None:
         ("lease_timeout=soon", InvalidDurationError),
         ("lease_timeout=0s", InvalidDurationError),
         ("lock_wait=never", InvalidDurationError),
+        ("pool_max=0", ConfigError),
+        ("pool_max=many", ConfigError),
         ("socket_timeout=abc", ConfigError),
     ],
 )
@@ -220,7 +222,8 @@ async def test_records_redis_expired_on_its_own_do_not_confuse_the_janitor(
     assert (await mem.janitor.run_once()).total == 0
     left = [k async for k in admin.scan_iter(match=f"{keys.base}*")]
     users = [keys.user(Identity.of("b", f"u{i}").user_key) for i in range(3)]
-    assert sorted(left) == sorted([*users, keys.users])  # no index entry is left behind
+    bookkeeping = [keys.users, keys.commits, keys.registered]
+    assert sorted(left) == sorted([*users, *bookkeeping])  # no index entry is left behind
 
 
 # -- leases --------------------------------------------------------------------------------
@@ -358,42 +361,6 @@ async def test_a_failed_janitor_run_releases_its_lease_and_the_next_finishes(
 
 
 # -- faults --------------------------------------------------------------------------------
-async def test_a_connection_killed_during_a_commit_fails_the_turn_and_writes_nothing(
-    open_redis: OpenRedis, admin: aioredis.Redis, redis_url: str
-) -> None:
-    name = f"bm-test-{uuid.uuid4().hex[:8]}"
-    mem = await open_redis(client_name=name)
-    async with mem.turn("b", "u1") as state:
-        state.user["name"] = "Ada"
-
-    async def kill_the_commit() -> None:
-        while not await kill_clients(admin, name, only_blocked=True):  # noqa: ASYNC110
-            await asyncio.sleep(0.005)  # polls the server, not this process
-        await admin.client_unpause()
-
-    killer: asyncio.Task[None] | None = None
-    try:
-        with pytest.raises(BackendUnavailableError) as failure:
-            async with mem.turn("b", "u1") as state:
-                state.user["name"] = "Bob"
-                state.session["topic"] = "lost"
-                state.bot["count"] = 1
-                await admin.client_pause(5000, all=False)  # writes wait: the commit hangs
-                killer = asyncio.create_task(kill_the_commit())
-    finally:
-        await admin.client_unpause()
-    assert killer is not None
-    await killer
-    assert mask_url(redis_url) in str(failure.value)
-    async with mem.turn("b", "u1") as state:  # the first turn after succeeds
-        assert state.user["name"] == "Ada"
-        assert "topic" not in state.session
-        assert "count" not in state.bot
-        state.user["name"] = "Cy"
-    async with mem.turn("b", "u1") as state:
-        assert state.user["name"] == "Cy"
-
-
 async def test_a_read_modify_write_cut_off_is_not_applied_twice(
     open_redis: OpenRedis, admin: aioredis.Redis, clock: ManualClock
 ) -> None:
@@ -443,6 +410,59 @@ async def test_an_unreachable_server_is_unavailable_with_the_password_masked(
         await Memory.open(url, clock=clock)
     assert "redis://bot:***@127.0.0.1:1/0" in str(failure.value)
     assert "s3cret-pw" not in str(failure.value)
+
+
+@pytest.mark.parametrize("pool_max", ["5", "50"])
+async def test_a_thousand_concurrent_calls_wait_for_a_connection(
+    open_redis: OpenRedis, admin: aioredis.Redis, pool_max: str
+) -> None:
+    name = f"bm-test-{uuid.uuid4().hex[:8]}"
+    mem = await open_redis(client_name=name, pool_max=pool_max)
+    kvs = mem.kvs.for_bot("b")
+    await asyncio.gather(*(kvs.incr(f"n{i % 100}") for i in range(1000)))
+    assert await asyncio.gather(*(kvs.get(f"n{i}") for i in range(100))) == [10] * 100
+    connections = [c for c in await admin.client_list() if c.get("name") == name]
+    assert 1 <= len(connections) <= int(pool_max)
+
+
+async def test_a_call_that_finds_no_free_connection_in_time_says_so_once(
+    open_redis: OpenRedis, redis_url: str
+) -> None:
+    mem = await open_redis(pool_max="1", lock_wait="200ms")
+    client = mem.storage._redis  # type: ignore[attr-defined]
+    blocked = asyncio.create_task(client.blpop([f"{prefix_of(redis_url)}nothing"], 1))
+    await asyncio.sleep(0.05)  # the only connection waits in BLPOP
+    with pytest.raises(LockTimeoutError) as failure:
+        await mem.kvs.for_bot("b").get("k")
+    assert "pool_max=1" in str(failure.value)
+    assert str(failure.value).count("Redis") == 1  # not wrapped again on the way out
+    await blocked
+    assert await mem.kvs.for_bot("b").get("k") is None
+
+
+async def test_the_janitor_visits_a_bot_again_after_redis_lost_its_data(
+    open_redis: OpenRedis, admin: aioredis.Redis, redis_url: str, clock: ManualClock
+) -> None:
+    mem = await open_redis()
+    await fill(mem, 2)
+    keys = [k async for k in admin.scan_iter(match=f"{prefix_of(redis_url)}*")]
+    await admin.delete(*keys)  # as a restart without persistence, for this prefix only
+    await fill(mem, 2)  # this process remembers having registered the bot
+    await mem.kvs.for_bot("kvs-only").set("k", 1, expiry="1h")
+    clock.advance(DAY)
+    report = await mem.janitor.run_once()
+    assert (report.sessions, report.temp, report.kvs) == (2, 2, 3)
+
+
+async def test_overlapping_janitor_steps_count_each_temp_memory_once(
+    open_redis: OpenRedis, clock: ManualClock
+) -> None:
+    first, second = await open_redis(), await open_redis()
+    await fill(first, 10)
+    clock.advance(DAY)
+    due = await first.storage.expired_temps(clock(), 100)
+    counts = await asyncio.gather(first.storage.clear_temps(due), second.storage.clear_temps(due))
+    assert sum(counts) == 10
 
 
 class PrivateServer:
@@ -509,3 +529,43 @@ async def test_server_down_and_back(private_server: PrivateServer, clock: Manual
         assert time.monotonic() - started < 5  # it did not wait for that lease to lapse
         async with mem.turn("b", "u1") as state:
             assert state.user["name"] == "Cy"
+
+
+async def test_a_connection_killed_during_a_commit_fails_the_turn_and_writes_nothing(
+    private_server: PrivateServer, clock: ManualClock
+) -> None:
+    name = f"bm-test-{uuid.uuid4().hex[:8]}"
+    redis_url = f"redis://127.0.0.1:{private_server.port}/0?client_name={name}"
+    mem = await Memory.open(redis_url, clock=clock)
+    admin = aioredis.Redis(port=private_server.port, decode_responses=True)
+    async with mem.turn("b", "u1") as state:
+        state.user["name"] = "Ada"
+
+    async def kill_the_commit() -> None:
+        while not await kill_clients(admin, name, only_blocked=True):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)  # polls the server, not this process
+        await admin.client_unpause()
+
+    killer: asyncio.Task[None] | None = None
+    try:
+        with pytest.raises(BackendUnavailableError) as failure:
+            async with mem.turn("b", "u1") as state:
+                state.user["name"] = "Bob"
+                state.session["topic"] = "lost"
+                state.bot["count"] = 1
+                await admin.client_pause(5000, all=False)  # writes wait: the commit hangs
+                killer = asyncio.create_task(kill_the_commit())
+    finally:
+        await admin.client_unpause()
+    assert killer is not None
+    await killer
+    assert mask_url(redis_url) in str(failure.value)
+    async with mem.turn("b", "u1") as state:  # the first turn after succeeds
+        assert state.user["name"] == "Ada"
+        assert "topic" not in state.session
+        assert "count" not in state.bot
+        state.user["name"] = "Cy"
+    async with mem.turn("b", "u1") as state:
+        assert state.user["name"] == "Cy"
+    await mem.close()
+    await admin.aclose()

@@ -7,16 +7,19 @@ redis-py's asyncio client with the hiredis parser. What is stored where is in
 and the Lua scripts in :mod:`~botmemory.storage.redis_scripts`.
 Every decision about expiry reads the times stored in the records (the injected
 clock), never Redis' clock; native TTLs only let Redis free whole keys by itself.
-A turn's writes are one ``MULTI``/``EXEC``; turns of one session, and janitor runs,
-are serialized across processes by leases. docs/backends.md explains the choices.
+A turn's commit is one Lua script that checks the versions the turn read and writes
+(:mod:`~botmemory.storage.redis_commit`); turns of one session, and janitor runs, are
+serialized across processes by leases, and the versions fence a holder whose lease
+lapsed. docs/backends.md explains the choices.
 
 URL query parameters read here (the others go to redis-py): ``prefix`` (default
-``botmemory:``), ``lease_timeout`` (default ``30s``), ``lock_wait`` (default ``60s``)
-and ``ttl_grace`` (default ``1h``).
+``botmemory:``), ``lease_timeout`` (default ``30s``), ``lock_wait`` (default ``60s``),
+``ttl_grace`` (default ``1h``) and ``pool_max`` (default ``50``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -26,7 +29,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode
 
 from redis import exceptions as rx
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -35,7 +38,9 @@ from botmemory.durations import parse_duration
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
+    BotMemoryError,
     ConfigError,
+    ConflictError,
     InvalidDurationError,
     LockTimeoutError,
     SchemaVersionError,
@@ -55,6 +60,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
 )
+from botmemory.storage.redis_commit import APPLIED, CONFLICT, CommitArgs
 from botmemory.storage.redis_expiry import ExpiryIndexes
 from botmemory.storage.redis_kvs import RedisKvs, raise_if_broken
 from botmemory.storage.redis_layout import (
@@ -62,8 +68,6 @@ from botmemory.storage.redis_layout import (
     BotKeys,
     MetaKeys,
     native_ttl_ms,
-    pack_session,
-    pack_var,
     unpack_session,
     unpack_var,
     user_var_member,
@@ -77,7 +81,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 S = TypeVar("S", bound="RedisStorage")
 
-_PARAMS: Final = ("prefix", "lease_timeout", "lock_wait", "ttl_grace")
+_PARAMS: Final = ("prefix", "lease_timeout", "lock_wait", "ttl_grace", "pool_max")
 _UNAVAILABLE: Final = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
 
 
@@ -94,6 +98,8 @@ class RedisOptions:
     """Seconds a turn waits for its session's lease before LockTimeoutError."""
     ttl_grace: float = 3600.0
     """Seconds Redis keeps an expired whole key before freeing it by itself."""
+    pool_max: int = 50
+    """Connections this process opens at most; a call waits up to ``lock_wait`` for one."""
 
     @classmethod
     def parse(cls, url: str) -> RedisOptions:
@@ -110,8 +116,19 @@ class RedisOptions:
                     "botmemory puts its own hash tags after it"
                 ]
             )
+        pool_max = _pool_max(ours.pop("pool_max", "50"))
         durations = {name: _duration(name, value) for name, value in ours.items()}
-        return cls(f"{base}?{rest}" if rest else base, prefix, **durations)
+        return cls(f"{base}?{rest}" if rest else base, prefix, pool_max=pool_max, **durations)
+
+
+def _pool_max(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ConfigError([f"database.url: pool_max={value!r} must be a whole number above 0"])
+    return size
 
 
 def _duration(name: str, value: str) -> float:
@@ -134,6 +151,21 @@ def _translated(
     return functools.wraps(method)(call)
 
 
+class _Pool(BlockingConnectionPool):
+    """redis-py's blocking pool, whose wait for a free connection ends in LockTimeoutError."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except rx.ConnectionError as exc:
+            if not isinstance(exc.__cause__, asyncio.TimeoutError):
+                raise
+            raise LockTimeoutError(
+                f"no free Redis connection within {self.timeout:g}s: all pool_max="
+                f"{self.max_connections} were busy; raise pool_max or lock_wait in the URL"
+            ) from None
+
+
 class RedisStorage(Storage):
     """Store everything in Redis; see the module docstring."""
 
@@ -142,21 +174,30 @@ class RedisStorage(Storage):
         self.url = url
         self.options = RedisOptions.parse(url)
         try:
-            self._redis: Redis = Redis.from_url(
+            pool = _Pool.from_url(
                 self.options.client_url,
+                max_connections=self.options.pool_max,
+                timeout=self.options.lock_wait,
                 decode_responses=True,
                 retry=Retry(NoBackoff(), 0),  # a lost reply may hide an applied write
                 protocol=2,  # RESP3 makes redis-py skip its check of pooled connections
             )
         except ValueError as exc:
             raise ConfigError([f"database.url {mask_url(url)!r}: {exc}"]) from exc
+        self._redis: Redis = Redis.from_pool(pool)
         self._meta = MetaKeys.of(self.options.prefix)
         self._scripts = Scripts(self._redis)
         self._expiry = ExpiryIndexes(
             self._redis, self.options.prefix, self._meta.bots, self._scripts
         )
         self._leases = Leases(self._redis, self._scripts, self.options.lease_timeout)
-        self._kvs = RedisKvs(self._redis, self.options.prefix, self._ttl_ms, self._expiry.register)
+        self._kvs = RedisKvs(
+            self._redis,
+            self.options.prefix,
+            self._ttl_ms,
+            self._expiry.register,
+            self._expiry.register_again,
+        )
         self._closed = False
 
     # -- errors, connection, leases ----------------------------------------------------
@@ -166,6 +207,8 @@ class RedisStorage(Storage):
             raise BackendUnavailableError(f"the Redis storage {mask_url(self.url)} is closed")
         try:
             yield
+        except BotMemoryError:
+            raise  # translated already (by a nested call, or the pool): not wrapped twice
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(
                 f"Redis at {mask_url(self.url)} is unavailable: {exc}"
@@ -175,7 +218,12 @@ class RedisStorage(Storage):
 
     @_translated
     async def open(self) -> None:
-        """Check that Redis answers and holds no newer layout than this code knows."""
+        """Check that Redis answers and holds no newer layout; mark an older one upgraded.
+
+        Layout 1 records (without versions) are read as they are, so the upgrade only
+        records the new layout number: botmemory versions that predate it then refuse
+        the data rather than write records without versions.
+        """
         layout = cast(str | None, await self._redis.get(self._meta.layout))
         if layout is None:
             await self._redis.set(self._meta.layout, LAYOUT_VERSION, nx=True)
@@ -184,6 +232,8 @@ class RedisStorage(Storage):
                 f"the data under prefix {self.options.prefix!r} has layout version {layout}, "
                 f"newer than this botmemory knows ({LAYOUT_VERSION}): upgrade botmemory"
             )
+        elif int(layout) < LAYOUT_VERSION:
+            await self._redis.set(self._meta.layout, LAYOUT_VERSION)
 
     async def close(self) -> None:
         if not self._closed:
@@ -259,43 +309,23 @@ class RedisStorage(Storage):
 
     @_translated
     async def commit_turn(self, write: TurnWrite) -> None:
-        s = write.session
+        """Check and write in one script (see redis_commit); a resent commit is a no-op.
+
+        The script refuses the commit with ConflictError when a version it checks
+        changed, which also fences a turn whose lease lapsed meanwhile: if another turn
+        of the session committed, the session's version changed. A lapsed holder whose
+        reads nobody changed commits, as if it had run before the turn that took over.
+        """
+        call = CommitArgs.of(write, self.options.prefix, self._ttl_ms)
+        if call is None:
+            return
         for bot_id in _bots_of(write):
             await self._expiry.register(bot_id)
-        pipe = self._pipeline()
-        if s is not None and write.reset_session:
-            pipe.delete(
-                self._bot(s.bot_id).session_vars(s.key), self._bot(s.bot_id).temp_vars(s.key)
-            )
-        elif s is not None and write.reset_temp:
-            pipe.delete(self._bot(s.bot_id).temp_vars(s.key))
-        for key in write.deletes:
-            k = self._bot(key.bot_id)
-            pipe.hdel(k.var_hash(key), key.name)
-            if key.scope == "user":
-                pipe.zrem(k.due_user_vars, user_var_member(key.owner, key.name))
-        for var in write.upserts:
-            _upsert(pipe, self._bot(var.key.bot_id), var)
-        if s is not None:
-            self._save_session(pipe, self._bot(s.bot_id), s)
-        await pipe.execute()
-
-    def _save_session(self, pipe: Pipeline, k: BotKeys, s: SessionRecord) -> None:
-        record, user_sessions = k.session(s.key), k.user_sessions(s.user_key)
-        pipe.hset(record, mapping=pack_session(s))  # type: ignore[arg-type]  # invariant keys
-        pipe.zadd(k.due_sessions, {s.key: s.expires_at})
-        pipe.sadd(user_sessions, s.key)
-        if s.temp_expires_at is None:
-            pipe.hdel(record, "temp")
-            pipe.zrem(k.due_temps, s.key)
-        else:
-            pipe.zadd(k.due_temps, {s.key: s.temp_expires_at})
-            pipe.pexpire(k.temp_vars(s.key), self._ttl_ms(s.temp_expires_at))
-        ttl = self._ttl_ms(s.expires_at)
-        pipe.pexpire(record, ttl)
-        pipe.pexpire(k.session_vars(s.key), ttl)
-        pipe.pexpire(user_sessions, ttl, nx=True)  # the set lives as long as its longest session
-        pipe.pexpire(user_sessions, ttl, gt=True)
+        reply = await self._scripts.commit_turn(keys=call.keys, args=call.args)
+        if reply[0] == CONFLICT:
+            raise ConflictError(f"{reply[1]} since the turn read it: run the turn again")
+        if reply[0] != APPLIED and reply[1] and call.bot_id is not None:
+            await self._expiry.register_again(call.bot_id)  # Redis had lost the registry
 
     # -- key-value store: see redis_kvs ------------------------------------------------
     @_translated
@@ -418,22 +448,9 @@ def _vars(scope: Scope, bot_id: str, owner: str, found: dict[str, str]) -> list[
 
 
 def _bots_of(write: TurnWrite) -> set[str]:
-    bots = {key.bot_id for key in write.deletes} | {var.key.bot_id for var in write.upserts}
+    var_keys = [*write.deletes, *(var.key for var in write.upserts), *(d.key for d in write.deltas)]
+    bots = {key.bot_id for key in var_keys} | {w.namespace for w in write.kvs_writes if w.namespace}
     return bots if write.session is None else bots | {write.session.bot_id}
-
-
-def _upsert(pipe: Pipeline, k: BotKeys, var: StoredVar) -> None:
-    """Queue the write of one variable, and of its index entry if it is a user's."""
-    key = var.key
-    pipe.hset(k.var_hash(key), key.name, pack_var(var))
-    if key.scope != "user":
-        return
-    pipe.zadd(k.users, {key.owner: 0})
-    member = user_var_member(key.owner, key.name)
-    if var.expires_at is None:
-        pipe.zrem(k.due_user_vars, member)
-    else:
-        pipe.zadd(k.due_user_vars, {member: var.expires_at})
 
 
 def _delete_user(

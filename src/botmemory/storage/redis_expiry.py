@@ -5,7 +5,12 @@ Each bot has three sorted sets scored by expiry time (``due:user-vars``,
 them in step with the data in the same transaction. The janitor reads the entries due
 at ``now`` (``ZRANGE ... BYSCORE LIMIT``), so its cost follows the number of expired
 records, never the number of keys. Deletes are Lua scripts guarded like the SQL
-backends' ``WHERE`` clauses. The set ``{meta}:bots`` lists the bots to visit.
+backends' ``WHERE`` clauses; what they rewrite gets a new version.
+
+The set ``{meta}:bots`` lists the bots to visit. A process adds a bot to it before its
+first write of that bot, and again whenever a write finds the bot's ``registered``
+marker missing: after Redis lost its data (a restart without persistence, a flush),
+the next write of each bot registers it again, whatever the process remembers.
 
 A record that Redis already freed by its native TTL leaves its index entry behind;
 the ``expired_*`` methods drop such entries and do not return (nor count) the record.
@@ -20,7 +25,7 @@ from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 
-from botmemory.storage.base import SessionRecord, StoredVar, VarKey, VarUpdate
+from botmemory.storage.base import SessionRecord, StoredVar, VarKey, VarUpdate, new_version
 from botmemory.storage.redis_layout import (
     BotKeys,
     kvs_keys,
@@ -56,10 +61,14 @@ class ExpiryIndexes:
         return BotKeys.of(self._prefix, bot_id)
 
     async def register(self, bot_id: str) -> None:
-        """Add ``bot_id`` to the bots the janitor visits (once per process)."""
+        """Add ``bot_id`` to the bots the janitor visits, unless this process did already."""
         if bot_id not in self._registered:
-            await self._redis.sadd(self._bots_key, bot_id)
-            self._registered.add(bot_id)
+            await self.register_again(bot_id)
+
+    async def register_again(self, bot_id: str) -> None:
+        """Add ``bot_id`` to the bots the janitor visits (its marker was found missing)."""
+        await self._redis.sadd(self._bots_key, bot_id)
+        self._registered.add(bot_id)
 
     async def bots(self) -> list[str]:
         """Every bot that ever stored something, sorted."""
@@ -205,7 +214,8 @@ class ExpiryIndexes:
             args: list[str] = []
             for s in batch:
                 keys += [k.session(s.key), k.temp_vars(s.key)]
-                args += ["" if s.temp_expires_at is None else num(s.temp_expires_at), s.key]
+                guard = "" if s.temp_expires_at is None else num(s.temp_expires_at)
+                args += [guard, s.key, str(new_version())]
             cleared += cast(int, await self._scripts.clear_temps(keys=keys, args=args))
         return cleared
 
@@ -231,7 +241,9 @@ def _update_args(u: VarUpdate) -> list[Any]:
     record = (
         ""
         if u.value is None
-        else pack_var(StoredVar(u.key, u.value, u.changed_at, u.expires_at, u.field_times))
+        else pack_var(
+            StoredVar(u.key, u.value, u.changed_at, u.expires_at, u.field_times, new_version())
+        )
     )
     expires = "" if u.value is None or u.expires_at is None else num(u.expires_at)
     member = user_var_member(u.key.owner, u.key.name)

@@ -4,19 +4,23 @@ Each KVS key is one Redis string holding its ``expires_at`` and value, with a na
 TTL when it expires. Per namespace, ``kvs-keys`` lists every name (a sorted set with
 all scores 0, so that a prefix is a lex range) and ``due:kvs`` the names that expire,
 scored by ``expires_at``: reads check that score or the stored time against ``now``.
+Every write stores a new version with the value (see redis_layout). A write to a bot's
+namespace also sets the bot's ``registered`` marker, and registers the bot again with
+the janitor when the marker was missing (see redis_expiry).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Final, TypeVar, cast
 
 from redis import exceptions as rx
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from botmemory.storage.base import KvsModifier, KvsRecord
-from botmemory.storage.redis_layout import KvsKeys, kvs_keys, pack_kvs, unpack_kvs
+from botmemory.storage.base import KvsModifier, KvsRecord, new_version
+from botmemory.storage.redis_layout import BotKeys, KvsKeys, kvs_keys, pack_kvs, unpack_kvs
 
 __all__ = ["RedisKvs", "raise_if_broken"]
 
@@ -43,24 +47,37 @@ class RedisKvs:
         prefix: str,
         ttl_ms: Callable[[float], int],
         register: Callable[[str], Awaitable[None]],
+        register_again: Callable[[str], Awaitable[None]],
     ) -> None:
         self._redis = client
         self._prefix = prefix
         self._ttl_ms = ttl_ms
         self._register = register
+        self._register_again = register_again
 
     def _ns(self, namespace: str) -> KvsKeys:
         return kvs_keys(self._prefix, namespace)
 
+    def _mark(self, pipe: Pipeline, namespace: str) -> None:
+        """Queue setting the bot's ``registered`` marker (first in the transaction)."""
+        if namespace:
+            pipe.set(BotKeys.of(self._prefix, namespace).registered, "1", nx=True)
+
+    async def _registered(self, namespace: str, replies: list[object]) -> None:
+        """Register the bot again if the write found its marker missing."""
+        if namespace and replies[0]:
+            await self._register_again(namespace)
+
     def _store(self, pipe: Pipeline, ns: KvsKeys, key: str, record: KvsRecord | None) -> None:
-        """Queue writing ``record`` (``None``: deleting it) with its index entries."""
+        """Queue writing ``record`` (``None``: deleting it) with a new version."""
         if record is None:
             pipe.delete(ns.data(key))
             pipe.zrem(ns.names, key)
             pipe.zrem(ns.due, key)
             return
         expiry = None if record.expires_at is None else self._ttl_ms(record.expires_at)
-        pipe.set(ns.data(key), pack_kvs(record), px=expiry)  # no px: clears an earlier TTL
+        packed = pack_kvs(replace(record, version=new_version()))
+        pipe.set(ns.data(key), packed, px=expiry)  # no px: clears an earlier TTL
         pipe.zadd(ns.names, {key: 0})
         if record.expires_at is None:
             pipe.zrem(ns.due, key)
@@ -77,8 +94,9 @@ class RedisKvs:
         if namespace:
             await self._register(namespace)
         pipe = self._redis.pipeline(transaction=True)
+        self._mark(pipe, namespace)
         self._store(pipe, self._ns(namespace), key, record)
-        await pipe.execute()
+        await self._registered(namespace, await pipe.execute())
 
     async def modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         """Read, call ``modify`` and write under ``WATCH``; start again if the key changed."""
@@ -91,12 +109,14 @@ class RedisKvs:
                 raw = cast(str | None, await pipe.get(ns.data(key)))
                 record, result = modify(unpack_kvs(raw, now))
                 pipe.multi()  # type: ignore[no-untyped-call]
+                self._mark(pipe, namespace)
                 self._store(pipe, ns, key, record)
                 try:
-                    await pipe.execute()
+                    replies = await pipe.execute()
                 except rx.WatchError as exc:
                     raise_if_broken(exc)
                     continue  # another client changed the key: read it again
+                await self._registered(namespace, replies)
                 return result
 
     async def delete(self, namespace: str, key: str, now: float) -> bool:

@@ -11,6 +11,13 @@ Every key starts with the URL's ``prefix`` (default ``botmemory:``), then a hash
 Records keep their expiry times as data (epoch seconds of the injected clock): reads
 decide on those, never on Redis' clock. Numbers are written as ``repr(float(x))`` so
 that a guard can compare them as strings.
+
+Every variable, session and KVS record carries its version (the id of the commit that
+wrote it): packed variables and KVS records start with a line ``v<version>``, a session
+hash has a field ``ver``. Versions stay strings end to end (Lua numbers are doubles and
+would round a 62-bit id). Records written by layout 1, before versions existed, read
+as version ``1``: nonzero, so a check for "still absent" fails on them, and the first
+write after the upgrade gives them a random version.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from botmemory.storage.base import KvsRecord, SessionRecord, StoredVar, VarKey
 
 __all__ = [
     "LAYOUT_VERSION",
+    "OLD_VERSION",
     "BotKeys",
     "KvsKeys",
     "MetaKeys",
@@ -33,6 +41,7 @@ __all__ = [
     "pack_kvs",
     "pack_session",
     "pack_var",
+    "split_version",
     "unpack_kvs",
     "unpack_session",
     "unpack_var",
@@ -40,8 +49,16 @@ __all__ = [
     "var_guard",
 ]
 
-LAYOUT_VERSION: Final = 1
-"""Bump when the layout changes; a newer layout in Redis is refused."""
+LAYOUT_VERSION: Final = 2
+"""Bump when the layout changes; a newer layout in Redis is refused.
+
+2: records carry versions. Layout 1 data is read as it is (version :data:`OLD_VERSION`);
+opening marks the data as layout 2, so that a botmemory too old to write versions
+refuses it instead of writing records that no check could see change.
+"""
+
+OLD_VERSION: Final = 1
+"""The version of a record written before records had versions."""
 
 
 def num(value: float) -> str:
@@ -81,6 +98,11 @@ class KvsKeys:
     def due(self) -> str:
         """Sorted set: the names that expire, scored by ``expires_at``."""
         return f"{self.base}due:kvs"
+
+    @property
+    def commits(self) -> str:
+        """Sorted set: ids of the turn commits applied lately, scored by wall-clock time."""
+        return f"{self.base}commits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +173,11 @@ class BotKeys(KvsKeys):
         """String: the token of the process that runs a turn of the session."""
         return f"{self.base}lease:{session_key}"
 
+    @property
+    def registered(self) -> str:
+        """String: present while the bot is in ``{meta}:bots`` (gone with a data loss)."""
+        return f"{self.base}registered"
+
 
 def kvs_keys(prefix: str, namespace: str) -> KvsKeys:
     """The keys of a KVS namespace: a bot's shares its tag, the global one has its own."""
@@ -185,22 +212,38 @@ def native_ttl_ms(expires_at: float, grace: float) -> int:
 
 
 # -- records -------------------------------------------------------------------------------
+def _versioned(version: int, body: str) -> str:
+    return f"v{version}\n{body}"
+
+
+def split_version(raw: str) -> tuple[int, str]:
+    """The version of a packed variable or KVS record, and the rest of it."""
+    if raw.startswith("v"):
+        version, body = raw[1:].split("\n", 1)
+        return int(version), body
+    return OLD_VERSION, raw
+
+
 def pack_var(var: StoredVar) -> str:
-    """``changed_at``, ``expires_at``, ``field_times`` and the value, one per line.
+    """``v<version>``, ``changed_at``, ``expires_at``, ``field_times``, the value: one a line.
 
     The value comes last and is split off whole, so it may contain anything.
     """
-    return f"{num(var.changed_at)}\n{_opt(var.expires_at)}\n{var.field_times or ''}\n{var.value}"
+    body = f"{num(var.changed_at)}\n{_opt(var.expires_at)}\n{var.field_times or ''}\n{var.value}"
+    return _versioned(var.version, body)
 
 
 def unpack_var(key: VarKey, raw: str) -> StoredVar:
     """The variable ``key`` from its packed form."""
-    changed_at, expires_at, field_times, value = raw.split("\n", 3)
-    return StoredVar(key, value, float(changed_at), _opt_float(expires_at), field_times or None)
+    version, body = split_version(raw)
+    changed_at, expires_at, field_times, value = body.split("\n", 3)
+    return StoredVar(
+        key, value, float(changed_at), _opt_float(expires_at), field_times or None, version
+    )
 
 
 def var_guard(changed_at: float) -> str:
-    """The start of a packed variable last changed at ``changed_at``."""
+    """The start of a packed variable last changed at ``changed_at``, after its version."""
     return num(changed_at) + "\n"
 
 
@@ -216,6 +259,7 @@ def pack_session(session: SessionRecord) -> dict[str, str]:
         "started": num(session.started_at),
         "seen": num(session.last_seen),
         "expires": num(session.expires_at),
+        "ver": str(session.version),
     }
     if session.temp_expires_at is not None:
         fields["temp"] = num(session.temp_expires_at)
@@ -234,20 +278,22 @@ def unpack_session(bot_id: str, key: str, fields: dict[str, str]) -> SessionReco
         float(fields["seen"]),
         float(fields["expires"]),
         _opt_float(fields.get("temp", "")),
+        int(fields.get("ver", OLD_VERSION)),
     )
 
 
 def pack_kvs(record: KvsRecord) -> str:
-    """``expires_at`` (empty for none), a newline, the value."""
-    return f"{_opt(record.expires_at)}\n{record.value}"
+    """``v<version>``, ``expires_at`` (empty for none), the value: one a line."""
+    return _versioned(record.version, f"{_opt(record.expires_at)}\n{record.value}")
 
 
 def unpack_kvs(raw: str | None, now: float) -> KvsRecord | None:
     """The record if it is live at ``now``."""
     if raw is None:
         return None
-    expires_at, value = raw.split("\n", 1)
-    record = KvsRecord(value, _opt_float(expires_at))
+    version, body = split_version(raw)
+    expires_at, value = body.split("\n", 1)
+    record = KvsRecord(value, _opt_float(expires_at), version)
     if record.expires_at is not None and record.expires_at <= now:
         return None
     return record

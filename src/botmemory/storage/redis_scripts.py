@@ -11,6 +11,8 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from botmemory.storage.redis_commit import COMMIT_TURN
+
 __all__ = ["Scripts"]
 
 RELEASE: Final = """
@@ -28,10 +30,14 @@ return 0
 UPDATE_USER_VARS: Final = """
 -- KEYS[1]: due:user-vars; KEYS[i + 1]: user hash of update i
 -- ARGV per update: name, guard, packed record ('' deletes), expires_at ('' none), member
+-- The guard is the start of the record after its version line (if it has one).
 local applied = {}
 for i = 1, #KEYS - 1 do
     local a, hash = (i - 1) * 5, KEYS[i + 1]
     local current = redis.call('HGET', hash, ARGV[a + 1])
+    if current and string.byte(current, 1) == 118 then  -- 'v': skip the version
+        current = string.sub(current, string.find(current, '\\n', 1, true) + 1)
+    end
     if current and string.sub(current, 1, #ARGV[a + 2]) == ARGV[a + 2] then
         if ARGV[a + 3] == '' then
             redis.call('HDEL', hash, ARGV[a + 1])
@@ -69,22 +75,39 @@ return deleted
 
 CLEAR_TEMPS: Final = """
 -- KEYS[1]: due:temps; then per session its record and temp variables
--- ARGV per session: temp_expires_at guard ('' for none), session key
+-- ARGV per session: temp_expires_at guard ('' for none), session key, new version
+-- Counts each timed-out temp memory once: the field 'cleared' keeps the expiry last
+-- counted, so an overlapping call (another janitor run) does not count it again, while
+-- one emptied by a turn since it was read (the dialog-timeout hook's) is counted here.
 local cleared = 0
 for i = 0, (#KEYS - 1) / 2 - 1 do
-    local k, a = 1 + i * 2, i * 2
-    if redis.call('EXISTS', KEYS[k + 1]) == 1 then
-        local current = redis.call('HGET', KEYS[k + 1], 'temp')
-        if (not current) or current == ARGV[a + 1] then
-            redis.call('HDEL', KEYS[k + 1], 'temp')
+    local k, a = 1 + i * 2, i * 3
+    local record, guard = KEYS[k + 1], ARGV[a + 1]
+    if redis.call('EXISTS', record) == 1 then
+        local current = redis.call('HGET', record, 'temp')
+        local count = false
+        if current and current == guard then
+            redis.call('HDEL', record, 'temp')
             redis.call('DEL', KEYS[k + 2])
-            redis.call('ZREM', KEYS[1], ARGV[a + 2])
+            redis.call('HSET', record, 'ver', ARGV[a + 3])
+            count = true
+        elseif not current then
+            if redis.call('DEL', KEYS[k + 2]) == 1 then  -- left over: drop it
+                redis.call('HSET', record, 'ver', ARGV[a + 3])
+                count = true
+            end
+            count = count or redis.call('HGET', record, 'cleared') ~= guard
+        end
+        if not current or count then redis.call('ZREM', KEYS[1], ARGV[a + 2]) end
+        if count then
+            redis.call('HSET', record, 'cleared', guard)
             cleared = cleared + 1
         end
     end
 end
 return cleared
 """
+
 
 DELETE_EXPIRED_KVS: Final = """
 -- KEYS[1]: due:kvs, KEYS[2]: kvs-keys, KEYS[i + 2]: data key of name i
@@ -138,3 +161,5 @@ class Scripts:
         """Delete KVS keys that are still expired."""
         self.purge: AsyncScript = client.register_script(PURGE)
         """Drop index entries whose record is gone."""
+        self.commit_turn: AsyncScript = client.register_script(COMMIT_TURN)
+        """Check a turn's read set and apply its writes (see redis_commit)."""
