@@ -88,10 +88,17 @@ def _parse_expiry(value: object) -> timedelta | None:
     return to_timedelta(parse_expiry(value, "expiry"))
 
 
+def _check_by(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"by {value!r} must be a number"
+    return None
+
+
 _LITERAL_CHECKS: Final[dict[str, Callable[[object], str | None]]] = {
     "type": _check_type,
     "name": _check_name,
     "expiry": _check_expiry,
+    "by": _check_by,
 }
 
 
@@ -181,6 +188,20 @@ def set_variable(event: Event, state: TurnState, args: Args, kvs: KeyValueStore)
         set_in_scope(scope, name, value)
 
 
+def increment_variable(event: Event, state: TurnState, args: Args, kvs: KeyValueStore) -> None:
+    """``base.incrementVariable``: add ``by`` (default 1) to the number ``name``.
+
+    Commits an increment, not a value: turns of other users that increment the same
+    bot variable at the same moment never conflict and none of their counts is lost.
+    """
+    name, by = _name(args), args.get("by", 1)
+    if "." in name or "[" in name:
+        raise InvalidValueError(f"incrementVariable name {name!r}: give a variable, not a path")
+    if isinstance(by, bool) or not isinstance(by, int | float):
+        raise InvalidValueError(f"incrementVariable by {by!r}: give a number")
+    _scope(state, args).incr(name, by)
+
+
 def remove_variable(event: Event, state: TurnState, args: Args, kvs: KeyValueStore) -> None:
     """``base.removeVariable``: delete ``name`` from memory ``type``."""
     delete_in_scope(_scope(state, args), _name(args))
@@ -264,6 +285,9 @@ BUILTIN_ACTIONS: Final[Mapping[str, ActionSpec]] = dict(
     [
         _builtin("base.setVariable", set_variable, _params(("type", "name", "value"))),
         _builtin("base.removeVariable", remove_variable, _params(("type", "name"))),
+        _builtin(
+            "base.incrementVariable", increment_variable, _params(("type", "name"), ("by",))
+        ),
         _builtin("builtin.setUserVariable", _setter(_user_key), _SET),
         _builtin("builtin.getUserVariable", _getter(_user_key), _GET),
         _builtin("builtin.setConversationVariable", _setter(_conversation_key), _SET),
