@@ -5,7 +5,14 @@ The standard turn: load the four memories of one of 10,000 users (10 user, 6 ses
 runs the same reads and writes by hand with the sqlite3 module on a copy of the same
 database, in the same run. Target: botmemory on SQLite at 60% of the floor or better.
 
+Then, per backend, 64 users at once each run turns through ``Memory.run_turn`` that add
+one to one bot variable: by read-modify-write (``state.bot["visits"] = ... + 1``, which
+conflicts and retries) and by ``state.bot.incr("visits")`` (a delta, no conflicts). It
+reports turns/s, the final count (which must equal the number of turns, else the bench
+exits with status 1), and conflicts and retries per turn.
+
     python bench/turns.py [--users 10000] [--turns 3000] [--backends memory,sqlite]
+                          [--rmw-users 64] [--rmw-turns 10]
 """
 
 from __future__ import annotations
@@ -13,16 +20,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from botmemory import ManualClock, Memory
+from botmemory.errors import ConflictError
 from botmemory.ids import Identity
 from botmemory.storage.base import SessionRecord, StoredVar, TurnWrite, VarKey
 from botmemory.storage.sqlite import sqlite_path
+from botmemory.turns import TurnState
 from botmemory.values import dumps
 
 BOT = "bench"
@@ -89,6 +101,69 @@ async def bench_backend(
     return sequential, concurrent, mem
 
 
+@dataclass
+class CounterResult:
+    """One run of the 64-user counter case."""
+
+    backend: str
+    how: str
+    turns: int
+    rate: float
+    final: int
+    conflicts: int
+    retries: int
+    gave_up: int
+
+    @property
+    def exact(self) -> bool:
+        return self.final == self.turns and self.gave_up == 0
+
+
+async def read_modify_write(state: TurnState) -> None:
+    state.bot["visits"] = state.bot.get("visits", 0) + 1
+
+
+async def increment(state: TurnState) -> None:
+    state.bot.incr("visits")
+
+
+async def counter_case(
+    mem: Memory, backend: str, how: str, users: int, turns_per_user: int
+) -> CounterResult:
+    """``users`` conversations at once, each running ``turns_per_user`` counting turns."""
+    body = read_modify_write if how == "read-modify-write" else increment
+    bot = f"count{secrets.token_hex(4)}"  # a fresh bot: the count starts at 0
+    conflicts, retries = mem.stats.conflicts, mem.stats.retries
+    gave_up = 0
+
+    async def conversation(user: str) -> None:
+        nonlocal gave_up
+        for _ in range(turns_per_user):
+            try:
+                await mem.run_turn(body, bot, user)
+            except ConflictError:
+                gave_up += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(conversation(f"user{u}") for u in range(users)))
+    rate = users * turns_per_user / (time.perf_counter() - started)
+
+    async def read(state: TurnState) -> int:
+        return int(state.bot.get("visits", 0))  # type: ignore[arg-type]
+
+    final = await mem.run_turn(read, bot, "reader")
+    return CounterResult(
+        backend,
+        how,
+        users * turns_per_user,
+        rate,
+        final,
+        mem.stats.conflicts - conflicts,
+        mem.stats.retries - retries,
+        gave_up,
+    )
+
+
 def sqlite_floor(path: str, users: int, turns: int) -> float:
     """The same reads and writes as a standard turn, by hand, on the same schema."""
     db = sqlite3.connect(path, isolation_level=None)
@@ -143,10 +218,15 @@ async def main() -> None:
     parser.add_argument("--turns", type=int, default=3_000)
     parser.add_argument("--backends", default="memory,sqlite")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rmw-users", type=int, default=64)
+    parser.add_argument(
+        "--rmw-turns", type=int, default=10, help="counting turns per user (0: skip the case)"
+    )
     args = parser.parse_args()
     random.seed(7)
     workdir = Path(tempfile.mkdtemp(prefix="botmemory-bench-"))
     results: dict[str, tuple[float, float]] = {}
+    counters: list[CounterResult] = []
     try:
         for backend in args.backends.split(","):
             url = {"memory": "memory://", "sqlite": f"sqlite:///{workdir}/bench.db"}.get(
@@ -156,7 +236,14 @@ async def main() -> None:
                 url, args.users, args.turns, args.concurrency
             )
             results[backend] = (sequential, concurrent)
-            await mem.close()
+            try:
+                if args.rmw_turns > 0:
+                    for how in ("read-modify-write", "incr"):
+                        counters.append(
+                            await counter_case(mem, backend, how, args.rmw_users, args.rmw_turns)
+                        )
+            finally:
+                await mem.close()
             if backend == "sqlite":
                 floor_path = workdir / "floor.db"
                 shutil.copy(sqlite_path(url), floor_path)
@@ -165,6 +252,36 @@ async def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report(results, args)
+    if counters and not report_counters(counters, args):
+        sys.exit(1)
+
+
+def report_counters(counters: list[CounterResult], args: argparse.Namespace) -> bool:
+    """Print the counter table; say which runs lost or dropped a turn. True if none did."""
+    print()
+    print(
+        f"{args.rmw_users} users at once, {args.rmw_turns} turns each, "
+        "adding 1 to one bot variable with run_turn"
+    )
+    print(
+        f"{'backend':<16}{'how':<20}{'turns/s':>9}{'turns':>8}{'final':>8}"
+        f"{'conflicts/turn':>16}{'retries/turn':>14}{'gave up':>9}"
+    )
+    for c in counters:
+        print(
+            f"{c.backend:<16}{c.how:<20}{c.rate:>9,.0f}{c.turns:>8,}{c.final:>8,}"
+            f"{c.conflicts / c.turns:>16.2f}{c.retries / c.turns:>14.2f}{c.gave_up:>9,}"
+        )
+    exact = True
+    for c in counters:
+        if not c.exact:
+            exact = False
+            print(
+                f"error: {c.backend} {c.how}: final count {c.final:,} after {c.turns:,} turns"
+                f" ({c.gave_up:,} gave up with ConflictError)",
+                file=sys.stderr,
+            )
+    return exact
 
 
 def report(results: dict[str, tuple[float, float]], args: argparse.Namespace) -> None:
