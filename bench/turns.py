@@ -113,6 +113,7 @@ class CounterResult:
     conflicts: int
     retries: int
     gave_up: int
+    max_attempts: int
 
     @property
     def exact(self) -> bool:
@@ -120,7 +121,9 @@ class CounterResult:
 
 
 async def read_modify_write(state: TurnState) -> None:
-    state.bot["visits"] = state.bot.get("visits", 0) + 1
+    visits = state.bot.get("visits", 0)  # the README's state.bot["visits"] = ... + 1
+    assert isinstance(visits, int)
+    state.bot["visits"] = visits + 1
 
 
 async def increment(state: TurnState) -> None:
@@ -149,7 +152,9 @@ async def counter_case(
     rate = users * turns_per_user / (time.perf_counter() - started)
 
     async def read(state: TurnState) -> int:
-        return int(state.bot.get("visits", 0))  # type: ignore[arg-type]
+        visits = state.bot.get("visits", 0)
+        assert isinstance(visits, int)
+        return visits
 
     final = await mem.run_turn(read, bot, "reader")
     return CounterResult(
@@ -161,6 +166,7 @@ async def counter_case(
         mem.stats.conflicts - conflicts,
         mem.stats.retries - retries,
         gave_up,
+        mem.settings.max_attempts,
     )
 
 
@@ -276,9 +282,11 @@ def report_counters(counters: list[CounterResult], args: argparse.Namespace) -> 
     for c in counters:
         if not c.exact:
             exact = False
+            acknowledged = c.turns - c.gave_up
             print(
-                f"error: {c.backend} {c.how}: final count {c.final:,} after {c.turns:,} turns"
-                f" ({c.gave_up:,} gave up with ConflictError)",
+                f"error: {c.backend} {c.how}: final count {c.final:,} after {c.turns:,} turns:"
+                f" {c.gave_up:,} gave up with ConflictError after {c.max_attempts} attempts,"
+                f" {acknowledged - c.final:,} of the {acknowledged:,} that returned were lost",
                 file=sys.stderr,
             )
     return exact
