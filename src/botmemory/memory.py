@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -80,6 +81,8 @@ class Memory:
         self._erasures = 0
         self._erased: dict[tuple[str, str], int] = {}
         self._turns_running = 0
+        self._retry_locks: dict[str, asyncio.Lock] = {}
+        self._retrying: dict[str, int] = {}  # bot id -> turns in retry mode
 
     # -- opening and closing ---------------------------------------------------------
     @classmethod
@@ -196,26 +199,52 @@ class Memory:
 
         Up to ``concurrency.maxAttempts`` attempts, with a short random wait between
         them that doubles each time (1 ms, 2 ms, ... at most 100 ms); then
-        :class:`~botmemory.errors.ConflictError`. ``body`` must be safe to run again:
-        only its last attempt's changes are kept. Return what the body returned.
+        :class:`~botmemory.errors.ConflictError`. While a turn of a bot is retrying,
+        the attempts of that bot's turns in this process go one at a time, so turns
+        fighting over one hot variable stop invalidating each other. ``body`` must be safe to run
+        again: only its last attempt's changes are kept. Return what the body returned.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         checked, checked_id = _check_message(message), _check_id(message_id)
         attempts = self.settings.max_attempts
-        for attempt in range(attempts):
-            try:
-                async with self._turn(
-                    identity, checked, resume=resume, message_id=checked_id
-                ) as state:
-                    return await body(state)
-            except ConflictError:
-                self.stats.conflicts += 1
-                if attempt + 1 == attempts:
-                    raise
-            self.stats.retries += 1
-            bound = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt)
-            await asyncio.sleep(random.uniform(0, bound))
+        retrying = False
+        try:
+            for attempt in range(attempts):
+                try:
+                    async with contextlib.AsyncExitStack() as stack:
+                        if retrying or self._retrying.get(bot_id):
+                            await stack.enter_async_context(self._retry_lock(bot_id))
+                        async with self._turn(
+                            identity, checked, resume=resume, message_id=checked_id
+                        ) as state:
+                            return await body(state)
+                except ConflictError:
+                    self.stats.conflicts += 1
+                    if attempt + 1 == attempts:
+                        raise
+                if not retrying:
+                    retrying = True
+                    self._retrying[bot_id] = self._retrying.get(bot_id, 0) + 1
+                self.stats.retries += 1
+                bound = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt)
+                await asyncio.sleep(random.uniform(0, bound))
+        finally:
+            if retrying:
+                self._retrying[bot_id] -= 1
+                if not self._retrying[bot_id]:
+                    del self._retrying[bot_id]
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_lock(self, bot_id: str) -> asyncio.Lock:
+        """The lock that attempts after a conflict hold, one per bot (kept for 1024 bots)."""
+        lock = self._retry_locks.pop(bot_id, None) or asyncio.Lock()
+        self._retry_locks[bot_id] = lock  # most recently used last
+        while len(self._retry_locks) > 1024:
+            oldest = next(iter(self._retry_locks))
+            if self._retry_locks[oldest].locked():
+                break
+            del self._retry_locks[oldest]
+        return lock
 
     def edit(
         self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
