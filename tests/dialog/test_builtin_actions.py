@@ -288,3 +288,34 @@ async def test_values_taken_from_memory_are_copies_without_reserved_names(
     found = await memories(engine)
     assert found["user"] == {"saved": {"cart": ["tea"]}, "cart": ["tea"]}
     assert found["temp"] == {"cart": ["tea", "cake"]}
+
+
+async def test_increment_variable_counts_every_users_messages_at_once(
+    make_engine: MakeEngine,
+) -> None:
+    engine = await make_engine(
+        run_actions(
+            action("base.incrementVariable", type="bot", name="messages"),
+            action("base.incrementVariable", type="user", name="score", by=2.5),
+        )
+    )
+    users = [f"u{i}" for i in range(20)]
+    await asyncio.gather(*(engine.process("b", user, text="hi") for user in users))
+    await engine.process("b", "u1", text="again")
+    state = await memories(engine)
+    assert state["bot"]["messages"] == 21
+    assert state["user"]["score"] == 5.0
+    assert engine.memory.stats.conflicts == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [({"by": "two"}, "by 'two' must be a number"), ({"by": True}, "by True must be a number")],
+)
+async def test_increment_variable_needs_a_number(
+    make_engine: MakeEngine, args: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        await make_engine(
+            run_actions(action("base.incrementVariable", type="bot", name="n", **args))
+        )

@@ -285,9 +285,7 @@ BUILTIN_ACTIONS: Final[Mapping[str, ActionSpec]] = dict(
     [
         _builtin("base.setVariable", set_variable, _params(("type", "name", "value"))),
         _builtin("base.removeVariable", remove_variable, _params(("type", "name"))),
-        _builtin(
-            "base.incrementVariable", increment_variable, _params(("type", "name"), ("by",))
-        ),
+        _builtin("base.incrementVariable", increment_variable, _params(("type", "name"), ("by",))),
         _builtin("builtin.setUserVariable", _setter(_user_key), _SET),
         _builtin("builtin.getUserVariable", _getter(_user_key), _GET),
         _builtin("builtin.setConversationVariable", _setter(_conversation_key), _SET),
