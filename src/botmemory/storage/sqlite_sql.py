@@ -12,6 +12,7 @@ opens its own read transaction, so that its two queries see one snapshot.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
@@ -128,7 +129,14 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
 def configure(db: sqlite3.Connection) -> None:
     """Set the connection's pragmas and apply the migrations the database lacks."""
     db.execute("PRAGMA busy_timeout = 5000")
-    db.execute("PRAGMA journal_mode = WAL")
+    for attempt in range(50):  # switching a new file to WAL ignores busy_timeout
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.1)
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA secure_delete = ON")
     db.execute("PRAGMA foreign_keys = OFF")
@@ -140,6 +148,9 @@ def configure(db: sqlite3.Connection) -> None:
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         db.execute("BEGIN IMMEDIATE")
+        if db.execute("PRAGMA user_version").fetchone()[0] >= number:
+            db.commit()  # another process applied it meanwhile
+            continue
         for statement in filter(str.strip, script.split(";")):
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {number}")
