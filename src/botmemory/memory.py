@@ -59,6 +59,11 @@ _BACKOFF_MAX: Final = 0.1
 T = TypeVar("T")
 
 
+def retry_wait(attempt: int) -> float:
+    """Seconds to wait after conflicting attempt ``attempt`` (0-based): random, doubling."""
+    return random.uniform(0, min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt))
+
+
 class Memory:
     """The memory of every bot on one storage backend."""
 
@@ -226,8 +231,7 @@ class Memory:
                     retrying = True
                     self._retrying[bot_id] = self._retrying.get(bot_id, 0) + 1
                 self.stats.retries += 1
-                bound = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt)
-                await asyncio.sleep(random.uniform(0, bound))
+                await asyncio.sleep(retry_wait(attempt))
         finally:
             if retrying:
                 self._retrying[bot_id] -= 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -26,7 +25,7 @@ from botmemory.clock import Clock
 from botmemory.errors import ConflictError
 from botmemory.janitor import JanitorReport
 from botmemory.kvs import Expiry, KeyValueStore
-from botmemory.memory import Memory
+from botmemory.memory import Memory, retry_wait
 from botmemory.turns import TurnState
 from botmemory.values import JsonValue
 
@@ -163,7 +162,7 @@ class SyncMemory:
                 if attempt + 1 == attempts:
                     raise
             self.memory.stats.retries += 1
-            time.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
+            time.sleep(retry_wait(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def kvs(self, bot_id: str | None = None) -> SyncKeyValueStore:
