@@ -46,6 +46,65 @@ async def test_a_turn_that_iterated_a_scope_conflicts_with_a_new_variable(mem: M
         assert "total" not in state.bot
 
 
+@pytest.mark.parametrize("change", ["add", "remove", "change a value read"])
+async def test_a_turn_that_read_every_value_conflicts_with_any_change(
+    mem: Memory, change: str
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.bot.update({"a": 1, "b": 2})
+    with pytest.raises(ConflictError):
+        async with mem.turn("b", "u1") as slow:
+            snapshot = dict(slow.bot.items())
+            async with mem.turn("b", "u2") as fast:
+                if change == "add":
+                    fast.bot["c"] = 3
+                elif change == "remove":
+                    del fast.bot["b"]
+                else:
+                    fast.bot["b"] = 20
+            slow.bot["copy"] = snapshot
+    async with mem.turn("b", "u1") as state:
+        assert "copy" not in state.bot
+
+
+async def test_counting_a_scope_checks_its_names_not_the_values_left_unread(
+    mem: Memory,
+) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.bot.update({"a": 1, "b": 2})
+    async with mem.turn("b", "u1") as slow:
+        count = len(slow.bot)
+        async with mem.turn("b", "u2") as fast:
+            fast.bot["b"] = 20  # a value the slow turn never read
+        slow.bot["count"] = count
+    async with mem.turn("b", "u3") as state:
+        assert (state.bot["b"], state.bot["count"]) == (20, 2)
+    with pytest.raises(ConflictError):
+        async with mem.turn("b", "u1") as slow:
+            count = len(slow.bot)
+            async with mem.turn("b", "u2") as fast:
+                del fast.bot["a"]  # the count would be wrong
+            slow.bot["count"] = count
+
+
+async def test_counting_then_incrementing_stays_a_delta(mem: Memory) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.bot.incr("visits")
+    async with mem.turn("b", "u1") as slow:
+        assert len(slow.bot) == 1
+        slow.bot.incr("visits")
+        async with mem.turn("b", "u2") as fast:
+            fast.bot.incr("visits")
+    with pytest.raises(ConflictError):  # but a new name changes what was counted
+        async with mem.turn("b", "u1") as slow:
+            assert len(slow.bot) == 1
+            slow.bot.incr("visits")
+            async with mem.turn("b", "u2") as fast:
+                fast.bot.incr("other")
+    async with mem.turn("b", "u3") as state:
+        assert state.bot.to_dict() == {"visits": 3, "other": 1}
+
+
 async def test_a_blind_write_beside_an_unrelated_change_commits(mem: Memory) -> None:
     async with mem.turn("b", "u1") as slow:
         async with mem.turn("b", "u2") as fast:
@@ -257,3 +316,21 @@ async def test_a_message_id_must_be_a_short_string(mem: Memory) -> None:
     with pytest.raises(InvalidIdError):
         async with mem.turn("b", "u1", message_id="x" * 256):
             pass
+
+
+async def test_a_kvs_key_read_live_that_expired_before_the_commit_conflicts(
+    mem: Memory, clock: ManualClock
+) -> None:
+    kvs = mem.kvs.for_bot("b")
+    await kvs.set("offer", "10%", expiry="1m")
+    async with mem.turn("b", "u1") as state:
+        assert await state.kvs.get("offer") == "10%"
+        clock.advance(59.999)  # still live at the commit
+        state.bot["used_offer"] = 1
+    with pytest.raises(ConflictError):
+        async with mem.turn("b", "u1") as state:
+            assert await state.kvs.get("offer") == "10%"
+            clock.advance(0.001)  # nothing else changes: only time passes
+            state.bot["used_offer"] = 2
+    async with mem.turn("b", "u1") as state:
+        assert state.bot["used_offer"] == 1

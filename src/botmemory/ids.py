@@ -8,9 +8,10 @@ array, so ids that contain ``::`` can never collide.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
+from json.encoder import encode_basestring as _json_text
 from typing import Final
 
 from botmemory.errors import InvalidIdError
@@ -19,7 +20,7 @@ __all__ = ["BOT_ID_PATTERN", "Identity", "validate_bot_id", "validate_id"]
 
 BOT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
+_FORBIDDEN: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 MAX_ID_LENGTH: Final = 255
 
 
@@ -38,9 +39,9 @@ def validate_id(value: object, kind: str, *, max_length: int = MAX_ID_LENGTH) ->
         raise InvalidIdError(
             f"{kind} {value!r} is invalid: use a string of 1 to {max_length} characters"
         )
-    if _CONTROL.search(value):
-        raise InvalidIdError(f"{kind} {value!r} is invalid: it contains a control character")
-    if _SURROGATE.search(value):
+    if _FORBIDDEN.search(value):
+        if _CONTROL.search(value):
+            raise InvalidIdError(f"{kind} {value!r} is invalid: it contains a control character")
         raise InvalidIdError(f"{kind} {value!r} is invalid: it is not valid Unicode text")
     return value
 
@@ -59,16 +60,25 @@ class Identity:
     """Storage key of the session inside its bot (collision-free)."""
 
     def __post_init__(self) -> None:
-        user = [self.channel, self.user_id]
-        object.__setattr__(self, "user_key", json.dumps(user, ensure_ascii=False))
-        session = json.dumps([*user, self.thread_id], ensure_ascii=False)
-        object.__setattr__(self, "session_key", session)
+        # json.dumps([channel, user_id], ensure_ascii=False), and [..., thread_id]
+        user = f"{_json_text(self.channel)}, {_json_text(self.user_id)}"
+        object.__setattr__(self, "user_key", f"[{user}]")
+        thread = "null" if self.thread_id is None else _json_text(self.thread_id)
+        object.__setattr__(self, "session_key", f"[{user}, {thread}]")
 
     @classmethod
     def of(
         cls, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
     ) -> Identity:
         """Validate every part and build the identity."""
+        if type(bot_id) is type(user_id) is type(channel) is str and (
+            thread_id is None or type(thread_id) is str
+        ):
+            return _identity(bot_id, user_id, channel, thread_id)  # a recent one, if any
+        return cls._validated(bot_id, user_id, channel, thread_id)
+
+    @classmethod
+    def _validated(cls, bot_id: str, user_id: str, channel: str, thread_id: str | None) -> Identity:
         return cls(
             validate_bot_id(bot_id),
             validate_id(channel, "channel"),
@@ -83,3 +93,9 @@ class Identity:
         if self.thread_id is not None:
             parts.append(self.thread_id)
         return "::".join(parts)
+
+
+@lru_cache(maxsize=4096)
+def _identity(bot_id: str, user_id: str, channel: str, thread_id: str | None) -> Identity:
+    """The identities of recent turns, validated once (an invalid one raises, uncached)."""
+    return Identity._validated(bot_id, user_id, channel, thread_id)

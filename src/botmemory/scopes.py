@@ -26,7 +26,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     each variable with what it loaded, and persists only what differs.
 
     The scope remembers what the turn read: each name looked up (found or not),
-    and the whole scope when it is iterated or counted. The turn's commit checks
+    and which names it holds when it is iterated or counted. The turn's commit checks
     that none of it changed meanwhile (:class:`~botmemory.errors.ConflictError`).
     :meth:`incr` changes a number without reading it, so concurrent increments
     never conflict.
@@ -56,10 +56,13 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
             self._data.update(values)
         self._touched: set[str] = set()
         self._expiries: dict[str, float | None] = dict(expiries or {})
-        self.versions: dict[str, int] = dict(versions or {})
+        self.versions: Mapping[str, int] = versions or {}
         self._read: set[str] = set()
-        self.read_all = False
-        """Whether the turn iterated or counted this scope."""
+        self._removed: set[str] = set()
+        self._set_text: dict[str, str] = {}
+        """The JSON text of names last set to a scalar (a string, number, bool or null)."""
+        self.listed = False
+        """Whether the turn iterated or counted this scope (which reads its names only)."""
         self._deltas: dict[str, int | float] = {}
 
     @property
@@ -79,10 +82,16 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     def __setitem__(self, name: str, value: JsonValue) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"{self.scope} variable names are non-empty strings, not {name!r}")
-        validate_id(name, f"{self.scope} variable name", max_length=MAX_NAME_LENGTH)
-        to_json_text(value, f"{self.scope}.{name}", self._max_bytes)
+        if name not in self._data:  # a name shown already is valid
+            validate_id(name, f"{self.scope} variable name", max_length=MAX_NAME_LENGTH)
+        text = to_json_text(value, f"{self.scope}.{name}", self._max_bytes)
+        if isinstance(value, _CONTAINERS):  # may change in place: serialized at commit
+            self._set_text.pop(name, None)
+        else:
+            self._set_text[name] = text
         self._data[name] = value
         self._touched.add(name)
+        self._removed.discard(name)
         self._deltas.pop(name, None)
 
     def __delitem__(self, name: str) -> None:
@@ -90,6 +99,8 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         del self._data[name]
         self._touched.discard(name)
         self._deltas.pop(name, None)
+        if name in self._loaded_text:
+            self._removed.add(name)
 
     def __contains__(self, name: object) -> bool:
         if isinstance(name, str):
@@ -97,11 +108,11 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         return name in self._data
 
     def __iter__(self) -> Iterator[str]:
-        self.read_all = True
+        self.listed = True
         return iter(list(self._data))
 
     def __len__(self) -> int:
-        self.read_all = True
+        self.listed = True
         return len(self._data)
 
     def incr(self, name: str, by: int | float = 1) -> None:
@@ -114,7 +125,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         """
         if isinstance(by, bool) or not isinstance(by, int | float):
             raise InvalidValueError(f"{self.scope}.{name}: increment by a number, not {by!r}")
-        if name in self._read or name in self._touched or self.read_all:
+        if name in self._read or name in self._touched:
             current = self.get(name, 0)
             self[name] = _number(self.scope, name, current) + by
             return
@@ -134,22 +145,35 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
 
     def deltas(self) -> dict[str, int | float]:
         """The increments of :meth:`incr` to commit, by name (names read since excluded)."""
+        if not self._deltas:
+            return {}
         return {n: by for n, by in self._deltas.items() if n not in self._touched}
 
     def checked(self) -> set[str]:
-        """The names whose stored version the commit checks: read or written."""
-        deleted = {n for n in self._loaded_text if n not in self._data}
-        return self._read | self._touched | deleted
+        """The names whose stored version the commit checks: read or written.
+
+        Deleting a name reads it, so deleted names are among them.
+        """
+        return self._read | self._touched
 
     def __repr__(self) -> str:
         shown = {name: self._peek(name) for name in self._data}
         return f"<{self.scope} memory {shown!r}>"
+
+    def hide(self, name: str) -> str | None:
+        """Take ``name`` out of what this scope loaded and shows; return its stored text."""
+        text = self._loaded_text.pop(name, None)
+        if text is not None:
+            self._data.pop(name, None)
+        return text
 
     def replace_loaded(self, texts: Mapping[str, str]) -> None:
         """Make ``texts`` (JSON text by name) what this scope loaded and shows."""
         self._loaded_text = dict(texts)
         self._data = dict.fromkeys(texts, _UNPARSED)  # type: ignore[arg-type]
         self._touched.clear()
+        self._removed.clear()
+        self._set_text.clear()
         self._expiries.clear()
         self._deltas.clear()
 
@@ -158,6 +182,8 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         self._data.clear()
         self._loaded_text.clear()
         self._touched.clear()
+        self._removed.clear()
+        self._set_text.clear()
         self._expiries.clear()
         self._deltas.clear()
 
@@ -167,7 +193,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
 
     def to_dict(self) -> dict[str, JsonValue]:
         """Return a plain dict of the current values (shared, not copied)."""
-        self.read_all = True
+        self.listed = True
         return {name: self[name] for name in self._data}
 
     def changes(self) -> tuple[dict[str, str], list[str]]:
@@ -176,11 +202,12 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         for name in self._touched:
             if name not in self._data:
                 continue
-            text = to_json_text(self._data[name], f"{self.scope}.{name}", self._max_bytes)
+            text = self._set_text.get(name) or to_json_text(
+                self._data[name], f"{self.scope}.{name}", self._max_bytes
+            )
             if self._loaded_text.get(name) != text:
                 changed[name] = text
-        deleted = [name for name in self._loaded_text if name not in self._data]
-        return changed, deleted
+        return changed, [name for name in self._removed if name not in self._data]
 
     def loaded_text(self, name: str) -> str | None:
         """The JSON text ``name`` had when the turn loaded it."""

@@ -5,7 +5,9 @@ Plain numbers, no metrics library: ``botmemory.server`` renders them for Prometh
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Final
 
 __all__ = ["Histogram", "MemoryStats"]
@@ -19,21 +21,24 @@ class Histogram:
     """Observations counted in cumulative buckets, with their sum (Prometheus style)."""
 
     bounds: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=list)
-    """``counts[i]``: observations not above ``bounds[i]``."""
     total: int = 0
     sum: float = 0.0
+    _hits: list[int] = field(default_factory=list, repr=False)
+    """``_hits[i]``: observations above ``bounds[i - 1]`` and not above ``bounds[i]``."""
 
     def __post_init__(self) -> None:
-        self.counts = [0] * len(self.bounds)
+        self._hits = [0] * (len(self.bounds) + 1)
+
+    @property
+    def counts(self) -> list[int]:
+        """``counts[i]``: observations not above ``bounds[i]``."""
+        return list(accumulate(self._hits[:-1]))
 
     def observe(self, value: float) -> None:
         """Count one observation."""
         self.total += 1
         self.sum += value
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
+        self._hits[bisect_left(self.bounds, value)] += 1
 
 
 @dataclass

@@ -102,6 +102,11 @@ class TurnKvs:
         return len(keys)
 
     # -- what the commit needs ---------------------------------------------------------
+    @property
+    def used(self) -> bool:
+        """Whether the turn read, listed or wrote a key (else the commit has nothing of it)."""
+        return bool(self._read or self._writes or self._listed)
+
     def writes(self) -> list[KvsWrite]:
         """The records to store (``None``: delete), in the order of their keys."""
         return [KvsWrite(ns, key, record) for (ns, key), record in sorted(self._writes.items())]

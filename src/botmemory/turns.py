@@ -29,6 +29,7 @@ from botmemory.storage.base import (
     VarCheck,
     VarDelta,
     VarKey,
+    new_version,
 )
 from botmemory.turn_kvs import TurnKvs
 from botmemory.values import MISSING, JsonValue, dumps, loads, truncate_text
@@ -133,6 +134,7 @@ class _Loaded:
     message_id: str | None = None
     message_ids: list[JsonValue] = field(default_factory=list)
     kvs: TurnKvs | None = None
+    stamp: object = None
 
 
 def begin_turn(
@@ -177,13 +179,13 @@ def begin_turn(
         reset_temp=bool(shown_session and not shown_temp and snapshot.temp_vars),
         resumed=resume and record is not None,
         edit=edit,
+        stamp=snapshot.stamp,
     )
     user = _load_user(snapshot.user, policies, now, loaded, settings.max_value_bytes)
-    session_rows = snapshot.session_vars if shown_session else ()
-    hidden = [row for row in session_rows if row.key.name == MESSAGE_IDS]
-    if hidden:
-        session_rows = [row for row in session_rows if row.key.name != MESSAGE_IDS]
-        seen = loads(hidden[0].value)
+    session = _scope("session", snapshot.session_vars if shown_session else (), settings)
+    hidden = session.hide(MESSAGE_IDS)
+    if hidden is not None:
+        seen = loads(hidden)
         loaded.message_ids = seen if isinstance(seen, list) else []
     loaded.message_id = message_id
     if message_id is not None:
@@ -191,7 +193,7 @@ def begin_turn(
     state = TurnState(
         identity,
         user,
-        _scope("session", session_rows, settings),
+        session,
         _scope("temp", snapshot.temp_vars if shown_temp else (), settings),
         _scope("bot", snapshot.bot, settings, versioned=True),
         is_new_session=not shown_session,
@@ -209,6 +211,7 @@ def begin_turn(
 def _scope(
     name: Scope, rows: Iterable[StoredVar], settings: BotSettings, *, versioned: bool = False
 ) -> ScopeMemory:
+    """A scope of what ``rows`` hold; ``versioned`` for the scopes a commit checks by name."""
     texts = {row.key.name: row.value for row in rows}
     versions = {row.key.name: row.version for row in rows} if versioned else None
     return ScopeMemory(name, texts, settings.max_value_bytes, versions=versions)
@@ -231,9 +234,12 @@ def _load_user(
     texts: dict[str, str] = {}
     values: dict[str, JsonValue] = {}
     expiries: dict[str, float | None] = {}
+    versions: dict[str, int] = {}
+    policed = bool(policies)
     for row in rows:
         name = row.key.name
-        if row.expires_at is None and not policies.for_variable(name).expires:
+        versions[name] = row.version
+        if row.expires_at is None and not (policed and policies.for_variable(name).expires):
             texts[name] = row.value
             loaded.user_rows[name] = (row, None)
             continue
@@ -245,7 +251,6 @@ def _load_user(
         values[name] = ev.value
         expiries[name] = ev.expires_at
         loaded.user_rows[name] = (row, ev)
-    versions = {row.key.name: row.version for row in rows}
     return ScopeMemory("user", texts, max_bytes, expiries, values, versions)
 
 
@@ -284,9 +289,13 @@ def finish_turn(
     policies: RetentionPolicies,
     now: float,
 ) -> TurnWrite:
-    """Return the checks and writes that persist what ``state`` changed, as of ``now``."""
+    """Return the checks and writes that persist what ``state`` changed, as of ``now``.
+
+    Every row it writes already carries the commit's version.
+    """
     ident = state.identity
     bot_id, user_key, session_key = ident.bot_id, ident.user_key, ident.session_key
+    version = new_version()
     upserts: list[StoredVar] = []
     deletes: list[VarKey] = []
     deltas: list[VarDelta] = []
@@ -297,12 +306,17 @@ def finish_turn(
     ):
         changed, deleted = scope.changes()
         kind = scope.scope
-        upserts += [StoredVar(VarKey(kind, bot_id, owner, n), t, now) for n, t in changed.items()]
+        upserts += [
+            StoredVar(VarKey(kind, bot_id, owner, n), t, now, None, None, version)
+            for n, t in changed.items()
+        ]
         deletes += [VarKey(kind, bot_id, owner, n) for n in deleted]
         deltas += [VarDelta(VarKey(kind, bot_id, owner, n), by) for n, by in scope.deltas().items()]
     changed, deleted = state.user.changes()
     upserts += [
-        _user_var(state, loaded, policies, VarKey("user", bot_id, user_key, name), text, now)
+        _user_var(
+            state, loaded, policies, VarKey("user", bot_id, user_key, name), text, now, version
+        )
         for name, text in changed.items()
     ]
     deletes += [VarKey("user", bot_id, user_key, n) for n in deleted]
@@ -310,10 +324,12 @@ def finish_turn(
         _user_delta(state, policies, VarKey("user", bot_id, user_key, n), by, now)
         for n, by in state.user.deltas().items()
     ]
-    session = _session_record(state, loaded, settings, now)
+    session = _session_record(state, loaded, settings, now, version)
+    if session is not None and session.version != version:
+        session = replace(session, version=version)
     if session is not None and loaded.message_id is not None and settings.message_ids:
-        upserts.append(_message_ids(state, loaded, settings, now))
-    kvs = loaded.kvs
+        upserts.append(_message_ids(state, loaded, settings, now)._replace(version=version))
+    kvs = loaded.kvs if loaded.kvs is not None and loaded.kvs.used else None
     return TurnWrite(
         session,
         session_version=None if session is None else _version(loaded.session),
@@ -330,6 +346,8 @@ def finish_turn(
         kvs_checks=kvs.checks() if kvs is not None else (),
         kvs_prefix_checks=kvs.prefix_checks() if kvs is not None else (),
         now=now,
+        version=version,
+        loaded_stamp=loaded.stamp,
     )
 
 
@@ -343,16 +361,16 @@ def _checks(state: TurnState, user_key: str) -> list[VarCheck]:
     return [
         VarCheck(VarKey(scope.scope, bot_id, owner, name), scope.versions.get(name, 0))
         for scope, owner in ((state.user, user_key), (state.bot, ""))
-        for name in sorted(scope.checked())
+        for name in scope.checked()
     ]
 
 
 def _scope_checks(state: TurnState, user_key: str) -> list[ScopeCheck]:
-    """The user or bot memory the turn read whole: it must be as loaded."""
+    """The user or bot memory the turn listed or counted: the same names must be stored."""
     return [
-        ScopeCheck(scope.scope, state.bot_id, owner, tuple(sorted(scope.versions.items())))
+        ScopeCheck(scope.scope, state.bot_id, owner, scope.versions.keys())
         for scope, owner in ((state.user, user_key), (state.bot, ""))
-        if scope.read_all
+        if scope.listed
     ]
 
 
@@ -376,7 +394,7 @@ def _message_ids(state: TurnState, loaded: _Loaded, settings: BotSettings, now: 
 
 
 def _session_record(
-    state: TurnState, loaded: _Loaded, settings: BotSettings, now: float
+    state: TurnState, loaded: _Loaded, settings: BotSettings, now: float, version: int
 ) -> SessionRecord | None:
     """The session's timers after this turn; a resumed turn leaves them as they were."""
     ident, record = state.identity, loaded.session
@@ -395,6 +413,7 @@ def _session_record(
         last_seen=now,
         expires_at=expires_at,
         temp_expires_at=min(now + settings.dialog_timeout, expires_at) if len(state.temp) else None,
+        version=version,
     )
 
 
@@ -430,10 +449,11 @@ def _user_var(
     key: VarKey,
     text: str,
     now: float,
+    version: int,
 ) -> StoredVar:
     policy = policies.for_variable(key.name)
     if not policy.expires:
-        return StoredVar(key, text, now)
+        return StoredVar(key, text, now, None, None, version)
     value = state.user[key.name]
     old_row, old_ev = loaded.user_rows.get(key.name, (None, None))
     if old_row is None:
@@ -449,4 +469,4 @@ def _user_var(
     if ev.stripped:
         text = dumps(ev.value)
     field_times = json.dumps(ev.field_times, sort_keys=True) if ev.field_times else None
-    return StoredVar(key, text, now, ev.expires_at, field_times)
+    return StoredVar(key, text, now, ev.expires_at, field_times, version)

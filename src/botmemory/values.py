@@ -64,7 +64,8 @@ def to_json_text(value: object, where: str, max_bytes: int) -> str:
     when the value is not JSON, nests deeper than :data:`MAX_DEPTH` or contains itself,
     and :class:`ValueTooLargeError` when its text is larger than ``max_bytes``.
     """
-    _check(value, where, 0)
+    if not _is_json(value, 0):
+        _check(value, where, 0)  # raises, naming the first bad part
     try:
         text = dumps(value)  # type: ignore[arg-type]
     except orjson.JSONEncodeError as exc:  # a string that is not valid Unicode
@@ -87,6 +88,30 @@ def truncate_text(text: str, max_json_bytes: int) -> str:
         cut = cut[: max(0, len(cut) * max_json_bytes // size - 1)]
         size = len(dumps(cut + "…").encode())
     return cut + "…"
+
+
+def _is_json(value: object, depth: int) -> bool:
+    """Whether ``value`` passes :func:`_check` (quickly: no paths built for messages)."""
+    kind = type(value)
+    if value is None or kind is str or kind is bool:
+        return True
+    if kind is int:
+        return value in _INT_RANGE
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or not _is_json(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        for item in value:  # type: ignore[attr-defined]  # noqa: SIM110 - a loop is faster
+            if not _is_json(item, depth + 1):
+                return False
+        return True
+    return False
 
 
 def _check(value: object, where: str, depth: int) -> None:

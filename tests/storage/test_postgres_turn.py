@@ -105,21 +105,20 @@ async def test_variable_checks(db: PostgresStorage) -> None:
     assert await stored(db) == {}
 
 
-async def test_scope_checks_see_added_changed_and_removed_variables(db: PostgresStorage) -> None:
-    base = TurnWrite(None, upserts=[var("session", "a"), var("session", "b")])
-    await db.commit_turn(base)
-    seen = ((("a", base.version), ("b", base.version)),)
+async def test_scope_checks_see_added_and_removed_variables(db: PostgresStorage) -> None:
+    await db.commit_turn(TurnWrite(None, upserts=[var("session", "a"), var("session", "b")]))
 
-    def check(versions: tuple[tuple[str, int], ...]) -> TurnWrite:
-        scope = ScopeCheck("session", "b", "s1", versions)
+    def check(names: set[str]) -> TurnWrite:
+        scope = ScopeCheck("session", "b", "s1", names)
         return TurnWrite(None, scope_checks=[scope], upserts=[var("user", "total", "2")])
 
     with pytest.raises(ConflictError):
-        await db.commit_turn(check((("a", base.version),)))  # a phantom b
+        await db.commit_turn(check({"a"}))  # a phantom b
     with pytest.raises(ConflictError):
-        await db.commit_turn(check((("a", base.version), ("b", 1))))
+        await db.commit_turn(check({"a", "b", "c"}))  # c was removed
     assert "user.total" not in await stored(db)
-    await db.commit_turn(check(seen[0]))
+    await db.commit_turn(TurnWrite(None, upserts=[var("session", "b", "changed")]))
+    await db.commit_turn(check({"a", "b"}))  # a changed value is for its own check
     assert (await stored(db))["user.total"][0] == "2"
 
 

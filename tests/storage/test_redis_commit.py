@@ -167,9 +167,9 @@ def stale_checks(first: TurnWrite) -> dict[str, TurnWrite]:
         "session": TurnWrite(session(), session_version=0),
         "variable": TurnWrite(None, checks=[VarCheck(var("user", "name"), 1234)]),
         "absent variable": TurnWrite(None, checks=[VarCheck(var("user", "name"), 0)]),
-        "scope": TurnWrite(None, scope_checks=[ScopeCheck("temp", "b", "s", ())]),
+        "scope": TurnWrite(None, scope_checks=[ScopeCheck("temp", "b", "s", set())]),
         "scope with a row more": TurnWrite(
-            None, scope_checks=[ScopeCheck("bot", "b", "", (("other", v), ("visits", v)))]
+            None, scope_checks=[ScopeCheck("bot", "b", "", {"other", "visits"})]
         ),
         "kvs": TurnWrite(None, kvs_checks=[KvsCheck("b", "cfg/a", 0)]),
         "kvs prefix": TurnWrite(
@@ -187,8 +187,8 @@ def holding_checks(first: TurnWrite) -> TurnWrite:
         session_version=v,
         checks=[VarCheck(var("user", "name"), v), VarCheck(var("user", "missing"), 0)],
         scope_checks=[
-            ScopeCheck("temp", "b", "s", (("step", v),)),
-            ScopeCheck("user", "b", "nobody", ()),
+            ScopeCheck("temp", "b", "s", {"step"}),
+            ScopeCheck("user", "b", "nobody", set()),
         ],
         kvs_checks=[KvsCheck("b", "cfg/a", v), KvsCheck("b", "cfg/none", 0)],
         kvs_prefix_checks=[

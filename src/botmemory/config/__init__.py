@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 DATABASE_URL_ENV: Final = "BOTMEMORY_DATABASE_URL"
+_DEFAULTED_KEPT: Final = 1024
+"""How many bots without their own settings keep a resolved copy of the defaults."""
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,19 @@ class Settings:
     bot_tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # auth.botTokens
     max_body_bytes: int = 2_097_152  # server.maxBodyBytes
     max_attempts: int = 10  # concurrency.maxAttempts
+    _defaulted: dict[str, BotSettings] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def for_bot(self, bot_id: str) -> BotSettings:
         """Return the settings of ``bot_id``: its own, or the defaults."""
-        found = self.bots.get(bot_id)
-        return found if found is not None else replace(self.defaults, bot_id=bot_id)
+        found = self.bots.get(bot_id) or self._defaulted.get(bot_id)
+        if found is None:
+            found = replace(self.defaults, bot_id=bot_id)
+            if len(self._defaulted) >= _DEFAULTED_KEPT:
+                self._defaulted.clear()
+            self._defaulted[bot_id] = found
+        return found
 
     def describe(self) -> dict[str, object]:
         """Return a JSON-able view of the resolved settings, password masked."""

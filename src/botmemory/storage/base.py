@@ -29,6 +29,7 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
@@ -100,17 +101,17 @@ class VarCheck(NamedTuple):
 
 
 class ScopeCheck(NamedTuple):
-    """A commit holds only if the owner's stored variables are exactly these.
+    """A commit holds only if the owner's stored variables have exactly these names.
 
-    For a turn that read a whole scope (iterated it): no variable was added,
-    changed or removed since. ``versions`` is ``((name, version), ...)`` sorted by name,
-    expired rows included.
+    For a turn that listed or counted a scope: no variable was added or removed since.
+    ``names`` are every stored name of the owner, expired rows included. The values
+    the turn then read are checked one by one (:class:`VarCheck`).
     """
 
     scope: Scope
     bot_id: str
     owner: str
-    versions: tuple[tuple[str, int], ...]
+    names: AbstractSet[str]
 
 
 class VarDelta(NamedTuple):
@@ -214,9 +215,12 @@ class TurnSnapshot:
     session: SessionRecord | None
     session_vars: list[StoredVar]
     temp_vars: list[StoredVar]
+    stamp: object = None
+    """What the database looked like when it was read, if the backend can tell (else
+    ``None``): handed back as :attr:`TurnWrite.loaded_stamp`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every turn, and freezing costs a third
 class TurnWrite:
     """A turn's checks and writes, in one transaction.
 
@@ -247,6 +251,11 @@ class TurnWrite:
     """The commit's time: ``changed_at`` of deltas; KVS and delta expiry is judged at it."""
     version: int = field(default_factory=new_version)
     """The id of this commit: the ``version`` of every row it writes."""
+    loaded_stamp: object = None
+    """The :attr:`TurnSnapshot.stamp` of the load. A backend that finds the same stamp
+    at commit (nothing in the database changed since) may skip the session, variable
+    and scope checks, which then hold; KVS checks judge liveness at ``now`` and always
+    run."""
 
 
 @dataclass(frozen=True, slots=True)

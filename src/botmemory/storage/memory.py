@@ -71,9 +71,8 @@ class MemoryStorage(Storage):
             self._vars.get((key.scope, key.bot_id, key.owner), {}).pop(key.name, None)
         for var in write.upserts:
             k = var.key
-            self._vars.setdefault((k.scope, k.bot_id, k.owner), {})[k.name] = var._replace(
-                version=version
-            )
+            owned = self._vars.setdefault((k.scope, k.bot_id, k.owner), {})
+            owned[k.name] = var if var.version == version else StoredVar(*var[:5], version)
         for delta in write.deltas:
             k = delta.key
             owned = self._vars.setdefault((k.scope, k.bot_id, k.owner), {})
@@ -82,7 +81,9 @@ class MemoryStorage(Storage):
             text = add_to_number(base, delta.by)
             owned[k.name] = StoredVar(k, text, write.now, delta.expires_at, None, version)
         if session is not None:
-            self._sessions[(session.bot_id, session.key)] = replace(session, version=version)
+            if session.version != version:
+                session = replace(session, version=version)
+            self._sessions[(session.bot_id, session.key)] = session
         for w in write.kvs_writes:
             record = None if w.record is None else replace(w.record, version=version)
             self._store_kvs(w.namespace, w.key, record)
@@ -101,7 +102,7 @@ class MemoryStorage(Storage):
                 raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
         for scope in write.scope_checks:
             rows = self._vars.get((scope.scope, scope.bot_id, scope.owner), {})
-            if tuple(sorted((n, v.version) for n, v in rows.items())) != scope.versions:
+            if rows.keys() != scope.names:
                 raise ConflictError(f"{scope.scope} memory changed since the turn read it all")
         for kc in write.kvs_checks:
             live = self._live(kc.namespace, kc.key, write.now)

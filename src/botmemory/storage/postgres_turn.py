@@ -148,7 +148,7 @@ def verify(write: TurnWrite, rows: Iterable[Sequence[Any]]) -> Current:
             k = check.key
             raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
     for sc in write.scope_checks:
-        if tuple(sorted(scopes.get((sc.bot_id, sc.scope, sc.owner), []))) != sc.versions:
+        if {name for name, _ in scopes.get((sc.bot_id, sc.scope, sc.owner), [])} != sc.names:
             raise ConflictError(f"{sc.scope} memory changed since the turn read it all")
     for kc in write.kvs_checks:
         expires_at, version = keyed.get((kc.namespace, kc.key), (None, 0))

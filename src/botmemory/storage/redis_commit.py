@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -183,13 +184,11 @@ for _, c in ipairs(doc.checks) do
     end
 end
 for _, c in ipairs(doc.scopes) do
-    local all, want = redis.call('HGETALL', KEYS[c[1]]), {}
-    for _, pair in ipairs(c[2]) do want[pair[1]] = pair[2] end
-    if #all / 2 ~= #c[2] then return conflict('a memory was changed') end
-    for i = 1, #all, 2 do
-        if want[all[i]] ~= (split_version(all[i + 1])) then
-            return conflict('a memory was changed')
-        end
+    local stored, want = redis.call('HKEYS', KEYS[c[1]]), {}
+    for _, name in ipairs(c[2]) do want[name] = true end
+    if #stored ~= #c[2] then return conflict('a memory was changed') end
+    for _, name in ipairs(stored) do
+        if not want[name] then return conflict('a memory was changed') end
     end
 end
 for _, c in ipairs(doc.kvs) do
@@ -379,7 +378,7 @@ class _Builder:
             "oldest": num(wall - COMMIT_IDS_KEPT),
             "keep": str(int(COMMIT_IDS_KEPT * 1000)),
             "checks": [[self.var(c.key), c.key.name, str(c.version)] for c in w.checks],
-            "scopes": [self.scope(c.scope, c.bot_id, c.owner, c.versions) for c in w.scope_checks],
+            "scopes": [self.scope(c.scope, c.bot_id, c.owner, c.names) for c in w.scope_checks],
             "kvs": [self.kvs_check(c.namespace, c.key, c.version) for c in w.kvs_checks],
             "prefixes": [
                 self.prefix_check(c.namespace, c.prefix, c.versions) for c in w.kvs_prefix_checks
@@ -399,9 +398,9 @@ class _Builder:
         text = json.dumps(_without_none(doc), separators=(",", ":"))
         return CommitArgs(self.keys.names, [text], home or None)
 
-    def scope(self, scope: str, bot_id: str, owner: str, versions: Any) -> list[Any]:
+    def scope(self, scope: str, bot_id: str, owner: str, names: AbstractSet[str]) -> list[Any]:
         key = VarKey(scope, bot_id, owner, "")  # type: ignore[arg-type]  # a Scope
-        return [self.var(key), [[name, str(v)] for name, v in versions]]
+        return [self.var(key), sorted(names)]
 
     def kvs_check(self, namespace: str, key: str, version: int) -> list[Any]:
         return [self.keys(kvs_keys(self.prefix, namespace).data(key)), str(version), key]

@@ -162,6 +162,7 @@ def load_turn(db: sqlite3.Connection, keys: TurnKeys) -> TurnSnapshot:
     """Read a turn's variables and session in one read transaction."""
     db.execute("BEGIN")
     try:
+        loaded = stamp(db)  # the snapshot the reads below see
         rows = db.execute(LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
         found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
         for row in rows:
@@ -178,7 +179,18 @@ def load_turn(db: sqlite3.Connection, keys: TurnKeys) -> TurnSnapshot:
         None if session is None else session_from_row(session),
         found["session"],
         found["temp"],
+        loaded,
     )
+
+
+def stamp(db: sqlite3.Connection) -> tuple[int, int, int]:
+    """What the database looks like to ``db`` in its transaction: equal stamps, same data.
+
+    ``data_version`` changes when another connection (of any process) commits,
+    ``total_changes`` when this one changes a row (even if rolled back).
+    """
+    data_version = db.execute("PRAGMA data_version").fetchone()[0]
+    return id(db), data_version, db.total_changes
 
 
 def apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
@@ -233,6 +245,19 @@ def apply_delta(db: sqlite3.Connection, delta: VarDelta, now: float, version: in
 
 def check_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
     """Raise ConflictError unless everything the turn read is as it read it."""
+    if write.loaded_stamp is None or write.loaded_stamp != stamp(db):
+        check_rows(db, write)
+    for kc in write.kvs_checks:
+        live = kvs_live(db, kc.namespace, kc.key, write.now)
+        if (0 if live is None else live.version) != kc.version:
+            raise ConflictError(f"key {kc.key!r} changed since the turn read it")
+    for pc in write.kvs_prefix_checks:
+        if kvs_versions(db, pc.namespace, pc.prefix, write.now) != pc.versions:
+            raise ConflictError(f"keys under {pc.prefix!r} changed since the turn listed them")
+
+
+def check_rows(db: sqlite3.Connection, write: TurnWrite) -> None:
+    """Raise ConflictError unless the session and variables the turn read are unchanged."""
     s = write.session
     if s is not None and write.session_version is not None:
         row = db.execute(
@@ -251,19 +276,11 @@ def check_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
             raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
     for scope in write.scope_checks:
         rows = db.execute(
-            "SELECT name, version FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
-            "ORDER BY name",
+            "SELECT name FROM variables WHERE bot_id = ? AND scope = ? AND owner = ?",
             (scope.bot_id, scope.scope, scope.owner),
-        ).fetchall()
-        if tuple(map(tuple, rows)) != tuple(sorted(scope.versions)):
+        )
+        if {row[0] for row in rows} != scope.names:
             raise ConflictError(f"{scope.scope} memory changed since the turn read it all")
-    for kc in write.kvs_checks:
-        live = kvs_live(db, kc.namespace, kc.key, write.now)
-        if (0 if live is None else live.version) != kc.version:
-            raise ConflictError(f"key {kc.key!r} changed since the turn read it")
-    for pc in write.kvs_prefix_checks:
-        if kvs_versions(db, pc.namespace, pc.prefix, write.now) != pc.versions:
-            raise ConflictError(f"keys under {pc.prefix!r} changed since the turn listed them")
 
 
 # -- key-value store -------------------------------------------------------------
