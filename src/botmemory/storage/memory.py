@@ -25,6 +25,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
     add_to_number,
+    cleared_version,
     new_version,
 )
 
@@ -261,11 +262,15 @@ class MemoryStorage(Storage):
         cleared = 0
         for s in sessions:
             current = self._sessions.get((s.bot_id, s.key))
-            if current is None or current.temp_expires_at not in (s.temp_expires_at, None):
+            version = cleared_version(s.version)
+            if current is None or not (
+                current.temp_expires_at == s.temp_expires_at
+                or (current.temp_expires_at is None and current.version != version)
+            ):
                 continue
             self._vars.pop(("temp", s.bot_id, s.key), None)
             self._sessions[(s.bot_id, s.key)] = replace(
-                current, temp_expires_at=None, version=new_version()
+                current, temp_expires_at=None, version=version
             )
             cleared += 1
         return cleared

@@ -31,6 +31,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
     add_to_number,
+    cleared_version,
     new_version,
 )
 
@@ -487,13 +488,16 @@ def expired_temps(db: sqlite3.Connection, now: float, limit: int) -> list[Sessio
 
 
 def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> int:
-    """Empty the temp memory of sessions whose temp expiry is unchanged; return how many."""
+    """Empty the temp memory of sessions whose temp expiry is unchanged, or that a turn
+    emptied since; return how many. One another call emptied (its version is
+    ``cleared_version`` of the one read) is not counted again."""
     cleared = 0
     for s in sessions:
         if not db.execute(
-            "UPDATE sessions SET temp_expires_at = NULL, version = ? WHERE bot_id = ? AND key = ? "
-            "AND (temp_expires_at = ? OR temp_expires_at IS NULL)",
-            (new_version(), s.bot_id, s.key, s.temp_expires_at),
+            "UPDATE sessions SET temp_expires_at = NULL, version = ?1 "
+            "WHERE bot_id = ?2 AND key = ?3 "
+            "AND (temp_expires_at = ?4 OR (temp_expires_at IS NULL AND version <> ?1))",
+            (cleared_version(s.version), s.bot_id, s.key, s.temp_expires_at),
         ).rowcount:
             continue
         db.execute(
