@@ -105,10 +105,7 @@ class Memory:
         ``botmemory.config.json``), ``bot_configs`` maps bot ids to theirs.
         """
         settings = load_settings(config, bot_configs)
-        url = url or settings.database_url
-        if not url:
-            raise BotMemoryError("no database URL: pass one, or set database.url in the config")
-        return await cls._start(create_storage(url), settings, clock)
+        return await cls._start(create_storage(_database_url(url, settings)), settings, clock)
 
     @classmethod
     async def from_data_dir(
@@ -116,8 +113,7 @@ class Memory:
     ) -> Memory:
         """Open the memory described by a data folder's configuration files."""
         settings = load_data_dir(path)
-        assert settings.database_url is not None
-        return await cls._start(create_storage(settings.database_url), settings, clock)
+        return await cls._start(create_storage(_database_url(None, settings)), settings, clock)
 
     @classmethod
     async def _start(cls, storage: Storage, settings: Settings, clock: Clock | None) -> Memory:
@@ -493,6 +489,14 @@ class Memory:
             ]
             await self.storage.update_user_vars(updates)
             after = rows[-1].key
+
+
+def _database_url(url: str | None, settings: Settings) -> str:
+    """The URL to open: the one given, else ``database.url``; raise when there is none."""
+    url = url or settings.database_url
+    if not url:
+        raise BotMemoryError("no database URL: pass one, or set database.url in the config")
+    return url
 
 
 def _entry(value: JsonValue, expires_at: float | None) -> JsonValue:

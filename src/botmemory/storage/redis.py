@@ -133,7 +133,6 @@ def _pool_max(value: str) -> int:
 
 def _duration(name: str, value: str) -> float:
     seconds = parse_duration(value, where=f"database.url {name}")
-    assert seconds is not None
     if name == "lease_timeout" and seconds <= 0:
         raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
     return seconds
