@@ -31,6 +31,7 @@ from botmemory.errors import (
     ConflictError,
     InvalidIdError,
     InvalidValueError,
+    MessageTooLargeError,
     UserErasedError,
 )
 from botmemory.ids import Identity, validate_bot_id
@@ -42,9 +43,9 @@ from botmemory.storage import Storage, create_storage
 from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, TurnWrite, VarKey
 from botmemory.turn_kvs import TurnKvs
 from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn, iso_time
-from botmemory.values import JsonValue, loads, to_json_text
+from botmemory.values import JsonValue, dumps, loads, to_json_text
 
-__all__ = ["Memory"]
+__all__ = ["Memory", "check_message_size"]
 
 log = logging.getLogger("botmemory")
 
@@ -170,6 +171,9 @@ class Memory:
         again by itself: :meth:`run_turn` runs it again for you, and ``state.bot.incr``
         changes a counter without conflicts.
 
+        A message larger than ``limits.maxMessageBytes`` (see :func:`check_message_size`)
+        raises :class:`~botmemory.errors.MessageTooLargeError` and nothing is written.
+
         ``message_id`` makes the message idempotent: if the session already processed
         it, :class:`~botmemory.errors.DuplicateMessageError` is raised (with the
         replies the first turn stored in ``state.replies``) and the body does not run.
@@ -180,9 +184,8 @@ class Memory:
         are left as they were, so the turn does not keep the session alive.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
-        return self._turn(
-            identity, _check_message(message), resume=resume, message_id=_check_id(message_id)
-        )
+        checked = self._check_message(bot_id, message)
+        return self._turn(identity, checked, resume=resume, message_id=_check_id(message_id))
 
     async def run_turn(
         self,
@@ -206,7 +209,7 @@ class Memory:
         again: only its last attempt's changes are kept. Return what the body returned.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
-        checked, checked_id = _check_message(message), _check_id(message_id)
+        checked, checked_id = self._check_message(bot_id, message), _check_id(message_id)
         attempts = self.settings.max_attempts
         retrying = False
         try:
@@ -234,6 +237,16 @@ class Memory:
                 if not self._retrying[bot_id]:
                     del self._retrying[bot_id]
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_message(
+        self, bot_id: str, message: Mapping[str, JsonValue] | None
+    ) -> dict[str, JsonValue] | None:
+        """Return the message as a dict, refusing one that is not JSON or is too large."""
+        if message is None:
+            return None
+        checked = _check_message(message)
+        check_message_size(checked, self.settings.for_bot(bot_id).max_message_bytes)
+        return checked
 
     def _retry_lock(self, bot_id: str) -> asyncio.Lock:
         """The lock that attempts after a conflict hold, one per bot (kept for 1024 bots)."""
@@ -515,9 +528,27 @@ def _timeouts(
     return session, min(record.temp_expires_at, record.last_seen + settings.dialog_timeout)
 
 
-def _check_message(message: Mapping[str, JsonValue] | None) -> dict[str, JsonValue] | None:
-    if message is None:
-        return None
+def check_message_size(message: Mapping[str, JsonValue], max_bytes: int) -> None:
+    """Refuse a message over ``max_bytes`` (``limits.maxMessageBytes``).
+
+    Its size is its ``text`` as UTF-8 plus every other field but ``type`` as JSON (for
+    the dialog engine: the text plus the payload). Raise
+    :class:`~botmemory.errors.MessageTooLargeError`, which says that nothing was stored.
+    """
+    size = 0
+    for name, value in message.items():
+        if name == "text" and isinstance(value, str):
+            size += len(value.encode())
+        elif name != "type" and not (name == "text" and value is None):
+            size += len(dumps(value).encode())
+    if size > max_bytes:
+        raise MessageTooLargeError(
+            f"the message is {size} bytes, over the limit of {max_bytes} bytes "
+            "(limits.maxMessageBytes): nothing was stored"
+        )
+
+
+def _check_message(message: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
     if not isinstance(message, Mapping) or not isinstance(message.get("type"), str):
         raise InvalidValueError(
             f"message {message!r} must be a JSON object with a string 'type', "
