@@ -36,7 +36,7 @@ from botmemory.errors import (
 )
 from botmemory.ids import Identity, validate_bot_id
 from botmemory.janitor import Janitor, retention_update
-from botmemory.kvs import KeyValueStore, KvsAccess, user_storage_key
+from botmemory.kvs import KeyValueStore, KvsAccess, user_key_prefixes
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
@@ -391,6 +391,9 @@ class Memory:
         """Return everything stored for one user, as a JSON-serialisable dict.
 
         Only what is still alive is exported: expired data is already gone for users.
+        ``kvs`` holds the bot's keys of the user (``storage/users/<userId>/``) and of their
+        conversations on this channel (``storage/conversation/<sessionId>/``), those of
+        ended sessions included: see :func:`~botmemory.kvs.user_key_prefixes`.
         """
         identity = Identity.of(bot_id, user_id, channel)
         now = self.clock()
@@ -419,10 +422,6 @@ class Memory:
                     "temp": _plain(records.temp_vars, s.key) if temp_alive else {},
                 }
             )
-        kvs = self.kvs.for_bot(bot_id)
-        stored: dict[str, JsonValue] = {}
-        for key in await kvs.keys(user_storage_key(user_id)):
-            stored[key] = await kvs.get(key)
         return {
             "botId": bot_id,
             "channel": channel,
@@ -430,22 +429,38 @@ class Memory:
             "exportedAt": iso_time(now),
             "user": user,
             "sessions": sessions,
-            "kvs": stored,
+            "kvs": await self._user_kvs(identity),
         }
+
+    async def _user_kvs(self, identity: Identity) -> dict[str, JsonValue]:
+        """The live keys of the bot's store under :func:`~botmemory.kvs.user_key_prefixes`."""
+        kvs = self.kvs.for_bot(identity.bot_id)
+        stored: dict[str, JsonValue] = {}
+        for prefix in user_key_prefixes(identity):
+            for key in await kvs.keys(prefix):
+                entry = await kvs.entry(key)
+                if entry is not None:  # else it expired since it was listed
+                    stored[key] = entry.value
+        return stored
 
     async def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> dict[str, int]:
         """Erase everything stored for one user; return how much of each kind was removed.
 
-        A turn of that user already running when this is called fails with
-        :class:`~botmemory.errors.UserErasedError` and writes nothing.
+        Everything :meth:`export_user` shows, expired or not: user variables, sessions with
+        their variables (``sessions``, ``session_variables``), and the bot's keys of the
+        user and of all their conversations (``kvs``). A turn of that user already running
+        when this is called fails with :class:`~botmemory.errors.UserErasedError` and
+        writes nothing. On SQLite the erased values are gone from the database file and
+        its WAL when this returns; when another connection's transaction keeps the WAL
+        from being emptied, :class:`~botmemory.errors.ErasurePendingError` says so (the
+        data is deleted all the same) and calling this again finishes the job.
         """
         identity = Identity.of(bot_id, user_id, channel)
         if self._turns_running:  # a turn that loaded this user before now must not write
             self._erasures += 1
             self._erased[(bot_id, identity.user_key)] = self._erasures
-        counts = await self.storage.delete_user(bot_id, identity.user_key)
-        counts["kvs"] = await self.kvs.for_bot(bot_id).delete_prefix(user_storage_key(user_id))
-        return counts
+        prefixes = user_key_prefixes(identity)
+        return await self.storage.delete_user(bot_id, identity.user_key, prefixes)
 
     # -- retention policies changed since the last start ---------------------------------
     async def _reconcile_retention(self) -> None:

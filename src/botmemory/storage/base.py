@@ -381,8 +381,19 @@ class Storage(ABC):
         """Return everything stored for one user, expired or not."""
 
     @abstractmethod
-    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
-        """Delete the user's variables, sessions, session and temp variables; count them."""
+    async def delete_user(
+        self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """Delete a user's data; count each kind.
+
+        The user's variables, sessions with their session and temp variables, and every
+        key of the bot's key-value store starting with one of ``kvs_prefixes`` (live or
+        not), in one transaction where the backend can (Redis: the keys after the rest).
+        Return ``user_variables``, ``sessions``, ``session_variables`` and ``kvs``.
+        Backends that keep erased bytes in their files until a later step (SQLite's WAL)
+        finish that step before returning, or raise
+        :class:`~botmemory.errors.ErasurePendingError` (the data is deleted all the same).
+        """
 
     # -- retention and the janitor -------------------------------------------------------
     @abstractmethod

@@ -70,6 +70,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 
+BUSY_TIMEOUT_MS: Final = 5000
+"""How long a statement waits for another connection's lock before failing."""
 VAR_COLUMNS: Final = (
     "bot_id, scope, owner, name, value, changed_at, expires_at, field_times, version"
 )
@@ -129,7 +131,7 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
 
 def configure(db: sqlite3.Connection) -> None:
     """Set the connection's pragmas and apply the migrations the database lacks."""
-    db.execute("PRAGMA busy_timeout = 5000")
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     for attempt in range(50):  # switching a new file to WAL ignores busy_timeout
         try:
             db.execute("PRAGMA journal_mode = WAL")
@@ -397,9 +399,18 @@ def delete_user(db: sqlite3.Connection, bot_id: str, user_key: str) -> dict[str,
     return counts
 
 
-def checkpoint(db: sqlite3.Connection) -> None:
-    """Copy the WAL into the database file and truncate it, so erased values leave it."""
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+def checkpoint(db: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database file and truncate it, so erased values leave both.
+
+    Return whether it did: not while another connection reads or writes the WAL
+    (SQLite's busy flag). It does not wait for them; the caller tries again.
+    """
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return not busy
 
 
 # -- retention and the janitor -------------------------------------------------------
