@@ -78,6 +78,21 @@ async def test_janitor_runs_never_overlap(mem: Memory, clock: ManualClock) -> No
     assert sum(r.kvs for r in reports) == 10
 
 
+async def test_overlapping_janitor_steps_count_each_temp_memory_once(
+    mem: Memory, clock: ManualClock
+) -> None:
+    await fill(mem, 5, 0)
+    clock.advance(DAY)
+    due = await mem.storage.expired_temps(clock(), 100)  # two runs that read the same batch
+    async with mem.turn("b", "u1", resume=True) as state:  # as the dialog-timeout hook does
+        state.end_flow()  # a turn emptied this one since: it still counts, once
+    counts = await asyncio.gather(*(mem.storage.clear_temps(due) for _ in range(2)))
+    assert sum(counts) == 5
+    assert await mem.storage.clear_temps(due) == 0  # a late third one counts nothing either
+    async with mem.turn("b", "u0") as state:
+        assert dict(state.temp) == {}
+
+
 async def test_janitor_logs_a_one_line_summary(
     mem: Memory, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:

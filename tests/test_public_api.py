@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,15 @@ def test_an_unknown_scheme_is_a_clear_error() -> None:
 
     with pytest.raises(BotMemoryError, match="not supported"):
         create_storage("mysql://u:secret@h/db")
+
+
+def test_no_assert_guards_a_runtime_path() -> None:
+    # python -O strips asserts: a check the code relies on must be an error or a type
+    package = Path(botmemory.__file__).parent
+    found = [
+        f"{path.relative_to(package)}:{node.lineno}"
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Assert)
+    ]
+    assert found == []

@@ -12,6 +12,7 @@ from botmemory import (
     InvalidValueError,
     ManualClock,
     Memory,
+    MessageTooLargeError,
     ValueTooLargeError,
 )
 from tests.conftest import DAY, OpenMemory
@@ -183,6 +184,27 @@ async def test_a_turn_that_raises_persists_nothing(mem: Memory) -> None:
         assert "t" not in state.temp
         assert "b" not in state.bot
         assert "lastMessages" not in state.session
+
+
+async def test_a_message_over_the_limit_is_refused_and_nothing_is_written(
+    open_memory: OpenMemory,
+) -> None:
+    mem = await open_memory({"limits": {"maxMessageBytes": 100}})
+    too_large = [
+        text("x" * 101),
+        text("é" * 51),  # 102 bytes of UTF-8
+        {"type": "quick_reply", "text": "x" * 50, "payload": "x" * 49},  # 50 + 51 as JSON
+    ]
+    for message in too_large:
+        with pytest.raises(MessageTooLargeError, match=r"bytes.*limits\.maxMessageBytes"):
+            async with mem.turn("b", "u1", message=message) as state:
+                state.user["written"] = True
+        with pytest.raises(MessageTooLargeError):
+            await mem.run_turn(lambda state: asyncio.sleep(0), "b", "u1", message=message)
+    async with mem.turn("b", "u1", message=text("x" * 100)) as state:  # at the limit: kept
+        assert "written" not in state.user
+        assert state.is_new_session
+        assert [m["text"] for m in state.session["lastMessages"]] == ["x" * 100]  # type: ignore[index,union-attr]
 
 
 async def test_deleted_variables_are_deleted(mem: Memory) -> None:

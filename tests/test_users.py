@@ -8,7 +8,8 @@ import json
 import pytest
 
 from botmemory import ManualClock, Memory, UserErasedError
-from botmemory.kvs import user_storage_key
+from botmemory.ids import Identity
+from botmemory.kvs import conversation_storage_key, user_storage_key
 from tests.conftest import DAY, OpenMemory
 
 
@@ -96,6 +97,43 @@ async def test_a_user_id_with_a_slash_never_reaches_another_users_keys(mem: Memo
     assert exported["kvs"] == {"storage/users/a/cart": ["a's own"]}
     await mem.forget_user("b", "a")
     assert await kvs.get(user_storage_key("a/b", "cart")) == ["secret of user a/b"]
+
+
+async def remember_conversation(mem: Memory, user: str, thread: str | None = None) -> str:
+    """Store a conversation variable of the session, as setConversationVariable does."""
+    key = conversation_storage_key(Identity.of("b", user, thread_id=thread), "topic")
+    async with mem.turn("b", user, thread_id=thread) as state:
+        await state.kvs.set(key, f"topic of {user} {thread}")
+    return key
+
+
+async def test_export_and_forget_cover_the_users_conversations_ended_or_not(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    mem = await open_memory({"dialog": {"sessionTimeoutInterval": "30m"}})
+    ended = await remember_conversation(mem, "u1")
+    clock.advance(DAY)
+    assert (await mem.janitor.run_once()).sessions == 1
+    assert await mem.kvs.for_bot("b").get(ended) == "topic of u1 None"  # outlives its session
+    mine = [
+        ended,
+        await remember_conversation(mem, "u1", "t1"),
+        await remember_conversation(mem, "u1", "a::b/c"),
+    ]
+    others = [await remember_conversation(mem, user) for user in ("u1::t1", "u10", "u1:")]
+    others.append(await remember_conversation(mem, "u1::x", "t1"))
+    key = conversation_storage_key(Identity.of("b", "u1", "web"), "topic")
+    await mem.kvs.for_bot("b").set(key, "another channel's user")
+    others.append(key)
+    assert len(set(mine + others)) == len(mine + others)  # no two sessions share a key
+    exported = await mem.export_user("b", "u1")
+    assert sorted(exported["kvs"]) == sorted(mine)  # type: ignore[arg-type]
+    counts = await mem.forget_user("b", "u1")
+    assert (counts["sessions"], counts["kvs"]) == (2, 3)
+    kvs = mem.kvs.for_bot("b")
+    assert [await kvs.exists(k) for k in mine] == [False] * 3
+    assert [await kvs.exists(k) for k in others] == [True] * len(others)
+    assert (await mem.export_user("b", "u1"))["kvs"] == {}
 
 
 async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memory) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
-from typing import Final
+from typing import Final, Literal, overload
 
 from botmemory.errors import InvalidDurationError
 
@@ -52,6 +52,14 @@ _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d
 _NUMERIC: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?", re.ASCII)
 
 
+@overload
+def parse_duration(
+    value: object, *, where: str = "duration", allow_never: Literal[False] = False
+) -> float: ...
+@overload
+def parse_duration(
+    value: object, *, where: str = "duration", allow_never: bool
+) -> float | None: ...
 def parse_duration(
     value: object, *, where: str = "duration", allow_never: bool = False
 ) -> float | None:
@@ -76,7 +84,7 @@ def parse_duration(
 def parse_interval(value: object, *, where: str = "interval", minimum: float = 0.1) -> float:
     """Return a strictly positive interval in seconds, at least ``minimum`` seconds."""
     seconds = parse_duration(value, where=where)
-    if seconds is None or seconds < minimum:
+    if seconds < minimum:
         raise InvalidDurationError(
             f"{where}: {value!r} is too short for an interval: give at least {minimum:g}s"
         )

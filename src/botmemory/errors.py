@@ -16,6 +16,7 @@ The hierarchy::
      ├── BackendError                       the storage failed
      │    ├── BackendUnavailableError (ConnectionError)
      │    ├── SchemaVersionError            database schema newer than this code
+     │    ├── ErasurePendingError           erased, but bytes remain in the files for now
      │    └── LockTimeoutError (TimeoutError)
      └── MissingDependencyError (ImportError)  an optional driver is not installed
 
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DuplicateMessageError",
+    "ErasurePendingError",
     "InvalidDurationError",
     "InvalidIdError",
     "InvalidValueError",
@@ -121,6 +123,21 @@ class BackendUnavailableError(BackendError, ConnectionError):
 
 class SchemaVersionError(BackendError):
     """The database schema is newer than this version of botmemory knows."""
+
+
+class ErasurePendingError(BackendError):
+    """A user was erased, but the erased bytes could not be removed from the files yet.
+
+    The data is deleted and no reader started since sees it. On SQLite another
+    connection was in the middle of a transaction (a read or a write), so the WAL file,
+    which still holds the old pages, could not be emptied. Call ``forget_user`` again to
+    finish: it deletes whatever came since and checks again. ``counts`` is what this
+    erasure removed.
+    """
+
+    def __init__(self, message: str, counts: dict[str, int]) -> None:
+        super().__init__(message)
+        self.counts = counts
 
 
 class LockTimeoutError(BackendError, TimeoutError):

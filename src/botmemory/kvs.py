@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 from botmemory.clock import Clock
 from botmemory.durations import parse_duration
 from botmemory.errors import InvalidDurationError, InvalidValueError
-from botmemory.ids import validate_bot_id, validate_id
+from botmemory.ids import Identity, validate_bot_id, validate_id
 from botmemory.storage.base import KvsModifier, KvsRecord, Storage
 from botmemory.values import MISSING, JsonValue, get_path, loads, parse_path, set_path, to_json_text
 
@@ -28,6 +28,7 @@ __all__ = [
     "escape_key_part",
     "global_storage_key",
     "parse_expiry",
+    "user_key_prefixes",
     "user_storage_key",
 ]
 
@@ -86,9 +87,38 @@ def user_storage_key(user_id: str, name: str = "") -> str:
     return f"storage/users/{escape_key_part(user_id)}/{name}"
 
 
-def conversation_storage_key(session_id: str, name: str = "") -> str:
-    """``storage/conversation/<sessionId>/<name>``: a conversation's stored variable."""
-    return f"storage/conversation/{escape_key_part(session_id)}/{name}"
+def _session_part(part: str) -> str:
+    """Escape ``%``, ``/`` and ``:``: an id is one part of a session id inside a key."""
+    return escape_key_part(part).replace(":", "%3A")
+
+
+def _conversations_of(identity: Identity) -> str:
+    """``storage/conversation/<bot>::<channel>::<user>``: before every session's part."""
+    parts = (identity.bot_id, identity.channel, identity.user_id)
+    return "storage/conversation/" + "::".join(map(_session_part, parts))
+
+
+def conversation_storage_key(identity: Identity, name: str = "") -> str:
+    """``storage/conversation/<sessionId>/<name>``: a conversation's stored variable.
+
+    The session id is ``bot::channel::user[::thread]`` with ``%``, ``/`` and ``:`` of each
+    id escaped (``%25``, ``%2F``, ``%3A``): user ``a`` in thread ``b`` and user ``a::b``
+    never share a key, and every key of a user's conversations starts with one of
+    :func:`user_key_prefixes`. Without a name, the prefix of all that session's keys.
+    """
+    thread = "" if identity.thread_id is None else "::" + _session_part(identity.thread_id)
+    return f"{_conversations_of(identity)}{thread}/{name}"
+
+
+def user_key_prefixes(identity: Identity) -> tuple[str, ...]:
+    """The prefixes of every key of a bot's store that belongs to the user of ``identity``.
+
+    The user's stored variables (``storage/users/<userId>/``, shared by the user id on
+    every channel) and the conversation variables of each of the user's sessions on the
+    identity's channel, every thread, ended or not. No other user's key starts with them.
+    """
+    conversations = _conversations_of(identity)
+    return (user_storage_key(identity.user_id), f"{conversations}/", f"{conversations}::")
 
 
 def global_storage_key(name: str = "") -> str:

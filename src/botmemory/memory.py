@@ -31,20 +31,21 @@ from botmemory.errors import (
     ConflictError,
     InvalidIdError,
     InvalidValueError,
+    MessageTooLargeError,
     UserErasedError,
 )
 from botmemory.ids import Identity, validate_bot_id
 from botmemory.janitor import Janitor, retention_update
-from botmemory.kvs import KeyValueStore, KvsAccess, user_storage_key
+from botmemory.kvs import KeyValueStore, KvsAccess, user_key_prefixes
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
 from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, TurnWrite, VarKey
 from botmemory.turn_kvs import TurnKvs
 from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn, iso_time
-from botmemory.values import JsonValue, loads, to_json_text
+from botmemory.values import JsonValue, dumps, loads, to_json_text
 
-__all__ = ["Memory"]
+__all__ = ["Memory", "check_message_size"]
 
 log = logging.getLogger("botmemory")
 
@@ -105,10 +106,7 @@ class Memory:
         ``botmemory.config.json``), ``bot_configs`` maps bot ids to theirs.
         """
         settings = load_settings(config, bot_configs)
-        url = url or settings.database_url
-        if not url:
-            raise BotMemoryError("no database URL: pass one, or set database.url in the config")
-        return await cls._start(create_storage(url), settings, clock)
+        return await cls._start(create_storage(_database_url(url, settings)), settings, clock)
 
     @classmethod
     async def from_data_dir(
@@ -116,8 +114,7 @@ class Memory:
     ) -> Memory:
         """Open the memory described by a data folder's configuration files."""
         settings = load_data_dir(path)
-        assert settings.database_url is not None
-        return await cls._start(create_storage(settings.database_url), settings, clock)
+        return await cls._start(create_storage(_database_url(None, settings)), settings, clock)
 
     @classmethod
     async def _start(cls, storage: Storage, settings: Settings, clock: Clock | None) -> Memory:
@@ -174,6 +171,9 @@ class Memory:
         again by itself: :meth:`run_turn` runs it again for you, and ``state.bot.incr``
         changes a counter without conflicts.
 
+        A message larger than ``limits.maxMessageBytes`` (see :func:`check_message_size`)
+        raises :class:`~botmemory.errors.MessageTooLargeError` and nothing is written.
+
         ``message_id`` makes the message idempotent: if the session already processed
         it, :class:`~botmemory.errors.DuplicateMessageError` is raised (with the
         replies the first turn stored in ``state.replies``) and the body does not run.
@@ -184,9 +184,8 @@ class Memory:
         are left as they were, so the turn does not keep the session alive.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
-        return self._turn(
-            identity, _check_message(message), resume=resume, message_id=_check_id(message_id)
-        )
+        checked = self._check_message(bot_id, message)
+        return self._turn(identity, checked, resume=resume, message_id=_check_id(message_id))
 
     async def run_turn(
         self,
@@ -210,7 +209,7 @@ class Memory:
         again: only its last attempt's changes are kept. Return what the body returned.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
-        checked, checked_id = _check_message(message), _check_id(message_id)
+        checked, checked_id = self._check_message(bot_id, message), _check_id(message_id)
         attempts = self.settings.max_attempts
         retrying = False
         try:
@@ -238,6 +237,16 @@ class Memory:
                 if not self._retrying[bot_id]:
                     del self._retrying[bot_id]
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_message(
+        self, bot_id: str, message: Mapping[str, JsonValue] | None
+    ) -> dict[str, JsonValue] | None:
+        """Return the message as a dict, refusing one that is not JSON or is too large."""
+        if message is None:
+            return None
+        checked = _check_message(message)
+        check_message_size(checked, self.settings.for_bot(bot_id).max_message_bytes)
+        return checked
 
     def _retry_lock(self, bot_id: str) -> asyncio.Lock:
         """The lock that attempts after a conflict hold, one per bot (kept for 1024 bots)."""
@@ -382,6 +391,9 @@ class Memory:
         """Return everything stored for one user, as a JSON-serialisable dict.
 
         Only what is still alive is exported: expired data is already gone for users.
+        ``kvs`` holds the bot's keys of the user (``storage/users/<userId>/``) and of their
+        conversations on this channel (``storage/conversation/<sessionId>/``), those of
+        ended sessions included: see :func:`~botmemory.kvs.user_key_prefixes`.
         """
         identity = Identity.of(bot_id, user_id, channel)
         now = self.clock()
@@ -410,10 +422,6 @@ class Memory:
                     "temp": _plain(records.temp_vars, s.key) if temp_alive else {},
                 }
             )
-        kvs = self.kvs.for_bot(bot_id)
-        stored: dict[str, JsonValue] = {}
-        for key in await kvs.keys(user_storage_key(user_id)):
-            stored[key] = await kvs.get(key)
         return {
             "botId": bot_id,
             "channel": channel,
@@ -421,22 +429,38 @@ class Memory:
             "exportedAt": iso_time(now),
             "user": user,
             "sessions": sessions,
-            "kvs": stored,
+            "kvs": await self._user_kvs(identity),
         }
+
+    async def _user_kvs(self, identity: Identity) -> dict[str, JsonValue]:
+        """The live keys of the bot's store under :func:`~botmemory.kvs.user_key_prefixes`."""
+        kvs = self.kvs.for_bot(identity.bot_id)
+        stored: dict[str, JsonValue] = {}
+        for prefix in user_key_prefixes(identity):
+            for key in await kvs.keys(prefix):
+                entry = await kvs.entry(key)
+                if entry is not None:  # else it expired since it was listed
+                    stored[key] = entry.value
+        return stored
 
     async def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> dict[str, int]:
         """Erase everything stored for one user; return how much of each kind was removed.
 
-        A turn of that user already running when this is called fails with
-        :class:`~botmemory.errors.UserErasedError` and writes nothing.
+        Everything :meth:`export_user` shows, expired or not: user variables, sessions with
+        their variables (``sessions``, ``session_variables``), and the bot's keys of the
+        user and of all their conversations (``kvs``). A turn of that user already running
+        when this is called fails with :class:`~botmemory.errors.UserErasedError` and
+        writes nothing. On SQLite the erased values are gone from the database file and
+        its WAL when this returns; when another connection's transaction keeps the WAL
+        from being emptied, :class:`~botmemory.errors.ErasurePendingError` says so (the
+        data is deleted all the same) and calling this again finishes the job.
         """
         identity = Identity.of(bot_id, user_id, channel)
         if self._turns_running:  # a turn that loaded this user before now must not write
             self._erasures += 1
             self._erased[(bot_id, identity.user_key)] = self._erasures
-        counts = await self.storage.delete_user(bot_id, identity.user_key)
-        counts["kvs"] = await self.kvs.for_bot(bot_id).delete_prefix(user_storage_key(user_id))
-        return counts
+        prefixes = user_key_prefixes(identity)
+        return await self.storage.delete_user(bot_id, identity.user_key, prefixes)
 
     # -- retention policies changed since the last start ---------------------------------
     async def _reconcile_retention(self) -> None:
@@ -495,6 +519,14 @@ class Memory:
             after = rows[-1].key
 
 
+def _database_url(url: str | None, settings: Settings) -> str:
+    """The URL to open: the one given, else ``database.url``; raise when there is none."""
+    url = url or settings.database_url
+    if not url:
+        raise BotMemoryError("no database URL: pass one, or set database.url in the config")
+    return url
+
+
 def _entry(value: JsonValue, expires_at: float | None) -> JsonValue:
     return {"value": value, "expiresAt": expires_at}
 
@@ -511,9 +543,27 @@ def _timeouts(
     return session, min(record.temp_expires_at, record.last_seen + settings.dialog_timeout)
 
 
-def _check_message(message: Mapping[str, JsonValue] | None) -> dict[str, JsonValue] | None:
-    if message is None:
-        return None
+def check_message_size(message: Mapping[str, JsonValue], max_bytes: int) -> None:
+    """Refuse a message over ``max_bytes`` (``limits.maxMessageBytes``).
+
+    Its size is its ``text`` as UTF-8 plus every other field but ``type`` as JSON (for
+    the dialog engine: the text plus the payload). Raise
+    :class:`~botmemory.errors.MessageTooLargeError`, which says that nothing was stored.
+    """
+    size = 0
+    for name, value in message.items():
+        if name == "text" and isinstance(value, str):
+            size += len(value.encode())
+        elif name != "type" and not (name == "text" and value is None):
+            size += len(dumps(value).encode())
+    if size > max_bytes:
+        raise MessageTooLargeError(
+            f"the message is {size} bytes, over the limit of {max_bytes} bytes "
+            "(limits.maxMessageBytes): nothing was stored"
+        )
+
+
+def _check_message(message: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
     if not isinstance(message, Mapping) or not isinstance(message.get("type"), str):
         raise InvalidValueError(
             f"message {message!r} must be a JSON object with a string 'type', "

@@ -128,6 +128,25 @@ async def test_storage_actions_use_their_key_in_the_bots_store(
     assert await engine.memory.kvs.for_bot("other").keys() == []
 
 
+async def test_sessions_whose_ids_read_alike_never_share_conversation_variables(
+    make_engine: MakeEngine,
+) -> None:
+    engine = await make_engine(
+        run_actions(
+            action("builtin.getConversationVariable", name="color", output="got"),
+            action("builtin.setConversationVariable", name="color", value="{{event.text}}"),
+            say="had {{temp.got}}",
+        )
+    )
+    await engine.process("b", "u1", text="blue", thread_id="t1")  # session b::api::u1::t1
+    assert await engine.process("b", "u1::t1", text="red") == ["had "]  # b::api::u1::t1 too
+    assert await engine.process("b", "u1", text="green", thread_id="t1") == ["had blue"]
+    assert await engine.memory.kvs.for_bot("b").keys() == [
+        "storage/conversation/b::api::u1%3A%3At1/color",
+        "storage/conversation/b::api::u1::t1/color",
+    ]
+
+
 @pytest.mark.parametrize(("kind", "key"), STORAGE)
 async def test_storage_setters_take_an_expiry(
     make_engine: MakeEngine, clock: ManualClock, kind: str, key: str

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from botmemory.cli.inspect import kvs_group, memory_group
 from botmemory.cli.serve import init, serve
 from botmemory.config import load_data_dir
 from botmemory.dialog import DialogEngine
+from botmemory.storage.sqlite import SqliteStorage
 from tests.server.conftest import write_data_dir
 
 
@@ -167,6 +169,25 @@ def test_memory_export_and_forget(data: Path, tmp_path: Path) -> None:
     assert forgot.output.startswith("erased u1: ")
     after = json.loads(botmemory("memory", "export", str(data), "welcome", "u1").output)
     assert after["user"] == {}
+
+
+def test_memory_forget_says_when_a_reader_keeps_erased_bytes_and_again_finishes(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat(data, "u1", "hi", "Ada")
+    monkeypatch.setattr(SqliteStorage, "checkpoint_wait", 0.05)
+    reader = sqlite3.connect(data / "memory.db", isolation_level=None)  # another process
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM variables").fetchone()
+    pending = botmemory("memory", "forget", str(data), "welcome", "u1", "--yes")
+    assert pending.exit_code == 1
+    assert "the user is erased, but another connection" in pending.output
+    assert "Erase the user again to finish" in pending.output
+    reader.execute("COMMIT")
+    reader.close()
+    again = botmemory("memory", "forget", str(data), "welcome", "u1", "--yes")
+    assert again.exit_code == 0, again.output
+    assert b'"Ada"' not in (data / "memory.db").read_bytes()
 
 
 def test_an_unknown_bot_is_one_line_and_exit_1(data: Path) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from botmemory import BackendUnavailableError
+from botmemory import BackendUnavailableError, ErasurePendingError
 from botmemory.dialog import DialogEngine
 from botmemory.server import create_app
 from tests.conftest import OpenMemory
@@ -108,6 +108,21 @@ async def test_an_unavailable_backend_is_503(
     assert response.headers["retry-after"] == "5"
     assert response.json()["error"] == "unavailable"
     assert "db.internal" not in response.text
+
+
+async def test_an_erasure_whose_bytes_remain_is_503_saying_so(
+    client: httpx.AsyncClient, engine: DialogEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def pending(*args: object) -> object:
+        raise ErasurePendingError("... SQLite database /srv/secret/memory.db ...", {"kvs": 1})
+
+    monkeypatch.setattr(engine.memory.storage, "delete_user", pending)
+    response = await client.delete("/api/v1/bots/welcome/users/u1")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "the user is erased" in response.json()["message"]
+    assert "send the request again" in response.json()["message"]
+    assert "/srv/secret" not in response.text
 
 
 async def test_validation_errors_list_each_field(client: httpx.AsyncClient) -> None:

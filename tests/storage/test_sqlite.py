@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from botmemory import BackendError, BackendUnavailableError, ManualClock, Memory, SchemaVersionError
+from botmemory import (
+    BackendError,
+    BackendUnavailableError,
+    ErasurePendingError,
+    Identity,
+    ManualClock,
+    Memory,
+    SchemaVersionError,
+)
+from botmemory.kvs import conversation_storage_key, user_storage_key
 from botmemory.storage.base import TurnWrite
 from botmemory.storage.sqlite import MIGRATIONS, SqliteStorage, sqlite_path
 
@@ -20,22 +29,84 @@ def test_url_paths() -> None:
     assert sqlite_path("sqlite:///:memory:") == ":memory:"
 
 
-async def test_erased_values_are_not_left_in_the_file(tmp_path: Path, clock: ManualClock) -> None:
-    secret = "ZZSECRET-EMAIL-7c1e@example.com"
-    async with await Memory.open(f"sqlite:///{tmp_path}/secure.db", clock=clock) as mem:
-        async with mem.turn("b", "u1") as state:
-            state.user["email"] = secret
-            state.user["note"] = secret * 3
-        async with mem.turn("b", "u1") as state:
-            state.user["email"] = secret + "-changed"
-        for other in range(50):  # plenty of other rows on the same pages
-            async with mem.turn("b", f"other{other}") as state:
-                state.user["email"] = f"{other}@example.com"
+SECRET = "ZZSECRET-7c1e"
+
+
+async def store_secrets(mem: Memory) -> list[str]:
+    """Store a distinct secret of user u1 in every place erasure must reach; return them."""
+    secrets = [f"{SECRET}-{kind}" for kind in ("user", "session", "temp", "kvs", "talk", "old")]
+    kvs = mem.kvs.for_bot("b")
+    await kvs.set(conversation_storage_key(Identity.of("b", "u1", thread_id="t0"), "x"), secrets[5])
+    async with mem.turn("b", "u1") as state:
+        state.user["email"] = secrets[0]
+        state.user["note"] = secrets[0] * 3
+        state.session["topic"] = secrets[1]
+        state.temp["card"] = secrets[2]
+        await state.kvs.set(user_storage_key("u1", "email"), secrets[3])
+        await state.kvs.set(conversation_storage_key(state.identity, "topic"), secrets[4])
+    async with mem.turn("b", "u1") as state:
+        state.user["email"] = secrets[0] + "-changed"
+    for other in range(50):  # plenty of other rows on the same pages
+        async with mem.turn("b", f"other{other}") as state:
+            state.user["email"] = f"{other}@example.com"
+    return secrets
+
+
+def left_in_files(directory: Path, secrets: list[str]) -> list[str]:
+    """The secrets still readable in memory.db, its WAL or its shared memory file."""
+    files = list(directory.glob("memory.db*"))
+    assert any(path.name == "memory.db-wal" for path in files)  # the memory is open
+    return sorted(
+        f"{secret} in {path.name}"
+        for path in files
+        for secret in secrets
+        if secret.encode() in path.read_bytes()
+    )
+
+
+async def test_erased_values_are_gone_from_the_file_and_its_wal(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with await Memory.open(f"sqlite:///{tmp_path}/memory.db", clock=clock) as mem:
+        secrets = await store_secrets(mem)
+        assert len({s.split(" ")[0] for s in left_in_files(tmp_path, secrets)}) == 6
+        counts = await mem.forget_user("b", "u1")
+        assert (counts["user_variables"], counts["kvs"]) == (2, 3)
+        assert left_in_files(tmp_path, secrets) == []
+
+
+async def test_an_erasure_waits_for_a_reader_to_finish(tmp_path: Path, clock: ManualClock) -> None:
+    async with await Memory.open(f"sqlite:///{tmp_path}/memory.db", clock=clock) as mem:
+        secrets = await store_secrets(mem)
+        reader = sqlite3.connect(tmp_path / "memory.db", isolation_level=None)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM kvs").fetchone() == (3,)  # a snapshot
+        asyncio.get_running_loop().call_later(0.2, reader.execute, "COMMIT")
         await mem.forget_user("b", "u1")
-        files = list(tmp_path.glob("secure.db*"))
-        assert files
-        for path in files:
-            assert secret.encode() not in path.read_bytes(), path.name
+        assert left_in_files(tmp_path, secrets) == []
+        reader.close()
+
+
+async def test_an_erasure_a_reader_outlasts_says_so_and_the_next_call_finishes_it(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with await Memory.open(f"sqlite:///{tmp_path}/memory.db", clock=clock) as mem:
+        storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+        storage.checkpoint_wait = 0.05
+        secrets = await store_secrets(mem)
+        reader = sqlite3.connect(tmp_path / "memory.db", isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM kvs").fetchone()
+        with pytest.raises(ErasurePendingError, match="another connection") as pending:
+            await mem.forget_user("b", "u1")
+        assert (pending.value.counts["sessions"], pending.value.counts["kvs"]) == (1, 3)
+        exported = await mem.export_user("b", "u1")  # deleted all the same
+        assert (exported["user"], exported["sessions"], exported["kvs"]) == ({}, [], {})
+        assert left_in_files(tmp_path, secrets) != []  # the reader still sees them
+        reader.execute("COMMIT")
+        reader.close()
+        assert (await mem.forget_user("b", "u1"))["kvs"] == 0
+        assert left_in_files(tmp_path, secrets) == []
 
 
 async def test_wal_mode_and_schema_version(tmp_path: Path) -> None:

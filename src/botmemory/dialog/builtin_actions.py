@@ -224,7 +224,7 @@ def _user_key(state: TurnState, name: str) -> str:
 
 
 def _conversation_key(state: TurnState, name: str) -> str:
-    return conversation_storage_key(state.session_id, name)
+    return conversation_storage_key(state.identity, name)
 
 
 def _global_key(state: TurnState, name: str) -> str:

@@ -38,12 +38,11 @@ from botmemory.errors import (
     DuplicateMessageError,
     InvalidValueError,
     LockTimeoutError,
-    MessageTooLargeError,
 )
 from botmemory.ids import Identity
-from botmemory.memory import Memory
+from botmemory.memory import Memory, check_message_size
 from botmemory.turns import TurnState
-from botmemory.values import JsonValue, dumps, to_json_text
+from botmemory.values import JsonValue, to_json_text
 
 __all__ = ["DEFAULT_ERROR_REPLY", "DialogEngine", "ReplySink"]
 
@@ -171,7 +170,7 @@ class DialogEngine:
         """
         bot = self.bot(bot_id)
         event = _incoming(bot_id, user_id, channel, thread_id, text, payload, message_type)
-        _check_size(event, self.memory.settings.for_bot(bot_id).max_message_bytes)
+        check_message_size(event.message(), self.memory.settings.for_bot(bot_id).max_message_bytes)
         runners: list[FlowRunner] = []
 
         async def body(state: TurnState) -> list[str]:
@@ -256,15 +255,3 @@ def _incoming(
     if kind == "text" and text is None:
         raise InvalidValueError("a message of type 'text' needs a text")
     return Event(kind, bot_id, user_id, channel, thread_id, text, payload)
-
-
-def _check_size(event: Event, max_bytes: int) -> None:
-    """Refuse a message whose text (UTF-8) and payload (JSON) weigh over ``max_bytes``."""
-    size = len((event.text or "").encode())
-    if event.payload is not None:
-        size += len(dumps(event.payload).encode())
-    if size > max_bytes:
-        raise MessageTooLargeError(
-            f"the message is {size} bytes, over the limit of {max_bytes} bytes "
-            "(limits.maxMessageBytes): nothing was stored"
-        )

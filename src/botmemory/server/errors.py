@@ -13,6 +13,7 @@ UserErasedError, editing a session not alive        409
 a body over ``server.maxBodyBytes``                 413
 MessageTooLargeError (``limits.maxMessageBytes``)   413
 BackendUnavailableError, LockTimeoutError           503
+ErasurePendingError (erased; files not yet clean)   503, saying so
 ConflictError (every attempt of a turn conflicted)  503
 any other error                                     500
 =================================================  ======
@@ -33,6 +34,7 @@ from botmemory.errors import (
     BackendUnavailableError,
     BotMemoryError,
     ConflictError,
+    ErasurePendingError,
     InvalidDurationError,
     InvalidIdError,
     InvalidValueError,
@@ -75,6 +77,10 @@ _SERVER_MESSAGES: Final = {
     500: "internal error: see the server's log",
     503: "the storage backend is unavailable or busy: retry later",
 }
+_ERASURE_PENDING: Final = (
+    "the user is erased, but another connection to the database is in the middle of a "
+    "transaction, so erased values remain in its files: send the request again to finish"
+)
 
 
 class ApiError(HTTPException):
@@ -116,7 +122,9 @@ def status_of(exc: BotMemoryError) -> int:
         return 404
     if isinstance(exc, UserErasedError):
         return 409
-    if isinstance(exc, BackendUnavailableError | LockTimeoutError | ConflictError):
+    if isinstance(
+        exc, BackendUnavailableError | LockTimeoutError | ConflictError | ErasurePendingError
+    ):
         return 503
     return 500
 
@@ -125,7 +133,8 @@ async def _botmemory_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc) if isinstance(exc, BotMemoryError) else 500
     if status >= 500:
         log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return error_response(status, _SERVER_MESSAGES[status])
+        pending = isinstance(exc, ErasurePendingError)
+        return error_response(status, _ERASURE_PENDING if pending else _SERVER_MESSAGES[status])
     return error_response(status, str(exc))
 
 

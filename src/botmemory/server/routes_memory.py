@@ -39,6 +39,7 @@ ScopeName = Annotated[
 ]
 _READ = error_responses(400, 401, 403, 404)
 _WRITE = error_responses(400, 401, 403, 404, 409, 413)
+_ERASE = error_responses(400, 401, 403, 404, 503)
 
 
 @router.get("/users/{userId}/memory", response_model=MemoryView, responses=_READ)
@@ -132,16 +133,22 @@ async def end_session(
 async def export_user(
     request: Request, bot_id: BotAccess, user_id: UserId, channel: Channel = "api"
 ) -> UserExport:
-    """Everything still stored for a user: user memory, live sessions, their KVS keys."""
+    """Everything still stored for a user: user memory, live sessions, the bot's keys of
+    the user and of their conversations (ended ones included)."""
     exported = await server_state(request).memory.export_user(bot_id, user_id, channel)
     return UserExport.model_validate(exported)
 
 
-@router.delete("/users/{userId}", response_model=ForgetResult, responses=_READ)
+@router.delete("/users/{userId}", response_model=ForgetResult, responses=_ERASE)
 async def forget_user(
     request: Request, bot_id: BotAccess, user_id: UserId, channel: Channel = "api"
 ) -> ForgetResult:
-    """Erase everything stored for a user; answer how much of each kind was removed."""
+    """Erase everything stored for a user; answer how much of each kind was removed.
+
+    The user's variables, sessions and the bot's keys of the user and of their
+    conversations. 503 on SQLite while another connection is in the middle of a
+    transaction: the data is erased, its bytes not yet; send the request again to finish.
+    """
     counts = await server_state(request).memory.forget_user(bot_id, user_id, channel)
     return ForgetResult(deleted=counts)
 

@@ -25,6 +25,7 @@ Guarantees every backend gives:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 from abc import ABC, abstractmethod
@@ -55,6 +56,7 @@ __all__ = [
     "VarKey",
     "VarUpdate",
     "add_to_number",
+    "cleared_version",
     "new_version",
 ]
 
@@ -91,6 +93,17 @@ class StoredVar(NamedTuple):
 def new_version() -> int:
     """Return a fresh row version: a random id in ``[1, 2**62]``, never ``0`` (absent)."""
     return random.getrandbits(62) + 1
+
+
+def cleared_version(version: int) -> int:
+    """Return the version ``clear_temps`` gives a session it read with ``version``.
+
+    The same in every janitor run, never ``0``: a run that finds a session's temp memory
+    already empty can tell whether another run emptied it from the same state (its
+    version is this one: not counted again) or a turn did (counted, once).
+    """
+    digest = hashlib.blake2b(version.to_bytes(8, "big", signed=True), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") & (2**62 - 1)) + 1
 
 
 class VarCheck(NamedTuple):
@@ -377,8 +390,19 @@ class Storage(ABC):
         """Return everything stored for one user, expired or not."""
 
     @abstractmethod
-    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
-        """Delete the user's variables, sessions, session and temp variables; count them."""
+    async def delete_user(
+        self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """Delete a user's data; count each kind.
+
+        The user's variables, sessions with their session and temp variables, and every
+        key of the bot's key-value store starting with one of ``kvs_prefixes`` (live or
+        not), in one transaction where the backend can (Redis: the keys after the rest).
+        Return ``user_variables``, ``sessions``, ``session_variables`` and ``kvs``.
+        Backends that keep erased bytes in their files until a later step (SQLite's WAL)
+        finish that step before returning, or raise
+        :class:`~botmemory.errors.ErasurePendingError` (the data is deleted all the same).
+        """
 
     # -- retention and the janitor -------------------------------------------------------
     @abstractmethod
@@ -423,7 +447,10 @@ class Storage(ABC):
         """Empty the temp memory of these sessions and clear ``temp_expires_at``.
 
         A session whose ``temp_expires_at`` was set to another time since it was read
-        (a turn filled temp again) is left alone.
+        (a turn filled temp again) is left alone. One that a turn emptied since it was
+        read (the dialog-timeout hook's) counts; one that another call emptied from the
+        same read state does not: the emptied session gets :func:`cleared_version` of the
+        version read, so overlapping janitor runs count each temp memory once in total.
         Return how many were emptied.
         """
 

@@ -25,6 +25,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
     add_to_number,
+    cleared_version,
     new_version,
 )
 
@@ -154,6 +155,9 @@ class MemoryStorage(Storage):
         return sorted(k for k in keys if k.startswith(prefix) and self._live(namespace, k, now))
 
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
+        return self._delete_prefix(namespace, prefix)
+
+    def _delete_prefix(self, namespace: str, prefix: str) -> int:
         keys = self._kvs.get(namespace, {})
         doomed = [k for k in keys if k.startswith(prefix)]
         for k in doomed:
@@ -173,7 +177,9 @@ class MemoryStorage(Storage):
             temp_vars=[v for s in sessions for v in self._owned("temp", bot_id, s.key)],
         )
 
-    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
+    async def delete_user(
+        self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
+    ) -> dict[str, int]:
         counts = {"user_variables": len(self._vars.pop(("user", bot_id, user_key), {}))}
         sessions = self._user_sessions(bot_id, user_key)
         counts["sessions"] = len(sessions)
@@ -182,6 +188,7 @@ class MemoryStorage(Storage):
             counts["session_variables"] += len(self._vars.pop(("session", bot_id, s.key), {}))
             counts["session_variables"] += len(self._vars.pop(("temp", bot_id, s.key), {}))
             del self._sessions[(bot_id, s.key)]
+        counts["kvs"] = sum(self._delete_prefix(bot_id, prefix) for prefix in kvs_prefixes)
         return counts
 
     # -- retention and the janitor -------------------------------------------------------
@@ -262,11 +269,15 @@ class MemoryStorage(Storage):
         cleared = 0
         for s in sessions:
             current = self._sessions.get((s.bot_id, s.key))
-            if current is None or current.temp_expires_at not in (s.temp_expires_at, None):
+            version = cleared_version(s.version)
+            if current is None or not (
+                current.temp_expires_at == s.temp_expires_at
+                or (current.temp_expires_at is None and current.version != version)
+            ):
                 continue
             self._vars.pop(("temp", s.bot_id, s.key), None)
             self._sessions[(s.bot_id, s.key)] = replace(
-                current, temp_expires_at=None, version=new_version()
+                current, temp_expires_at=None, version=version
             )
             cleared += 1
         return cleared

@@ -174,11 +174,8 @@ class PostgresStorage(Storage):
         return [row[0] for row in rows]
 
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
-        end = sql.prefix_end(prefix)
         async with self.db.connection() as conn:
-            if end is None:
-                return _affected(await conn.execute(sql.KVS_DELETE_FROM, namespace, prefix))
-            return _affected(await conn.execute(sql.KVS_DELETE_RANGE, namespace, prefix, end))
+            return await _delete_prefix(conn, namespace, prefix)
 
     # -- users -------------------------------------------------------------------------
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
@@ -196,10 +193,18 @@ class PostgresStorage(Storage):
             [v for v in found if v.key.scope == "temp"],
         )
 
-    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
-        async with self.db.connection() as conn:
+    async def delete_user(
+        self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
+    ) -> dict[str, int]:
+        async with self.db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(sql.DELETE_USER, bot_id, user_key)
-        return {"user_variables": row[0], "sessions": row[1], "session_variables": row[2]}
+            kvs = [await _delete_prefix(conn, bot_id, prefix) for prefix in kvs_prefixes]
+        return {
+            "user_variables": row[0],
+            "sessions": row[1],
+            "session_variables": row[2],
+            "kvs": sum(kvs),
+        }
 
     # -- retention and the janitor -------------------------------------------------------
     async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:
@@ -300,6 +305,14 @@ def _key_tuple(key: VarKey) -> tuple[str, str, str, str]:
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Turn rows into ``width`` column lists, for ``unnest($1::text[], ...)``."""
     return [[row[i] for row in rows] for i in range(width)]
+
+
+async def _delete_prefix(conn: Any, namespace: str, prefix: str) -> int:
+    """Delete the keys of ``namespace`` that start with ``prefix``; return how many."""
+    end = sql.prefix_end(prefix)
+    if end is None:
+        return _affected(await conn.execute(sql.KVS_DELETE_FROM, namespace, prefix))
+    return _affected(await conn.execute(sql.KVS_DELETE_RANGE, namespace, prefix, end))
 
 
 def _affected(status: str) -> int:

@@ -133,7 +133,6 @@ def _pool_max(value: str) -> int:
 
 def _duration(name: str, value: str) -> float:
     seconds = parse_duration(value, where=f"database.url {name}")
-    assert seconds is not None
     if name == "lease_timeout" and seconds <= 0:
         raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
     return seconds
@@ -373,7 +372,15 @@ class RedisStorage(Storage):
         return records
 
     @_translated
-    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
+    async def delete_user(
+        self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
+    ) -> dict[str, int]:
+        counts = await self._delete_user(bot_id, user_key)
+        kvs = [await self._kvs.delete_prefix(bot_id, prefix) for prefix in kvs_prefixes]
+        return {**counts, "kvs": sum(kvs)}
+
+    async def _delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
+        """Delete the user's variables and sessions in one MULTI/EXEC; count them."""
         k = self._bot(bot_id)
         async with self._pipeline() as pipe:
             while True:

@@ -3,8 +3,9 @@
 One connection in WAL mode, used from one worker thread so the event loop never
 blocks on disk. Each method is one transaction. Expiry columns have partial indexes,
 so the janitor's cost follows the number of expired rows, not the table's size.
-``secure_delete`` is on: erased values are overwritten in the file, and the WAL is
-checkpointed after a user is forgotten.
+``secure_delete`` is on: erased values are overwritten in the file, and an erasure
+empties the WAL before it returns (or raises ``ErasurePendingError`` while another
+connection's transaction keeps it from doing so).
 
 Several processes may share one database file (``serve`` and ``chat`` side by side):
 a turn's commit checks what it read inside its ``BEGIN IMMEDIATE`` transaction, which
@@ -21,6 +22,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -30,6 +32,7 @@ from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
     BotMemoryError,
+    ErasurePendingError,
     LockTimeoutError,
 )
 from botmemory.storage import sqlite_sql as sql
@@ -67,6 +70,9 @@ def sqlite_path(url: str) -> str:
 
 class SqliteStorage(Storage):
     """Store everything in one SQLite file."""
+
+    checkpoint_wait: float = 5.0
+    """Seconds an erasure waits for other connections' reads to end (see delete_user)."""
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -269,10 +275,44 @@ class SqliteStorage(Storage):
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
         return await self._run(lambda db: sql.load_user(db, bot_id, user_key))
 
-    async def delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
-        counts = await self._run(self._write(lambda db: sql.delete_user(db, bot_id, user_key)))
-        await self._run(sql.checkpoint)
+    async def delete_user(
+        self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """Delete the user's rows and keys in one write, then scrub the files.
+
+        ``secure_delete`` zeroes what the write frees; the checkpoint then copies those
+        pages into the database file and empties the WAL, which still holds the old
+        pages. While another connection is in a transaction (reading or writing), the
+        WAL cannot be emptied: the checkpoint is tried again for ``checkpoint_wait``
+        seconds, then :class:`ErasurePendingError` says so. A later erasure finishes.
+        """
+
+        def erase(db: sqlite3.Connection) -> dict[str, int]:
+            counts = sql.delete_user(db, bot_id, user_key)
+            counts["kvs"] = sum(sql.kvs_delete_prefix(db, bot_id, p) for p in kvs_prefixes)
+            return counts
+
+        counts = await self._run(self._write(erase))
+        if not await self._checkpoint():
+            raise ErasurePendingError(
+                f"the user is erased, but another connection to the SQLite database "
+                f"{self.path} stayed in a transaction for {self.checkpoint_wait:g}s, so "
+                "its WAL file, which still holds the erased values, could not be emptied. "
+                "Erase the user again to finish.",
+                counts,
+            )
         return counts
+
+    async def _checkpoint(self) -> bool:
+        """Empty the WAL into the file, trying for ``checkpoint_wait`` seconds."""
+        deadline = time.monotonic() + self.checkpoint_wait
+        pause = 0.002
+        while not await self._run(sql.checkpoint):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.1)
+        return True
 
     # -- retention and the janitor -------------------------------------------------------
     async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:

@@ -31,6 +31,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
     add_to_number,
+    cleared_version,
     new_version,
 )
 
@@ -69,6 +70,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 
+BUSY_TIMEOUT_MS: Final = 5000
+"""How long a statement waits for another connection's lock before failing."""
 VAR_COLUMNS: Final = (
     "bot_id, scope, owner, name, value, changed_at, expires_at, field_times, version"
 )
@@ -128,7 +131,7 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
 
 def configure(db: sqlite3.Connection) -> None:
     """Set the connection's pragmas and apply the migrations the database lacks."""
-    db.execute("PRAGMA busy_timeout = 5000")
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     for attempt in range(50):  # switching a new file to WAL ignores busy_timeout
         try:
             db.execute("PRAGMA journal_mode = WAL")
@@ -413,9 +416,18 @@ def delete_user(db: sqlite3.Connection, bot_id: str, user_key: str) -> dict[str,
     return counts
 
 
-def checkpoint(db: sqlite3.Connection) -> None:
-    """Copy the WAL into the database file and truncate it, so erased values leave it."""
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+def checkpoint(db: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database file and truncate it, so erased values leave both.
+
+    Return whether it did: not while another connection reads or writes the WAL
+    (SQLite's busy flag). It does not wait for them; the caller tries again.
+    """
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return not busy
 
 
 # -- retention and the janitor -------------------------------------------------------
@@ -504,13 +516,16 @@ def expired_temps(db: sqlite3.Connection, now: float, limit: int) -> list[Sessio
 
 
 def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> int:
-    """Empty the temp memory of sessions whose temp expiry is unchanged; return how many."""
+    """Empty the temp memory of sessions whose temp expiry is unchanged, or that a turn
+    emptied since; return how many. One another call emptied (its version is
+    ``cleared_version`` of the one read) is not counted again."""
     cleared = 0
     for s in sessions:
         if not db.execute(
-            "UPDATE sessions SET temp_expires_at = NULL, version = ? WHERE bot_id = ? AND key = ? "
-            "AND (temp_expires_at = ? OR temp_expires_at IS NULL)",
-            (new_version(), s.bot_id, s.key, s.temp_expires_at),
+            "UPDATE sessions SET temp_expires_at = NULL, version = ?1 "
+            "WHERE bot_id = ?2 AND key = ?3 "
+            "AND (temp_expires_at = ?4 OR (temp_expires_at IS NULL AND version <> ?1))",
+            (cleared_version(s.version), s.bot_id, s.key, s.temp_expires_at),
         ).rowcount:
             continue
         db.execute(
