@@ -204,9 +204,10 @@ class Memory:
         Up to ``concurrency.maxAttempts`` attempts, with a short random wait between
         them that doubles each time (1 ms, 2 ms, ... at most 100 ms); then
         :class:`~botmemory.errors.ConflictError`. While a turn of a bot is retrying,
-        the attempts of that bot's turns in this process go one at a time, so turns
-        fighting over one hot variable stop invalidating each other. ``body`` must be safe to run
-        again: only its last attempt's changes are kept. Return what the body returned.
+        the attempts of that bot's turns in this process go one at a time, and one
+        process at a time on SQLite and PostgreSQL, so turns fighting over one hot
+        variable stop invalidating each other. ``body`` must be safe to run again: only
+        its last attempt's changes are kept. Return what the body returned.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         checked, checked_id = self._check_message(bot_id, message), _check_id(message_id)
@@ -218,6 +219,7 @@ class Memory:
                     async with contextlib.AsyncExitStack() as stack:
                         if retrying or self._retrying.get(bot_id):
                             await stack.enter_async_context(self._retry_lock(bot_id))
+                            await stack.enter_async_context(self.storage.retry_lock(bot_id))
                         async with self._turn(
                             identity, checked, resume=resume, message_id=checked_id
                         ) as state:

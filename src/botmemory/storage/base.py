@@ -346,6 +346,15 @@ class Storage(ABC):
         """Hold while the janitor runs; yields ``False`` if another process runs it now."""
         return _always_true()
 
+    def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
+        """Hold while a turn of ``bot_id`` runs again after a conflict.
+
+        Across the processes sharing the database where the backend can, so that
+        retried turns of a bot do not keep invalidating each other; in a process the
+        memory already runs them one at a time. It only spares work: commits check.
+        """
+        return _always_true()
+
     # -- turns ---------------------------------------------------------------------
     @abstractmethod
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:

@@ -94,6 +94,10 @@ class PostgresStorage(Storage):
             await stack.enter_async_context(self.db.advisory_lock(key, wait=True))
             yield
 
+    def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
+        """Hold the bot's retry lock of the database (an advisory lock)."""
+        return self.db.advisory_lock(lock_key("retry", self.schema, bot_id), wait=True)
+
     def janitor_lock(self) -> AbstractAsyncContextManager[bool]:
         """Hold the janitor lock of the database; yield ``False`` if another process has it."""
         return self.db.advisory_lock(lock_key("janitor", self.schema), wait=False)

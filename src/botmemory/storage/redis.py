@@ -270,6 +270,19 @@ class RedisStorage(Storage):
             finally:
                 await self._leases.release(lease)
 
+    def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
+        """Hold the bot's retry lease, waited for up to ``lock_wait`` (then go on without)."""
+        return self._retry_lease(bot_id)
+
+    @asynccontextmanager
+    async def _retry_lease(self, bot_id: str) -> AsyncIterator[None]:
+        lease = await self._take(self._bot(bot_id).retry_lease, self.options.lock_wait)
+        try:
+            yield
+        finally:
+            if lease is not None:
+                await self._leases.release(lease)
+
     def janitor_lock(self) -> AbstractAsyncContextManager[bool]:
         """Hold the janitor's lease; yield ``False`` if another process holds it."""
         return self._janitor_lease()

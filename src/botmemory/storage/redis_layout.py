@@ -174,6 +174,11 @@ class BotKeys(KvsKeys):
         return f"{self.base}lease:{session_key}"
 
     @property
+    def retry_lease(self) -> str:
+        """String: the token of the process whose turn of the bot runs again after a conflict."""
+        return f"{self.base}retry-lease"
+
+    @property
     def registered(self) -> str:
         """String: present while the bot is in ``{meta}:bots`` (gone with a data loss)."""
         return f"{self.base}registered"

@@ -9,9 +9,10 @@ connection's transaction keeps it from doing so).
 
 Several processes may share one database file (``serve`` and ``chat`` side by side):
 a turn's commit checks what it read inside its ``BEGIN IMMEDIATE`` transaction, which
-holds SQLite's write lock, so concurrent turns of any process are serializable; turns
-of one session are kept in order inside each process; a lock file next to the
-database (``<file>.janitor.lock``, ``flock``) lets one janitor run at a time.
+holds SQLite's write lock, so concurrent turns of any process are serializable. Turns
+of one session wait for each other, in each process and across processes (a byte of
+``<file>.sessions.lock`` per session, ``fcntl``), so they rarely conflict; a lock file
+next to the database (``<file>.janitor.lock``, ``flock``) lets one janitor run at a time.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
 )
+from botmemory.storage.file_locks import KeyLocks
 from botmemory.storage.sqlite_sql import MIGRATIONS
 from botmemory.storage.worker import Worker, deliver
 
@@ -83,6 +85,10 @@ class SqliteStorage(Storage):
         self._queue_lock = threading.Lock()
         self._queued: list[tuple[TurnWrite, asyncio.Future[None]]] = []
         self._db: sqlite3.Connection | None = None
+        in_file = self.path not in ("", ":memory:")
+        self._turn_locks = KeyLocks(
+            f"{self.path}.sessions.lock" if in_file else "", sql.BUSY_TIMEOUT_MS / 1000
+        )
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._worker.call(lambda: self._call(fn))
@@ -141,6 +147,8 @@ class SqliteStorage(Storage):
             ) from exc
         self._db = db
         self._call(sql.configure)
+        if self._turn_locks.path:
+            self._turn_locks.open()
 
     async def close(self) -> None:
         """Commit the turns already queued, close the database and stop the thread."""
@@ -150,12 +158,33 @@ class SqliteStorage(Storage):
         with contextlib.suppress(BackendUnavailableError):
             await self._worker.call(self._shutdown)
         self._worker.stop()
+        self._turn_locks.close()
 
     def _shutdown(self) -> None:
         self._commit_queued()
         if self._db is not None:
             db, self._db = self._db, None
             db.close()
+
+    def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
+        """Serialize the turns of one session in this process, then across processes.
+
+        A turn of another process holding the session longer than the busy timeout
+        (5 s) is not waited for any more: the commit's checks keep both exact.
+        """
+        return self._session_lock(bot_id, session_key)
+
+    @asynccontextmanager
+    async def _session_lock(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
+        async with (
+            self._local_session_lock(bot_id, session_key),
+            self._turn_locks.hold(f"{bot_id}\x00{session_key}"),
+        ):
+            yield
+
+    def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
+        """Hold the bot's byte of ``<file>.sessions.lock`` (given up after 5 s)."""
+        return self._turn_locks.hold(f"retry\x00{bot_id}")
 
     def janitor_lock(self) -> AbstractAsyncContextManager[bool]:
         """Hold ``<file>.janitor.lock``; yield ``False`` if another process holds it."""

@@ -1,0 +1,82 @@
+"""Locks between processes that share a database file: one lock file, one byte per key.
+
+SQLite has one write lock for the whole file; these locks order the turns of one
+session across processes (``serve`` and ``chat`` side by side), so that they wait for
+each other instead of conflicting at commit. They only spare work: a turn's commit
+still checks what it read, so a lock given up after ``timeout`` (a holder stopped with
+SIGSTOP, say) or two keys sharing a byte never cost an update. The kernel releases the
+locks of a process that dies, SIGKILL included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+__all__ = ["KeyLocks"]
+
+_BYTES: Final = 1 << 40
+"""The bytes a key may hash to (locks are on bytes past the end of an empty file)."""
+_FIRST_WAIT: Final = 0.0005
+_LONGEST_WAIT: Final = 0.02
+
+
+class KeyLocks:
+    """Exclusive locks by key between processes, through ``fcntl`` on one lock file.
+
+    Locks are per process: tasks of one process must be ordered by other means (the
+    storage's in-process session locks).
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        """Open (or create) the lock file."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def close(self) -> None:
+        """Close the lock file, which releases every lock this process holds on it."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[bool]:
+        """Hold the lock of ``key``; yield whether it was got within ``timeout``."""
+        fd = self._fd
+        if fd is None:
+            yield False
+            return
+        offset = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()) % _BYTES
+        got = await self._acquire(fd, offset)
+        try:
+            yield got
+        finally:
+            if got and self._fd == fd:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+
+    async def _acquire(self, fd: int, offset: int) -> bool:
+        deadline = time.monotonic() + self.timeout
+        wait = _FIRST_WAIT
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):  # not held: unusable
+                    return False
+                if time.monotonic() >= deadline:  # held by another process, too long
+                    return False
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _LONGEST_WAIT)
