@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Final
 
 from botmemory.errors import InvalidValueError
 from botmemory.ids import validate_id
-from botmemory.storage.base import Scope
+from botmemory.storage.base import Scope, StoredVar
 from botmemory.values import JsonValue, loads, to_json_text
 
 __all__ = ["ScopeMemory"]
@@ -39,14 +40,14 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         max_value_bytes: int,
         expiries: Mapping[str, float | None] | None = None,
         values: Mapping[str, JsonValue] | None = None,
-        versions: Mapping[str, int] | None = None,
+        stored: Sequence[StoredVar] = (),
     ) -> None:
         """``texts`` maps names to stored JSON text, parsed on first access.
 
         ``values`` gives the parsed value of names whose loaded value is not their
         stored text (for example a user variable without its expired fields).
-        ``versions`` gives the stored version of every stored row, shown or not
-        (an expired user variable is stored but not shown).
+        ``stored`` are the rows storage holds, shown or not (an expired user
+        variable is stored but not shown): the versions a commit checks.
         """
         self.scope = scope
         self._max_bytes = max_value_bytes
@@ -56,7 +57,9 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
             self._data.update(values)
         self._touched: set[str] = set()
         self._expiries: dict[str, float | None] = dict(expiries or {})
-        self.versions: Mapping[str, int] = versions or {}
+        self._stored = stored
+        self._versions: dict[str, int] | None = None
+        self._shows_all_stored = len(stored) == len(texts)  # texts come from stored rows
         self._read: set[str] = set()
         self._removed: set[str] = set()
         self._set_text: dict[str, str] = {}
@@ -160,11 +163,25 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         shown = {name: self._peek(name) for name in self._data}
         return f"<{self.scope} memory {shown!r}>"
 
+    @property
+    def versions(self) -> Mapping[str, int]:
+        """The version of every stored row as loaded, by name."""
+        if self._versions is None:
+            self._versions = {row.key.name: row.version for row in self._stored}
+        return self._versions
+
+    def stored_names(self) -> AbstractSet[str]:
+        """The names of every stored row as loaded, shown or not."""
+        if self._shows_all_stored:
+            return self._loaded_text.keys()
+        return self.versions.keys()
+
     def hide(self, name: str) -> str | None:
         """Take ``name`` out of what this scope loaded and shows; return its stored text."""
         text = self._loaded_text.pop(name, None)
         if text is not None:
             self._data.pop(name, None)
+            self._shows_all_stored = False
         return text
 
     def replace_loaded(self, texts: Mapping[str, str]) -> None:
@@ -174,6 +191,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         self._touched.clear()
         self._removed.clear()
         self._set_text.clear()
+        self._shows_all_stored = False
         self._expiries.clear()
         self._deltas.clear()
 
@@ -184,6 +202,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         self._touched.clear()
         self._removed.clear()
         self._set_text.clear()
+        self._shows_all_stored = False
         self._expiries.clear()
         self._deltas.clear()
 

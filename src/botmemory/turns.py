@@ -9,7 +9,7 @@ holds only what the turn changed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -195,7 +195,7 @@ def begin_turn(
         user,
         session,
         _scope("temp", snapshot.temp_vars if shown_temp else (), settings),
-        _scope("bot", snapshot.bot, settings, versioned=True),
+        _scope("bot", snapshot.bot, settings),
         is_new_session=not shown_session,
         message=message,
         session_expired=not alive,
@@ -208,13 +208,9 @@ def begin_turn(
     return state, loaded
 
 
-def _scope(
-    name: Scope, rows: Iterable[StoredVar], settings: BotSettings, *, versioned: bool = False
-) -> ScopeMemory:
-    """A scope of what ``rows`` hold; ``versioned`` for the scopes a commit checks by name."""
+def _scope(name: Scope, rows: Sequence[StoredVar], settings: BotSettings) -> ScopeMemory:
     texts = {row.key.name: row.value for row in rows}
-    versions = {row.key.name: row.version for row in rows} if versioned else None
-    return ScopeMemory(name, texts, settings.max_value_bytes, versions=versions)
+    return ScopeMemory(name, texts, settings.max_value_bytes, stored=rows)
 
 
 def _refuse_duplicate(identity: Identity, seen: list[JsonValue], message_id: str) -> None:
@@ -234,11 +230,9 @@ def _load_user(
     texts: dict[str, str] = {}
     values: dict[str, JsonValue] = {}
     expiries: dict[str, float | None] = {}
-    versions: dict[str, int] = {}
     policed = bool(policies)
     for row in rows:
         name = row.key.name
-        versions[name] = row.version
         if row.expires_at is None and not (policed and policies.for_variable(name).expires):
             texts[name] = row.value
             loaded.user_rows[name] = (row, None)
@@ -251,7 +245,7 @@ def _load_user(
         values[name] = ev.value
         expiries[name] = ev.expires_at
         loaded.user_rows[name] = (row, ev)
-    return ScopeMemory("user", texts, max_bytes, expiries, values, versions)
+    return ScopeMemory("user", texts, max_bytes, expiries, values, rows)
 
 
 def _remember_message(
@@ -368,7 +362,7 @@ def _checks(state: TurnState, user_key: str) -> list[VarCheck]:
 def _scope_checks(state: TurnState, user_key: str) -> list[ScopeCheck]:
     """The user or bot memory the turn listed or counted: the same names must be stored."""
     return [
-        ScopeCheck(scope.scope, state.bot_id, owner, scope.versions.keys())
+        ScopeCheck(scope.scope, state.bot_id, owner, scope.stored_names())
         for scope, owner in ((state.user, user_key), (state.bot, ""))
         if scope.listed
     ]

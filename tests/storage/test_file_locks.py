@@ -36,14 +36,28 @@ def lock_path(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def holder(lock_path: str) -> Iterator[subprocess.Popen[str]]:
-    """Another process that holds the lock of key ``a``."""
-    process = subprocess.Popen(
+def locks(lock_path: str) -> Iterator[KeyLocks]:
+    """This process's locks, open before the other process starts."""
+    locks = KeyLocks(lock_path, 10.0)
+    locks.open()
+    yield locks
+    locks.close()
+
+
+def start_holder(lock_path: str) -> subprocess.Popen[str]:
+    """Start a process that takes the lock of key ``a``, once it said whether it got it."""
+    return subprocess.Popen(
         [sys.executable, "-c", HOLDER, lock_path, "a"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.fixture
+def holder(lock_path: str, locks: KeyLocks) -> Iterator[subprocess.Popen[str]]:
+    """Another process that holds the lock of key ``a`` (it is not alone: ``locks`` is open)."""
+    process = start_holder(lock_path)
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "held"
     yield process
@@ -53,30 +67,24 @@ def holder(lock_path: str) -> Iterator[subprocess.Popen[str]]:
 
 
 async def test_a_key_held_by_another_process_is_waited_for(
-    lock_path: str, holder: subprocess.Popen[str]
+    locks: KeyLocks, holder: subprocess.Popen[str]
 ) -> None:
-    locks = KeyLocks(lock_path, 10.0)
-    locks.open()
-    try:
-        waiting = asyncio.ensure_future(locks.hold("a").__aenter__())
-        await asyncio.sleep(0.05)
-        assert not waiting.done()  # still held by the other process
-        async with locks.hold("b") as got:  # another key is free meanwhile
-            assert got
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert await asyncio.wait_for(waiting, 5) is True
-    finally:
-        locks.close()
+    waiting = asyncio.ensure_future(locks.hold("a").__aenter__())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # still held by the other process
+    async with locks.hold("b") as got:  # another key is free meanwhile
+        assert got
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert await asyncio.wait_for(waiting, 5) is True
 
 
 async def test_a_stopped_holder_is_waited_for_until_the_timeout_only(
-    lock_path: str, holder: subprocess.Popen[str]
+    locks: KeyLocks, holder: subprocess.Popen[str]
 ) -> None:
     os.kill(holder.pid, signal.SIGSTOP)
-    locks = KeyLocks(lock_path, 0.2)
-    locks.open()
+    locks.timeout = 0.2
     try:
         started = time.monotonic()
         async with locks.hold("a") as got:
@@ -84,21 +92,32 @@ async def test_a_stopped_holder_is_waited_for_until_the_timeout_only(
         assert 0.2 <= time.monotonic() - started < 2
     finally:
         os.kill(holder.pid, signal.SIGCONT)
-        locks.close()
 
 
 async def test_a_killed_holder_releases_at_once(
-    lock_path: str, holder: subprocess.Popen[str]
+    locks: KeyLocks, holder: subprocess.Popen[str]
 ) -> None:
     holder.kill()
     holder.wait()
-    locks = KeyLocks(lock_path, 10.0)
-    locks.open()
+    async with locks.hold("a") as got:
+        assert got
+
+
+async def test_a_process_alone_takes_no_key_locks(lock_path: str) -> None:
+    alone = KeyLocks(lock_path, 0.2)
+    alone.open()
     try:
-        async with locks.hold("a") as got:
+        async with alone.hold("a") as got:
             assert got
+            process = start_holder(lock_path)  # a process that arrives meanwhile
+            try:
+                assert process.stdout is not None
+                assert process.stdout.readline().strip() == "held"  # nothing was held
+            finally:
+                process.kill()
+                process.wait()
     finally:
-        locks.close()
+        alone.close()
 
 
 async def test_closed_locks_hold_nothing(lock_path: str) -> None:

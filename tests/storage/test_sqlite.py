@@ -163,8 +163,8 @@ async def test_a_failing_write_in_a_group_commit_fails_alone(
     storage: SqliteStorage = mem.storage  # type: ignore[assignment]
     real = SqliteStorage._apply_turn
 
-    def apply(db: sqlite3.Connection, write: TurnWrite) -> None:
-        real(db, write)
+    def apply(db: sqlite3.Connection, write: TurnWrite, unchanged: bool) -> None:
+        real(db, write, unchanged)
         if any(v.key.owner == '["api", "bad"]' for v in write.upserts):
             raise UnicodeEncodeError("utf-8", "x", 0, 1, "not encodable")
 

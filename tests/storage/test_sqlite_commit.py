@@ -7,12 +7,17 @@ session, variable and scope checks, which could only pass. Anything else checks.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from botmemory import ConflictError, ManualClock, Memory
+from botmemory.storage.sqlite import SqliteStorage
+from botmemory.turns import TurnState
 
 URL = "sqlite:///{}/memory.db"
 
@@ -75,3 +80,90 @@ async def test_a_commit_of_this_connection_in_between_is_caught(
                 slow.user["n"] = 2
     finally:
         await mem.close()
+
+
+async def in_one_group_commit(
+    mem: Memory, first: Callable[[TurnState], None], second: Callable[[TurnState], None]
+) -> list[BaseException | None]:
+    """Load two turns of different users, then commit both in one transaction, in order."""
+    storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+    loaded, go = [asyncio.Event(), asyncio.Event()], asyncio.Event()
+
+    async def turn(n: int, user: str, body: Callable[[TurnState], None]) -> None:
+        async with mem.turn("b", user) as state:
+            body(state)
+            loaded[n].set()
+            await go.wait()
+            if n == 1:
+                await asyncio.sleep(0)  # the first one queues its write first
+
+    gate = threading.Event()
+    tasks = [
+        asyncio.ensure_future(turn(0, "u1", first)),
+        asyncio.ensure_future(turn(1, "u2", second)),
+    ]
+    await asyncio.gather(*(event.wait() for event in loaded))
+    storage._worker.post(gate.wait)  # the worker waits: both writes queue
+    go.set()
+    while len(storage._queued) < 2:  # noqa: ASYNC110 - filled by the tasks
+        await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return [r if isinstance(r, BaseException) else None for r in results]
+
+
+def add_one(state: TurnState) -> None:
+    n = state.bot.get("n", 0)
+    state.bot["n"] = n + 1  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "first_alone"),
+    [
+        pytest.param(add_one, add_one, {"n": 1}, id="read-modify-write"),
+        pytest.param(
+            lambda s: s.bot.update(new=1),
+            lambda s: s.bot.update(count=len(s.bot)),
+            {"n": 0, "new": 1},
+            id="count",
+        ),
+        pytest.param(
+            lambda s: s.bot.pop("n"),
+            lambda s: s.bot.update(copy=s.bot.get("n")),
+            {},
+            id="delete",
+        ),
+    ],
+)
+async def test_a_turn_whose_reads_an_earlier_turn_of_its_group_commit_wrote_conflicts(
+    tmp_path: Path,
+    clock: ManualClock,
+    first: Callable[[TurnState], None],
+    second: Callable[[TurnState], None],
+    first_alone: dict[str, int],
+) -> None:
+    async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
+        async with mem.turn("b", "seed") as state:
+            state.bot["n"] = 0
+        results = await in_one_group_commit(mem, first, second)
+        assert results[0] is None
+        assert isinstance(results[1], ConflictError)
+        async with mem.turn("b", "reader") as state:
+            assert state.bot.to_dict() == first_alone  # the second one wrote nothing
+
+
+async def test_turns_of_one_group_commit_that_touch_nothing_of_each_other_both_commit(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
+        async with mem.turn("b", "seed") as state:
+            state.bot["n"] = 0
+
+        def count(state: TurnState) -> None:
+            state.user["bots"] = len(state.bot)
+            state.bot.incr("n")
+
+        results = await in_one_group_commit(mem, count, count)
+        assert results == [None, None]
+        async with mem.turn("b", "seed") as state:
+            assert state.bot["n"] == 2

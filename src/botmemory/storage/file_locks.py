@@ -6,6 +6,10 @@ each other instead of conflicting at commit. They only spare work: a turn's comm
 still checks what it read, so a lock given up after ``timeout`` (a holder stopped with
 SIGSTOP, say) or two keys sharing a byte never cost an update. The kernel releases the
 locks of a process that dies, SIGKILL included.
+
+Every process holds a shared lock on byte 0 while the file is open; a process that
+finds itself alone (it can turn its own into an exclusive one, looked at every 50 ms
+at most) takes no key locks: a lone ``serve`` makes no lock calls per turn.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ _BYTES: Final = 1 << 40
 """The bytes a key may hash to (locks are on bytes past the end of an empty file)."""
 _FIRST_WAIT: Final = 0.0005
 _LONGEST_WAIT: Final = 0.02
+_ALONE_FOR: Final = 0.05
+"""Seconds a finding that no other process has the file open is trusted."""
 
 
 class KeyLocks:
@@ -39,11 +45,14 @@ class KeyLocks:
         self.path = path
         self.timeout = timeout
         self._fd: int | None = None
+        self._alone_until = 0.0
 
     def open(self) -> None:
-        """Open (or create) the lock file."""
+        """Open (or create) the lock file, and say so to the other processes."""
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0)  # others hold it exclusively for an instant
+            self._fd = fd
 
     def close(self) -> None:
         """Close the lock file, which releases every lock this process holds on it."""
@@ -55,16 +64,30 @@ class KeyLocks:
     async def hold(self, key: str) -> AsyncIterator[bool]:
         """Hold the lock of ``key``; yield whether it was got within ``timeout``."""
         fd = self._fd
-        if fd is None:
-            yield False
+        if fd is None or self._alone(fd):
+            yield fd is not None
             return
-        offset = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()) % _BYTES
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        offset = 1 + int.from_bytes(digest) % _BYTES  # byte 0 says who has the file open
         got = await self._acquire(fd, offset)
         try:
             yield got
         finally:
             if got and self._fd == fd:
                 fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+
+    def _alone(self, fd: int) -> bool:
+        """Whether no other process has the lock file open (as of at most 50 ms ago)."""
+        now = time.monotonic()
+        if now < self._alone_until:
+            return True
+        try:  # a POSIX lock changes type in one step, or stays as it was
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except OSError:
+            return False  # another process holds its shared lock
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+        self._alone_until = now + _ALONE_FOR
+        return True
 
     async def _acquire(self, fd: int, offset: int) -> bool:
         deadline = time.monotonic() + self.timeout

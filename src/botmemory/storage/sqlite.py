@@ -52,6 +52,7 @@ from botmemory.storage.base import (
     VarUpdate,
 )
 from botmemory.storage.file_locks import KeyLocks
+from botmemory.storage.footprint import Footprint
 from botmemory.storage.sqlite_sql import MIGRATIONS
 from botmemory.storage.worker import Worker, deliver
 
@@ -263,10 +264,14 @@ class SqliteStorage(Storage):
         batch: list[tuple[TurnWrite, asyncio.Future[None]]],
         outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]],
     ) -> None:
+        # a turn that loaded the database as it is now, and that no turn before it in
+        # this batch wrote a row it checks, has nothing to check but the KVS
+        start, written = sql.stamp(db), Footprint()
         for write, future in batch:
+            unchanged = write.loaded_stamp == start and not written.touches(write)
             db.execute("SAVEPOINT turn")
             try:
-                self._apply_turn(db, write)
+                self._apply_turn(db, write, unchanged)
             except Exception as exc:  # this turn fails alone
                 db.execute("ROLLBACK TO turn")
                 failure = exc if isinstance(exc, BotMemoryError) else self._translate(exc)
@@ -274,10 +279,11 @@ class SqliteStorage(Storage):
             else:
                 outcomes.append((future, None, None))
             db.execute("RELEASE turn")
+            written.add(write)
 
     @staticmethod
-    def _apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
-        sql.apply_turn(db, write)
+    def _apply_turn(db: sqlite3.Connection, write: TurnWrite, unchanged: bool) -> None:
+        sql.apply_turn(db, write, rows_unchanged=unchanged)
 
     # -- key-value store -------------------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:

@@ -196,9 +196,13 @@ def stamp(db: sqlite3.Connection) -> tuple[int, int, int]:
     return id(db), data_version, db.total_changes
 
 
-def apply_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
-    """Check a turn, then write it: resets, deletes, upserts, deltas, session, KVS."""
-    check_turn(db, write)
+def apply_turn(db: sqlite3.Connection, write: TurnWrite, *, rows_unchanged: bool = False) -> None:
+    """Check a turn, then write it: resets, deletes, upserts, deltas, session, KVS.
+
+    ``rows_unchanged``: no row the turn read changed since it loaded them (the caller
+    knows): only its KVS checks, which judge liveness at the commit's time, run.
+    """
+    check_turn(db, write, rows_unchanged=rows_unchanged)
     s, version = write.session, write.version
     if s is not None and (write.reset_session or write.reset_temp):
         scopes = "('session', 'temp')" if write.reset_session else "('temp')"
@@ -246,9 +250,9 @@ def apply_delta(db: sqlite3.Connection, delta: VarDelta, now: float, version: in
     db.execute(UPSERT_VAR, var_params(var, version))
 
 
-def check_turn(db: sqlite3.Connection, write: TurnWrite) -> None:
+def check_turn(db: sqlite3.Connection, write: TurnWrite, *, rows_unchanged: bool = False) -> None:
     """Raise ConflictError unless everything the turn read is as it read it."""
-    if write.loaded_stamp is None or write.loaded_stamp != stamp(db):
+    if not rows_unchanged:
         check_rows(db, write)
     for kc in write.kvs_checks:
         live = kvs_live(db, kc.namespace, kc.key, write.now)
@@ -268,22 +272,29 @@ def check_rows(db: sqlite3.Connection, write: TurnWrite) -> None:
         ).fetchone()
         if (0 if row is None else row[0]) != write.session_version:
             raise ConflictError(f"session {s.key} changed since the turn loaded it")
-    for check in write.checks:
-        k = check.key
-        row = db.execute(
-            "SELECT version FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
-            "AND name = ?",
-            (k.bot_id, k.scope, k.owner, k.name),
-        ).fetchone()
-        if (0 if row is None else row[0]) != check.version:
-            raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
+    owned: dict[tuple[str, str, str], dict[str, int]] = {}  # read whole: one query each
     for scope in write.scope_checks:
         rows = db.execute(
-            "SELECT name FROM variables WHERE bot_id = ? AND scope = ? AND owner = ?",
+            "SELECT name, version FROM variables WHERE bot_id = ? AND scope = ? AND owner = ?",
             (scope.bot_id, scope.scope, scope.owner),
         )
-        if {row[0] for row in rows} != scope.names:
+        versions = owned[(scope.bot_id, scope.scope, scope.owner)] = dict(rows.fetchall())
+        if versions.keys() != scope.names:
             raise ConflictError(f"{scope.scope} memory changed since the turn read it all")
+    for check in write.checks:
+        k = check.key
+        known = owned.get((k.bot_id, k.scope, k.owner))
+        if known is not None:
+            version = known.get(k.name, 0)
+        else:
+            row = db.execute(
+                "SELECT version FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
+                "AND name = ?",
+                (k.bot_id, k.scope, k.owner, k.name),
+            ).fetchone()
+            version = 0 if row is None else row[0]
+        if version != check.version:
+            raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
 
 
 # -- key-value store -------------------------------------------------------------
