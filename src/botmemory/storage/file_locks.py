@@ -64,7 +64,7 @@ class KeyLocks:
     async def hold(self, key: str) -> AsyncIterator[bool]:
         """Hold the lock of ``key``; yield whether it was got within ``timeout``."""
         fd = self._fd
-        if fd is None or self._alone(fd):
+        if fd is None or self.alone():
             yield fd is not None
             return
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
@@ -76,11 +76,17 @@ class KeyLocks:
             if got and self._fd == fd:
                 fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
-    def _alone(self, fd: int) -> bool:
-        """Whether no other process has the lock file open (as of at most 50 ms ago)."""
+    def alone(self) -> bool:
+        """Whether no other process has the lock file open (as of at most 50 ms ago).
+
+        ``False`` when the file is not open: nothing can be said.
+        """
         now = time.monotonic()
         if now < self._alone_until:
             return True
+        fd = self._fd
+        if fd is None:
+            return False
         try:  # a POSIX lock changes type in one step, or stays as it was
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
         except OSError:

@@ -86,6 +86,8 @@ class SqliteStorage(Storage):
         self._queue_lock = threading.Lock()
         self._queued: list[tuple[TurnWrite, asyncio.Future[None]]] = []
         self._db: sqlite3.Connection | None = None
+        self._data_version: int | None = None
+        """``PRAGMA data_version`` as the last group commit found it (read on the worker)."""
         in_file = self.path not in ("", ":memory:")
         self._turn_locks = KeyLocks(
             f"{self.path}.sessions.lock" if in_file else "", sql.BUSY_TIMEOUT_MS / 1000
@@ -173,6 +175,8 @@ class SqliteStorage(Storage):
         A turn of another process holding the session longer than the busy timeout
         (5 s) is not waited for any more: the commit's checks keep both exact.
         """
+        if not self._turn_locks.path or self._turn_locks.alone():
+            return self._local_session_lock(bot_id, session_key)
         return self._session_lock(bot_id, session_key)
 
     @asynccontextmanager
@@ -209,7 +213,7 @@ class SqliteStorage(Storage):
 
     # -- turns ---------------------------------------------------------------------
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
-        return await self._run(lambda db: sql.load_turn(db, keys))
+        return await self._run(lambda db: sql.load_turn(db, keys, self._data_version))
 
     async def commit_turn(self, write: TurnWrite) -> None:
         """Queue the write; the worker commits every queued write in one transaction.
@@ -266,7 +270,8 @@ class SqliteStorage(Storage):
     ) -> None:
         # a turn that loaded the database as it is now, and that no turn before it in
         # this batch wrote a row it checks, has nothing to check but the KVS
-        start, written = sql.stamp(db), Footprint()
+        self._data_version = sql.read_data_version(db)  # for the stamps of later loads
+        start, written = sql.stamp(db, self._data_version), Footprint()
         for write, future in batch:
             unchanged = write.loaded_stamp == start and not written.touches(write)
             db.execute("SAVEPOINT turn")

@@ -161,11 +161,18 @@ def configure(db: sqlite3.Connection) -> None:
 
 
 # -- turns ---------------------------------------------------------------------
-def load_turn(db: sqlite3.Connection, keys: TurnKeys) -> TurnSnapshot:
-    """Read a turn's variables and session in one read transaction."""
+def load_turn(
+    db: sqlite3.Connection, keys: TurnKeys, data_version: int | None = None
+) -> TurnSnapshot:
+    """Read a turn's variables and session in one read transaction.
+
+    ``data_version``: the value of ``PRAGMA data_version`` last seen on ``db``, if the
+    caller keeps it (it is read here otherwise). An older one is safe: the stamp then
+    only differs more often, and the commit checks more.
+    """
     db.execute("BEGIN")
     try:
-        loaded = stamp(db)  # the snapshot the reads below see
+        loaded = stamp(db, data_version)  # no newer than the snapshot the reads below see
         rows = db.execute(LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
         found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
         for row in rows:
@@ -186,14 +193,20 @@ def load_turn(db: sqlite3.Connection, keys: TurnKeys) -> TurnSnapshot:
     )
 
 
-def stamp(db: sqlite3.Connection) -> tuple[int, int, int]:
+def stamp(db: sqlite3.Connection, data_version: int | None = None) -> tuple[int, int, int]:
     """What the database looks like to ``db`` in its transaction: equal stamps, same data.
 
     ``data_version`` changes when another connection (of any process) commits,
     ``total_changes`` when this one changes a row (even if rolled back).
     """
-    data_version = db.execute("PRAGMA data_version").fetchone()[0]
+    if data_version is None:
+        data_version = read_data_version(db)
     return id(db), data_version, db.total_changes
+
+
+def read_data_version(db: sqlite3.Connection) -> int:
+    """``PRAGMA data_version``: it changes when another connection commits."""
+    return int(db.execute("PRAGMA data_version").fetchone()[0])
 
 
 def apply_turn(db: sqlite3.Connection, write: TurnWrite, *, rows_unchanged: bool = False) -> None:
