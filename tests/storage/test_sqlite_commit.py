@@ -46,8 +46,7 @@ async def test_a_change_by_another_memory_on_the_file_is_caught(
 async def test_a_change_by_any_other_connection_is_caught(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    mem = await Memory.open(URL.format(tmp_path), clock=clock)
-    try:
+    async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
         async with mem.turn("b", "u1") as state:
             state.bot["n"] = 1
         with pytest.raises(ConflictError):
@@ -61,15 +60,12 @@ async def test_a_change_by_any_other_connection_is_caught(
                 )
                 other.close()
                 slow.bot["count"] = 1
-    finally:
-        await mem.close()
 
 
 async def test_a_commit_of_this_connection_in_between_is_caught(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    mem = await Memory.open(URL.format(tmp_path), clock=clock)
-    try:
+    async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
         kvs = mem.kvs.for_bot("b")
         with pytest.raises(ConflictError):
             async with mem.turn("b", "u1") as slow:
@@ -78,8 +74,6 @@ async def test_a_commit_of_this_connection_in_between_is_caught(
                 async with mem.turn("b", "u1", thread_id="t") as fast:
                     fast.user["n"] = 1  # ...and then the row the slow turn read
                 slow.user["n"] = 2
-    finally:
-        await mem.close()
 
 
 async def in_one_group_commit(
