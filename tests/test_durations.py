@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import math
+import typing
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 import pytest
 
+import botmemory
+from botmemory.config import BotSettings, Settings, load_settings
 from botmemory.durations import (
     NEVER,
+    Seconds,
     format_duration,
     parse_duration,
     parse_interval,
     to_timedelta,
 )
 from botmemory.errors import InvalidDurationError
+from botmemory.janitor import Janitor, JanitorReport
+from botmemory.kvs import parse_expiry
+from botmemory.retention import RetentionPolicies, VariablePolicy
+from botmemory.storage.base import SessionTimeouts
+from botmemory.storage.postgres_pool import PostgresOptions
+from botmemory.storage.redis import RedisOptions
+from botmemory.storage.sqlite import SqliteStorage
 
 UNITS = {
     0.001: ["ms"],
@@ -174,10 +186,10 @@ def test_interval_at_or_above_the_minimum(value: object, seconds: float) -> None
 
 
 def test_interval_with_its_own_minimum() -> None:
-    assert parse_interval("5s", minimum=5) == 5.0
-    assert parse_interval("1ms", minimum=0.001) == 0.001
+    assert parse_interval("5s", minimum=parse_duration("5s")) == 5.0
+    assert parse_interval("1ms", minimum=parse_duration("1ms")) == 0.001
     with pytest.raises(InvalidDurationError, match="at least 5s"):
-        parse_interval("4s", minimum=5)
+        parse_interval("4s", minimum=parse_duration("5s"))
 
 
 @pytest.mark.parametrize(
@@ -223,3 +235,76 @@ def test_only_ascii_digits_and_a_space(text: str) -> None:
 def test_durations_over_a_thousand_years_are_refused(value: object) -> None:
     with pytest.raises(InvalidDurationError, match="1000 years"):
         parse_duration(value, allow_never=True)
+
+
+# -- one type inside the code ----------------------------------------------------------------
+def test_seconds_is_the_one_duration_type_and_is_exported() -> None:
+    assert Seconds.__supertype__ is float  # a typed float: no cost on the hot path
+    assert botmemory.Seconds is Seconds
+    assert botmemory.DurationInput == str | timedelta
+
+
+def _returns(function: Callable[..., object]) -> object:
+    return typing.get_type_hints(function)["return"]
+
+
+def test_the_parsers_return_seconds() -> None:
+    assert _returns(parse_interval) is Seconds
+    assert _returns(parse_expiry) == Seconds | None
+    overloads = [_returns(f) for f in typing.get_overloads(parse_duration)]
+    assert overloads == [Seconds, Seconds | None]
+    assert typing.get_type_hints(format_duration)["duration"] == Seconds | None
+    assert typing.get_type_hints(to_timedelta)["duration"] == Seconds | None
+
+
+@pytest.mark.parametrize(
+    ("holder", "name", "expected"),
+    [
+        (BotSettings, "session_timeout", Seconds),
+        (BotSettings, "dialog_timeout", Seconds),
+        (BotSettings, "dialog_janitor_interval", Seconds),
+        (BotSettings, "policies", Mapping[str, Seconds | None]),
+        (Settings, "janitor_interval", Seconds),
+        (VariablePolicy, "ttl", Seconds | None),
+        (JanitorReport, "duration", Seconds),
+        (PostgresOptions, "lock_timeout", Seconds | None),
+        (PostgresOptions, "connect_timeout", Seconds),
+        (PostgresOptions, "command_timeout", Seconds),
+        (RedisOptions, "lease_timeout", Seconds),
+        (RedisOptions, "lock_wait", Seconds),
+        (RedisOptions, "ttl_grace", Seconds),
+        (SqliteStorage, "checkpoint_wait", Seconds),
+    ],
+)
+def test_every_setting_that_is_a_duration_is_typed_seconds(
+    holder: type, name: str, expected: object
+) -> None:
+    assert typing.get_type_hints(holder)[name] == expected
+
+
+def test_interfaces_that_take_durations_take_seconds() -> None:
+    janitor = typing.get_type_hints(Janitor.__init__)
+    assert (janitor["interval"], janitor["session_interval"]) == (Seconds, Seconds | None)
+    assert (
+        typing.get_type_hints(RetentionPolicies.__init__)["policies"]
+        == Mapping[str, Seconds | None]
+    )
+    assert typing.get_args(SessionTimeouts)[1] == tuple[Seconds, Seconds]
+
+
+def test_config_holds_the_durations_it_parsed_once() -> None:
+    settings = load_settings(
+        {
+            "dialog": {"timeoutInterval": "2m", "sessionTimeoutInterval": "1h"},
+            "dataRetention": {"janitorInterval": "30s", "policies": {"mood": "5m", "x": "never"}},
+        }
+    )
+    bot = settings.for_bot("shop")
+    assert (bot.dialog_timeout, bot.session_timeout, bot.dialog_janitor_interval) == (
+        120.0,
+        3600.0,
+        10.0,
+    )
+    assert settings.janitor_interval == 30.0
+    assert dict(bot.policies) == {"mood": 300.0, "x": None}
+    assert RetentionPolicies(bot.policies).for_variable("mood").ttl == 300.0

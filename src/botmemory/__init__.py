@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from botmemory.clock import Clock, ManualClock, system_clock
 from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
-from botmemory.durations import format_duration, parse_duration, parse_interval
+from botmemory.durations import (
+    DurationInput,
+    Seconds,
+    format_duration,
+    parse_duration,
+    parse_interval,
+)
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
@@ -47,6 +53,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DuplicateMessageError",
+    "DurationInput",
     "ErasurePendingError",
     "Identity",
     "InvalidDurationError",
@@ -63,6 +70,7 @@ __all__ = [
     "MissingDependencyError",
     "SchemaVersionError",
     "ScopeMemory",
+    "Seconds",
     "SessionNotAliveError",
     "Settings",
     "SyncMemory",

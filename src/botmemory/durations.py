@@ -3,10 +3,11 @@
 A duration is written as a number, an optional space and a unit (``"60d"``,
 ``"2 min"``, ``"1.5h"``), given from Python as a :class:`datetime.timedelta`, or
 ``"never"`` where an expiry may be switched off. It is parsed once, where it was
-written, into seconds (a ``float``, or a ``timedelta`` when handed to the Python API);
-nothing parses it twice. A bare number (``5``, ``1.5``, ``"5"``) has no unit and raises
-:class:`~botmemory.errors.InvalidDurationError`, as does anything else that is not a
-duration: a bad value is never read as an instant expiry.
+written, into :data:`Seconds`, the one type a duration has inside the code (a ``float``
+that mypy tells apart from other numbers); nothing parses it twice, and no bare number
+travels where a duration is meant. A bare number (``5``, ``1.5``, ``"5"``) has no unit
+and raises :class:`~botmemory.errors.InvalidDurationError`, as does anything else that
+is not a duration: a bad value is never read as an instant expiry.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
-from typing import Final, Literal, overload
+from typing import Final, Literal, NewType, overload
 
 from botmemory.errors import InvalidDurationError
 
 __all__ = [
     "NEVER",
     "DurationInput",
+    "Seconds",
     "format_duration",
     "parse_duration",
     "parse_interval",
@@ -28,6 +30,14 @@ __all__ = [
 ]
 
 NEVER: Final = "never"
+
+Seconds = NewType("Seconds", float)
+"""A duration inside the code, in seconds; made by :func:`parse_duration` (a constant in
+code is written ``parse_duration("30m")``, with its unit) or :func:`parse_interval`.
+
+Instants (epoch times such as ``now`` or ``expires_at``) stay plain ``float``: an instant
+plus a ``Seconds`` is an instant.
+"""
 
 DurationInput = str | timedelta
 """What a user may write for a duration: text with a unit, or (from Python) a timedelta."""
@@ -46,7 +56,7 @@ for _seconds, _names in (
         _UNITS[_name] = _seconds
 
 _PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+) ?(?P<unit>[a-z]*)", re.ASCII)
-MAX_SECONDS: Final = 1000 * 31536000.0
+MAX_SECONDS: Final = Seconds(1000 * 31536000.0)
 """The longest duration accepted (1000 years); for longer, no expiry ('never')."""
 _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
 _NUMERIC: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?", re.ASCII)
@@ -55,14 +65,14 @@ _NUMERIC: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?", re.A
 @overload
 def parse_duration(
     value: object, *, where: str = "duration", allow_never: Literal[False] = False
-) -> float: ...
+) -> Seconds: ...
 @overload
 def parse_duration(
     value: object, *, where: str = "duration", allow_never: bool
-) -> float | None: ...
+) -> Seconds | None: ...
 def parse_duration(
     value: object, *, where: str = "duration", allow_never: bool = False
-) -> float | None:
+) -> Seconds | None:
     """Return the duration in seconds, or ``None`` for ``"never"``.
 
     ``where`` names the setting or argument in the error message. A zero duration is
@@ -78,11 +88,16 @@ def parse_duration(
         raise InvalidDurationError(f"{where}: {value!r} is negative or not a finite duration")
     if seconds > MAX_SECONDS:
         raise InvalidDurationError(f"{where}: {value!r} is longer than 1000 years: use 'never'")
-    return seconds
+    return Seconds(seconds)
 
 
-def parse_interval(value: object, *, where: str = "interval", minimum: float = 0.1) -> float:
-    """Return a strictly positive interval in seconds, at least ``minimum`` seconds."""
+_MIN_INTERVAL: Final = Seconds(0.1)  # 100 ms
+
+
+def parse_interval(
+    value: object, *, where: str = "interval", minimum: Seconds = _MIN_INTERVAL
+) -> Seconds:
+    """Return a strictly positive interval, at least ``minimum`` (default 100 ms)."""
     seconds = parse_duration(value, where=where)
     if seconds < minimum:
         raise InvalidDurationError(
@@ -91,21 +106,25 @@ def parse_interval(value: object, *, where: str = "interval", minimum: float = 0
     return seconds
 
 
-def format_duration(seconds: float | None) -> str:
-    """Render seconds as the largest exact unit: ``5184000.0`` gives ``"60d"``."""
-    if seconds is None:
+def format_duration(duration: Seconds | None) -> str:
+    """Render a duration as the largest exact unit: 60 days gives ``"60d"``."""
+    if duration is None:
         return NEVER
-    seconds = round(seconds, 6)
+    value = round(duration, 6)
     for unit in ("y", "w", "d", "h", "m", "s"):
         size = _UNITS[unit]
-        if seconds >= size and (seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
-    return f"{seconds * 1000:.3f}".rstrip("0").rstrip(".") + "ms"
+        if value >= size and (value / size).is_integer():
+            return f"{int(value / size)}{unit}"
+    return f"{value * 1000:.3f}".rstrip("0").rstrip(".") + "ms"
 
 
-def to_timedelta(seconds: float | None) -> timedelta | None:
-    """Return parsed seconds as a :class:`~datetime.timedelta` (``None`` stays ``None``)."""
-    return None if seconds is None else timedelta(seconds=seconds)
+@overload
+def to_timedelta(duration: Seconds) -> timedelta: ...
+@overload
+def to_timedelta(duration: Seconds | None) -> timedelta | None: ...
+def to_timedelta(duration: Seconds | None) -> timedelta | None:
+    """Return a duration as a :class:`~datetime.timedelta` (``None`` stays ``None``)."""
+    return None if duration is None else timedelta(seconds=duration)
 
 
 def _no_unit(value: object, where: str) -> InvalidDurationError:

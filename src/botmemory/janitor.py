@@ -17,8 +17,10 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from typing import Final
 
 from botmemory.clock import Clock
+from botmemory.durations import Seconds
 from botmemory.retention import RetentionPolicies
 from botmemory.storage.base import SessionRecord, Storage, StoredVar, VarUpdate
 from botmemory.values import dumps, loads
@@ -42,6 +44,8 @@ Progress = Callable[[str, int], None]
 SessionHook = Callable[[list[SessionRecord]], Awaitable[None]]
 """A function the janitor calls with sessions before it removes their expired parts."""
 
+_NO_TIME: Final = Seconds(0.0)
+
 
 @dataclass(frozen=True, slots=True)
 class JanitorReport:
@@ -58,8 +62,8 @@ class JanitorReport:
     kvs: int = 0
     """Expired key-value store keys deleted."""
     started_at: float = 0.0
-    duration: float = 0.0
-    """Wall-clock seconds the run took."""
+    duration: Seconds = _NO_TIME
+    """Wall-clock time the run took."""
     error: str | None = None
     """Why the run failed, for a run that failed."""
 
@@ -132,17 +136,17 @@ class Janitor:
         storage: Storage,
         clock: Clock,
         policies_for: Callable[[str], RetentionPolicies],
-        interval: float,
+        interval: Seconds,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        session_interval: float | None = None,
+        session_interval: Seconds | None = None,
     ) -> None:
         self._storage = storage
         self._clock = clock
         self._policies_for = policies_for
         self.interval = interval
-        """Seconds between two full runs (``dataRetention.janitorInterval``)."""
+        """Time between two full runs (``dataRetention.janitorInterval``)."""
         self.session_interval = min(interval, session_interval or interval)
-        """Seconds between two sweeps of timed-out dialogs and sessions in between
+        """Time between two sweeps of timed-out dialogs and sessions in between
         (the shortest ``dialog.janitorInterval``)."""
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
@@ -179,7 +183,7 @@ class Janitor:
                 deleted, stripped = await self._expire_user_vars(now)
                 kvs = await self._drain("kvs", self._storage.delete_expired_kvs, now)
             report = JanitorReport(
-                deleted, stripped, sessions, temp, kvs, now, time.monotonic() - started
+                deleted, stripped, sessions, temp, kvs, now, Seconds(time.monotonic() - started)
             )
         self._record(report)
         log.info(report.summary())
@@ -289,8 +293,8 @@ class Janitor:
                 return deleted, stripped
 
     async def start(self) -> None:
-        """Run the janitor on its own task: fully every ``interval`` seconds, and for
-        timed-out dialogs and sessions every ``session_interval`` seconds."""
+        """Run the janitor on its own task: fully every ``interval``, and for timed-out
+        dialogs and sessions every ``session_interval``."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="botmemory-janitor")
 

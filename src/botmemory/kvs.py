@@ -9,11 +9,10 @@ and removed by the janitor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from botmemory.clock import Clock
-from botmemory.durations import parse_duration
+from botmemory.durations import DurationInput, Seconds, parse_duration
 from botmemory.errors import InvalidDurationError, InvalidValueError
 from botmemory.ids import Identity, validate_bot_id, validate_id
 from botmemory.storage.base import KvsModifier, KvsRecord, Storage
@@ -52,15 +51,15 @@ GLOBAL_NAMESPACE = ""
 """The namespace of the global key space (no bot id is empty)."""
 MAX_KEY_LENGTH = 1024
 
-Expiry = str | timedelta | None
+Expiry = DurationInput | None
 """A key's time to live: ``"1h"``, ``"30d"``, ``"never"``, a timedelta, or ``None`` (never).
 
 A bare number is not an expiry (it has no unit): it raises ``InvalidDurationError``.
 """
 
 
-def parse_expiry(expiry: Expiry | object, where: str = "expiry") -> float | None:
-    """Return an expiry in seconds, or ``None`` for no expiry (``None`` or ``"never"``).
+def parse_expiry(expiry: Expiry | object, where: str = "expiry") -> Seconds | None:
+    """Return an expiry, or ``None`` for no expiry (``None`` or ``"never"``).
 
     A zero or negative expiry is an error: it would be an instant expiry; so is a bare
     number or an empty string.

@@ -25,6 +25,7 @@ from typing import Final, TypeVar
 
 from botmemory.clock import Clock, system_clock
 from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
+from botmemory.durations import Seconds
 from botmemory.errors import (
     BackendError,
     BotMemoryError,
@@ -52,17 +53,17 @@ log = logging.getLogger("botmemory")
 _RETENTION_META: Final = "retention-policies"
 _TIMEOUTS_META: Final = "session-timeouts"
 _RECONCILE_BATCH: Final = 1000
-_BACKOFF_FIRST: Final = 0.001
-"""Seconds: the longest wait before the second attempt of a conflicting turn."""
-_BACKOFF_MAX: Final = 0.1
-"""Seconds: the longest wait between two attempts (the bound doubles until this)."""
+_BACKOFF_FIRST: Final = Seconds(0.001)  # 1 ms
+"""The longest wait before the second attempt of a conflicting turn."""
+_BACKOFF_MAX: Final = Seconds(0.1)  # 100 ms
+"""The longest wait between two attempts (the bound doubles until this)."""
 
 T = TypeVar("T")
 
 
-def retry_wait(attempt: int) -> float:
-    """Seconds to wait after conflicting attempt ``attempt`` (0-based): random, doubling."""
-    return random.uniform(0, min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt))
+def retry_wait(attempt: int) -> Seconds:
+    """How long to wait after conflicting attempt ``attempt`` (0-based): random, doubling."""
+    return Seconds(random.uniform(0, min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt)))
 
 
 class Memory:
@@ -490,7 +491,7 @@ class Memory:
         if stored is not None and json.loads(stored) == current:
             return
 
-        def timeouts(bot_id: str) -> tuple[float, float]:
+        def timeouts(bot_id: str) -> tuple[Seconds, Seconds]:
             settings = self.settings.for_bot(bot_id)
             return settings.session_timeout, settings.dialog_timeout
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+from botmemory.durations import Seconds
 from botmemory.values import MISSING, JsonValue, Path, delete_path, dumps, get_path, parse_path
 
 __all__ = ["Evaluation", "RetentionPolicies", "VariablePolicy"]
@@ -31,10 +32,10 @@ _GLOB_CHARS: Final = frozenset("*?[")
 class VariablePolicy:
     """What the policies say about one variable."""
 
-    ttl: float | None
-    """Seconds the whole variable lives after it changes; ``None``: forever."""
-    fields: tuple[tuple[str, Path, float], ...]
-    """``(dotted path, parsed path, seconds)`` for each nested field with a policy."""
+    ttl: Seconds | None
+    """How long the whole variable lives after it changes; ``None``: forever."""
+    fields: tuple[tuple[str, Path, Seconds], ...]
+    """``(dotted path, parsed path, time to live)`` for each nested field with a policy."""
 
     @property
     def expires(self) -> bool:
@@ -64,10 +65,10 @@ _NO_POLICY: Final = VariablePolicy(None, ())
 class RetentionPolicies:
     """The retention policies of one bot, ready to match variable names."""
 
-    def __init__(self, policies: Mapping[str, float | None]) -> None:
-        self._exact: dict[str, float | None] = {}
-        self._globs: list[tuple[str, float | None]] = []
-        fields: dict[str, list[tuple[str, Path, float]]] = {}
+    def __init__(self, policies: Mapping[str, Seconds | None]) -> None:
+        self._exact: dict[str, Seconds | None] = {}
+        self._globs: list[tuple[str, Seconds | None]] = []
+        fields: dict[str, list[tuple[str, Path, Seconds]]] = {}
         for key, ttl in policies.items():
             name, _, rest = key.partition(".")
             if rest:

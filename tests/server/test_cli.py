@@ -23,6 +23,7 @@ from botmemory.cli.inspect import kvs_group, memory_group
 from botmemory.cli.serve import init, serve
 from botmemory.config import load_data_dir
 from botmemory.dialog import DialogEngine
+from botmemory.durations import parse_duration
 from botmemory.storage.sqlite import SqliteStorage
 from tests.server.conftest import write_data_dir
 
@@ -175,7 +176,7 @@ def test_memory_forget_says_when_a_reader_keeps_erased_bytes_and_again_finishes(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chat(data, "u1", "hi", "Ada")
-    monkeypatch.setattr(SqliteStorage, "checkpoint_wait", 0.05)
+    monkeypatch.setattr(SqliteStorage, "checkpoint_wait", parse_duration("50ms"))
     reader = sqlite3.connect(data / "memory.db", isolation_level=None)  # another process
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM variables").fetchone()

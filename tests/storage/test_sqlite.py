@@ -17,6 +17,7 @@ from botmemory import (
     ManualClock,
     Memory,
     SchemaVersionError,
+    parse_duration,
 )
 from botmemory.kvs import conversation_storage_key, user_storage_key
 from botmemory.storage.base import TurnWrite
@@ -92,7 +93,7 @@ async def test_an_erasure_a_reader_outlasts_says_so_and_the_next_call_finishes_i
 ) -> None:
     async with await Memory.open(f"sqlite:///{tmp_path}/memory.db", clock=clock) as mem:
         storage: SqliteStorage = mem.storage  # type: ignore[assignment]
-        storage.checkpoint_wait = 0.05
+        storage.checkpoint_wait = parse_duration("50ms")
         secrets = await store_secrets(mem)
         reader = sqlite3.connect(tmp_path / "memory.db", isolation_level=None)
         reader.execute("BEGIN")

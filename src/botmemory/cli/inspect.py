@@ -18,7 +18,7 @@ from rich.table import Table
 
 from botmemory.cli.common import DATA_DIR, EXPIRY, run
 from botmemory.dialog.view import SCOPES, MemoryView, memory_view
-from botmemory.durations import format_duration
+from botmemory.durations import Seconds, format_duration
 from botmemory.memory import Memory
 from botmemory.turns import iso_time
 from botmemory.values import JsonValue, dumps
@@ -214,7 +214,8 @@ def kvs_set(
     """
     parsed: JsonValue = value if as_string else _parse_json(value)
     _with_memory(data_dir, bot, lambda m: m.kvs.for_bot(bot).set(key, parsed, expiry=expiry))
-    ttl = "" if expiry is None else f" (expires in {format_duration(expiry.total_seconds())})"
+    shown = None if expiry is None else format_duration(Seconds(expiry.total_seconds()))
+    ttl = "" if shown is None else f" (expires in {shown})"
     click.echo(f"set {key}{ttl}")
 
 

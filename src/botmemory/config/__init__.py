@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 
 from botmemory.config.files import BOT_FILE, GLOBAL_FILE, BotFile, GlobalFile, Section
 from botmemory.config.problems import Document, key_problem, read_document, validate
-from botmemory.durations import format_duration
+from botmemory.durations import Seconds, format_duration
 from botmemory.errors import ConfigError
 from botmemory.ids import BOT_ID_PATTERN
 
@@ -40,15 +40,15 @@ _DEFAULTED_KEPT: Final = 1024
 
 @dataclass(frozen=True)
 class BotSettings:
-    """Resolved settings that apply to one bot (every duration in seconds)."""
+    """Resolved settings that apply to one bot (every duration a :data:`Seconds`)."""
 
     bot_id: str | None  # None for the defaults of a bot without its own file
-    session_timeout: float  # dialog.sessionTimeoutInterval
-    dialog_timeout: float  # dialog.timeoutInterval
-    dialog_janitor_interval: float  # dialog.janitorInterval
+    session_timeout: Seconds  # dialog.sessionTimeoutInterval
+    dialog_timeout: Seconds  # dialog.timeoutInterval
+    dialog_janitor_interval: Seconds  # dialog.janitorInterval
     last_messages: int  # session.lastMessages
     message_ids: int  # session.messageIds
-    policies: Mapping[str, float | None]  # global merged with the bot's; None: never expires
+    policies: Mapping[str, Seconds | None]  # global merged with the bot's; None: never expires
     max_value_bytes: int  # limits.maxValueBytes
     error_reply: str  # dialog.errorReply
     max_steps: int  # dialog.maxSteps
@@ -61,7 +61,7 @@ class Settings:
     """The whole resolved configuration."""
 
     database_url: str | None  # None when built from dicts without database.url
-    janitor_interval: float  # dataRetention.janitorInterval, seconds
+    janitor_interval: Seconds  # dataRetention.janitorInterval
     defaults: BotSettings  # what a bot without its own file gets (bot_id None)
     bots: Mapping[str, BotSettings]  # bots that have a folder or an entry in bot_configs
     data_dir: Path | None  # the absolute data folder; None when built from dicts

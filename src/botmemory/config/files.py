@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from botmemory.durations import parse_duration, parse_interval
+from botmemory.durations import Seconds, parse_duration, parse_interval
 from botmemory.errors import InvalidDurationError, InvalidValueError
 from botmemory.values import parse_path
 
@@ -35,7 +35,7 @@ URL_SCHEMES: Final = ("memory", "sqlite", "postgresql", "postgres", "redis", "re
 _WHERE: Final = "value"
 
 
-def _duration(parse: Callable[[object], float | None], value: object) -> float | None:
+def _duration(parse: Callable[[object], Seconds | None], value: object) -> Seconds | None:
     """Run ``parse``; turn its error into a pydantic error that keeps the message."""
     try:
         return parse(value)
@@ -44,25 +44,25 @@ def _duration(parse: Callable[[object], float | None], value: object) -> float |
         raise PydanticCustomError("config", "{reason}", {"reason": reason}) from None
 
 
-def _interval(value: object) -> float | None:
+def _interval(value: object) -> Seconds | None:
     return _duration(lambda v: parse_interval(v, where=_WHERE), value)
 
 
-def _policy(value: object) -> float | None:
+def _policy(value: object) -> Seconds | None:
     seconds = _duration(lambda v: parse_duration(v, where=_WHERE, allow_never=True), value)
-    if seconds == 0:
+    if seconds is not None and seconds <= 0:
         reason = f"{value!r} would expire data at once: give a duration above zero, or 'never'"
         raise PydanticCustomError("config", "{reason}", {"reason": reason})
     return seconds
 
 
-Interval = Annotated[float, BeforeValidator(_interval)]
-"""An interval in seconds, written as a duration (``"10s"``); zero and ``"never"`` fail."""
+Interval = Annotated[Seconds, BeforeValidator(_interval)]
+"""An interval, written as a duration (``"10s"``); zero and ``"never"`` fail."""
 
-OptionalInterval = Annotated[float | None, BeforeValidator(_interval)]
+OptionalInterval = Annotated[Seconds | None, BeforeValidator(_interval)]
 
-Policy = Annotated[float | None, BeforeValidator(_policy)]
-"""A retention time in seconds, above zero; ``None`` when written ``"never"``."""
+Policy = Annotated[Seconds | None, BeforeValidator(_policy)]
+"""A retention time above zero; ``None`` when written ``"never"``."""
 
 
 def _policy_key(key: str) -> str:
@@ -92,16 +92,16 @@ class DialogSection(Section):
     """``dialog``: when dialogs and sessions end."""
 
     janitor_interval: Interval = Field(default=parse_interval("10s"), alias="janitorInterval")
-    """Seconds between two sweeps for timed-out dialogs; default ``"10s"``."""
+    """Time between two sweeps for timed-out dialogs; default ``"10s"``."""
     timeout_interval: Interval = Field(
         default=parse_interval("5m"),
         validation_alias=AliasChoices("timeoutInterval", "intervalTimeout"),
     )
-    """Seconds of silence that end a dialog and its temp memory; default ``"5m"``."""
+    """Silence that ends a dialog and its temp memory; default ``"5m"``."""
     session_timeout_interval: Interval = Field(
         default=parse_interval("30m"), alias="sessionTimeoutInterval"
     )
-    """Seconds of silence that end a session; default ``"30m"``."""
+    """Silence that ends a session; default ``"30m"``."""
     error_reply: str = Field(default=DEFAULT_ERROR_REPLY, alias="errorReply", min_length=1)
     """What the bot answers when a turn fails; default a short apology."""
     max_steps: int = Field(default=100, alias="maxSteps", ge=1)
@@ -129,14 +129,14 @@ class BotRetentionSection(Section):
     """``dataRetention`` as a bot's file may set it."""
 
     policies: dict[PolicyKey, Policy] = Field(default_factory=dict)
-    """Variable name, dotted path or glob -> retention time in seconds; default none."""
+    """Variable name, dotted path or glob -> retention time (or ``"never"``); default none."""
 
 
 class RetentionSection(BotRetentionSection):
     """``dataRetention`` in the global file."""
 
     janitor_interval: Interval = Field(default=parse_interval("10m"), alias="janitorInterval")
-    """Seconds between two sweeps for expired data; default ``"10m"``."""
+    """Time between two sweeps for expired data; default ``"10m"``."""
 
 
 class DatabaseSection(Section):
@@ -204,7 +204,7 @@ class BotFile(Section):
 
     @field_validator("session_interval_timeout")
     @classmethod
-    def _one_spelling(cls, value: float | None, info: ValidationInfo) -> float | None:
+    def _one_spelling(cls, value: Seconds | None, info: ValidationInfo) -> Seconds | None:
         dialog = info.data.get("dialog")
         if isinstance(dialog, DialogSection) and "session_timeout_interval" in (
             dialog.model_fields_set

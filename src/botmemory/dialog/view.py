@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from botmemory.dialog.runner import POSITION_KEY
+from botmemory.durations import Seconds
 from botmemory.memory import Memory
 from botmemory.turns import iso_time
 from botmemory.values import JsonValue, dumps
@@ -62,7 +63,8 @@ class MemoryView:
         if variable.expires_at is None:
             return "never expires"
         when = iso_time(variable.expires_at)
-        return f"{variable.rule}: expires {when}, {_relative(variable.expires_at - self.now)}"
+        left = _relative(Seconds(variable.expires_at - self.now))
+        return f"{variable.rule}: expires {when}, {left}"
 
 
 async def memory_view(
@@ -95,11 +97,11 @@ def _variables(entries: JsonValue, rule: str) -> tuple[VariableView, ...]:
     return tuple(found)
 
 
-def _relative(seconds: float) -> str:
-    if seconds <= 0:
+def _relative(left: Seconds) -> str:
+    if left <= 0:
         return "now"
     parts: list[str] = []
-    remaining = int(seconds)
+    remaining = int(left)
     for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
         if remaining >= size:
             parts.append(f"{remaining // size}{unit}")

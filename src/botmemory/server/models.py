@@ -286,9 +286,9 @@ class JanitorStatus(ApiModel):
 
     running: bool
     interval: float
-    """Seconds between full runs (``dataRetention.janitorInterval``)."""
+    """Seconds between full runs (``dataRetention.janitorInterval``), as a JSON number."""
     session_interval: float
-    """Seconds between sweeps of timed-out dialogs and sessions."""
+    """Seconds between sweeps of timed-out dialogs and sessions, as a JSON number."""
     runs: list[JanitorRun]
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from botmemory.durations import parse_duration
 from botmemory.janitor import JanitorReport
 from botmemory.server.auth import Grant, admin_access, bot_access, grant_of
 from botmemory.server.errors import error_responses
@@ -30,8 +31,8 @@ log = logging.getLogger("botmemory.server")
 
 router = APIRouter()
 
-HEALTH_TIMEOUT: Final = 5.0
-"""Seconds the health check waits for the storage."""
+HEALTH_TIMEOUT: Final = parse_duration("5s")
+"""How long the health check waits for the storage."""
 """A metadata row every backend has once opened: reading it is the health check."""
 
 Admin = Annotated[Grant, Depends(admin_access)]

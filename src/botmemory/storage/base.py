@@ -35,6 +35,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
+from botmemory.durations import Seconds
+
 __all__ = [
     "KvsCheck",
     "KvsModifier",
@@ -291,8 +293,8 @@ class UserRecords:
     temp_vars: list[StoredVar] = field(default_factory=list)
 
 
-SessionTimeouts = Callable[[str], tuple[float, float]]
-"""Given a bot id, its ``(session timeout, dialog timeout)`` in seconds."""
+SessionTimeouts = Callable[[str], tuple[Seconds, Seconds]]
+"""Given a bot id, its ``(session timeout, dialog timeout)``."""
 
 KvsModifier = Callable[[KvsRecord | None], tuple[KvsRecord | None, T]]
 """Given the live record (``None`` if absent or expired), return the record to store

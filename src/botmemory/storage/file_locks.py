@@ -24,14 +24,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Final
 
+from botmemory.durations import Seconds
+
 __all__ = ["KeyLocks"]
 
 _BYTES: Final = 1 << 40
 """The bytes a key may hash to (locks are on bytes past the end of an empty file)."""
-_FIRST_WAIT: Final = 0.0005
-_LONGEST_WAIT: Final = 0.02
-_ALONE_FOR: Final = 0.05
-"""Seconds a finding that no other process has the file open is trusted."""
+_FIRST_WAIT: Final = Seconds(0.0005)  # 0.5 ms
+_LONGEST_WAIT: Final = Seconds(0.02)  # 20 ms
+_ALONE_FOR: Final = Seconds(0.05)  # 50 ms
+"""How long a finding that no other process has the file open is trusted."""
 
 
 class KeyLocks:
@@ -41,7 +43,7 @@ class KeyLocks:
     storage's in-process session locks).
     """
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: Seconds) -> None:
         self.path = path
         self.timeout = timeout
         self._fd: int | None = None
@@ -97,7 +99,7 @@ class KeyLocks:
 
     async def _acquire(self, fd: int, offset: int) -> bool:
         deadline = time.monotonic() + self.timeout
-        wait = _FIRST_WAIT
+        wait: float = _FIRST_WAIT
         while True:
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)

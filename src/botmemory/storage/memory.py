@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TypeVar
 
+from botmemory.durations import Seconds
 from botmemory.errors import ConflictError
 from botmemory.storage.base import (
     KvsModifier,
@@ -309,7 +310,9 @@ class MemoryStorage(Storage):
         self._meta[name] = value
 
 
-def _shortened(s: SessionRecord, session_timeout: float, dialog_timeout: float) -> SessionRecord:
+def _shortened(
+    s: SessionRecord, session_timeout: Seconds, dialog_timeout: Seconds
+) -> SessionRecord:
     expires_at = min(s.expires_at, s.last_seen + session_timeout)
     temp = s.temp_expires_at
     if temp is not None:

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from botmemory.durations import format_duration, parse_duration
+from botmemory.durations import Seconds, format_duration, parse_duration
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
@@ -69,6 +69,12 @@ _CONFLICT_STATES: Final = {"40P01", "40001"}
 """A deadlock or a serialization failure: the commit is run again, like any conflict."""
 
 
+_LOCK_TIMEOUT: Final = parse_duration("30s")
+_CONNECT_TIMEOUT: Final = parse_duration("10s")
+_COMMAND_TIMEOUT: Final = parse_duration("30s")
+_CLOSE_WAIT: Final = parse_duration("10s")
+
+
 @dataclass(frozen=True, slots=True)
 class PostgresOptions:
     """A PostgreSQL URL taken apart: the DSN for asyncpg and botmemory's own parameters."""
@@ -77,13 +83,13 @@ class PostgresOptions:
     schema: str = "public"
     pool_min: int = 1
     pool_max: int = 10
-    lock_timeout: float | None = 30.0
-    """Seconds; ``None`` waits for ever."""
-    connect_timeout: float = 10.0
-    """Seconds."""
-    command_timeout: float = 30.0
-    """Seconds a call may wait for the server's answer (time spent waiting for a lock
-    within ``lock_timeout`` not counted)."""
+    lock_timeout: Seconds | None = _LOCK_TIMEOUT
+    """How long a call waits for a lock or a free connection; ``None`` waits for ever."""
+    connect_timeout: Seconds = _CONNECT_TIMEOUT
+    """How long to try to connect; ``"never"`` in the URL gives the default."""
+    command_timeout: Seconds = _COMMAND_TIMEOUT
+    """How long a call may wait for the server's answer (time spent waiting for a lock
+    within ``lock_timeout`` not counted); ``"never"`` in the URL gives the default."""
 
 
 def parse_postgres_url(url: str) -> PostgresOptions:
@@ -106,8 +112,10 @@ def parse_postgres_url(url: str) -> PostgresOptions:
         pool_min=_whole(own.get("pool_min", "1"), "pool_min", minimum=0),
         pool_max=_whole(own.get("pool_max", "10"), "pool_max", minimum=1),
         lock_timeout=_duration(own.get("lock_timeout", "30s"), "lock_timeout"),
-        connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout") or 10.0,
-        command_timeout=_duration(own.get("command_timeout", "30s"), "command_timeout") or 30.0,
+        connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout")
+        or _CONNECT_TIMEOUT,
+        command_timeout=_duration(own.get("command_timeout", "30s"), "command_timeout")
+        or _COMMAND_TIMEOUT,
     )
     if options.pool_min > options.pool_max:
         raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
@@ -122,7 +130,7 @@ def _whole(value: str, name: str, *, minimum: int) -> int:
     return int(value)
 
 
-def _duration(value: str, name: str) -> float | None:
+def _duration(value: str, name: str) -> Seconds | None:
     seconds = parse_duration(value, where=f"database.url {name}", allow_never=True)
     if seconds is not None and seconds <= 0:
         raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
@@ -217,15 +225,17 @@ class PostgresPool:
         if pool is None:
             return
         try:
-            await asyncio.wait_for(pool.close(), timeout=10)
+            await asyncio.wait_for(pool.close(), timeout=_CLOSE_WAIT)
         except Exception:  # the server is gone, or a connection is still in use
             pool.terminate()
 
     @property
-    def lock_wait(self) -> float | None:
+    def lock_wait(self) -> Seconds | None:
         """The client-side timeout of a statement that waits for a lock: both bounds."""
         lock_timeout = self.options.lock_timeout
-        return None if lock_timeout is None else lock_timeout + self.options.command_timeout
+        if lock_timeout is None:
+            return None
+        return Seconds(lock_timeout + self.options.command_timeout)
 
     # -- errors --------------------------------------------------------------------------
     def _where(self) -> str:

@@ -34,7 +34,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from botmemory.durations import parse_duration
+from botmemory.durations import Seconds, format_duration, parse_duration
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
@@ -84,6 +84,10 @@ S = TypeVar("S", bound="RedisStorage")
 _PARAMS: Final = ("prefix", "lease_timeout", "lock_wait", "ttl_grace", "pool_max")
 _UNAVAILABLE: Final = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
 
+_LEASE_TIMEOUT: Final = parse_duration("30s")
+_LOCK_WAIT: Final = parse_duration("60s")
+_TTL_GRACE: Final = parse_duration("1h")
+
 
 @dataclass(frozen=True, slots=True)
 class RedisOptions:
@@ -92,12 +96,12 @@ class RedisOptions:
     client_url: str
     prefix: str = "botmemory:"
     """Start of every key; ``{`` and ``}`` are not allowed (hash tags follow it)."""
-    lease_timeout: float = 30.0
-    """Seconds a session or janitor lease lives unless its holder renews it."""
-    lock_wait: float = 60.0
-    """Seconds a turn waits for its session's lease before LockTimeoutError."""
-    ttl_grace: float = 3600.0
-    """Seconds Redis keeps an expired whole key before freeing it by itself."""
+    lease_timeout: Seconds = _LEASE_TIMEOUT
+    """How long a session or janitor lease lives unless its holder renews it."""
+    lock_wait: Seconds = _LOCK_WAIT
+    """How long a turn waits for its session's lease before LockTimeoutError."""
+    ttl_grace: Seconds = _TTL_GRACE
+    """How long Redis keeps an expired whole key before freeing it by itself."""
     pool_max: int = 50
     """Connections this process opens at most; a call waits up to ``lock_wait`` for one."""
 
@@ -131,7 +135,7 @@ def _pool_max(value: str) -> int:
     return size
 
 
-def _duration(name: str, value: str) -> float:
+def _duration(name: str, value: str) -> Seconds:
     seconds = parse_duration(value, where=f"database.url {name}")
     if name == "lease_timeout" and seconds <= 0:
         raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
@@ -247,7 +251,7 @@ class RedisStorage(Storage):
     def _pipeline(self) -> Pipeline:
         return self._redis.pipeline(transaction=True)
 
-    async def _take(self, key: str, wait: float | None) -> Lease | None:
+    async def _take(self, key: str, wait: Seconds | None) -> Lease | None:
         with self._translating():
             return await self._leases.take(key, wait)
 
@@ -262,8 +266,8 @@ class RedisStorage(Storage):
             if lease is None:
                 raise LockTimeoutError(
                     f"session {session_key} of bot {bot_id!r} stayed locked by another process "
-                    f"for {self.options.lock_wait:g}s: raise lock_wait in the URL if turns run "
-                    "that long"
+                    f"for {format_duration(self.options.lock_wait)}: raise lock_wait in the URL "
+                    "if turns run that long"
                 )
             try:
                 yield

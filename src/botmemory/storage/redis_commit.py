@@ -28,6 +28,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from botmemory.durations import parse_duration
 from botmemory.storage.base import KvsRecord, SessionRecord, TurnWrite, VarKey
 from botmemory.storage.redis_layout import (
     BotKeys,
@@ -41,8 +42,8 @@ from botmemory.storage.redis_layout import (
 
 __all__ = ["APPLIED", "COMMIT_IDS_KEPT", "COMMIT_TURN", "CONFLICT", "CommitArgs"]
 
-COMMIT_IDS_KEPT: Final = 600.0
-"""Seconds (wall clock) a commit id is remembered: a resend within them is not applied."""
+COMMIT_IDS_KEPT: Final = parse_duration("10m")
+"""How long (wall clock) a commit id is remembered: a resend within it is not applied."""
 
 APPLIED: Final = 1
 """Script reply code: this commit id was applied before; nothing was done now."""

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from botmemory.durations import Seconds
 from botmemory.storage.base import KvsRecord, SessionRecord, StoredVar, VarKey
 
 __all__ = [
@@ -205,7 +206,7 @@ class MetaKeys:
         return cls(f"{base}settings", f"{base}bots", f"{base}layout", f"{base}janitor-lease")
 
 
-def native_ttl_ms(expires_at: float, grace: float) -> int:
+def native_ttl_ms(expires_at: float, grace: Seconds) -> int:
     """Native TTL of a whole key whose data expires at ``expires_at``, in milliseconds.
 
     Counted on this host's wall clock, plus ``grace``, and never shorter than ``grace``

@@ -14,26 +14,27 @@ import logging
 import random
 import secrets
 import time
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from botmemory.durations import Seconds
 from botmemory.storage.redis_scripts import Scripts
 
 __all__ = ["Lease", "Leases"]
 
 log = logging.getLogger("botmemory.storage.redis")
 
-_FIRST_POLL = 0.005
-_MAX_POLL = 0.1
+_FIRST_POLL: Final = Seconds(0.005)  # 5 ms
+_MAX_POLL: Final = Seconds(0.1)  # 100 ms
 
 
 class Lease:
-    """One attempt to hold the lease on ``key`` for ``timeout`` seconds at a time."""
+    """One attempt to hold the lease on ``key`` for ``timeout`` at a time."""
 
-    def __init__(self, client: Redis, scripts: Scripts, key: str, timeout: float) -> None:
+    def __init__(self, client: Redis, scripts: Scripts, key: str, timeout: Seconds) -> None:
         self.key = key
         self.token = secrets.token_hex(16)
         self._client = client
@@ -49,10 +50,10 @@ class Lease:
             self._renewer = asyncio.create_task(self._keep(), name=f"botmemory-lease {self.key}")
         return taken
 
-    async def take(self, wait: float) -> bool:
-        """Take the lease, polling for up to ``wait`` seconds; return whether it was taken."""
+    async def take(self, wait: Seconds) -> bool:
+        """Take the lease, polling for up to ``wait``; return whether it was taken."""
         deadline = time.monotonic() + wait
-        pause = _FIRST_POLL
+        pause: float = _FIRST_POLL
         while not await self.try_take():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -92,7 +93,7 @@ class Lease:
 class Leases:
     """The leases one storage takes, on any key, with one timeout."""
 
-    def __init__(self, client: Redis, scripts: Scripts, timeout: float) -> None:
+    def __init__(self, client: Redis, scripts: Scripts, timeout: Seconds) -> None:
         self._client = client
         self._scripts = scripts
         self._timeout = timeout
@@ -100,8 +101,8 @@ class Leases:
         self._stale: dict[str, str] = {}
         """Tokens of our leases that Redis could not be told to release."""
 
-    async def take(self, key: str, wait: float | None) -> Lease | None:
-        """Take the lease on ``key``, waiting up to ``wait`` seconds (``None``: no wait)."""
+    async def take(self, key: str, wait: Seconds | None) -> Lease | None:
+        """Take the lease on ``key``, waiting up to ``wait`` (``None``: no wait)."""
         stale = self._stale.get(key)
         if stale is not None:
             await self._scripts.release(keys=[key], args=[stale])

@@ -27,8 +27,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
+from botmemory.durations import Seconds, format_duration, parse_duration
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
@@ -71,11 +72,14 @@ def sqlite_path(url: str) -> str:
     return rest[1:] if rest.startswith("/") else rest
 
 
+_CHECKPOINT_WAIT: Final = parse_duration("5s")
+
+
 class SqliteStorage(Storage):
     """Store everything in one SQLite file."""
 
-    checkpoint_wait: float = 5.0
-    """Seconds an erasure waits for other connections' reads to end (see delete_user)."""
+    checkpoint_wait: Seconds = _CHECKPOINT_WAIT
+    """How long an erasure waits for other connections' reads to end (see delete_user)."""
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -90,7 +94,7 @@ class SqliteStorage(Storage):
         """``PRAGMA data_version`` as the last group commit found it (read on the worker)."""
         in_file = self.path not in ("", ":memory:")
         self._turn_locks = KeyLocks(
-            f"{self.path}.sessions.lock" if in_file else "", sql.BUSY_TIMEOUT_MS / 1000
+            f"{self.path}.sessions.lock" if in_file else "", sql.BUSY_TIMEOUT
         )
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -323,8 +327,8 @@ class SqliteStorage(Storage):
         ``secure_delete`` zeroes what the write frees; the checkpoint then copies those
         pages into the database file and empties the WAL, which still holds the old
         pages. While another connection is in a transaction (reading or writing), the
-        WAL cannot be emptied: the checkpoint is tried again for ``checkpoint_wait``
-        seconds, then :class:`ErasurePendingError` says so. A later erasure finishes.
+        WAL cannot be emptied: the checkpoint is tried again for up to
+        ``checkpoint_wait``, then :class:`ErasurePendingError` says so. A later erasure finishes.
         """
 
         def erase(db: sqlite3.Connection) -> dict[str, int]:
@@ -334,9 +338,10 @@ class SqliteStorage(Storage):
 
         counts = await self._run(self._write(erase))
         if not await self._checkpoint():
+            waited = format_duration(self.checkpoint_wait)
             raise ErasurePendingError(
                 f"the user is erased, but another connection to the SQLite database "
-                f"{self.path} stayed in a transaction for {self.checkpoint_wait:g}s, so "
+                f"{self.path} stayed in a transaction for {waited}, so "
                 "its WAL file, which still holds the erased values, could not be emptied. "
                 "Erase the user again to finish.",
                 counts,
@@ -344,7 +349,7 @@ class SqliteStorage(Storage):
         return counts
 
     async def _checkpoint(self) -> bool:
-        """Empty the WAL into the file, trying for ``checkpoint_wait`` seconds."""
+        """Empty the WAL into the file, trying for ``checkpoint_wait``."""
         deadline = time.monotonic() + self.checkpoint_wait
         pause = 0.002
         while not await self._run(sql.checkpoint):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
+from botmemory.durations import parse_duration
 from botmemory.errors import ConflictError, SchemaVersionError
 from botmemory.storage.base import (
     KvsModifier,
@@ -70,8 +71,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 
-BUSY_TIMEOUT_MS: Final = 5000
+BUSY_TIMEOUT: Final = parse_duration("5s")
 """How long a statement waits for another connection's lock before failing."""
+_BUSY_TIMEOUT_MS: Final = round(BUSY_TIMEOUT * 1000)  # what PRAGMA busy_timeout takes
 VAR_COLUMNS: Final = (
     "bot_id, scope, owner, name, value, changed_at, expires_at, field_times, version"
 )
@@ -131,7 +133,7 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
 
 def configure(db: sqlite3.Connection) -> None:
     """Set the connection's pragmas and apply the migrations the database lacks."""
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     for attempt in range(50):  # switching a new file to WAL ignores busy_timeout
         try:
             db.execute("PRAGMA journal_mode = WAL")
@@ -450,7 +452,7 @@ def checkpoint(db: sqlite3.Connection) -> bool:
     try:
         busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
     finally:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     return not busy
 
 
