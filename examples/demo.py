@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from botmemory import ManualClock, Memory
@@ -61,11 +62,11 @@ async def main() -> None:
                 show(title, scopes)
 
         await look("right away: all four memories")
-        clock.advance(6 * 60)
+        clock.advance(timedelta(seconds=6 * 60))
         await look("6 minutes later: someChoice (5m) and temp (dialog timeout 5m) are gone")
-        clock.advance(DAY)
+        clock.advance(timedelta(seconds=DAY))
         await look("a day later: the session timed out, mood (1d) is forgotten")
-        clock.advance(60 * DAY)
+        clock.advance(timedelta(seconds=60 * DAY))
         await look("61 days later: email (60d) is gone too; the name has no policy")
         report = await mem.janitor.run_once()
         print(f"\n{report.summary()}")

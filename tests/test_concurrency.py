@@ -7,6 +7,8 @@ processes are in ``test_exactness.py``.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from botmemory import (
@@ -168,13 +170,13 @@ async def test_incr_of_a_user_variable_restarts_its_retention(
     mem = await open_memory({"dataRetention": {"policies": {"score": "1d"}}})
     async with mem.turn("b", "u1") as state:
         state.user.incr("score")
-    clock.advance(DAY / 2)
+    clock.advance(timedelta(seconds=DAY / 2))
     async with mem.turn("b", "u1") as state:
         state.user.incr("score")
-    clock.advance(DAY - 0.001)  # just before a day after the last change
+    clock.advance(timedelta(seconds=DAY - 0.001))  # just before a day after the last change
     async with mem.turn("b", "u1") as state:
         assert state.user["score"] == 2
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     async with mem.turn("b", "u1") as state:
         assert "score" not in state.user  # a day after the last change: gone
         state.user.incr("score")
@@ -307,7 +309,7 @@ async def test_a_session_remembers_its_last_message_ids(open_memory: OpenMemory)
 async def test_message_ids_go_with_their_session(mem: Memory, clock: ManualClock) -> None:
     async with mem.turn("b", "u1", message_id="m1"):
         pass
-    clock.advance(30 * 60)  # the session times out: a new one knows no ids
+    clock.advance(timedelta(seconds=30 * 60))  # the session times out: a new one knows no ids
     async with mem.turn("b", "u1", message_id="m1") as state:
         assert state.is_new_session
 
@@ -325,12 +327,12 @@ async def test_a_kvs_key_read_live_that_expired_before_the_commit_conflicts(
     await kvs.set("offer", "10%", expiry="1m")
     async with mem.turn("b", "u1") as state:
         assert await state.kvs.get("offer") == "10%"
-        clock.advance(59.999)  # still live at the commit
+        clock.advance(timedelta(seconds=59.999))  # still live at the commit
         state.bot["used_offer"] = 1
     with pytest.raises(ConflictError):
         async with mem.turn("b", "u1") as state:
             assert await state.kvs.get("offer") == "10%"
-            clock.advance(0.001)  # nothing else changes: only time passes
+            clock.advance(timedelta(seconds=0.001))  # nothing else changes: only time passes
             state.bot["used_offer"] = 2
     async with mem.turn("b", "u1") as state:
         assert state.bot["used_offer"] == 1

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 import botmemory
+from botmemory.clock import ManualClock
 from botmemory.config import BotSettings, Settings, load_settings
 from botmemory.durations import (
     NEVER,
@@ -308,3 +309,14 @@ def test_config_holds_the_durations_it_parsed_once() -> None:
     assert settings.janitor_interval == 30.0
     assert dict(bot.policies) == {"mood": 300.0, "x": None}
     assert RetentionPolicies(bot.policies).for_variable("mood").ttl == 300.0
+
+
+def test_the_manual_clock_moves_by_durations_with_units_only() -> None:
+    clock = ManualClock(1000.0)
+    clock.advance("1.5s")
+    clock.advance(timedelta(minutes=1))
+    assert clock() == 1061.5
+    for bare in (60, 0.5, "60"):
+        with pytest.raises(InvalidDurationError, match="unit"):
+            clock.advance(bare)  # type: ignore[arg-type]
+    assert clock() == 1061.5

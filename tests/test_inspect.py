@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from botmemory import InvalidValueError, ManualClock, Memory
@@ -18,7 +20,7 @@ async def test_peek_shows_every_scope_with_expiries_and_changes_nothing(
         state.session["topic"] = "x"
         state.temp["step"] = 1
         state.bot["motd"] = "hello"
-    clock.advance(60)
+    clock.advance(timedelta(seconds=60))
     view = await mem.peek("b", "u1")
     scopes = view["scopes"]
     assert view["now"] == START + 60
@@ -30,7 +32,7 @@ async def test_peek_shows_every_scope_with_expiries_and_changes_nothing(
     assert scopes["session"]["topic"] == {"value": "x", "expiresAt": START + 30 * 60}  # type: ignore[index]
     assert scopes["temp"]["step"] == {"value": 1, "expiresAt": START + 5 * 60}  # type: ignore[index]
     assert scopes["bot"]["motd"] == {"value": "hello", "expiresAt": None}  # type: ignore[index]
-    clock.advance(29 * 60)  # peeking did not keep the session alive
+    clock.advance(timedelta(seconds=29 * 60))  # peeking did not keep the session alive
     assert (await mem.peek("b", "u1"))["scopes"]["session"] == {}  # type: ignore[index]
 
 
@@ -39,12 +41,12 @@ async def test_edit_changes_memory_without_keeping_the_session_alive(
 ) -> None:
     async with mem.turn("b", "u1") as state:
         state.session["topic"] = "x"
-    clock.advance(20 * 60)
+    clock.advance(timedelta(seconds=20 * 60))
     async with mem.edit("b", "u1") as state:
         state.session["topic"] = "edited"
         state.user["name"] = "Ada"
         state.bot["motd"] = "hi"
-    clock.advance(10 * 60)
+    clock.advance(timedelta(seconds=10 * 60))
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         assert state.user["name"] == "Ada"
@@ -78,7 +80,7 @@ async def test_edit_of_temp_after_the_dialog_timed_out_is_refused(
 ) -> None:
     async with mem.turn("b", "u1") as state:
         state.session["s"] = 1
-    clock.advance(10 * 60)  # the dialog (5m) is over, the session (30m) is not
+    clock.advance(timedelta(seconds=10 * 60))  # the dialog (5m) is over, the session (30m) is not
     with pytest.raises(InvalidValueError, match="dialog"):
         async with mem.edit("b", "u1") as state:
             state.temp["step"] = "admin"
@@ -89,10 +91,10 @@ async def test_edit_of_temp_within_the_dialog_is_seen_by_the_next_turn(
 ) -> None:
     async with mem.turn("b", "u1") as state:
         state.session["s"] = 1
-    clock.advance(60)
+    clock.advance(timedelta(seconds=60))
     async with mem.edit("b", "u1") as state:
         state.temp["step"] = "admin"
-    clock.advance(60)
+    clock.advance(timedelta(seconds=60))
     async with mem.turn("b", "u1") as state:
         assert dict(state.temp) == {"step": "admin"}
 
@@ -117,7 +119,7 @@ async def test_end_session_runs_the_hook_and_drops_the_session(
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         assert state.user["name"] == "Ada"
-    clock.advance(31 * 60)
+    clock.advance(timedelta(seconds=31 * 60))
     assert not await mem.end_session("b", "u1")
 
 
@@ -132,7 +134,7 @@ async def test_kvs_entry_gives_the_expiry(mem: Memory) -> None:
 
 async def test_janitor_totals_count_every_run(mem: Memory, clock: ManualClock) -> None:
     await mem.kvs.for_bot("b").set("k", 1, expiry="1s")
-    clock.advance(2)
+    clock.advance(timedelta(seconds=2))
     await mem.janitor.run_once()
     await mem.janitor.run_once()
     assert mem.janitor.totals.runs == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -34,7 +35,7 @@ async def test_one_run_removes_everything_expired_in_batches(
     mem = await open_memory({"dataRetention": {"policies": {"mood": "1h"}}})
     mem.janitor.batch_size = batch
     await fill(mem, count, count)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     report = await mem.janitor.run_once()
     assert (report.user_variables, report.sessions, report.temp, report.kvs) == (
         count,
@@ -53,7 +54,7 @@ async def test_idle_temp_is_emptied_while_the_session_lives(
 ) -> None:
     mem = await open_memory({"dialog": {"timeoutInterval": "5m", "sessionTimeoutInterval": "1h"}})
     await fill(mem, 3, 0)
-    clock.advance(6 * 60)
+    clock.advance(timedelta(seconds=6 * 60))
     report = await mem.janitor.run_once()
     assert (report.temp, report.sessions) == (3, 0)
     async with mem.turn("b", "u0") as state:
@@ -64,7 +65,7 @@ async def test_idle_temp_is_emptied_while_the_session_lives(
 
 async def test_janitor_keeps_what_has_not_expired(mem: Memory, clock: ManualClock) -> None:
     await fill(mem, 5, 5)
-    clock.advance(60)
+    clock.advance(timedelta(seconds=60))
     assert (await mem.janitor.run_once()).total == 0
     async with mem.turn("b", "u1") as state:
         assert state.temp["t"] == 1
@@ -72,7 +73,7 @@ async def test_janitor_keeps_what_has_not_expired(mem: Memory, clock: ManualCloc
 
 async def test_janitor_runs_never_overlap(mem: Memory, clock: ManualClock) -> None:
     await fill(mem, 10, 10)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     reports = await asyncio.gather(*(mem.janitor.run_once() for _ in range(3)))
     assert sum(r.sessions for r in reports) == 10
     assert sum(r.kvs for r in reports) == 10
@@ -82,7 +83,7 @@ async def test_overlapping_janitor_steps_count_each_temp_memory_once(
     mem: Memory, clock: ManualClock
 ) -> None:
     await fill(mem, 5, 0)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     due = await mem.storage.expired_temps(clock(), 100)  # two runs that read the same batch
     async with mem.turn("b", "u1", resume=True) as state:  # as the dialog-timeout hook does
         state.end_flow()  # a turn emptied this one since: it still counts, once
@@ -97,7 +98,7 @@ async def test_janitor_logs_a_one_line_summary(
     mem: Memory, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     await fill(mem, 2, 1)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     with caplog.at_level(logging.INFO, logger="botmemory.janitor"):
         await mem.janitor.run_once()
     assert any(
@@ -123,7 +124,7 @@ async def test_the_loop_runs_on_its_own_and_survives_errors(
 
     storage.delete_expired_kvs = flaky  # type: ignore[method-assign]
     await mem.kvs.for_bot("b").set("k", 1, expiry="1s")
-    clock.advance(2)
+    clock.advance(timedelta(seconds=2))
     with caplog.at_level(logging.INFO, logger="botmemory.janitor"):
         await mem.janitor.start()
         assert mem.janitor.running
@@ -167,11 +168,11 @@ async def test_hooks_see_timed_out_sessions_before_they_are_removed(
 
     mem.janitor.on_dialog_timeout = on_dialog_timeout
     mem.janitor.on_session_end = on_session_end
-    clock.advance(6 * 60)
+    clock.advance(timedelta(seconds=6 * 60))
     report = await mem.janitor.run_once()
     assert (report.temp, report.sessions) == (2, 0)
     assert sorted(seen) == [("timeout", 0, 0), ("timeout", 1, 1)]
-    clock.advance(5 * 60)  # the resumed turns did not keep the sessions alive
+    clock.advance(timedelta(seconds=5 * 60))  # the resumed turns did not keep the sessions alive
     report = await mem.janitor.run_once()
     assert (report.temp, report.sessions) == (0, 2)
     assert sorted(seen)[:2] == [("end", None, 0), ("end", None, 1)]
@@ -189,7 +190,7 @@ async def test_temp_never_outlives_its_session(open_memory: OpenMemory, clock: M
 
     mem.janitor.on_dialog_timeout = on_dialog_timeout
     await fill(mem, 1, 0)
-    clock.advance(10 * 60)
+    clock.advance(timedelta(seconds=10 * 60))
     report = await mem.janitor.run_once()
     assert (report.temp, report.sessions, len(timeouts)) == (1, 1, 1)
 
@@ -202,7 +203,7 @@ async def test_a_failing_hook_does_not_keep_expired_data(
 
     mem.janitor.on_dialog_timeout = broken
     await fill(mem, 1, 0)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     report = await mem.janitor.run_once()
     assert (report.temp, report.sessions) == (1, 1)
     assert any("hook bug" in (r.exc_text or "") for r in caplog.records)
@@ -217,7 +218,7 @@ async def test_sessions_only_runs_leave_retention_for_the_full_run(
     )
     assert (mem.janitor.interval, mem.janitor.session_interval) == (600, 2)
     await fill(mem, 1, 1)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     report = await mem.janitor.run_once(sessions_only=True)
     assert (report.temp, report.sessions, report.user_variables, report.kvs) == (1, 1, 0, 0)
     report = await mem.janitor.run_once()
@@ -229,7 +230,7 @@ async def test_a_session_with_a_turn_running_is_left_for_the_next_run(
 ) -> None:
     async with mem.turn("b", "u1") as state:
         state.session["keep"] = 1
-    clock.advance(29 * 60)
+    clock.advance(timedelta(seconds=29 * 60))
     loaded, done = asyncio.Event(), asyncio.Event()
 
     async def turn_at_the_boundary() -> None:
@@ -240,7 +241,7 @@ async def test_a_session_with_a_turn_running_is_left_for_the_next_run(
 
     task = asyncio.create_task(turn_at_the_boundary())
     await loaded.wait()
-    clock.advance(2 * 60)  # the session timed out while the turn ran
+    clock.advance(timedelta(seconds=2 * 60))  # the session timed out while the turn ran
     assert (await mem.janitor.run_once()).sessions == 0
     done.set()
     await task
@@ -252,7 +253,7 @@ async def test_a_session_with_a_turn_running_is_left_for_the_next_run(
 async def test_progress_is_told_after_every_batch(mem: Memory, clock: ManualClock) -> None:
     mem.janitor.batch_size = 10
     await fill(mem, 0, 25)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     seen: list[tuple[str, int]] = []
     report = await mem.janitor.run_once(progress=lambda kind, n: seen.append((kind, n)))
     assert report.kvs == 25
@@ -274,10 +275,10 @@ async def test_shortened_timeouts_are_enforced_on_sessions_stored_before(
     second = await open_memory(
         {"dialog": {"sessionTimeoutInterval": "30m", "timeoutInterval": "5m"}}
     )
-    clock.advance(6 * 60)
+    clock.advance(timedelta(seconds=6 * 60))
     report = await second.janitor.run_once()
     assert (report.temp, report.sessions) == (1, 0)
-    clock.advance(30 * 60)
+    clock.advance(timedelta(seconds=30 * 60))
     report = await second.janitor.run_once()
     assert report.sessions == 1
     assert (await second.export_user("b", "u1"))["sessions"] == []
@@ -293,7 +294,7 @@ async def test_unchanged_timeouts_leave_stored_timers_alone(
         state.session["kept"] = 1
     await first.close()
     second = await open_memory()
-    clock.advance(29 * 60)
+    clock.advance(timedelta(seconds=29 * 60))
     assert (await second.janitor.run_once()).sessions == 0
     async with second.turn("b", "u1") as state:
         assert state.session["kept"] == 1

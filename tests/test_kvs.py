@@ -47,13 +47,13 @@ async def test_expiry(mem: Memory, clock: ManualClock) -> None:
     await kvs.set("k", "v", expiry="5m")
     await kvs.set("t", "v", expiry=timedelta(hours=1))
     await kvs.set("n", "v", expiry="never")
-    clock.advance(299.999)
+    clock.advance(timedelta(seconds=299.999))
     assert await kvs.get("k") == "v"
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     assert await kvs.get("k") is None
     assert not await kvs.exists("k")
     assert await kvs.keys() == ["n", "t"]
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     assert await kvs.keys() == ["n"]
 
 
@@ -67,9 +67,9 @@ async def test_a_key_lives_exactly_as_long_as_its_expiry(
     kvs = mem.kvs.for_bot("b")
     stored = await kvs.set("k", "v", expiry=expiry)
     assert stored.expires_at == pytest.approx(clock.now + seconds)
-    clock.advance(seconds - 0.001)
+    clock.advance(timedelta(seconds=seconds - 0.001))
     assert await kvs.get("k") == "v"
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     assert await kvs.get("k") is None
 
 
@@ -87,7 +87,7 @@ async def test_set_without_expiry_clears_an_earlier_one(mem: Memory, clock: Manu
     kvs = mem.kvs.for_bot("b")
     await kvs.set("k", 1, expiry="1m")
     await kvs.set("k", 2)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     assert await kvs.get("k") == 2
 
 
@@ -160,11 +160,11 @@ async def test_incr_is_atomic(mem: Memory) -> None:
 async def test_incr_expiry(mem: Memory, clock: ManualClock) -> None:
     kvs = mem.kvs.for_bot("b")
     await kvs.incr("window", expiry="1m")
-    clock.advance(30)
+    clock.advance(timedelta(seconds=30))
     await kvs.incr("window")  # keeps the expiry it had
-    clock.advance(29.999)
+    clock.advance(timedelta(seconds=29.999))
     assert await kvs.get("window") == 2
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     assert await kvs.get("window") is None
     assert await kvs.incr("window") == 1
 
@@ -196,9 +196,9 @@ async def test_expired_keys_are_removed_by_the_janitor(mem: Memory, clock: Manua
     await kvs.set("gone", 1, expiry="1s")
     await kvs.set("kept", 1)
     await mem.kvs.for_global().set("gone", 1, expiry="1s")
-    clock.advance(0.999)
+    clock.advance(timedelta(seconds=0.999))
     assert (await mem.janitor.run_once()).kvs == 0
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     report = await mem.janitor.run_once()
     assert report.kvs == 2
     assert await kvs.keys() == ["kept"]

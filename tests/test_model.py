@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -98,7 +99,7 @@ async def replay(url: str, ops: list[tuple[str, str, str, int]]) -> None:
         kvs = mem.kvs.for_bot("b")
         for kind, user, name, number in ops:
             if kind == "wait":
-                clock.advance(number)
+                clock.advance(timedelta(seconds=number))
                 model.now += number
             elif kind == "janitor":
                 await mem.janitor.run_once()

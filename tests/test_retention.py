@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from botmemory import ManualClock, Memory
@@ -27,21 +29,21 @@ async def set_user(mem: Memory, **values: object) -> None:
 
 async def test_variables_expire_after_their_policy(retained: Memory, clock: ManualClock) -> None:
     await set_user(retained, name="Ada", email="ada@example.com", mood="happy", someChoice="a")
-    clock.advance(5 * 60)
+    clock.advance(timedelta(seconds=5 * 60))
     assert await user(retained) == {"name": "Ada", "email": "ada@example.com", "mood": "happy"}
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     assert await user(retained) == {"name": "Ada", "email": "ada@example.com"}
-    clock.advance(60 * DAY)
+    clock.advance(timedelta(seconds=60 * DAY))
     assert await user(retained) == {"name": "Ada"}
 
 
 async def test_expiry_is_reset_when_the_value_changes(retained: Memory, clock: ManualClock) -> None:
     await set_user(retained, mood="happy")
-    clock.advance(DAY - 60)
+    clock.advance(timedelta(seconds=DAY - 60))
     await set_user(retained, mood="sad")
-    clock.advance(DAY - 60)
+    clock.advance(timedelta(seconds=DAY - 60))
     assert await user(retained) == {"mood": "sad"}
-    clock.advance(60)
+    clock.advance(timedelta(seconds=60))
     assert await user(retained) == {}
 
 
@@ -49,9 +51,9 @@ async def test_setting_the_same_value_again_does_not_extend_it(
     retained: Memory, clock: ManualClock
 ) -> None:
     await set_user(retained, mood="happy")
-    clock.advance(DAY - 60)
+    clock.advance(timedelta(seconds=DAY - 60))
     await set_user(retained, mood="happy")
-    clock.advance(60)
+    clock.advance(timedelta(seconds=60))
     assert await user(retained) == {}
 
 
@@ -66,7 +68,7 @@ async def test_expired_data_is_invisible_before_the_janitor_runs(
     retained: Memory, clock: ManualClock
 ) -> None:
     await set_user(retained, mood="happy")
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     assert await user(retained) == {}
     report = await retained.janitor.run_once()
     assert report.user_variables == 1
@@ -76,11 +78,11 @@ async def test_a_variable_expiring_mid_turn_is_not_written_back(
     retained: Memory, clock: ManualClock
 ) -> None:
     await set_user(retained, mood="happy", email="a@b.c")
-    clock.advance(DAY - 1)
+    clock.advance(timedelta(seconds=DAY - 1))
     async with retained.turn("b", "u1") as state:
         assert state.user["mood"] == "happy"
         state.user["name"] = "Ada"
-        clock.advance(2)
+        clock.advance(timedelta(seconds=2))
     assert await user(retained) == {"email": "a@b.c", "name": "Ada"}
 
 
@@ -88,10 +90,10 @@ async def test_a_variable_set_by_the_turn_is_kept_even_if_the_old_one_expired(
     retained: Memory, clock: ManualClock
 ) -> None:
     await set_user(retained, mood="happy")
-    clock.advance(DAY - 1)
+    clock.advance(timedelta(seconds=DAY - 1))
     async with retained.turn("b", "u1") as state:
         state.user["mood"] = "sad"
-        clock.advance(2)
+        clock.advance(timedelta(seconds=2))
     assert await user(retained) == {"mood": "sad"}
 
 
@@ -100,9 +102,9 @@ async def test_glob_policies(open_memory: OpenMemory, clock: ManualClock) -> Non
         {"dataRetention": {"policies": {"tmp_*": "1h", "tmp_keep*": "never", "tmp_x": "1d"}}}
     )
     await set_user(mem, tmp_a=1, tmp_keep_me=2, tmp_x=3, other=4)
-    clock.advance(3600)
+    clock.advance(timedelta(seconds=3600))
     assert await user(mem) == {"tmp_keep_me": 2, "tmp_x": 3, "other": 4}
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     assert await user(mem) == {"tmp_keep_me": 2, "other": 4}
 
 
@@ -111,7 +113,7 @@ async def test_glob_characters_in_names_are_not_wildcards_elsewhere(
 ) -> None:
     mem = await open_memory({"dataRetention": {"policies": {"a_b": "1h"}}})
     await set_user(mem, a_b=1, axb=2)
-    clock.advance(3600)
+    clock.advance(timedelta(seconds=3600))
     assert await user(mem) == {"axb": 2}
 
 
@@ -120,7 +122,7 @@ async def test_dotted_policy_removes_only_that_field(
 ) -> None:
     mem = await open_memory({"dataRetention": {"policies": {"profile.email": "1d"}}})
     await set_user(mem, profile={"name": "Ada", "email": "ada@example.com"})
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     assert await user(mem) == {"profile": {"name": "Ada"}}
     report = await mem.janitor.run_once()
     assert report.user_fields == 1
@@ -133,15 +135,15 @@ async def test_dotted_policy_counts_from_the_fields_own_last_change(
 ) -> None:
     mem = await open_memory({"dataRetention": {"policies": {"profile.email": "1d"}}})
     await set_user(mem, profile={"name": "Ada", "email": "a@x"})
-    clock.advance(DAY / 2)
+    clock.advance(timedelta(seconds=DAY / 2))
     await set_user(mem, profile={"name": "Ada L.", "email": "a@x"})  # email unchanged
-    clock.advance(DAY / 2)
+    clock.advance(timedelta(seconds=DAY / 2))
     assert await user(mem) == {"profile": {"name": "Ada L."}}
     await set_user(mem, profile={"name": "Ada", "email": "new@x"})
-    clock.advance(DAY / 2)
+    clock.advance(timedelta(seconds=DAY / 2))
     async with mem.turn("b", "u1") as state:
         state.user["profile"]["email"] = "newer@x"  # type: ignore[index]
-    clock.advance(DAY * 0.75)
+    clock.advance(timedelta(seconds=DAY * 0.75))
     assert await user(mem) == {"profile": {"name": "Ada", "email": "newer@x"}}
 
 
@@ -153,12 +155,12 @@ async def test_bot_policies_merge_over_global(open_memory: OpenMemory, clock: Ma
     for bot in ("b", "other"):
         async with mem.turn(bot, "u1") as state:
             state.user.update({"mood": "ok", "email": "e"})
-    clock.advance(3600)
+    clock.advance(timedelta(seconds=3600))
     async with mem.turn("b", "u1") as state:
         assert dict(state.user) == {"email": "e"}
     async with mem.turn("other", "u1") as state:
         assert dict(state.user) == {"mood": "ok", "email": "e"}
-    clock.advance(365 * DAY)
+    clock.advance(timedelta(seconds=365 * DAY))
     async with mem.turn("b", "u1") as state:
         assert dict(state.user) == {"email": "e"}
 
@@ -171,10 +173,12 @@ async def test_policy_added_later_applies_to_stored_data(
     first = await open_memory()
     await set_user(first, mood="happy", name="Ada")
     await first.close()
-    clock.advance(DAY / 2)
+    clock.advance(timedelta(seconds=DAY / 2))
     second = await open_memory({"dataRetention": {"policies": {"mood": "1d"}}})
     assert await user(second) == {"mood": "happy", "name": "Ada"}
-    clock.advance(DAY / 2)  # counted from the value's last change, not from the new policy
+    clock.advance(
+        timedelta(seconds=DAY / 2)
+    )  # counted from the value's last change, not from the new policy
     assert await user(second) == {"name": "Ada"}
     assert (await second.janitor.run_once()).user_variables == 1
 
@@ -188,7 +192,7 @@ async def test_policy_removed_later_stops_the_expiry(
     await set_user(first, mood="happy")
     await first.close()
     second = await open_memory()
-    clock.advance(10 * DAY)
+    clock.advance(timedelta(seconds=10 * DAY))
     assert (await second.janitor.run_once()).user_variables == 0
     assert await user(second) == {"mood": "happy"}
 
@@ -201,7 +205,7 @@ async def test_policy_shortened_later_expires_old_data(
     first = await open_memory({"dataRetention": {"policies": {"email": "60d"}}})
     await set_user(first, email="e")
     await first.close()
-    clock.advance(2 * DAY)
+    clock.advance(timedelta(seconds=2 * DAY))
     second = await open_memory({"dataRetention": {"policies": {"email": "1d"}}})
     assert await user(second) == {}
     assert (await second.janitor.run_once()).user_variables == 1
@@ -212,7 +216,7 @@ async def test_retention_does_not_apply_to_other_scopes(
 ) -> None:
     async with retained.turn("b", "u1") as state:
         state.bot["mood"] = "shared"
-    clock.advance(2 * DAY)
+    clock.advance(timedelta(seconds=2 * DAY))
     async with retained.turn("b", "u1") as state:
         assert state.bot["mood"] == "shared"
 
@@ -227,6 +231,6 @@ async def test_a_bot_named_underscore_does_not_hide_a_global_policy_change(
     await set_user(first, email="ada@example.com")
     await first.close()
     second = await open_memory({"dataRetention": {"policies": {"email": "1d"}}}, bots)
-    clock.advance(2 * DAY)
+    clock.advance(timedelta(seconds=2 * DAY))
     assert await user(second) == {}
     assert (await second.janitor.run_once()).user_variables == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def test_sync_memory_does_what_memory_does(tmp_path: Path, clock: ManualClock) -
         assert kvs.incr("k") == 2
         assert kvs.keys() == ["k"]
         assert mem.kvs().get("k") is None
-        clock.advance(DAY)
+        clock.advance(timedelta(seconds=DAY))
         report = mem.run_janitor()
         assert (report.user_variables, report.kvs) == (1, 1)
         assert mem.export_user("b", "u1")["user"]["name"]["value"] == "Ada"  # type: ignore[index,call-overload]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -25,7 +26,7 @@ def text(t: str) -> dict[str, str]:
 async def test_user_memory_survives_sessions(mem: Memory, clock: ManualClock) -> None:
     async with mem.turn("b", "u1") as state:
         state.user["name"] = "Ada"
-    clock.advance(365 * DAY)
+    clock.advance(timedelta(seconds=365 * DAY))
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         assert state.user["name"] == "Ada"
@@ -48,14 +49,14 @@ async def test_session_memory_lives_until_inactivity_timeout(
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         state.session["topic"] = "billing"
-    clock.advance(29 * 60)
+    clock.advance(timedelta(seconds=29 * 60))
     async with mem.turn("b", "u1") as state:
         assert not state.is_new_session
         assert state.session["topic"] == "billing"
-    clock.advance(29 * 60)  # inactivity counts from the last turn
+    clock.advance(timedelta(seconds=29 * 60))  # inactivity counts from the last turn
     async with mem.turn("b", "u1") as state:
         assert state.session["topic"] == "billing"
-    clock.advance(30 * 60)
+    clock.advance(timedelta(seconds=30 * 60))
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         assert "topic" not in state.session
@@ -67,7 +68,7 @@ async def test_timed_out_session_is_not_resurrected_by_a_later_write(
     async with mem.turn("b", "u1") as state:
         state.session["a"] = 1
         state.session["b"] = 2
-    clock.advance(31 * 60)
+    clock.advance(timedelta(seconds=31 * 60))
     async with mem.turn("b", "u1") as state:
         state.session["c"] = 3
     async with mem.turn("b", "u1") as state:
@@ -83,7 +84,7 @@ async def test_bot_session_timeout_wins_over_global(
     for bot in ("short", "long"):
         async with mem.turn(bot, "u1") as state:
             state.session["x"] = 1
-    clock.advance(3 * 60)
+    clock.advance(timedelta(seconds=3 * 60))
     async with mem.turn("short", "u1") as state:
         assert state.is_new_session
         assert "x" not in state.session
@@ -94,7 +95,7 @@ async def test_bot_session_timeout_wins_over_global(
 
 async def test_last_messages_keeps_the_last_n_oldest_first(mem: Memory, clock: ManualClock) -> None:
     for i in range(7):
-        clock.advance(1)
+        clock.advance(timedelta(seconds=1))
         async with mem.turn("b", "u1", message=text(f"m{i}")) as state:
             pass
     history = state.session["lastMessages"]
@@ -143,10 +144,10 @@ async def test_temp_expires_after_dialog_timeout(
     async with mem.turn("b", "u1") as state:
         state.temp["step"] = 1
         state.session["keep"] = True
-    clock.advance(4 * 60)
+    clock.advance(timedelta(seconds=4 * 60))
     async with mem.turn("b", "u1") as state:
         assert state.temp["step"] == 1
-    clock.advance(5 * 60 + 1)
+    clock.advance(timedelta(seconds=5 * 60 + 1))
     async with mem.turn("b", "u1") as state:
         assert "step" not in state.temp
         assert state.session["keep"] is True
@@ -409,7 +410,7 @@ async def test_a_late_turn_can_still_see_the_temp_memory_that_timed_out(
 ) -> None:
     async with mem.turn("b", "u1") as state:
         state.temp["step"] = 2
-    clock.advance(6 * 60)  # the dialog timed out; no janitor ran
+    clock.advance(timedelta(seconds=6 * 60))  # the dialog timed out; no janitor ran
     async with mem.turn("b", "u1") as state:
         assert dict(state.temp) == {}
         assert state.expired_temp == {"step": "2"}
@@ -420,7 +421,7 @@ async def test_a_late_turn_can_still_see_the_temp_memory_that_timed_out(
     async with mem.turn("b", "u1") as state:
         assert dict(state.temp) == {"next": 1}
         assert state.expired_temp == {}
-    clock.advance(6 * 60)
+    clock.advance(timedelta(seconds=6 * 60))
     async with mem.turn("b", "u1") as state:  # resumed but left as it was: not kept either
         state.resume_expired_temp()
     async with mem.turn("b", "u1") as state:

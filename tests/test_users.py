@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -56,7 +57,7 @@ async def test_export_leaves_out_what_has_expired(
 ) -> None:
     mem = await open_memory({"dataRetention": {"policies": {"email": "60d"}}})
     await populate(mem)
-    clock.advance(61 * DAY)
+    clock.advance(timedelta(seconds=61 * DAY))
     data = await mem.export_user("b", "u1")
     assert set(data["user"]) == {"name"}  # type: ignore[arg-type]
     assert data["sessions"] == []
@@ -112,7 +113,7 @@ async def test_export_and_forget_cover_the_users_conversations_ended_or_not(
 ) -> None:
     mem = await open_memory({"dialog": {"sessionTimeoutInterval": "30m"}})
     ended = await remember_conversation(mem, "u1")
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     assert (await mem.janitor.run_once()).sessions == 1
     assert await mem.kvs.for_bot("b").get(ended) == "topic of u1 None"  # outlives its session
     mine = [
@@ -169,6 +170,6 @@ async def test_export_hides_temp_timed_out_under_the_current_setting(
         state.temp["card"] = "4111 1111"
     await first.close()
     second = await open_memory({"dialog": {"timeoutInterval": "1m"}})
-    clock.advance(120)
+    clock.advance(timedelta(seconds=120))
     exported = await second.export_user("b", "u1")
     assert exported["sessions"][0]["temp"] == {}  # type: ignore[index]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from botmemory.durations import DurationInput, parse_duration
+
 __all__ = ["Clock", "ManualClock", "system_clock"]
 
 Clock = Callable[[], float]
@@ -25,6 +27,10 @@ class ManualClock:
     def __call__(self) -> float:
         return self.now
 
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``."""
-        self.now += seconds
+    def advance(self, by: DurationInput) -> None:
+        """Move the clock forward by a duration: ``"90s"``, ``"2d"`` or a ``timedelta``.
+
+        A bare number is an :class:`~botmemory.errors.InvalidDurationError` asking for a
+        unit, as everywhere a duration is written.
+        """
+        self.now += parse_duration(by, where="ManualClock.advance")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -159,9 +160,9 @@ async def test_storage_setters_take_an_expiry(
     )
     await engine.process("b", "u1", text="x")
     kvs = engine.memory.kvs.for_bot("b")
-    clock.advance(3600 - 0.001)
+    clock.advance(timedelta(seconds=3600 - 0.001))
     assert await kvs.get(key) == "red"  # an hour, not 3.6 seconds
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     assert await kvs.get(key) is None
     assert await kvs.get(key.replace("color", "forever")) == "yes"
 
@@ -287,7 +288,7 @@ async def test_storage_writes_survive_a_day_when_asked_and_user_memory_too(
         run_actions(action("builtin.setUserVariable", name="seen", value="{{event.text}}"))
     )
     await engine.process("b", "u1", text="yes")
-    clock.advance(400 * DAY)
+    clock.advance(timedelta(seconds=400 * DAY))
     assert await engine.memory.kvs.for_bot("b").get("storage/users/u1/seen") == "yes"
 
 

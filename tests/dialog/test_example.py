@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import json5
@@ -59,7 +60,7 @@ async def test_a_whole_conversation_then_the_mood_and_the_email_are_forgotten(
     await say(welcome, "music")
 
     # the next day: the mood (1d) is forgotten, the name (no policy) and email (60d) are not
-    clock.advance(DAY + 60)
+    clock.advance(timedelta(seconds=DAY + 60))
     await welcome.memory.janitor.run_once()
     assert await say(welcome, "hi") == [
         "Welcome back, Ada! This is conversation number 3 between us.",
@@ -69,7 +70,7 @@ async def test_a_whole_conversation_then_the_mood_and_the_email_are_forgotten(
     await say(welcome, "sleep")
 
     # 61 days later the email is gone too; the name stays
-    clock.advance(61 * DAY)
+    clock.advance(timedelta(seconds=61 * DAY))
     report = await welcome.memory.janitor.run_once()
     assert report.user_variables == 2  # mood and email
     assert await say(welcome, "hi") == [
@@ -93,9 +94,9 @@ async def test_the_stored_topic_lives_its_hour_and_no_longer(
     entry = await kvs.entry(key)
     assert entry is not None
     assert entry.expires_at == clock.now + 3600
-    clock.advance(3600 - 0.001)
+    clock.advance(timedelta(seconds=3600 - 0.001))
     assert await kvs.get(key) == "cats"
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     assert await kvs.get(key) is None
 
 
@@ -109,13 +110,13 @@ async def test_the_example_times_out_and_keeps_the_topic_when_the_session_ends(
     assert (await say(welcome, "hello", user="bob"))[-1] == "What would you like to talk about?"
     # waiting in main's askTopic, which names no timeout target: timeout.flow.json answers,
     # and as its node ends the flow, conversation_end.flow.json runs too
-    clock.advance(5 * 60 + 1)
+    clock.advance(timedelta(seconds=5 * 60 + 1))
     await welcome.memory.janitor.run_once()
     assert outbox.replies == [
         "You went quiet, Bob. I'll start over when you write again.",
         "Bye Bob! Conversations between us: 2. All my conversations: 2.",
     ]
-    clock.advance(30 * 60)
+    clock.advance(timedelta(seconds=30 * 60))
     report = await welcome.memory.janitor.run_once()
     assert report.sessions == 1
     kvs = welcome.memory.kvs.for_bot("welcome")
@@ -131,7 +132,7 @@ async def test_the_email_question_has_its_own_timeout_node(
     welcome.on_timeout_replies = outbox
     for text in ("hi", "Cy", "ok"):
         await say(welcome, text, user="cy")
-    clock.advance(5 * 60 + 1)
+    clock.advance(timedelta(seconds=5 * 60 + 1))
     await welcome.memory.janitor.run_once()
     assert outbox.replies == [
         "No email then, no problem. Write to me when you want to go on.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -51,7 +52,7 @@ async def memories(engine: DialogEngine) -> tuple[dict[str, Any], dict[str, Any]
 async def timed_out(engine: DialogEngine, clock: ManualClock, minutes: float = 5) -> Outbox:
     outbox = Outbox()
     engine.on_timeout_replies = outbox
-    clock.advance(minutes * MINUTE + 1)
+    clock.advance(timedelta(seconds=minutes * MINUTE + 1))
     await engine.memory.janitor.run_once()
     return outbox
 
@@ -139,7 +140,7 @@ async def test_a_message_after_the_timeout_handles_it_first(
     outbox = Outbox()
     engine.on_timeout_replies = outbox
     await engine.process("b", "u1", text="hi")
-    clock.advance(5 * MINUTE + 1)
+    clock.advance(timedelta(seconds=5 * MINUTE + 1))
     found = await engine.memory.storage.expired_temps(clock(), 100)
     assert len(found) == 1
     # the janitor has not swept yet: the message's turn handles the timeout first
@@ -175,7 +176,7 @@ async def test_a_timeout_and_a_message_of_one_session_never_run_at_once(
     outbox = Outbox()
     engine.on_timeout_replies = outbox
     await engine.process("b", "u1", text="hi")
-    clock.advance(5 * MINUTE + 1)
+    clock.advance(timedelta(seconds=5 * MINUTE + 1))
     janitor = asyncio.create_task(engine.memory.janitor.run_once())
     await asyncio.wait_for(gate.entered.wait(), 5)
     message = asyncio.create_task(engine.process("b", "u1", text="now"))
@@ -226,7 +227,7 @@ async def test_session_end_hooks_skip_a_session_a_message_revived(
         hooks={"on_session_end": {"a.py": HOOK_TRACE.format(name="end")}},
     )
     await engine.process("b", "u1", text="hi")
-    clock.advance(30 * MINUTE + 1)
+    clock.advance(timedelta(seconds=30 * MINUTE + 1))
     found = await engine.memory.storage.expired_sessions(clock(), 100)
     await engine.process("b", "u1", text="back")
     hook = engine.memory.janitor.on_session_end

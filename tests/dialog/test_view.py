@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from botmemory import ManualClock
 from botmemory.dialog import memory_view
 from tests.dialog.conftest import MakeEngine, flow, node, set_var
@@ -47,6 +49,6 @@ async def test_the_view_shows_each_variable_with_its_expiry_and_changes_nothing(
     assert '  mood = "ok"  (retention policy: expires 2023-11-15T22:13:20.000Z, in 1d)' in lines
     assert '  name = "Ada"  (never expires)' in lines
     # looking kept nothing alive: the session still times out 30 minutes after the message
-    clock.advance(30 * 60 + 1)
+    clock.advance(timedelta(seconds=30 * 60 + 1))
     async with engine.memory.turn("b", "u1") as state:
         assert state.is_new_session

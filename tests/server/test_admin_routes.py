@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 
@@ -34,7 +36,9 @@ async def test_the_janitor_runs_on_demand_and_keeps_its_history(
 ) -> None:
     for text in ("hi", "Ada", "great"):
         await converse(client, text)
-    clock.advance(2 * 86400)  # the mood (1d), the dialog (5m) and the session (30m) are over
+    clock.advance(
+        timedelta(seconds=2 * 86400)
+    )  # the mood (1d), the dialog (5m) and the session (30m) are over
     run = await client.post("/api/v1/janitor/run")
     assert run.status_code == 200, run.text
     counts = run.json()
@@ -79,7 +83,7 @@ async def test_healthz_when_the_backend_is_down(
 async def test_metrics(client: httpx.AsyncClient, clock: ManualClock) -> None:
     for text in ("hi", "Ada", "great"):
         await converse(client, text)
-    clock.advance(2 * 86400)
+    clock.advance(timedelta(seconds=2 * 86400))
     await client.post("/api/v1/janitor/run")
     response = await client.get("/metrics")
     assert response.status_code == 200

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -116,7 +117,9 @@ def test_chat_and_watch_the_memory(page: Page, tmp_path: Path) -> None:
         if os.environ.get("BOTMEMORY_UPDATE_SCREENSHOT") == "1":
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-        clock.advance(6 * 60)  # the dialog times out: the janitor empties temp memory
+        clock.advance(
+            timedelta(seconds=6 * 60)
+        )  # the dialog times out: the janitor empties temp memory
         page.get_by_role("button", name="Run janitor").click()
         expect(page.get_by_role("status")).to_contain_text("Janitor removed", timeout=WAIT)
         expect(page.locator("#scope-temp td.empty")).to_have_text("(empty)", timeout=WAIT)

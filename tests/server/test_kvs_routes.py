@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -40,9 +41,9 @@ async def test_expiry(client: httpx.AsyncClient, clock: ManualClock) -> None:
     put = await client.put(f"{KVS}/k", json={"value": 1, "expiry": "1h"})
     assert put.json()["expiresAt"] == START + 3600
     assert put.json()["expiresAtIso"] == "2023-11-14T23:13:20.000Z"
-    clock.advance(3600 - 0.001)
+    clock.advance(timedelta(seconds=3600 - 0.001))
     assert (await client.get(f"{KVS}/k")).status_code == 200
-    clock.advance(0.001)
+    clock.advance(timedelta(seconds=0.001))
     assert (await client.get(f"{KVS}/k")).status_code == 404
 
 

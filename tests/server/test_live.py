@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,7 @@ def test_a_conversation_over_http(tmp_path: Path) -> None:
         view = http.get("/api/v1/bots/welcome/users/u1/memory").json()
         assert view["now"] == START
         assert view["scopes"]["session"]["lastMessages"]["expiresAt"] == START + 1800
-        clock.advance(3600)
+        clock.advance(timedelta(seconds=3600))
         http.post("/api/v1/janitor/run")
         assert http.get("/api/v1/bots/welcome/users/u1/memory").json()["session"]["alive"] is False
         too_big = http.post(

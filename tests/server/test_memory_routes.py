@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 
 from botmemory import ManualClock
@@ -20,7 +22,7 @@ async def test_the_view_has_every_scope_with_its_expiries(
     client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     await start_conversation(client)
-    clock.advance(60)
+    clock.advance(timedelta(seconds=60))
     view = (await client.get(MEMORY)).json()
     assert view["now"] == START + 60
     assert view["nowIso"] == "2023-11-14T22:14:20.000Z"
@@ -39,9 +41,9 @@ async def test_reading_does_not_keep_the_session_alive(
     client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     await start_conversation(client)
-    clock.advance(29 * 60)
+    clock.advance(timedelta(seconds=29 * 60))
     await client.get(MEMORY)
-    clock.advance(2 * 60)
+    clock.advance(timedelta(seconds=2 * 60))
     view = (await client.get(MEMORY)).json()
     assert view["session"] == {"alive": False, "expiresAt": None, "expiresAtIso": None}
     assert view["scopes"]["session"] == {}
@@ -52,7 +54,7 @@ async def test_reading_does_not_keep_the_session_alive(
 async def test_put_a_user_variable_applies_its_retention_policy(
     client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
-    clock.advance(10)
+    clock.advance(timedelta(seconds=10))
     response = await client.put("/api/v1/bots/welcome/memory/user/u1/mood", json={"value": "ok"})
     assert response.status_code == 200, response.text
     assert response.json() == {
@@ -73,7 +75,7 @@ async def test_put_session_and_temp_of_a_live_session(
     client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     await start_conversation(client)
-    clock.advance(2 * 60)
+    clock.advance(timedelta(seconds=2 * 60))
     for scope in ("session", "temp"):
         response = await client.put(
             f"/api/v1/bots/welcome/memory/{scope}/u1/note", json={"value": {"a": [1, 2]}}
@@ -97,7 +99,7 @@ async def test_put_temp_memory_of_a_timed_out_dialog_is_409(
     client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     await start_conversation(client)
-    clock.advance(6 * 60)  # past dialog.timeoutInterval, within the session
+    clock.advance(timedelta(seconds=6 * 60))  # past dialog.timeoutInterval, within the session
     temp = await client.put("/api/v1/bots/welcome/memory/temp/u1/x", json={"value": 1})
     assert temp.status_code == 409
     assert "the dialog of session 'welcome::api::u1' has timed out" in temp.json()["message"]
@@ -150,7 +152,7 @@ async def test_end_session_empties_session_and_temp(
     # the next message starts the flow over; the user is known now
     replies = await converse(client, "hello again")
     assert replies[0].startswith("Welcome back, Ada!")
-    clock.advance(31 * 60)
+    clock.advance(timedelta(seconds=31 * 60))
     assert (await client.delete("/api/v1/bots/welcome/users/u1/session")).json() == {"ended": False}
 
 

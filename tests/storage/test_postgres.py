@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -296,7 +297,7 @@ async def test_one_janitor_at_a_time(postgres_url: str, clock: ManualClock) -> N
     second = await Memory.open(postgres_url, clock=clock)
     try:
         await second.kvs.for_bot("b").set("k", 1, expiry="1s")
-        clock.advance(2)
+        clock.advance(timedelta(seconds=2))
         async with first.storage.janitor_lock() as acquired:
             assert acquired
             skipped = await second.janitor.run_once()

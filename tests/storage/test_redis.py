@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -200,9 +201,9 @@ async def test_redis_never_frees_a_key_before_the_injected_clock_says_so(
     kvs = mem.kvs.for_bot("b")
     await kvs.set("k", "v", expiry="1h")
     assert await admin.pttl(BotKeys.of(prefix_of(redis_url), "b").data("k")) > 3500 * 1000
-    clock.advance(3599)
+    clock.advance(timedelta(seconds=3599))
     assert await kvs.get("k") == "v"
-    clock.advance(1)
+    clock.advance(timedelta(seconds=1))
     assert await kvs.get("k") is None
 
 
@@ -216,7 +217,7 @@ async def test_records_redis_expired_on_its_own_do_not_confuse_the_janitor(
     sk = gone.session_key
     await admin.delete(keys.session(sk), keys.session_vars(sk), keys.temp_vars(sk))
     await admin.delete(keys.user_sessions(gone.user_key), keys.data("k0"))  # TTLs ran out
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     report = await mem.janitor.run_once()
     assert (report.sessions, report.temp, report.kvs) == (2, 2, 3)
     assert (await mem.janitor.run_once()).total == 0
@@ -310,7 +311,7 @@ async def test_one_janitor_runs_at_a_time_across_processes(
 ) -> None:
     first, second = await open_redis(), await open_redis()
     await fill(first, 30)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     reports = await asyncio.gather(first.janitor.run_once(), second.janitor.run_once())
     assert sum(r.sessions for r in reports) == 30
     assert sum(r.kvs for r in reports) == 30
@@ -326,7 +327,7 @@ async def test_a_janitor_lease_held_elsewhere_skips_the_run_until_it_lapses(
 ) -> None:
     mem = await open_redis()
     await fill(mem, 3)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     await admin.set(MetaKeys.of(prefix_of(redis_url)).janitor_lease, "killed-janitor", px=300)
     with caplog.at_level(logging.INFO, logger="botmemory.janitor"):
         assert (await mem.janitor.run_once()).total == 0
@@ -341,7 +342,7 @@ async def test_a_failed_janitor_run_releases_its_lease_and_the_next_finishes(
     mem = await open_redis()
     mem.janitor.batch_size = 2
     await fill(mem, 5)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     storage = mem.storage
     real = storage.delete_sessions
     calls = 0
@@ -449,7 +450,7 @@ async def test_the_janitor_visits_a_bot_again_after_redis_lost_its_data(
     await admin.delete(*keys)  # as a restart without persistence, for this prefix only
     await fill(mem, 2)  # this process remembers having registered the bot
     await mem.kvs.for_bot("kvs-only").set("k", 1, expiry="1h")
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     report = await mem.janitor.run_once()
     assert (report.sessions, report.temp, report.kvs) == (2, 2, 3)
 
@@ -459,7 +460,7 @@ async def test_overlapping_janitor_steps_count_each_temp_memory_once(
 ) -> None:
     first, second = await open_redis(), await open_redis()
     await fill(first, 10)
-    clock.advance(DAY)
+    clock.advance(timedelta(seconds=DAY))
     due = await first.storage.expired_temps(clock(), 100)
     counts = await asyncio.gather(first.storage.clear_temps(due), second.storage.clear_temps(due))
     assert sum(counts) == 10

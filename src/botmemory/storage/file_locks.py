@@ -50,10 +50,24 @@ class KeyLocks:
         self._alone_until = 0.0
 
     def open(self) -> None:
-        """Open (or create) the lock file, and say so to the other processes."""
+        """Open (or create) the lock file, and say so to the other processes (blocking).
+
+        Another process holds byte 0 exclusively for an instant only (see :meth:`alone`);
+        one stopped in that instant is waited for up to ``timeout``, then this process
+        goes on unannounced: the others may then believe they are alone, which costs
+        conflicts, never an update.
+        """
         if self._fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0)  # others hold it exclusively for an instant
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(_FIRST_WAIT)
             self._fd = fd
 
     def close(self) -> None:
