@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/janitor.py
 	$(BIN)/python bench/converse.py
 	$(BIN)/python bench/peers.py
+
+# 64 HTTP clients for 60 s against botmemory serve on SQLite, PostgreSQL and Redis
+# (BOTMEMORY_TEST_POSTGRES_URL, BOTMEMORY_TEST_REDIS_URL; default: this machine's servers)
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

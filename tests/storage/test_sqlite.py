@@ -14,12 +14,14 @@ from botmemory import (
     BackendUnavailableError,
     ErasurePendingError,
     Identity,
+    LockTimeoutError,
     ManualClock,
     Memory,
     SchemaVersionError,
     parse_duration,
 )
 from botmemory.kvs import conversation_storage_key, user_storage_key
+from botmemory.storage import sqlite_sql
 from botmemory.storage.base import TurnWrite
 from botmemory.storage.sqlite import MIGRATIONS, SqliteStorage, sqlite_path
 
@@ -253,3 +255,22 @@ async def test_a_folder_that_cannot_be_created_is_a_backend_error() -> None:
     with pytest.raises(BackendUnavailableError, match="cannot open"):
         await Memory.open("sqlite:////proc/nope/memory.db")
     assert [t.name for t in threading.enumerate() if t.ident not in before] == []
+
+
+async def test_a_write_lock_held_past_the_busy_timeout_fails_the_turn_and_writes_nothing(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_sql, "BUSY_TIMEOUT_MS", 200)
+    url = f"sqlite:///{tmp_path}/m.db"
+    async with await Memory.open(url, clock=clock) as mem:
+        other = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+        try:
+            with pytest.raises(LockTimeoutError, match="locked"):
+                async with mem.turn("b", "u1") as state:
+                    state.user["lost"] = 1
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        async with mem.turn("b", "u1") as state:
+            assert dict(state.user) == {}

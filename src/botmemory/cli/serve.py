@@ -102,7 +102,9 @@ def serve(data_dir: str, host: str, port: int, log_level: str) -> None:
 def _listen(host: str, port: int) -> socket.socket:
     """Take the port before anything starts, so that a busy port is the only message."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and without it every answer on a kept-alive connection waits ~40 ms (Nagle).
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host.strip("[]"), port))
