@@ -260,7 +260,7 @@ async def test_a_folder_that_cannot_be_created_is_a_backend_error() -> None:
 async def test_a_write_lock_held_past_the_busy_timeout_fails_the_turn_and_writes_nothing(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_sql, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(sqlite_sql, "_BUSY_TIMEOUT_MS", 200)  # 200 ms, not 5 s
     url = f"sqlite:///{tmp_path}/m.db"
     async with await Memory.open(url, clock=clock) as mem:
         other = sqlite3.connect(tmp_path / "m.db", isolation_level=None)

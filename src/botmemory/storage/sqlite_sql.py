@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from botmemory.durations import parse_duration
@@ -110,6 +110,18 @@ def var_from_row(row: Sequence[Any]) -> StoredVar:
     return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
+def vars_by_scope(rows: Iterable[Sequence[Any]]) -> dict[str, list[StoredVar]]:
+    """Build the variables of rows of ``VAR_COLUMNS``, by scope: :func:`var_from_row`
+    inlined, and the named tuples made by ``tuple.__new__`` (twice as fast: a turn
+    loads dozens)."""
+    found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
+    new: Any = tuple.__new__
+    for r in rows:
+        key = new(VarKey, (r[1], r[0], r[2], r[3]))
+        found[r[1]].append(new(StoredVar, (key, r[4], r[5], r[6], r[7], r[8])))
+    return found
+
+
 def session_from_row(row: Sequence[Any]) -> SessionRecord:
     """Build a session from a row of ``SESSION_COLUMNS``."""
     return SessionRecord(*row)
@@ -176,9 +188,7 @@ def load_turn(
     try:
         loaded = stamp(db, data_version)  # no newer than the snapshot the reads below see
         rows = db.execute(LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
-        found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
-        for row in rows:
-            found[row[1]].append(var_from_row(row))
+        found = vars_by_scope(rows)
         session = db.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE bot_id = ? AND key = ?",
             (keys.bot_id, keys.session_key),
