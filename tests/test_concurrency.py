@@ -184,6 +184,39 @@ async def test_incr_of_a_user_variable_restarts_its_retention(
         assert state.user["score"] == 1  # an expired count starts again from 0
 
 
+@pytest.mark.parametrize("how", ["set", "incr"])
+async def test_listing_a_user_memory_sees_an_expired_variable_come_back(
+    open_memory: OpenMemory, clock: ManualClock, how: str
+) -> None:
+    mem = await open_memory({"dataRetention": {"policies": {"mood": "1h"}}})
+    async with mem.turn("b", "u1") as state:
+        state.user.update(name="Ada", mood=1)
+    clock.advance("2h")  # mood is expired: stored until the janitor runs, never shown
+    with pytest.raises(ConflictError):
+        async with mem.turn("b", "u1", thread_id="a") as slow:
+            names = sorted(slow.user)  # ["name"]: mood is absent to this turn
+            async with mem.turn("b", "u1", thread_id="b") as fast:
+                if how == "set":
+                    fast.user["mood"] = 2
+                else:
+                    fast.user.incr("mood")
+            slow.bot["names"] = names  # would be wrong: mood is there again
+    async with mem.turn("b", "u1") as state:
+        assert "names" not in state.bot
+        assert sorted(state.user) == ["mood", "name"]
+
+
+async def test_showing_a_scope_reads_all_it_shows(mem: Memory) -> None:
+    async with mem.turn("b", "u1") as state:
+        state.bot["price"] = 1
+    with pytest.raises(ConflictError):
+        async with mem.turn("b", "u1") as slow:
+            quote = repr(slow.bot)
+            async with mem.turn("b", "u2") as fast:
+                fast.bot["price"] = 2
+            slow.user["quote"] = quote
+
+
 # -- run_turn: running again on a conflict ----------------------------------------------------
 async def test_run_turn_runs_the_body_again_from_a_fresh_load(mem: Memory) -> None:
     async with mem.turn("b", "u0") as state:

@@ -155,11 +155,18 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     def checked(self) -> set[str]:
         """The names whose stored version the commit checks: read or written.
 
-        Deleting a name reads it, so deleted names are among them.
+        Deleting a name reads it, so deleted names are among them. A listed scope also
+        saw its stored but hidden names (an expired user variable) as absent: a turn
+        that brings one back meanwhile must conflict, though the names stay the same.
         """
-        return self._read | self._touched
+        names = self._read | self._touched
+        if self.listed and not self._shows_all_stored:
+            names |= self.versions.keys() - self._data.keys() - self._touched
+        return names
 
     def __repr__(self) -> str:
+        self.listed = True  # what it shows is read
+        self._read.update(self._data)
         shown = {name: self._peek(name) for name in self._data}
         return f"<{self.scope} memory {shown!r}>"
 
@@ -208,6 +215,7 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
 
     def expiry(self, name: str) -> float | None:
         """When ``name`` expires (epoch seconds) as loaded, or ``None`` if it does not."""
+        self._read.add(name)
         return self._expiries.get(name)
 
     def to_dict(self) -> dict[str, JsonValue]:

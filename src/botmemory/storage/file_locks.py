@@ -48,6 +48,7 @@ class KeyLocks:
         self.timeout = timeout
         self._fd: int | None = None
         self._alone_until = 0.0
+        self._announced = False
 
     def open(self) -> None:
         """Open (or create) the lock file, and say so to the other processes (blocking).
@@ -59,20 +60,25 @@ class KeyLocks:
         """
         if self._fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            deadline = time.monotonic() + self.timeout
-            while True:
-                try:
-                    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
-                    break
-                except OSError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(_FIRST_WAIT)
             self._fd = fd
+            deadline = time.monotonic() + self.timeout
+            while not self._announce() and time.monotonic() < deadline:
+                time.sleep(_FIRST_WAIT)
+
+    def _announce(self) -> bool:
+        """Take the shared lock on byte 0 that says this process has the file open."""
+        if not self._announced and self._fd is not None:
+            try:
+                fcntl.lockf(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+                self._announced = True
+            except OSError:
+                pass
+        return self._announced
 
     def close(self) -> None:
         """Close the lock file, which releases every lock this process holds on it."""
         fd, self._fd = self._fd, None
+        self._announced = False
         if fd is not None:
             os.close(fd)
 
@@ -101,7 +107,7 @@ class KeyLocks:
         if now < self._alone_until:
             return True
         fd = self._fd
-        if fd is None:
+        if fd is None or not self._announce():  # unannounced: others may think they are alone
             return False
         try:  # a POSIX lock changes type in one step, or stays as it was
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
