@@ -9,6 +9,7 @@ tests with the reason, or fails them when ``BOTMEMORY_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from botmemory import ManualClock, Memory
+from botmemory.storage import Storage, create_storage
 
 ALL_BACKENDS = ("memory", "sqlite", "postgres", "redis")
 BACKENDS = [
@@ -35,6 +37,7 @@ START = 1_700_000_000.0
 DAY = 86400.0
 
 OpenMemory = Callable[..., Awaitable[Memory]]
+OpenStorage = Callable[..., Awaitable[Storage]]
 
 
 def service_unavailable(reason: str) -> None:
@@ -157,3 +160,19 @@ async def open_memory(backend_url: str, clock: ManualClock) -> AsyncIterator[Ope
 async def mem(open_memory: OpenMemory) -> Memory:
     """A memory with the default configuration on the backend under test."""
     return await open_memory()
+
+
+@contextlib.asynccontextmanager
+async def storages_on(url: str) -> AsyncIterator[OpenStorage]:
+    """Open storages on ``url`` (each one like a process of its own); close them all after."""
+    opened: list[Storage] = []
+
+    async def open_(other_url: str = url) -> Storage:
+        storage = create_storage(other_url)
+        await storage.open()
+        opened.append(storage)
+        return storage
+
+    yield open_
+    for storage in opened:
+        await storage.close()

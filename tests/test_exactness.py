@@ -231,7 +231,7 @@ def kill_repeatedly(url: str, ack_file: Path, logs: Path) -> int:
             current = waiting.pop(0)
             current.go()
             waiting.append(Worker(url, ack_file, run + 2, logs))
-            time.sleep(rng.uniform(0.02, 0.2))
+            time.sleep(rng.uniform(0.02, 0.2))  # a random moment of the real process's turns
             assert current.running(), current.stderr.read_text()  # it must not stop by itself
             assert current.kill() == -signal.SIGKILL
             killed += 1

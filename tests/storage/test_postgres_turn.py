@@ -28,7 +28,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
 )
-from tests.conftest import START
+from tests.conftest import START, storages_on
 
 pytest.importorskip("asyncpg")
 
@@ -51,17 +51,8 @@ def var(scope: str, name: str, value: str = "1", owner: str | None = None) -> St
 @pytest.fixture
 async def open_storage(postgres_url: str) -> AsyncIterator[OpenStorage]:
     """Open storages on the test's schema (each one a process to the server)."""
-    opened: list[PostgresStorage] = []
-
-    async def open_() -> PostgresStorage:
-        storage = PostgresStorage(postgres_url)
-        await storage.open()
-        opened.append(storage)
-        return storage
-
-    yield open_
-    for storage in opened:
-        await storage.close()
+    async with storages_on(postgres_url) as open_:
+        yield open_  # type: ignore[misc]  # it opens PostgresStorage on this URL
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
 )
-from tests.conftest import START
+from tests.conftest import START, OpenStorage, storages_on
 
 redis = pytest.importorskip("redis")
 
@@ -50,7 +50,6 @@ from botmemory.storage.redis_layout import BotKeys  # noqa: E402
 
 pytestmark = pytest.mark.redis
 
-OpenStorage = Callable[..., Awaitable[Storage]]
 KEYS = TurnKeys("b", "u", "s")
 NOW = START
 
@@ -71,17 +70,8 @@ def stored(key: VarKey, value: object, expires_at: float | None = None) -> Store
 @pytest.fixture
 async def open_storage(redis_url: str) -> AsyncIterator[OpenStorage]:
     """Open Redis storages on this test's prefix (each one a process to the server)."""
-    opened: list[Storage] = []
-
-    async def open_(url: str = redis_url) -> Storage:
-        storage = create_storage(url)
-        await storage.open()
-        opened.append(storage)
-        return storage
-
-    yield open_
-    for storage in opened:
-        await storage.close()
+    async with storages_on(redis_url) as open_:
+        yield open_
 
 
 async def seed(storage: Storage) -> TurnWrite:
