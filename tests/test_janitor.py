@@ -265,8 +265,6 @@ async def test_shortened_timeouts_are_enforced_on_sessions_stored_before(
 ) -> None:
     if backend == "memory":
         pytest.skip("memory:// keeps nothing once closed")
-    if backend == "redis":
-        pytest.skip("Redis cannot shorten stored session timers (docs/backends.md)")
     first = await open_memory({"dialog": {"sessionTimeoutInterval": "1d", "timeoutInterval": "1h"}})
     async with first.turn("b", "u1") as state:
         state.session["secret"] = "x"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import random
 import time
@@ -48,7 +47,6 @@ from botmemory.values import JsonValue, dumps, loads, to_json_text
 
 __all__ = ["Memory", "check_message_size"]
 
-log = logging.getLogger("botmemory")
 
 _RETENTION_META: Final = "retention-policies"
 _TIMEOUTS_META: Final = "session-timeouts"
@@ -495,14 +493,7 @@ class Memory:
             settings = self.settings.for_bot(bot_id)
             return settings.session_timeout, settings.dialog_timeout
 
-        try:
-            await self.storage.shorten_session_timers(timeouts)
-        except NotImplementedError:
-            log.warning(
-                "%s cannot shorten stored session timers: sessions timed out under the new "
-                "timeouts are hidden at once but deleted at their old expiry",
-                type(self.storage).__name__,
-            )
+        await self.storage.shorten_session_timers(timeouts)
         await self.storage.set_meta(_TIMEOUTS_META, json.dumps(current, sort_keys=True))
 
     async def _reconcile(self, bot_id: str | None) -> None:

@@ -390,6 +390,30 @@ async def test_a_read_modify_write_cut_off_is_not_applied_twice(
     assert await kvs.incr("count") == 2
 
 
+async def test_shortening_timers_skips_a_session_rewritten_since_the_read(
+    open_redis: OpenRedis, admin: aioredis.Redis, redis_url: str
+) -> None:
+    mem = await open_redis()
+    async with mem.turn("b", "u1") as state:
+        state.session["step"] = 1
+    k = BotKeys.of(prefix_of(redis_url), "b")
+    record = k.session(SESSION)
+    read = await admin.hget(record, "ver")
+    async with mem.turn("b", "u1") as state:
+        state.session["step"] = 2
+    expires = await admin.hget(record, "expires")
+
+    def shorten(version: str) -> Awaitable[int]:
+        keys = [k.due_sessions, k.due_temps, record]
+        return Scripts(admin).shorten_sessions(keys=keys, args=[version, SESSION, "1.0", "", "7"])
+
+    assert await shorten(read) == 0  # a turn rewrote it after the read
+    assert await admin.hget(record, "expires") == expires
+    assert await shorten(await admin.hget(record, "ver")) == 1
+    assert await admin.hmget(record, ["expires", "ver"]) == ["1.0", "7"]
+    assert await admin.zscore(k.due_sessions, SESSION) == 1.0
+
+
 async def test_connections_killed_between_turns_are_replaced(
     open_redis: OpenRedis, admin: aioredis.Redis
 ) -> None:

@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple, TypeVar
 
 from botmemory.durations import Seconds
@@ -210,6 +210,18 @@ class SessionRecord:
     """When the temp memory expires; ``None`` when it is empty."""
     version: int = 0
     """The id of the commit (or janitor change) that last wrote it."""
+
+    def within(self, session_timeout: Seconds, dialog_timeout: Seconds) -> SessionRecord:
+        """This session with its timers brought within these timeouts (never lengthened).
+
+        ``expires_at`` becomes at most ``last_seen + session_timeout``, and
+        ``temp_expires_at`` at most ``last_seen + dialog_timeout`` and ``expires_at``.
+        """
+        expires_at = min(self.expires_at, self.last_seen + session_timeout)
+        temp = self.temp_expires_at
+        if temp is not None:
+            temp = min(temp, self.last_seen + dialog_timeout, expires_at)
+        return replace(self, expires_at=expires_at, temp_expires_at=temp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,16 +477,15 @@ class Storage(ABC):
         Return how many were emptied.
         """
 
+    @abstractmethod
     async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
         """Bring every stored session's timers within the timeouts in force.
 
         ``timeouts(bot_id)`` gives ``(session timeout, dialog timeout)`` in seconds. A
         session's ``expires_at`` becomes at most ``last_seen + session timeout``, its
         ``temp_expires_at`` at most ``last_seen + dialog timeout`` and ``expires_at``.
-        Return how many sessions changed. Backends that cannot do it raise
-        :class:`NotImplementedError` (timed-out sessions are hidden all the same).
+        Return how many sessions changed (see :meth:`SessionRecord.within`).
         """
-        raise NotImplementedError
 
     @abstractmethod
     async def delete_expired_kvs(self, now: float, limit: int) -> int:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from botmemory.durations import Seconds
 from botmemory.errors import ConflictError
 from botmemory.storage.base import (
     KvsModifier,
@@ -286,7 +285,7 @@ class MemoryStorage(Storage):
     async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
         changed = 0
         for key, s in list(self._sessions.items()):
-            shorter = _shortened(s, *timeouts(s.bot_id))
+            shorter = s.within(*timeouts(s.bot_id))
             if shorter != s:
                 self._sessions[key] = replace(shorter, version=new_version())
                 changed += 1
@@ -308,16 +307,6 @@ class MemoryStorage(Storage):
 
     async def set_meta(self, name: str, value: str) -> None:
         self._meta[name] = value
-
-
-def _shortened(
-    s: SessionRecord, session_timeout: Seconds, dialog_timeout: Seconds
-) -> SessionRecord:
-    expires_at = min(s.expires_at, s.last_seen + session_timeout)
-    temp = s.temp_expires_at
-    if temp is not None:
-        temp = min(temp, s.last_seen + dialog_timeout, expires_at)
-    return replace(s, expires_at=expires_at, temp_expires_at=temp)
 
 
 def _expired(var: StoredVar, now: float) -> bool:

@@ -51,6 +51,7 @@ from botmemory.storage.base import (
     KvsRecord,
     Scope,
     SessionRecord,
+    SessionTimeouts,
     Storage,
     StoredVar,
     TurnKeys,
@@ -453,6 +454,10 @@ class RedisStorage(Storage):
     @_translated
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
         return await self._expiry.clear_temps(sessions)
+
+    @_translated
+    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
+        return await self._expiry.shorten_session_timers(timeouts)
 
     @_translated
     async def delete_expired_kvs(self, now: float, limit: int) -> int:

@@ -25,7 +25,15 @@ from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 
-from botmemory.storage.base import SessionRecord, StoredVar, VarKey, VarUpdate, new_version
+from botmemory.durations import Seconds
+from botmemory.storage.base import (
+    SessionRecord,
+    SessionTimeouts,
+    StoredVar,
+    VarKey,
+    VarUpdate,
+    new_version,
+)
 from botmemory.storage.redis_layout import (
     BotKeys,
     kvs_keys,
@@ -44,6 +52,7 @@ Index = Callable[[BotKeys], str]
 Due = tuple[float, str, str]
 """An index entry: (score, bot or namespace, member)."""
 _CHUNK: Final = 1000
+_SHORTEN_ROUNDS: Final = 5
 
 
 class ExpiryIndexes:
@@ -218,6 +227,60 @@ class ExpiryIndexes:
                 args += [guard, s.key, str(new_version())]
             cleared += cast(int, await self._scripts.clear_temps(keys=keys, args=args))
         return cleared
+
+    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
+        """See :meth:`Storage.shorten_session_timers`: a scan of each bot's sessions.
+
+        Each batch is read, then rewritten by a script that skips the sessions changed
+        since the read; those are read and rewritten again (a few times at most: a turn
+        that keeps rewriting one sets its timers itself).
+        """
+        changed = 0
+        for bot in await self.bots():
+            k = self.bot(bot)
+            limits = timeouts(bot)
+            cursor = 0
+            while True:
+                cursor, found = await self._redis.zscan(k.due_sessions, cursor, count=_CHUNK)
+                keys = [cast(str, member) for member, _ in found]
+                for _ in range(_SHORTEN_ROUNDS):
+                    done, keys = await self._shorten(bot, keys, *limits)
+                    changed += done
+                    if not keys:
+                        break
+                if cursor == 0:
+                    break
+        return changed
+
+    async def _shorten(
+        self, bot: str, session_keys: list[str], session: Seconds, dialog: Seconds
+    ) -> tuple[int, list[str]]:
+        """Shorten these sessions; return how many changed and the keys to read again."""
+        k = self.bot(bot)
+        pipe = self._redis.pipeline(transaction=False)
+        for key in session_keys:
+            pipe.hgetall(k.session(key))
+        found: list[dict[str, str]] = await pipe.execute()
+        pairs = zip(session_keys, found, strict=True)
+        stored = [unpack_session(bot, key, raw) for key, raw in pairs]
+        due = [(s, s.within(session, dialog)) for s in stored if s is not None]
+        due = [(s, short) for s, short in due if short != s]
+        if not due:
+            return 0, []
+        keys = [k.due_sessions, k.due_temps, *(k.session(s.key) for s, _ in due)]
+        args = [
+            arg
+            for s, short in due
+            for arg in (
+                str(s.version),
+                s.key,
+                num(short.expires_at),
+                "" if short.temp_expires_at is None else num(short.temp_expires_at),
+                str(new_version()),
+            )
+        ]
+        changed = cast(int, await self._scripts.shorten_sessions(keys=keys, args=args))
+        return changed, [] if changed == len(due) else [s.key for s, _ in due]
 
     # -- key-value store -------------------------------------------------------------------
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
