@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import pytest
 
 from botmemory import ManualClock, Memory
 from botmemory.storage import Storage, create_storage
+from tests.redis_cluster import Cluster, ClusterUnavailable
 
-ALL_BACKENDS = ("memory", "sqlite", "postgres", "redis")
+ALL_BACKENDS = ("memory", "sqlite", "postgres", "redis", "redis_cluster")
 BACKENDS = [
     b.strip()
     for b in os.environ.get("BOTMEMORY_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
@@ -31,6 +32,8 @@ POSTGRES_URL = os.environ.get(
     "BOTMEMORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("BOTMEMORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_CLUSTER_URL = os.environ.get("BOTMEMORY_TEST_REDIS_CLUSTER_URL")
+"""A running Redis Cluster to test on; without it the tests start one (tests/redis_cluster.py)."""
 REQUIRE_SERVICES = os.environ.get("BOTMEMORY_REQUIRE_SERVICES") == "1"
 
 START = 1_700_000_000.0
@@ -111,6 +114,38 @@ async def redis_url() -> AsyncIterator[str]:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
         if keys:
             await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster | None]:
+    """The cluster the tests started, or None when BOTMEMORY_TEST_REDIS_CLUSTER_URL names one."""
+    if REDIS_CLUSTER_URL:
+        yield None
+        return
+    cluster = Cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except ClusterUnavailable as exc:
+        service_unavailable(f"no Redis Cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def redis_cluster_url(redis_cluster: Cluster | None) -> AsyncIterator[str]:
+    """A Redis Cluster URL with a key prefix of its own, deleted after the test."""
+    from redis.asyncio.cluster import RedisCluster
+
+    base = REDIS_CLUSTER_URL or (redis_cluster.url if redis_cluster else "")
+    prefix = f"bm-test-{uuid.uuid4().hex[:12]}:"
+    yield _with_query(base, "prefix", prefix)
+    first = base.partition("://")[2].split(",")[0].split("/")[0]
+    client = RedisCluster.from_url(f"redis://{first}")
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            await client.delete(key)
     finally:
         await client.aclose()
 

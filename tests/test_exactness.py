@@ -49,6 +49,7 @@ KILLS = 24
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis_cluster", marks=pytest.mark.redis),
     ]
 )
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:

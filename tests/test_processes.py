@@ -28,6 +28,7 @@ DEADLINE = 90.0
     params=[
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis_cluster", marks=pytest.mark.redis),
     ]
 )
 def shared_url(request: pytest.FixtureRequest) -> str:
@@ -169,7 +170,7 @@ def _janitor_killed_after_two_batches(url: str, stopped: Any) -> None:
 
 def with_short_leases(url: str) -> str:
     """PostgreSQL frees the locks of a dead process at once; Redis when its lease lapses."""
-    return f"{url}&lease_timeout=2s" if url.startswith(("redis:", "rediss:")) else url
+    return f"{url}&lease_timeout=2s" if url.startswith("redis") else url
 
 
 async def test_a_killed_janitor_leaves_nothing_half_done(shared_url: str) -> None:

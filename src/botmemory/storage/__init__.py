@@ -1,7 +1,8 @@
 """Storage backends behind one contract (:class:`~botmemory.storage.base.Storage`).
 
 ``open_storage(url)`` picks the backend from the URL scheme: ``memory://``,
-``sqlite:///path.db``, ``postgresql://...`` or ``redis://...``. Drivers of optional
+``sqlite:///path.db``, ``postgresql://...``, ``redis://...`` or
+``redis+cluster://host:port,...``. Drivers of optional
 backends are imported only when their scheme is used.
 """
 
@@ -24,6 +25,8 @@ _BACKENDS: Final[dict[str, tuple[str, str, str | None]]] = {
     "postgres": ("botmemory.storage.postgres", "PostgresStorage", "postgres"),
     "redis": ("botmemory.storage.redis", "RedisStorage", "redis"),
     "rediss": ("botmemory.storage.redis", "RedisStorage", "redis"),
+    "redis+cluster": ("botmemory.storage.redis", "RedisStorage", "redis"),
+    "rediss+cluster": ("botmemory.storage.redis", "RedisStorage", "redis"),
 }
 
 

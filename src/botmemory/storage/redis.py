@@ -12,36 +12,30 @@ A turn's commit is one Lua script that checks the versions the turn read and wri
 serialized across processes by leases, and the versions fence a holder whose lease
 lapsed. docs/backends.md explains the choices.
 
-URL query parameters read here (the others go to redis-py): ``prefix`` (default
+URL query parameters read by botmemory (the others go to redis-py): ``prefix`` (default
 ``botmemory:``), ``lease_timeout`` (default ``30s``), ``lock_wait`` (default ``60s``),
-``ttl_grace`` (default ``1h``) and ``pool_max`` (default ``50``).
+``ttl_grace`` (default ``1h``) and ``pool_max`` (default ``50``); a Redis Cluster is
+``redis+cluster://host:port,host:port/`` (:mod:`~botmemory.storage.redis_client`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode
 
 from redis import exceptions as rx
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from botmemory.durations import Seconds, format_duration, parse_duration
+from botmemory.durations import Seconds, format_duration
 from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
     BotMemoryError,
-    ConfigError,
     ConflictError,
-    InvalidDurationError,
     LockTimeoutError,
     SchemaVersionError,
 )
@@ -61,6 +55,7 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
 )
+from botmemory.storage.redis_client import CallSlots, RedisOptions, open_client
 from botmemory.storage.redis_commit import APPLIED, CONFLICT, CommitArgs
 from botmemory.storage.redis_expiry import ExpiryIndexes
 from botmemory.storage.redis_kvs import RedisKvs, raise_if_broken
@@ -82,65 +77,15 @@ T = TypeVar("T")
 P = ParamSpec("P")
 S = TypeVar("S", bound="RedisStorage")
 
-_PARAMS: Final = ("prefix", "lease_timeout", "lock_wait", "ttl_grace", "pool_max")
-_UNAVAILABLE: Final = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
-
-_LEASE_TIMEOUT: Final = parse_duration("30s")
-_LOCK_WAIT: Final = parse_duration("60s")
-_TTL_GRACE: Final = parse_duration("1h")
-
-
-@dataclass(frozen=True, slots=True)
-class RedisOptions:
-    """botmemory's parameters in a Redis URL; ``client_url`` is the URL without them."""
-
-    client_url: str
-    prefix: str = "botmemory:"
-    """Start of every key; ``{`` and ``}`` are not allowed (hash tags follow it)."""
-    lease_timeout: Seconds = _LEASE_TIMEOUT
-    """How long a session or janitor lease lives unless its holder renews it."""
-    lock_wait: Seconds = _LOCK_WAIT
-    """How long a turn waits for its session's lease before LockTimeoutError."""
-    ttl_grace: Seconds = _TTL_GRACE
-    """How long Redis keeps an expired whole key before freeing it by itself."""
-    pool_max: int = 50
-    """Connections this process opens at most; a call waits up to ``lock_wait`` for one."""
-
-    @classmethod
-    def parse(cls, url: str) -> RedisOptions:
-        """Split botmemory's parameters off ``url``; raise on a bad value."""
-        base, _, query = url.partition("?")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        ours = {name: value for name, value in pairs if name in _PARAMS}
-        rest = urlencode([(name, value) for name, value in pairs if name not in _PARAMS])
-        prefix = ours.pop("prefix", "botmemory:")
-        if not prefix or "{" in prefix or "}" in prefix:
-            raise ConfigError(
-                [
-                    f"database.url: prefix={prefix!r} must be non-empty without '{{' or '}}': "
-                    "botmemory puts its own hash tags after it"
-                ]
-            )
-        pool_max = _pool_max(ours.pop("pool_max", "50"))
-        durations = {name: _duration(name, value) for name, value in ours.items()}
-        return cls(f"{base}?{rest}" if rest else base, prefix, pool_max=pool_max, **durations)
-
-
-def _pool_max(value: str) -> int:
-    try:
-        size = int(value)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise ConfigError([f"database.url: pool_max={value!r} must be a whole number above 0"])
-    return size
-
-
-def _duration(name: str, value: str) -> Seconds:
-    seconds = parse_duration(value, where=f"database.url {name}")
-    if name == "lease_timeout" and seconds <= 0:
-        raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
-    return seconds
+_UNAVAILABLE: Final = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.ReadOnlyError,
+    OSError,
+    rx.ClusterDownError,  # a cluster's failover: its slots are not served for a moment
+    rx.TryAgainError,
+    rx.RedisClusterException,  # no node reachable, or no node serves a slot
+)
 
 
 def _translated(
@@ -149,25 +94,14 @@ def _translated(
     """Turn the driver's exceptions into botmemory's."""
 
     async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        with self._translating():
-            return await method(self, *args, **kwargs)
+        if self._calls is None:
+            with self._translating():
+                return await method(self, *args, **kwargs)
+        async with self._calls.slot():
+            with self._translating():
+                return await method(self, *args, **kwargs)
 
     return functools.wraps(method)(call)
-
-
-class _Pool(BlockingConnectionPool):
-    """redis-py's blocking pool, whose wait for a free connection ends in LockTimeoutError."""
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except rx.ConnectionError as exc:
-            if not isinstance(exc.__cause__, asyncio.TimeoutError):
-                raise
-            raise LockTimeoutError(
-                f"no free Redis connection within {self.timeout:g}s: all pool_max="
-                f"{self.max_connections} were busy; raise pool_max or lock_wait in the URL"
-            ) from None
 
 
 class RedisStorage(Storage):
@@ -177,18 +111,9 @@ class RedisStorage(Storage):
         super().__init__()
         self.url = url
         self.options = RedisOptions.parse(url)
-        try:
-            pool = _Pool.from_url(
-                self.options.client_url,
-                max_connections=self.options.pool_max,
-                timeout=self.options.lock_wait,
-                decode_responses=True,
-                retry=Retry(NoBackoff(), 0),  # a lost reply may hide an applied write
-                protocol=2,  # RESP3 makes redis-py skip its check of pooled connections
-            )
-        except ValueError as exc:
-            raise ConfigError([f"database.url {mask_url(url)!r}: {exc}"]) from exc
-        self._redis: Redis = Redis.from_pool(pool)
+        self._redis: Redis = open_client(self.options, mask_url(url))
+        self._calls = CallSlots(self.options) if self.options.cluster else None
+        """A cluster client never waits for a free connection: calls wait here instead."""
         self._meta = MetaKeys.of(self.options.prefix)
         self._scripts = Scripts(self._redis)
         self._expiry = ExpiryIndexes(
@@ -400,16 +325,19 @@ class RedisStorage(Storage):
     async def _delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
         """Delete the user's variables and sessions in one MULTI/EXEC; count them."""
         k = self._bot(bot_id)
+        user, user_sessions = k.user(user_key), k.user_sessions(user_key)
         async with self._pipeline() as pipe:
             while True:
-                await pipe.watch(k.user(user_key), k.user_sessions(user_key))
-                names = cast(list[str], await pipe.hkeys(k.user(user_key)))
-                keys = sorted(cast(set[str], await pipe.smembers(k.user_sessions(user_key))))
+                keys = sorted(cast(set[str], await self._redis.smembers(user_sessions)))
                 records = [k.session(sk) for sk in keys]
                 owned = [name for sk in keys for name in (k.session_vars(sk), k.temp_vars(sk))]
-                if keys:
-                    await pipe.watch(*records, *owned)
-                sessions = await pipe.exists(*records) if keys else 0
+                # no EXISTS here: a cluster pipeline splits it by slot instead of running it
+                await pipe.watch(user, user_sessions, *records, *owned)
+                if sorted(cast(set[str], await pipe.smembers(user_sessions))) != keys:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    continue  # a turn started a session meanwhile
+                names = cast(list[str], await pipe.hkeys(user))
+                sessions = sum([await pipe.hlen(record) > 0 for record in records])
                 counts = [await pipe.hlen(name) for name in owned]
                 pipe.multi()  # type: ignore[no-untyped-call]
                 _delete_user(pipe, k, user_key, names, keys)
