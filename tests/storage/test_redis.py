@@ -414,6 +414,17 @@ async def test_shortening_timers_skips_a_session_rewritten_since_the_read(
     assert await admin.zscore(k.due_sessions, SESSION) == 1.0
 
 
+async def test_concurrent_increments_of_one_key_from_two_processes_all_count(
+    open_redis: OpenRedis,
+) -> None:
+    first, second = await open_redis(), await open_redis()  # two pools: two processes
+    stores = [first.kvs.for_bot("b"), second.kvs.for_bot("b")]
+    await asyncio.gather(*(stores[i % 2].incr("hits") for i in range(400)))
+    assert await stores[0].get("hits") == 400
+    for mem in (first, second):  # the per-key queues are gone once idle
+        assert not mem.storage._kvs._modifying  # type: ignore[attr-defined]
+
+
 async def test_connections_killed_between_turns_are_replaced(
     open_redis: OpenRedis, admin: aioredis.Redis
 ) -> None:

@@ -11,7 +11,10 @@ the janitor when the marker was missing (see redis_expiry).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Final, TypeVar, cast
 
@@ -19,6 +22,7 @@ from redis import exceptions as rx
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from botmemory.durations import Seconds, parse_duration
 from botmemory.storage.base import KvsModifier, KvsRecord, new_version
 from botmemory.storage.redis_layout import BotKeys, KvsKeys, kvs_keys, pack_kvs, unpack_kvs
 
@@ -26,6 +30,8 @@ __all__ = ["RedisKvs", "raise_if_broken"]
 
 T = TypeVar("T")
 _CHUNK: Final = 1000
+_BACKOFF_FIRST: Final = parse_duration("1ms")
+_BACKOFF_MOST: Final = parse_duration("100ms")
 
 
 def raise_if_broken(exc: rx.WatchError) -> None:
@@ -54,6 +60,27 @@ class RedisKvs:
         self._ttl_ms = ttl_ms
         self._register = register
         self._register_again = register_again
+        self._modifying: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+        """Per key being modified: a lock, and how many calls hold or wait for it."""
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, namespace: str, key: str) -> AsyncIterator[None]:
+        """Run this process's modifies of one key one after the other.
+
+        They would otherwise all ``WATCH`` the key and all but one start again: with many
+        at once, a hot key's increments repeat each other's round trips for seconds.
+        Other processes still conflict, and back off (:func:`_backoff`).
+        """
+        where = (namespace, key)
+        lock, users = self._modifying.setdefault(where, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._modifying[where]
 
     def _ns(self, namespace: str) -> KvsKeys:
         return kvs_keys(self._prefix, namespace)
@@ -103,7 +130,8 @@ class RedisKvs:
         if namespace:
             await self._register(namespace)
         ns = self._ns(namespace)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._one_at_a_time(namespace, key), self._redis.pipeline(True) as pipe:
+            conflicts = 0
             while True:
                 await pipe.watch(ns.data(key))
                 raw = cast(str | None, await pipe.get(ns.data(key)))
@@ -115,7 +143,9 @@ class RedisKvs:
                     replies = await pipe.execute()
                 except rx.WatchError as exc:
                     raise_if_broken(exc)
-                    continue  # another client changed the key: read it again
+                    conflicts += 1  # another process changed the key: read it again
+                    await asyncio.sleep(_backoff(conflicts))
+                    continue
                 await self._registered(namespace, replies)
                 return result
 
@@ -157,3 +187,12 @@ class RedisKvs:
             pipe.zrem(ns.due, *chunk)
             deleted += (await pipe.execute())[1]
         return deleted
+
+
+def _backoff(attempt: int) -> Seconds:
+    """A random pause before attempt ``attempt`` (1, 2, ...) of a modify that conflicted.
+
+    Full jitter, doubling up to 100 ms: processes that conflicted on a hot key spread
+    out instead of coming back together.
+    """
+    return Seconds(random.uniform(0, min(_BACKOFF_MOST, _BACKOFF_FIRST * 2**attempt)))
