@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from botmemory.clock import Clock
 from botmemory.durations import Seconds
@@ -29,6 +29,7 @@ __all__ = [
     "KINDS",
     "Janitor",
     "JanitorReport",
+    "JanitorSink",
     "JanitorTotals",
     "SessionHook",
     "retention_update",
@@ -89,6 +90,16 @@ KINDS = ("user_variables", "user_fields", "sessions", "temp", "kvs")
 """What the janitor removes, by kind: the fields of :class:`JanitorReport` that count."""
 
 
+class JanitorSink(Protocol):
+    """Hears of the janitor's runs, and of its loop starting and stopping."""
+
+    def janitor_ran(self, report: JanitorReport) -> None:
+        """A run ended (failed or not)."""
+
+    def janitor_looping(self, running: bool) -> None:
+        """The loop started (``True``) or stopped."""
+
+
 @dataclass
 class JanitorTotals:
     """What the janitor did since the memory was opened (for metrics)."""
@@ -96,6 +107,8 @@ class JanitorTotals:
     runs: int = 0
     failed_runs: int = 0
     removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    sinks: list[JanitorSink] = field(default_factory=list, repr=False)
+    """Told of every run, and of the loop starting and stopping."""
 
     def add(self, report: JanitorReport) -> None:
         """Count one run."""
@@ -103,6 +116,13 @@ class JanitorTotals:
         self.failed_runs += report.error is not None
         for kind in KINDS:
             self.removed[kind] += getattr(report, kind)
+        for sink in self.sinks:
+            sink.janitor_ran(report)
+
+    def looping(self, running: bool) -> None:
+        """Tell the sinks that the loop started or stopped."""
+        for sink in self.sinks:
+            sink.janitor_looping(running)
 
 
 def retention_update(
@@ -297,6 +317,7 @@ class Janitor:
         dialogs and sessions every ``session_interval``."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="botmemory-janitor")
+            self.totals.looping(True)
 
     async def stop(self) -> None:
         """Stop the loop, letting a run in progress finish its current batch."""
@@ -305,6 +326,7 @@ class Janitor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self.totals.looping(False)
 
     @property
     def running(self) -> bool:

@@ -224,13 +224,13 @@ class Memory:
                         ) as state:
                             return await body(state)
                 except ConflictError:
-                    self.stats.conflicts += 1
+                    self.stats.conflicted()
                     if attempt + 1 == attempts:
                         raise
                 if not retrying:
                     retrying = True
                     self._retrying[bot_id] = self._retrying.get(bot_id, 0) + 1
-                self.stats.retries += 1
+                self.stats.retried()
                 await asyncio.sleep(retry_wait(attempt))
         finally:
             if retrying:
@@ -290,7 +290,7 @@ class Memory:
         self._turns_running += 1
         try:
             async with self.storage.session_lock(bot_id, identity.session_key):
-                self.stats.lock_wait_seconds.observe(time.perf_counter() - started)
+                self.stats.lock_waited(time.perf_counter() - started)
                 erasures = self._erasures
                 snapshot = await self.storage.load_turn(keys)
                 state, loaded = begin_turn(
@@ -316,16 +316,13 @@ class Memory:
                 await self.storage.commit_turn(write)
         except BaseException as exc:
             if not isinstance(exc, ConflictError):
-                self.stats.turn_errors += 1
-            if isinstance(exc, BackendError):
-                self.stats.backend_errors += 1
+                self.stats.turn_failed(isinstance(exc, BackendError))
             raise
         finally:
             self._turns_running -= 1
             if not self._turns_running:
                 self._erased.clear()
-        self.stats.turns += 1
-        self.stats.turn_seconds.observe(time.perf_counter() - started)
+        self.stats.turn_done(time.perf_counter() - started)
 
     async def peek(
         self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None

@@ -1,6 +1,7 @@
 """Counters of what a Memory did, for a server to export as metrics.
 
-Plain numbers, no metrics library: ``botmemory.server`` renders them for Prometheus.
+Plain numbers, no metrics library. A :class:`StatsSink` added to ``sinks`` hears of each
+event as it is counted: ``botmemory.server`` forwards them to Prometheus.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Final
+from typing import Final, Protocol
 
-__all__ = ["Histogram", "MemoryStats"]
+__all__ = ["Histogram", "MemoryStats", "StatsSink"]
 
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds in seconds of the latency histograms' buckets."""
@@ -41,6 +42,25 @@ class Histogram:
         self._hits[bisect_left(self.bounds, value)] += 1
 
 
+class StatsSink(Protocol):
+    """Hears of what :class:`MemoryStats` counts, as it is counted."""
+
+    def turn_done(self, seconds: float) -> None:
+        """A turn was persisted; it took ``seconds`` (lock wait included)."""
+
+    def turn_failed(self, backend: bool) -> None:
+        """A turn raised and persisted nothing; ``backend`` if the storage failed."""
+
+    def conflicted(self) -> None:
+        """A turn attempt found that what it read had changed."""
+
+    def retried(self) -> None:
+        """A turn attempt runs again after a conflict."""
+
+    def lock_waited(self, seconds: float) -> None:
+        """A turn waited ``seconds`` for an earlier turn of its session."""
+
+
 @dataclass
 class MemoryStats:
     """What one :class:`~botmemory.memory.Memory` has done since it was opened."""
@@ -59,3 +79,37 @@ class MemoryStats:
     """Wall-clock duration of a turn, lock wait included."""
     lock_wait_seconds: Histogram = field(default_factory=Histogram)
     """Time a turn waited for an earlier turn of its session."""
+    sinks: list[StatsSink] = field(default_factory=list, repr=False)
+    """Told of every event counted here."""
+
+    def turn_done(self, seconds: float) -> None:
+        """Count a persisted turn that took ``seconds``."""
+        self.turns += 1
+        self.turn_seconds.observe(seconds)
+        for sink in self.sinks:
+            sink.turn_done(seconds)
+
+    def turn_failed(self, backend: bool) -> None:
+        """Count a turn that raised (not a conflict); ``backend`` if the storage failed."""
+        self.turn_errors += 1
+        self.backend_errors += backend
+        for sink in self.sinks:
+            sink.turn_failed(backend)
+
+    def conflicted(self) -> None:
+        """Count a turn attempt that conflicted."""
+        self.conflicts += 1
+        for sink in self.sinks:
+            sink.conflicted()
+
+    def retried(self) -> None:
+        """Count a turn attempt run again."""
+        self.retries += 1
+        for sink in self.sinks:
+            sink.retried()
+
+    def lock_waited(self, seconds: float) -> None:
+        """Count a wait for a session's earlier turn."""
+        self.lock_wait_seconds.observe(seconds)
+        for sink in self.sinks:
+            sink.lock_waited(seconds)

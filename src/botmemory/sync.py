@@ -158,10 +158,10 @@ class SyncMemory:
                 ) as state:
                     return body(state)
             except ConflictError:
-                self.memory.stats.conflicts += 1
+                self.memory.stats.conflicted()
                 if attempt + 1 == attempts:
                     raise
-            self.memory.stats.retries += 1
+            self.memory.stats.retried()
             time.sleep(retry_wait(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from botmemory import BackendUnavailableError, ManualClock
 from botmemory.dialog import DialogEngine
@@ -88,20 +89,31 @@ async def test_metrics(client: httpx.AsyncClient, clock: ManualClock) -> None:
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    lines = set(response.text.splitlines())
+    found = samples(response.text)
     # three messages, then the janitor's dialog timeout and session end: five turns
-    assert "botmemory_turns_total 5" in lines
-    assert "botmemory_turn_duration_seconds_count 5" in lines
-    assert 'botmemory_turn_duration_seconds_bucket{le="+Inf"} 5' in lines
-    assert "botmemory_lock_wait_seconds_count 5" in lines
-    assert "botmemory_backend_errors_total 0" in lines
-    assert 'botmemory_janitor_runs_total{result="ok"} 1' in lines
-    assert 'botmemory_janitor_removed_total{kind="user_variables"} 1' in lines
-    assert 'botmemory_janitor_removed_total{kind="sessions"} 1' in lines
-    assert "botmemory_janitor_last_run_timestamp_seconds 1700172800" in lines
+    assert found["botmemory_turns_total"] == 5
+    assert found["botmemory_turn_duration_seconds_count"] == 5
+    assert found['botmemory_turn_duration_seconds_bucket{le="+Inf"}'] == 5
+    assert found["botmemory_lock_wait_seconds_count"] == 5
+    assert found["botmemory_backend_errors_total"] == 0
+    assert found['botmemory_janitor_runs_total{result="ok"}'] == 1
+    assert found['botmemory_janitor_runs_total{result="error"}'] == 0
+    assert found['botmemory_janitor_removed_total{kind="user_variables"}'] == 1
+    assert found['botmemory_janitor_removed_total{kind="sessions"}'] == 1
+    assert found["botmemory_janitor_last_run_timestamp_seconds"] == 1700172800
     # a second scrape does not count the same run twice
-    again = set((await client.get("/metrics")).text.splitlines())
-    assert 'botmemory_janitor_runs_total{result="ok"} 1' in again
+    again = samples((await client.get("/metrics")).text)
+    assert again['botmemory_janitor_runs_total{result="ok"}'] == 1
+
+
+def samples(text: str) -> dict[str, float]:
+    """Every sample of a Prometheus text exposition, by name and labels as written."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            found[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return found
 
 
 async def test_metrics_need_an_admin_token(anonymous: httpx.AsyncClient) -> None:

@@ -7,13 +7,13 @@ import logging
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from botmemory.durations import parse_duration
 from botmemory.janitor import JanitorReport
 from botmemory.server.auth import Grant, admin_access, bot_access, grant_of
 from botmemory.server.errors import error_responses
-from botmemory.server.metrics import CONTENT_TYPE, render_metrics
+from botmemory.server.metrics import CONTENT_TYPE
 from botmemory.server.models import (
     BotDetails,
     BotInfo,
@@ -104,7 +104,7 @@ async def healthz(request: Request) -> Health | JSONResponse:
     try:
         await asyncio.wait_for(state.memory.storage.ping(), HEALTH_TIMEOUT)
     except Exception as exc:
-        state.health_failures += 1
+        state.metrics.health_failures.inc()
         log.warning("health check failed: %s: %s", type(exc).__name__, exc)
         body = Health(status="unavailable", message="the storage backend does not answer")
         return JSONResponse(body.model_dump(), status_code=503)
@@ -120,12 +120,10 @@ async def healthz(request: Request) -> Health | JSONResponse:
     },
     tags=["operations"],
 )
-async def metrics(request: Request, _: Admin) -> PlainTextResponse:
+async def metrics(request: Request, _: Admin) -> Response:
     """Prometheus metrics: turns, turn latency, lock waits, backend errors, janitor runs
     and rows removed by kind. Needs an admin token."""
-    state = server_state(request)
-    text = render_metrics(state.memory.stats, state.memory.janitor, state.health_failures)
-    return PlainTextResponse(text, media_type=CONTENT_TYPE)
+    return Response(server_state(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 def _bot_info(state: ServerState, bot_id: str) -> BotInfo:

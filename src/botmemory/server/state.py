@@ -6,7 +6,7 @@ One :class:`ServerState` per app, on ``app.state.botmemory``; routes reach it th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -14,6 +14,7 @@ from fastapi import Request
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine, UnknownBotError
 from botmemory.memory import Memory
+from botmemory.server.metrics import PrometheusExport
 
 if TYPE_CHECKING:
     from botmemory.server.auth import Access
@@ -30,8 +31,11 @@ class ServerState:
     access: Access
     run_janitor: bool = True
     """Whether the app's lifespan starts and stops the janitor loop."""
-    health_failures: int = 0
-    """Health checks that found the storage unreachable."""
+    metrics: PrometheusExport = field(init=False)
+    """What ``/metrics`` shows: the memory's and the janitor's counts, health checks."""
+
+    def __post_init__(self) -> None:
+        self.metrics = PrometheusExport(self.memory)
 
     @property
     def memory(self) -> Memory:
