@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench soak clean
+.PHONY: run test check bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,14 @@ check: $(STAMP)
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
+# every benchmark, saved to bench/results/<date>.json; bench-quick: small sizes, about a minute
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python bench/turns.py
-	$(BIN)/python bench/janitor.py
-	$(BIN)/python bench/converse.py
-	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/run.py --quick
 
 # 64 HTTP clients for 60 s against botmemory serve on SQLite, PostgreSQL and Redis
 # (BOTMEMORY_TEST_POSTGRES_URL, BOTMEMORY_TEST_REDIS_URL; default: this machine's servers)
