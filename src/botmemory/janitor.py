@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -22,8 +21,7 @@ from typing import Final, Protocol
 from botmemory.clock import Clock
 from botmemory.durations import Seconds
 from botmemory.retention import RetentionPolicies
-from botmemory.storage.base import SessionRecord, Storage, StoredVar, VarUpdate
-from botmemory.values import dumps, loads
+from botmemory.storage.base import SessionRecord, Storage
 
 __all__ = [
     "KINDS",
@@ -32,7 +30,6 @@ __all__ = [
     "JanitorSink",
     "JanitorTotals",
     "SessionHook",
-    "retention_update",
 ]
 
 log = logging.getLogger("botmemory.janitor")
@@ -123,29 +120,6 @@ class JanitorTotals:
         """Tell the sinks that the loop started or stopped."""
         for sink in self.sinks:
             sink.janitor_looping(running)
-
-
-def retention_update(
-    row: StoredVar, policies: RetentionPolicies, now: float, *, defer: bool = False
-) -> VarUpdate | None:
-    """Return the change a stored user variable needs under ``policies`` at ``now``.
-
-    ``None`` when the stored expiry is already right. An expired variable is deleted;
-    one with expired fields is rewritten without them; otherwise only its expiry moves
-    (a policy was changed or removed). With ``defer``, expired content is not removed
-    but marked due ``now``, so that the janitor removes and counts it.
-    """
-    times = json.loads(row.field_times) if row.field_times else {}
-    ev = policies.evaluate(row.key.name, loads(row.value), row.changed_at, times, now)
-    if defer and (ev.expired or ev.stripped):
-        return VarUpdate(row.key, row.changed_at, row.value, now, row.field_times)
-    if ev.expired:
-        return VarUpdate(row.key, row.changed_at, None)
-    field_times = json.dumps(ev.field_times, sort_keys=True) if ev.field_times else None
-    value = dumps(ev.value) if ev.stripped else row.value
-    if not ev.stripped and ev.expires_at == row.expires_at and field_times == row.field_times:
-        return None
-    return VarUpdate(row.key, row.changed_at, value, ev.expires_at, field_times)
 
 
 class Janitor:
@@ -299,9 +273,7 @@ class Janitor:
             rows = await self._storage.expired_user_vars(now, self.batch_size)
             before = {row.key: row.value for row in rows}
             updates = [
-                u
-                for row in rows
-                if (u := retention_update(row, self._policies_for(row.key.bot_id), now))
+                u for row in rows if (u := self._policies_for(row.key.bot_id).update_for(row, now))
             ]
             for update in await self._storage.update_user_vars(updates):
                 if update.value is None:

@@ -35,7 +35,7 @@ from botmemory.errors import (
     UserErasedError,
 )
 from botmemory.ids import Identity, validate_bot_id
-from botmemory.janitor import Janitor, retention_update
+from botmemory.janitor import Janitor
 from botmemory.kvs import KeyValueStore, KvsAccess, user_key_prefixes
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
@@ -504,7 +504,7 @@ class Memory:
             updates = [
                 u
                 for row in rows
-                if (u := retention_update(row, self.policies_for(row.key.bot_id), now, defer=True))
+                if (u := self.policies_for(row.key.bot_id).update_for(row, now, defer=True))
             ]
             await self.storage.update_user_vars(updates)
             after = rows[-1].key
@@ -566,8 +566,7 @@ def _check_message(message: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
 
 
 def _export_user_var(row: StoredVar, policies: RetentionPolicies, now: float) -> JsonValue:
-    times = json.loads(row.field_times) if row.field_times else {}
-    ev = policies.evaluate(row.key.name, loads(row.value), row.changed_at, times, now)
+    ev = policies.evaluate_row(row, now)
     if ev.expired:
         return None
     return {

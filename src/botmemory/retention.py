@@ -21,9 +21,19 @@ from functools import lru_cache
 from typing import Final
 
 from botmemory.durations import Seconds
-from botmemory.values import MISSING, JsonValue, Path, delete_path, dumps, get_path, parse_path
+from botmemory.storage.base import StoredVar, VarUpdate
+from botmemory.values import (
+    MISSING,
+    JsonValue,
+    Path,
+    delete_path,
+    dumps,
+    get_path,
+    loads,
+    parse_path,
+)
 
-__all__ = ["Evaluation", "RetentionPolicies", "VariablePolicy"]
+__all__ = ["Evaluation", "RetentionPolicies", "VariablePolicy", "encode_field_times"]
 
 _GLOB_CHARS: Final = frozenset("*?[")
 
@@ -127,6 +137,30 @@ class RetentionPolicies:
             expires_at = since + ttl if expires_at is None else min(expires_at, since + ttl)
         return Evaluation(False, value, stripped, times, expires_at)
 
+    def evaluate_row(self, row: StoredVar, now: float) -> Evaluation:
+        """Look at a stored user variable at ``now`` (see :meth:`evaluate`)."""
+        times = json.loads(row.field_times) if row.field_times else {}
+        return self.evaluate(row.key.name, loads(row.value), row.changed_at, times, now)
+
+    def update_for(self, row: StoredVar, now: float, *, defer: bool = False) -> VarUpdate | None:
+        """Return the change a stored user variable needs under these policies at ``now``.
+
+        ``None`` when the stored expiry is already right. An expired variable is deleted;
+        one with expired fields is rewritten without them; otherwise only its expiry
+        moves (a policy was changed or removed). With ``defer``, expired content is not
+        removed but marked due ``now``, so that the janitor removes and counts it.
+        """
+        ev = self.evaluate_row(row, now)
+        if defer and (ev.expired or ev.stripped):
+            return VarUpdate(row.key, row.changed_at, row.value, now, row.field_times)
+        if ev.expired:
+            return VarUpdate(row.key, row.changed_at, None)
+        field_times = encode_field_times(ev.field_times)
+        value = dumps(ev.value) if ev.stripped else row.value
+        if not ev.stripped and ev.expires_at == row.expires_at and field_times == row.field_times:
+            return None
+        return VarUpdate(row.key, row.changed_at, value, ev.expires_at, field_times)
+
     def field_times_after_write(
         self,
         name: str,
@@ -153,3 +187,8 @@ class RetentionPolicies:
             else:
                 times[dotted] = now
         return times
+
+
+def encode_field_times(times: Mapping[str, float]) -> str | None:
+    """The stored form of a variable's field times (``StoredVar.field_times``)."""
+    return json.dumps(times, sort_keys=True) if times else None

@@ -8,7 +8,6 @@ holds only what the turn changed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from botmemory.config import BotSettings
 from botmemory.errors import DuplicateMessageError, SessionNotAliveError
 from botmemory.ids import Identity
 from botmemory.kvs import KeyValueStore
-from botmemory.retention import Evaluation, RetentionPolicies
+from botmemory.retention import Evaluation, RetentionPolicies, encode_field_times
 from botmemory.scopes import ScopeMemory
 from botmemory.storage.base import (
     Scope,
@@ -237,8 +236,7 @@ def _load_user(
             texts[name] = row.value
             loaded.user_rows[name] = (row, None)
             continue
-        times = json.loads(row.field_times) if row.field_times else {}
-        ev = policies.evaluate(name, loads(row.value), row.changed_at, times, now)
+        ev = policies.evaluate_row(row, now)
         if ev.expired:
             continue
         texts[name] = dumps(ev.value) if ev.stripped else row.value
@@ -462,5 +460,4 @@ def _user_var(
     ev = policies.evaluate(key.name, value, now, times, now)
     if ev.stripped:
         text = dumps(ev.value)
-    field_times = json.dumps(ev.field_times, sort_keys=True) if ev.field_times else None
-    return StoredVar(key, text, now, ev.expires_at, field_times, version)
+    return StoredVar(key, text, now, ev.expires_at, encode_field_times(ev.field_times), version)
