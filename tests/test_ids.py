@@ -51,3 +51,15 @@ def test_invalid_user_ids_are_refused_every_time(user_id: object, reason: str) -
     for _ in range(2):  # a refused id is never remembered as valid
         with pytest.raises(InvalidIdError, match=reason):
             Identity.of("bot", user_id, "web")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("thread_id", [None, "t::1", 'q"uote'])
+def test_an_identity_comes_back_from_its_session_key(thread_id: str | None) -> None:
+    who = Identity.of("b", "u::1", "web chat", thread_id)
+    assert Identity.from_key("b", who.session_key) == who
+
+
+@pytest.mark.parametrize("key", ["not json", '["only two", "parts"]', '["c", "u\u0000", null]'])
+def test_a_broken_session_key_is_an_invalid_id(key: str) -> None:
+    with pytest.raises(InvalidIdError):
+        Identity.from_key("b", key)

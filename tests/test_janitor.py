@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from botmemory import ManualClock, Memory
+from botmemory.janitor import SessionHook
 from botmemory.storage.base import SessionRecord, Storage
 from tests.conftest import DAY, OpenMemory
 
@@ -207,6 +208,36 @@ async def test_a_failing_hook_does_not_keep_expired_data(
     report = await mem.janitor.run_once()
     assert (report.temp, report.sessions) == (1, 1)
     assert any("hook bug" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_added_hooks_run_in_order_before_the_own_hook_until_removed(
+    mem: Memory, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+
+    def hook(name: str, fail: bool = False) -> SessionHook:
+        async def called(sessions: list[SessionRecord]) -> None:
+            calls.append(f"{name}:{len(sessions)}")
+            if fail:
+                raise RuntimeError(f"{name} failed")
+
+        return called
+
+    first = mem.janitor.add_hooks(on_session_end=hook("first", fail=True))
+    mem.janitor.add_hooks(on_dialog_timeout=hook("timeout"), on_session_end=hook("second"))
+    mem.janitor.on_session_end = hook("own")
+    await fill(mem, 1, 0)
+    clock.advance(timedelta(seconds=DAY))
+    assert (await mem.janitor.run_once()).sessions == 1
+    assert calls == ["timeout:1", "first:1", "second:1", "own:1"]  # a failure stops no one
+    assert any("first failed" in (r.exc_text or "") for r in caplog.records)
+    first.remove()
+    first.remove()  # twice: nothing more
+    calls.clear()
+    await fill(mem, 1, 0)
+    clock.advance(timedelta(seconds=DAY))
+    await mem.janitor.run_once()
+    assert calls == ["timeout:1", "second:1", "own:1"]
 
 
 async def test_sessions_only_runs_leave_retention_for_the_full_run(

@@ -8,6 +8,7 @@ array, so ids that contain ``::`` can never collide.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -85,6 +86,15 @@ class Identity:
             validate_id(user_id, "user id"),
             None if thread_id is None else validate_id(thread_id, "thread id"),
         )
+
+    @classmethod
+    def from_key(cls, bot_id: str, session_key: str) -> Identity:
+        """The identity whose :attr:`session_key` (as storage keeps it) is ``session_key``."""
+        try:
+            channel, user_id, thread_id = json.loads(session_key)
+        except ValueError as exc:
+            raise InvalidIdError(f"{session_key!r} is not a session key") from exc
+        return cls.of(bot_id, user_id, channel, thread_id)
 
     @property
     def session_id(self) -> str:

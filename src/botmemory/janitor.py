@@ -25,6 +25,7 @@ from botmemory.storage.base import SessionRecord, Storage
 
 __all__ = [
     "KINDS",
+    "HookRegistration",
     "Janitor",
     "JanitorReport",
     "JanitorSink",
@@ -85,6 +86,25 @@ class JanitorReport:
 
 KINDS = ("user_variables", "user_fields", "sessions", "temp", "kvs")
 """What the janitor removes, by kind: the fields of :class:`JanitorReport` that count."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Hooks:
+    on_dialog_timeout: SessionHook | None
+    on_session_end: SessionHook | None
+
+
+class HookRegistration:
+    """Hooks added by :meth:`Janitor.add_hooks`; :meth:`remove` takes them out again."""
+
+    def __init__(self, registered: list[_Hooks], hooks: _Hooks) -> None:
+        self._registered = registered
+        self._hooks = hooks
+
+    def remove(self) -> None:
+        """Stop calling these hooks (again: nothing)."""
+        if self._hooks in self._registered:
+            self._registered.remove(self._hooks)
 
 
 class JanitorSink(Protocol):
@@ -151,9 +171,34 @@ class Janitor:
         """Every run so far, counted."""
         self._progress: Progress | None = None
         self.on_dialog_timeout: SessionHook | None = None
-        """Called with each batch of sessions whose temp memory expired, before it is emptied."""
+        """Called with each batch of sessions whose temp memory expired, before it is
+        emptied (after the hooks of :meth:`add_hooks`)."""
         self.on_session_end: SessionHook | None = None
-        """Called with each batch of timed-out sessions, before they are deleted."""
+        """Called with each batch of timed-out sessions, before they are deleted (after
+        the hooks of :meth:`add_hooks`)."""
+        self._hooks: list[_Hooks] = []
+
+    def add_hooks(
+        self,
+        *,
+        on_dialog_timeout: SessionHook | None = None,
+        on_session_end: SessionHook | None = None,
+    ) -> HookRegistration:
+        """Call these hooks too, in the order they were added, until the registration is
+        removed (a dialog engine adds its timeout handling this way)."""
+        hooks = _Hooks(on_dialog_timeout, on_session_end)
+        self._hooks.append(hooks)
+        return HookRegistration(self._hooks, hooks)
+
+    def dialog_timeout_hooks(self) -> list[SessionHook]:
+        """The hooks a run calls with timed-out dialogs, in order."""
+        found = [h.on_dialog_timeout for h in self._hooks if h.on_dialog_timeout]
+        return [*found, self.on_dialog_timeout] if self.on_dialog_timeout else found
+
+    def session_end_hooks(self) -> list[SessionHook]:
+        """The hooks a run calls with timed-out sessions, in order."""
+        found = [h.on_session_end for h in self._hooks if h.on_session_end]
+        return [*found, self.on_session_end] if self.on_session_end else found
 
     async def run_once(
         self, *, sessions_only: bool = False, progress: Progress | None = None
@@ -212,7 +257,7 @@ class Janitor:
         return await self._expire(
             "temp",
             self._storage.expired_temps,
-            self.on_dialog_timeout,
+            self.dialog_timeout_hooks,
             self._storage.clear_temps,
             now,
         )
@@ -221,7 +266,7 @@ class Janitor:
         return await self._expire(
             "sessions",
             self._storage.expired_sessions,
-            self.on_session_end,
+            self.session_end_hooks,
             self._storage.delete_sessions,
             now,
         )
@@ -230,11 +275,11 @@ class Janitor:
         self,
         kind: str,
         select: Callable[[float, int], Awaitable[list[SessionRecord]]],
-        hook: SessionHook | None,
+        hooks: Callable[[], list[SessionHook]],
         remove: Callable[[list[SessionRecord]], Awaitable[int]],
         now: float,
     ) -> int:
-        """Hand timed-out sessions to ``hook``, then ``remove`` their expired parts.
+        """Hand timed-out sessions to ``hooks``, then ``remove`` their expired parts.
 
         A session with a turn running in this process is left for the next run: the
         turn may revive it.
@@ -243,7 +288,7 @@ class Janitor:
         while True:
             found = await select(now, self.batch_size)
             batch = [s for s in found if not self._storage.turn_in_progress(s.bot_id, s.key)]
-            await self._call(hook, batch)
+            await self._call(hooks(), batch)
             done = await remove(batch) if batch else 0
             removed += done
             self._advance(kind, removed)
@@ -255,17 +300,19 @@ class Janitor:
 
         The dialog-timeout hook runs for those whose temp memory holds something.
         """
-        await self._call(self.on_dialog_timeout, [s for s in sessions if s.temp_expires_at])
-        await self._call(self.on_session_end, sessions)
+        dialogs = [s for s in sessions if s.temp_expires_at]
+        await self._call(self.dialog_timeout_hooks(), dialogs)
+        await self._call(self.session_end_hooks(), sessions)
         return await self._storage.delete_sessions(sessions)
 
-    async def _call(self, hook: SessionHook | None, sessions: list[SessionRecord]) -> None:
-        if hook is None or not sessions:
+    async def _call(self, hooks: list[SessionHook], sessions: list[SessionRecord]) -> None:
+        if not sessions:
             return
-        try:
-            await hook(sessions)
-        except Exception:
-            log.exception("janitor hook %s failed; the expired data is removed anyway", hook)
+        for hook in hooks:
+            try:
+                await hook(sessions)
+            except Exception:
+                log.exception("janitor hook %s failed; the expired data is removed anyway", hook)
 
     async def _expire_user_vars(self, now: float) -> tuple[int, int]:
         deleted = stripped = 0

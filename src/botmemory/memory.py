@@ -595,5 +595,4 @@ def _check_id(message_id: str | None) -> str | None:
 
 
 def _session_id(bot_id: str, session_key: str) -> str:
-    channel, user_id, thread_id = json.loads(session_key)
-    return Identity(bot_id, channel, user_id, thread_id).session_id
+    return Identity.from_key(bot_id, session_key).session_id

@@ -145,8 +145,7 @@ async def test_a_message_after_the_timeout_handles_it_first(
     assert len(found) == 1
     # the janitor has not swept yet: the message's turn handles the timeout first
     assert await engine.process("b", "u1", text="back") == ["too slow! kept", "question?"]
-    janitor_hook = engine.memory.janitor.on_dialog_timeout
-    assert janitor_hook is not None
+    (janitor_hook,) = engine.memory.janitor.dialog_timeout_hooks()
     await janitor_hook(found)  # the janitor got to it only after the message: nothing to do
     user, _, temp = await memories(engine)
     assert outbox.sent == []
@@ -230,8 +229,7 @@ async def test_session_end_hooks_skip_a_session_a_message_revived(
     clock.advance(timedelta(seconds=30 * MINUTE + 1))
     found = await engine.memory.storage.expired_sessions(clock(), 100)
     await engine.process("b", "u1", text="back")
-    hook = engine.memory.janitor.on_session_end
-    assert hook is not None
+    (hook,) = engine.memory.janitor.session_end_hooks()
     await hook(found)
     user, _, _ = await memories(engine)
     assert "trail" not in user
@@ -288,9 +286,9 @@ async def test_a_failing_timeout_is_logged_and_persists_nothing(
     assert temp == {}  # the janitor empties it anyway
 
 
-async def test_close_gives_the_janitor_its_hooks_back(make_engine: MakeEngine) -> None:
+async def test_close_takes_the_engine_hooks_out_of_the_janitor(make_engine: MakeEngine) -> None:
     engine = await make_engine({"main.flow.json": flow(node("n"))})
-    assert engine.memory.janitor.on_dialog_timeout is not None
+    janitor = engine.memory.janitor
+    assert len(janitor.dialog_timeout_hooks()) == len(janitor.session_end_hooks()) == 1
     await engine.close()
-    assert engine.memory.janitor.on_dialog_timeout is None
-    assert engine.memory.janitor.on_session_end is None
+    assert janitor.dialog_timeout_hooks() == janitor.session_end_hooks() == []

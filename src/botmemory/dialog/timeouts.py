@@ -14,13 +14,12 @@ of the same session from ever running at once.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
 from botmemory.dialog.events import Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
-from botmemory.janitor import SessionHook
+from botmemory.ids import Identity
 from botmemory.storage.base import SessionRecord
 from botmemory.turns import TurnState
 
@@ -34,36 +33,28 @@ log = logging.getLogger("botmemory.dialog")
 
 
 class DialogTimeouts:
-    """The janitor hooks of one engine; hooks set before it are chained, not replaced."""
+    """The janitor hooks of one engine, added with ``Janitor.add_hooks``: the janitor's
+    own ``on_dialog_timeout`` and ``on_session_end`` still run, after these."""
 
     def __init__(self, engine: DialogEngine) -> None:
         self._engine = engine
-        janitor = engine.memory.janitor
-        self._previous: tuple[SessionHook | None, SessionHook | None] = (
-            janitor.on_dialog_timeout,
-            janitor.on_session_end,
+        self._registration = engine.memory.janitor.add_hooks(
+            on_dialog_timeout=self.on_dialog_timeout, on_session_end=self.on_session_end
         )
-        janitor.on_dialog_timeout = self.on_dialog_timeout
-        janitor.on_session_end = self.on_session_end
 
     def detach(self) -> None:
-        """Give the janitor back the hooks it had before."""
-        janitor = self._engine.memory.janitor
-        janitor.on_dialog_timeout, janitor.on_session_end = self._previous
+        """Stop handling the janitor's timed-out dialogs and sessions."""
+        self._registration.remove()
 
     async def on_dialog_timeout(self, sessions: list[SessionRecord]) -> None:
         """Handle the dialog timeout of each session whose temp memory expired."""
         for record in sessions:
             await self._dialog_timeout(record)
-        if self._previous[0] is not None:
-            await self._previous[0](sessions)
 
     async def on_session_end(self, sessions: list[SessionRecord]) -> None:
         """Run the ``on_session_end`` hooks of each session about to be dropped."""
         for record in sessions:
             await self._session_end(record)
-        if self._previous[1] is not None:
-            await self._previous[1](sessions)
 
     async def _dialog_timeout(self, record: SessionRecord) -> None:
         engine = self._engine
@@ -134,5 +125,5 @@ async def handle_timeout(
 
 
 def _event(kind: str, record: SessionRecord) -> Event:
-    channel, user_id, thread_id = json.loads(record.key)
-    return Event(kind, record.bot_id, user_id, channel, thread_id)
+    who = Identity.from_key(record.bot_id, record.key)
+    return Event(kind, who.bot_id, who.user_id, who.channel, who.thread_id)
