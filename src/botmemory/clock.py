@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from botmemory.durations import DurationInput, parse_duration
 
-__all__ = ["Clock", "ManualClock", "system_clock"]
+__all__ = ["Clock", "ManualClock", "iso_time", "system_clock"]
 
 Clock = Callable[[], float]
 """A function that returns the current time in epoch seconds."""
+
+
+def iso_time(epoch: float) -> str:
+    """Render epoch seconds as an ISO 8601 UTC timestamp with milliseconds."""
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def system_clock() -> float:

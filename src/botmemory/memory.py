@@ -22,7 +22,7 @@ from functools import lru_cache
 from types import TracebackType
 from typing import Final, TypeVar
 
-from botmemory.clock import Clock, system_clock
+from botmemory.clock import Clock, iso_time, system_clock
 from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
 from botmemory.durations import Seconds
 from botmemory.errors import (
@@ -42,7 +42,7 @@ from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
 from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, TurnWrite, VarKey
 from botmemory.turn_kvs import TurnKvs
-from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn, iso_time
+from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn
 from botmemory.values import JsonValue, dumps, loads, to_json_text
 
 __all__ = ["Memory", "check_message_size"]

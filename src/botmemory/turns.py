@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
+from botmemory.clock import iso_time
 from botmemory.config import BotSettings
 from botmemory.errors import DuplicateMessageError, SessionNotAliveError
 from botmemory.ids import Identity
@@ -39,7 +39,6 @@ __all__ = [
     "TurnState",
     "begin_turn",
     "finish_turn",
-    "iso_time",
 ]
 
 LAST_MESSAGES = "lastMessages"
@@ -49,13 +48,6 @@ MESSAGE_IDS = "\x01messageIds"
 
 Its name has a control character, which no variable name may have: no bot can read,
 overwrite or export it by mistake."""
-
-
-def iso_time(epoch: float) -> str:
-    """Render epoch seconds as an ISO 8601 UTC timestamp with milliseconds."""
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
 
 
 @dataclass(eq=False)

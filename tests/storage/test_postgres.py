@@ -29,7 +29,7 @@ from botmemory import (
     Memory,
     SchemaVersionError,
 )
-from botmemory.storage import mask_url
+from botmemory.urls import mask_url
 from tests.conftest import POSTGRES_URL
 
 asyncpg = pytest.importorskip("asyncpg")

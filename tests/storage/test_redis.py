@@ -32,8 +32,9 @@ from botmemory import (
     Memory,
     SchemaVersionError,
 )
-from botmemory.storage import create_storage, mask_url
+from botmemory.storage import create_storage
 from botmemory.storage.base import KvsRecord
+from botmemory.urls import mask_url
 from tests.conftest import DAY, REDIS_URL
 
 redis = pytest.importorskip("redis")

@@ -20,7 +20,8 @@ from botmemory.config import DATABASE_URL_ENV, GLOBAL_FILE, Settings, load_data_
 from botmemory.errors import BotMemoryError, ConfigError
 from botmemory.janitor import Progress
 from botmemory.memory import Memory
-from botmemory.storage import create_storage, mask_url
+from botmemory.storage import create_storage
+from botmemory.urls import mask_url
 
 __all__ = ["config_group", "janitor_group", "migrate"]
 

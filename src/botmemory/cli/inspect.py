@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from botmemory.cli.common import DATA_DIR, EXPIRY, run
+from botmemory.clock import iso_time
 from botmemory.dialog.view import SCOPES, MemoryView, memory_view
 from botmemory.durations import Seconds, format_duration
 from botmemory.memory import Memory
-from botmemory.turns import iso_time
 from botmemory.values import JsonValue, dumps
 
 __all__ = ["kvs_group", "memory_group"]

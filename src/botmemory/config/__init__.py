@@ -22,6 +22,7 @@ from botmemory.config.problems import Document, key_problem, read_document, vali
 from botmemory.durations import Seconds, format_duration
 from botmemory.errors import ConfigError
 from botmemory.ids import BOT_ID_PATTERN
+from botmemory.urls import mask_url
 
 __all__ = [
     "BOT_FILE",
@@ -85,8 +86,6 @@ class Settings:
 
     def describe(self) -> dict[str, object]:
         """Return a JSON-able view of the resolved settings, password masked."""
-        from botmemory.storage import mask_url  # here: storage may import config
-
         url = None if self.database_url is None else mask_url(self.database_url)
         return {
             "dataDir": None if self.data_dir is None else str(self.data_dir),

@@ -28,6 +28,7 @@ from botmemory.values import parse_path
 GLOBAL_FILE: Final = "global/botmemory.config.json"
 BOT_FILE: Final = "bot.config.json"
 DEFAULT_ERROR_REPLY: Final = "Sorry, something went wrong on my side. Please try again."
+"""What a bot answers when a turn fails, unless ``dialog.errorReply`` says otherwise."""
 MIN_TOKEN_LENGTH: Final = 16
 URL_SCHEMES: Final = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss")
 """The schemes of ``database.url`` that a backend serves."""

@@ -34,12 +34,12 @@ from botmemory.kvs import (
     user_storage_key,
 )
 from botmemory.scopes import ScopeMemory
+from botmemory.storage.base import SCOPES
 from botmemory.turns import LAST_MESSAGES, TurnState
 from botmemory.values import MISSING, JsonValue, delete_path, parse_path, set_path
 
 __all__ = ["BUILTIN_ACTIONS", "CONVERSATIONS_NAME"]
 
-SCOPES: Final = ("user", "session", "temp", "bot")
 EMPTY: Final = (None, "", "null")
 CONVERSATIONS_NAME: Final = "numberOfConversations"
 """The user storage variable that counts conversations."""

@@ -23,9 +23,9 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Final
 
 from botmemory.clock import Clock
+from botmemory.config.files import DEFAULT_ERROR_REPLY
 from botmemory.dialog.bots import Bot, load_bots
 from botmemory.dialog.errors import DialogError, UnknownBotError
 from botmemory.dialog.events import MESSAGE_TYPES, Event
@@ -47,9 +47,6 @@ from botmemory.values import JsonValue, to_json_text
 __all__ = ["DEFAULT_ERROR_REPLY", "DialogEngine", "ReplySink"]
 
 log = logging.getLogger("botmemory.dialog")
-
-DEFAULT_ERROR_REPLY: Final = "Sorry, something went wrong on my side. Please try again."
-"""What the bot answers when a turn fails, unless ``dialog.errorReply`` says otherwise."""
 
 ReplySink = Callable[[Event, list[str]], Awaitable[None]]
 """Receives the replies of timeout handling (no user message waits for them)."""

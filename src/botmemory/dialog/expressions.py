@@ -24,10 +24,11 @@ from typing import Final, NoReturn
 
 from botmemory.dialog.errors import ExpressionError
 from botmemory.dialog.operators import FUNCTIONS, arithmetic, compare, member, truthy
+from botmemory.storage.base import SCOPES
 
 __all__ = ["ROOTS", "Condition", "compile_condition"]
 
-ROOTS: Final = frozenset({"event", "user", "session", "temp", "bot"})
+ROOTS: Final = frozenset({"event", *SCOPES})
 """The names a condition (or a template) may start from."""
 MAX_LENGTH: Final = 1000
 MAX_DEPTH: Final = 32

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from botmemory.clock import iso_time
 from botmemory.dialog.runner import POSITION_KEY
 from botmemory.durations import Seconds
 from botmemory.memory import Memory
-from botmemory.turns import iso_time
 from botmemory.values import JsonValue, dumps
 
 __all__ = ["MemoryView", "VariableView", "memory_view"]

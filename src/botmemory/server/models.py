@@ -19,7 +19,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from botmemory.turns import iso_time
+from botmemory.clock import iso_time
+from botmemory.storage.base import Scope
 
 __all__ = [
     "ApiModel",
@@ -49,7 +50,6 @@ __all__ = [
     "iso_or_none",
 ]
 
-Scope = Literal["user", "session", "temp", "bot"]
 """The four memories."""
 
 

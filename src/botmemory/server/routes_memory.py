@@ -9,7 +9,7 @@ session), and the bot id for the bot scope.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
@@ -27,6 +27,7 @@ from botmemory.server.models import (
 from botmemory.server.params import Channel, OwnerId, ThreadId, UserId, VariableName
 from botmemory.server.state import server_state
 from botmemory.server.views import memory_view
+from botmemory.storage.base import Scope
 
 __all__ = ["router"]
 
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/api/v1/bots/{botId}", tags=["memory"])
 
 BotAccess = Annotated[str, Depends(bot_access)]
 ScopeName = Annotated[
-    Literal["user", "session", "temp", "bot"],
+    Scope,
     Path(description="user, session, temp or bot."),
 ]
 _READ = error_responses(400, 401, 403, 404)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
+from botmemory.clock import iso_time
 from botmemory.memory import Memory
 from botmemory.server.models import MemoryView, Scopes, SessionInfo, Variable, iso_or_none
-from botmemory.turns import iso_time
+from botmemory.storage.base import SCOPES
 from botmemory.values import JsonValue
 
 __all__ = ["SCOPES", "memory_view", "plain_scopes"]
-
-SCOPES: Final = ("user", "session", "temp", "bot")
 
 
 async def memory_view(

@@ -9,15 +9,14 @@ backends are imported only when their scheme is used.
 from __future__ import annotations
 
 import importlib
-import re
 from typing import Final
 
 from botmemory.errors import BotMemoryError, MissingDependencyError
 from botmemory.storage.base import Storage
+from botmemory.urls import mask_url
 
-__all__ = ["Storage", "create_storage", "mask_url"]
+__all__ = ["Storage", "create_storage"]
 
-_PASSWORD_PARAM: Final = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.IGNORECASE)
 _BACKENDS: Final[dict[str, tuple[str, str, str | None]]] = {
     "memory": ("botmemory.storage.memory", "MemoryStorage", None),
     "sqlite": ("botmemory.storage.sqlite", "SqliteStorage", None),
@@ -28,17 +27,6 @@ _BACKENDS: Final[dict[str, tuple[str, str, str | None]]] = {
     "redis+cluster": ("botmemory.storage.redis", "RedisStorage", "redis"),
     "rediss+cluster": ("botmemory.storage.redis", "RedisStorage", "redis"),
 }
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password (in the credentials or a query) replaced by ``***``."""
-    url = _PASSWORD_PARAM.sub(r"\1***", url)
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 def create_storage(url: str) -> Storage:

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal, NamedTuple, TypeVar
+from typing import Final, Literal, NamedTuple, TypeVar
 
 from botmemory.durations import Seconds
 
@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 Scope = Literal["user", "session", "temp", "bot"]
+SCOPES: Final[tuple[Scope, ...]] = ("user", "session", "temp", "bot")
+"""The four memories, in the order they are shown."""
 T = TypeVar("T")
 
 

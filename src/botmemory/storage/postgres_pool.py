@@ -43,8 +43,8 @@ from botmemory.errors import (
     InvalidDurationError,
     LockTimeoutError,
 )
-from botmemory.storage import mask_url
 from botmemory.storage.postgres_sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
+from botmemory.urls import mask_url
 
 __all__ = ["PostgresOptions", "PostgresPool", "lock_key", "parse_postgres_url"]
 

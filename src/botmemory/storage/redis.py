@@ -39,7 +39,6 @@ from botmemory.errors import (
     LockTimeoutError,
     SchemaVersionError,
 )
-from botmemory.storage import mask_url
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -70,6 +69,7 @@ from botmemory.storage.redis_layout import (
 )
 from botmemory.storage.redis_lease import Lease, Leases
 from botmemory.storage.redis_scripts import Scripts
+from botmemory.urls import mask_url
 
 __all__ = ["RedisOptions", "RedisStorage"]
 
