@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -31,6 +33,51 @@ async def test_include_state_returns_the_four_memories_after_the_turn(
     assert [m["text"] for m in state["session"]["lastMessages"]] == ["hi", "Ada"]
     assert "__dialog" in state["temp"]
     assert state["bot"] == {"conversations": 1}
+
+
+async def test_include_state_is_the_turn_s_own_without_loading_again(
+    client: httpx.AsyncClient, engine: DialogEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = engine.memory.storage
+    load_turn, commit_turn = storage.load_turn, storage.commit_turn
+    loads: list[object] = []
+    changed: list[bool] = []
+
+    async def counted_load(keys: Any) -> Any:
+        loads.append(keys)
+        return await load_turn(keys)
+
+    async def commit_then_change(write: Any) -> None:
+        await commit_turn(write)
+        if not changed:  # another user's edit changes bot memory right after this turn
+            changed.append(True)
+            async with engine.memory.edit("welcome", "someone-else") as other:
+                other.bot["conversations"] = 99
+
+    await converse(client, "hi")
+    monkeypatch.setattr(storage, "load_turn", counted_load)
+    monkeypatch.setattr(storage, "commit_turn", commit_then_change)
+    response = await client.post(
+        "/api/v1/bots/welcome/converse/u1?include=state", json={"type": "text", "text": "Ada"}
+    )
+    state = response.json()["state"]
+    assert state["user"] == {"name": "Ada"}  # what the turn wrote is there
+    assert [m["text"] for m in state["session"]["lastMessages"]] == ["hi", "Ada"]
+    assert state["temp"]["__dialog"]["node"] == "askMood"
+    assert state["bot"] == {"conversations": 1}  # the change made after it is not
+    assert len(loads) == 2  # this turn's load and the other user's edit: no second load
+    stored = (await client.get("/api/v1/bots/welcome/users/u1/memory")).json()["scopes"]
+    assert stored["bot"]["conversations"]["value"] == 99
+
+
+async def test_include_state_of_a_repeated_message_is_what_is_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    url = "/api/v1/bots/welcome/converse/u1?include=state"
+    first = await client.post(url, json={"text": "hi", "id": "m-1"})
+    again = await client.post(url, json={"text": "hi", "id": "m-1"})
+    assert again.json()["responses"] == first.json()["responses"]
+    assert again.json()["state"] == first.json()["state"]
 
 
 async def test_without_include_there_is_no_state(client: httpx.AsyncClient) -> None:
