@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -247,3 +248,35 @@ async def test_unknown_fields_and_types_are_400_naming_them(client: httpx.AsyncC
     assert unknown_type.status_code == 400
     assert "body.type" in unknown_type.json()["message"]
     assert "quick_reply" in unknown_type.json()["message"]
+
+
+MESSAGES_OF_BOTH_PATHS = [
+    {"text": "hi", "id": "m-1"},
+    {"type": "text", "text": "Ada", "channel": "api"},
+    {"text": "hi", "id": "m-1"},  # a repeated id: answered from the first run
+    {"type": "quick_reply", "text": "great", "payload": {"mood": "great"}},
+    {"type": "postback", "payload": [1, 2.5, None, "é"]},
+    {"text": "in a thread", "threadId": "t1"},
+]
+
+CONTENT_TYPES = (("thin", "application/json"), ("declared", "application/vnd.a+json"))
+
+
+async def test_the_thin_path_and_the_declared_route_answer_alike(
+    client: httpx.AsyncClient,
+) -> None:
+    """An ordinary request takes the thin path; a '+json' content type, the declared route."""
+    answers: dict[str, list[object]] = {"thin": [], "declared": []}
+    for body in MESSAGES_OF_BOTH_PATHS:
+        for user, content_type in CONTENT_TYPES:
+            response = await client.post(
+                f"/api/v1/bots/welcome/converse/{user}?include=state",
+                content=json.dumps(body),
+                headers={"Content-Type": content_type},
+            )
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"] == "application/json"
+            answer = response.json()
+            del answer["state"]["bot"]  # bot memory is shared: both users count in it
+            answers[user].append(answer)
+    assert answers["thin"] == answers["declared"]
