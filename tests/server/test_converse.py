@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import httpx
 import pytest
 
@@ -31,6 +34,51 @@ async def test_include_state_returns_the_four_memories_after_the_turn(
     assert [m["text"] for m in state["session"]["lastMessages"]] == ["hi", "Ada"]
     assert "__dialog" in state["temp"]
     assert state["bot"] == {"conversations": 1}
+
+
+async def test_include_state_is_the_turn_s_own_without_loading_again(
+    client: httpx.AsyncClient, engine: DialogEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = engine.memory.storage
+    load_turn, commit_turn = storage.load_turn, storage.commit_turn
+    loads: list[object] = []
+    changed: list[bool] = []
+
+    async def counted_load(keys: Any) -> Any:
+        loads.append(keys)
+        return await load_turn(keys)
+
+    async def commit_then_change(write: Any) -> None:
+        await commit_turn(write)
+        if not changed:  # another user's edit changes bot memory right after this turn
+            changed.append(True)
+            async with engine.memory.edit("welcome", "someone-else") as other:
+                other.bot["conversations"] = 99
+
+    await converse(client, "hi")
+    monkeypatch.setattr(storage, "load_turn", counted_load)
+    monkeypatch.setattr(storage, "commit_turn", commit_then_change)
+    response = await client.post(
+        "/api/v1/bots/welcome/converse/u1?include=state", json={"type": "text", "text": "Ada"}
+    )
+    state = response.json()["state"]
+    assert state["user"] == {"name": "Ada"}  # what the turn wrote is there
+    assert [m["text"] for m in state["session"]["lastMessages"]] == ["hi", "Ada"]
+    assert state["temp"]["__dialog"]["node"] == "askMood"
+    assert state["bot"] == {"conversations": 1}  # the change made after it is not
+    assert len(loads) == 2  # this turn's load and the other user's edit: no second load
+    stored = (await client.get("/api/v1/bots/welcome/users/u1/memory")).json()["scopes"]
+    assert stored["bot"]["conversations"]["value"] == 99
+
+
+async def test_include_state_of_a_repeated_message_is_what_is_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    url = "/api/v1/bots/welcome/converse/u1?include=state"
+    first = await client.post(url, json={"text": "hi", "id": "m-1"})
+    again = await client.post(url, json={"text": "hi", "id": "m-1"})
+    assert again.json()["responses"] == first.json()["responses"]
+    assert again.json()["state"] == first.json()["state"]
 
 
 async def test_without_include_there_is_no_state(client: httpx.AsyncClient) -> None:
@@ -200,3 +248,35 @@ async def test_unknown_fields_and_types_are_400_naming_them(client: httpx.AsyncC
     assert unknown_type.status_code == 400
     assert "body.type" in unknown_type.json()["message"]
     assert "quick_reply" in unknown_type.json()["message"]
+
+
+MESSAGES_OF_BOTH_PATHS = [
+    {"text": "hi", "id": "m-1"},
+    {"type": "text", "text": "Ada", "channel": "api"},
+    {"text": "hi", "id": "m-1"},  # a repeated id: answered from the first run
+    {"type": "quick_reply", "text": "great", "payload": {"mood": "great"}},
+    {"type": "postback", "payload": [1, 2.5, None, "é"]},
+    {"text": "in a thread", "threadId": "t1"},
+]
+
+CONTENT_TYPES = (("thin", "application/json"), ("declared", "application/vnd.a+json"))
+
+
+async def test_the_thin_path_and_the_declared_route_answer_alike(
+    client: httpx.AsyncClient,
+) -> None:
+    """An ordinary request takes the thin path; a '+json' content type, the declared route."""
+    answers: dict[str, list[object]] = {"thin": [], "declared": []}
+    for body in MESSAGES_OF_BOTH_PATHS:
+        for user, content_type in CONTENT_TYPES:
+            response = await client.post(
+                f"/api/v1/bots/welcome/converse/{user}?include=state",
+                content=json.dumps(body),
+                headers={"Content-Type": content_type},
+            )
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"] == "application/json"
+            answer = response.json()
+            del answer["state"]["bot"]  # bot memory is shared: both users count in it
+            answers[user].append(answer)
+    assert answers["thin"] == answers["declared"]

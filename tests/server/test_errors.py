@@ -80,10 +80,10 @@ async def test_unknown_routes_and_methods_answer_json(client: httpx.AsyncClient)
 async def test_an_unexpected_error_is_500_without_a_traceback(
     app: FastAPI, engine: DialogEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(*args: object, **kwargs: object) -> list[str]:
+    async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(engine, "process", broken)
+    monkeypatch.setattr(engine, "answer", broken)
     async with client_of(app) as client:
         response = await client.post(CONVERSE, json={"text": "hi"})
     assert response.status_code == 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,10 +48,15 @@ EXPIRY = _Expiry()
 """The type of every ``--expiry`` option: parsed once, here."""
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; a botmemory error becomes a one-line message and exit code 1."""
+def run(
+    coro: Coroutine[Any, Any, T],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a coroutine (on a loop of ``loop_factory``'s, by default asyncio's own); a
+    botmemory error becomes a one-line message and exit code 1."""
     try:
-        return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)
     except BotMemoryError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -90,11 +90,14 @@ def serve(data_dir: str, host: str, port: int, log_level: str) -> None:
 
     Example: botmemory serve ./data --port 3000
     """
+    from botmemory.server.stack import server_stack
+
     settings = load_data_dir(data_dir)
     check_host(host, settings)
     listener = _listen(host, port)
     try:
-        run(_serve(data_dir, listener, host, port, log_level, settings))
+        loop_factory = server_stack().loop_factory()  # uvloop when installed
+        run(_serve(data_dir, listener, host, port, log_level, settings), loop_factory)
     finally:
         listener.close()
 
@@ -139,6 +142,7 @@ async def _serve(
         import uvicorn
 
         from botmemory.server import create_app
+        from botmemory.server.stack import server_stack
     except MissingDependencyError:
         raise
     except ImportError:
@@ -150,8 +154,16 @@ async def _serve(
     engine = await DialogEngine.from_data_dir(data_dir)
     try:
         app = create_app(engine)
+        stack = server_stack()  # uvloop and httptools when installed
         config = uvicorn.Config(
-            app, host=host, port=port, log_level=log_level, server_header=False, lifespan="on"
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            lifespan="on",
+            loop=stack.loop,
+            http=stack.http,
         )
         shown = f"[{host}]" if ":" in host else host
         bots = ", ".join(sorted(engine.bots)) or "none"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from botmemory.dialog.actions import ActionFunction, ActionSpec, action
 from botmemory.dialog.bots import Bot, load_bot, load_bots
 from botmemory.dialog.builtin_actions import BUILTIN_ACTIONS
-from botmemory.dialog.engine import DEFAULT_ERROR_REPLY, DialogEngine, ReplySink
+from botmemory.dialog.engine import DEFAULT_ERROR_REPLY, Answer, DialogEngine, ReplySink
 from botmemory.dialog.errors import (
     ActionError,
     BotLoadError,
@@ -42,6 +42,7 @@ __all__ = [
     "ActionError",
     "ActionFunction",
     "ActionSpec",
+    "Answer",
     "Bot",
     "BotLoadError",
     "Condition",

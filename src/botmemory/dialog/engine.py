@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -44,12 +45,23 @@ from botmemory.memory import Memory, check_message_size
 from botmemory.turns import TurnState
 from botmemory.values import JsonValue, to_json_text
 
-__all__ = ["DEFAULT_ERROR_REPLY", "DialogEngine", "ReplySink"]
+__all__ = ["DEFAULT_ERROR_REPLY", "Answer", "DialogEngine", "ReplySink"]
 
 log = logging.getLogger("botmemory.dialog")
 
 ReplySink = Callable[[Event, list[str]], Awaitable[None]]
 """Receives the replies of timeout handling (no user message waits for them)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one user message got: the bot's replies, and the memories the turn left."""
+
+    replies: list[str]
+    memories: dict[str, dict[str, JsonValue]] | None = None
+    """Plain values of ``user``, ``session``, ``temp`` and ``bot`` memory as the turn
+    committed them (``None`` when the turn wrote nothing: a repeated message id, a
+    failed turn); only with ``DialogEngine.answer(..., memories=True)``."""
 
 
 class DialogEngine:
@@ -151,7 +163,27 @@ class DialogEngine:
         *,
         message_id: str | None = None,
     ) -> list[str]:
-        """Handle one user message; return the bot's replies in order.
+        """Handle one user message; return the bot's replies in order (see :meth:`answer`)."""
+        answer = await self.answer(
+            bot_id, user_id, text, payload, channel, thread_id, message_type, message_id=message_id
+        )
+        return answer.replies
+
+    async def answer(
+        self,
+        bot_id: str,
+        user_id: str,
+        text: str | None = None,
+        payload: JsonValue = None,
+        channel: str = "api",
+        thread_id: str | None = None,
+        message_type: str | None = None,
+        *,
+        message_id: str | None = None,
+        memories: bool = False,
+    ) -> Answer:
+        """Handle one user message: the bot's replies in order, and with ``memories``
+        the four memories as this turn committed them, without loading them again.
 
         ``message_type`` is one of :data:`~botmemory.dialog.events.MESSAGE_TYPES`; by
         default ``"text"`` when there is a text, else ``"payload"``. Flows see it as
@@ -177,16 +209,18 @@ class DialogEngine:
             return replies
 
         try:
-            return await self.memory.run_turn(
+            replies = await self.memory.run_turn(
                 body, bot_id, user_id, channel, thread_id, event.message(), message_id=message_id
             )
         except DuplicateMessageError as duplicate:
-            return [str(reply) for reply in duplicate.replies]
+            return Answer([str(reply) for reply in duplicate.replies])
         except (BackendUnavailableError, LockTimeoutError, ConflictError):
             raise  # the storage is down or busy: the caller retries (HTTP 503)
         except Exception as exc:
             self.log_failure("message", event, runners[-1] if runners else None, exc)
-            return [self.error_reply(bot_id)]
+            return Answer([self.error_reply(bot_id)])
+        # the last attempt's state is what the commit wrote; nothing changes it any more
+        return Answer(replies, _plain_memories(runners[-1].state) if memories else None)
 
     def runner(self, bot: Bot, event: Event, state: TurnState) -> FlowRunner:
         """Return a flow runner for one turn of ``bot``, over the turn's key-value store."""
@@ -227,6 +261,16 @@ class DialogEngine:
             exc,
             exc_info=exc,
         )
+
+
+def _plain_memories(state: TurnState) -> dict[str, dict[str, JsonValue]]:
+    """The plain values of the four memories of a finished turn."""
+    return {
+        "user": dict(state.user.items()),
+        "session": dict(state.session.items()),
+        "temp": dict(state.temp.items()),
+        "bot": dict(state.bot.items()),
+    }
 
 
 def _incoming(

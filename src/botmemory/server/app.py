@@ -20,6 +20,7 @@ from botmemory.config import Settings
 from botmemory.dialog import DialogEngine
 from botmemory.server import routes_admin, routes_converse, routes_kvs, routes_memory
 from botmemory.server.auth import Access
+from botmemory.server.converse_fast import ConverseFastPath
 from botmemory.server.errors import install_error_handlers
 from botmemory.server.limits import BodyLimit
 from botmemory.server.local import LocalGuard
@@ -72,6 +73,7 @@ def create_app(
         app.add_middleware(LocalGuard)  # outermost: before the body is even read
     for module in (routes_converse, routes_memory, routes_kvs, routes_admin):
         app.include_router(module.router)
+    app.router.routes.insert(0, ConverseFastPath())  # before the declared converse route
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", _index, include_in_schema=False)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ __all__ = [
     "converse_access",
     "grant_of",
     "is_loopback",
+    "request_grant",
 ]
 
 BotId = Annotated[
@@ -144,6 +145,11 @@ async def grant_of(
             "machine: set auth.adminTokens in global/botmemory.config.json",
         )
     return access.grant(credentials.credentials if credentials else None)
+
+
+async def request_grant(request: Request) -> Grant:
+    """:func:`grant_of` outside FastAPI's dependencies (the converse route's thin path)."""
+    return await grant_of(request, await _bearer(request))
 
 
 GrantDep = Annotated[Grant, Depends(grant_of)]

@@ -1,19 +1,27 @@
-"""``POST /api/v1/bots/{botId}/converse/{userId}``: one user message, the bot's replies."""
+"""``POST /api/v1/bots/{botId}/converse/{userId}``: one user message, the bot's replies.
+
+The route declared here gives the OpenAPI schema and validates every request the
+thin path of :mod:`~botmemory.server.converse_fast` hands over; both answer through
+:func:`converse_response`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
 
+from botmemory.dialog import DialogEngine
 from botmemory.server.auth import converse_access
 from botmemory.server.errors import ApiError, error_responses
-from botmemory.server.models import ConverseRequest, ConverseResponse, Reply
+from botmemory.server.models import ConverseRequest, ConverseResponse
 from botmemory.server.params import UserId
 from botmemory.server.state import server_state
 from botmemory.server.views import memory_view, plain_scopes
 
-__all__ = ["router"]
+__all__ = ["JsonBytesResponse", "converse_response", "router"]
 
 router = APIRouter(prefix="/api/v1/bots/{botId}", tags=["converse"])
 
@@ -39,7 +47,7 @@ async def converse(
             examples=["state"],
         ),
     ] = None,
-) -> ConverseResponse:
+) -> Response:
     """Run one turn of the bot's flows and return its replies, in order.
 
     Without a token only bots with ``converse.public: true`` answer. A failure inside
@@ -50,7 +58,28 @@ async def converse(
     """
     extras = _includes(include)
     engine = server_state(request).engine
-    replies = await engine.process(
+    return await converse_response(engine, bot_id, user_id, message, with_state="state" in extras)
+
+
+class JsonBytesResponse(Response):
+    """A JSON answer rendered by orjson (``application/json``, as FastAPI's own)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def converse_response(
+    engine: DialogEngine,
+    bot_id: str,
+    user_id: str,
+    message: ConverseRequest,
+    *,
+    with_state: bool,
+) -> Response:
+    """Run the turn of ``message`` and answer its replies (and the memories it left)."""
+    answer = await engine.answer(
         bot_id,
         user_id,
         text=message.text,
@@ -59,13 +88,18 @@ async def converse(
         thread_id=message.thread_id,
         message_type=message.type,
         message_id=message.id,
+        memories=with_state,
     )
-    # every field set explicitly: the response leaves out what is unset (``state``)
-    response = ConverseResponse(responses=[Reply(type="text", text=reply) for reply in replies])
-    if "state" in extras:
-        view = await memory_view(engine.memory, bot_id, user_id, message.channel, message.thread_id)
-        response.state = plain_scopes(view)
-    return response
+    body: dict[str, Any] = {"responses": [{"type": "text", "text": r} for r in answer.replies]}
+    if with_state:
+        memories = answer.memories
+        if memories is None:  # nothing was written (a repeated id, a failed turn): as stored
+            view = await memory_view(
+                engine.memory, bot_id, user_id, message.channel, message.thread_id
+            )
+            memories = plain_scopes(view).model_dump()
+        body["state"] = memories
+    return JsonBytesResponse(body)
 
 
 def _includes(include: str | None) -> set[str]:
