@@ -1,4 +1,4 @@
-"""Operating the server: the bots, the janitor, ``/healthz`` and ``/metrics``."""
+"""Operating the server: the bots, the janitor, ``/healthz``, ``/readyz`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -109,6 +109,18 @@ async def healthz(request: Request) -> Health | JSONResponse:
         body = Health(status="unavailable", message="the storage backend does not answer")
         return JSONResponse(body.model_dump(), status_code=503)
     return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "Not ready: the storage does not answer"}},
+    tags=["operations"],
+)
+async def readyz(request: Request) -> Health | JSONResponse:
+    """200 when this server can serve: its bots are loaded (it would not answer
+    otherwise) and the storage answers within 5 seconds; else 503. Needs no token."""
+    return await healthz(request)
 
 
 @router.get(

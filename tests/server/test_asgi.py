@@ -1,0 +1,91 @@
+"""``botmemory.server.asgi:app`` under a real uvicorn with two worker processes.
+
+The server is started as operators would (``uvicorn ... --workers 2``, the data folder
+in ``BOTMEMORY_DATA_DIR``), with ``PROMETHEUS_MULTIPROC_DIR`` set so that ``/metrics``
+answers for both workers. Waiting for real processes to start and stop is the only
+waiting here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.conftest import ADMIN, CONFIG, bearer, write_data_dir
+from tests.server.test_admin_routes import samples
+
+STARTED_WITHIN = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(env: dict[str, str], port: int, workers: int = 2) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "uvicorn", "botmemory.server.asgi:app"]
+    command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    return subprocess.Popen(command, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    port = free_port()
+    env = {"BOTMEMORY_DATA_DIR": str(data), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    process = start(env, port)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTED_WITHIN
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.1)  # a real server starting
+    try:
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_two_workers_serve_one_data_folder_and_count_together(
+    served: tuple[str, subprocess.Popen[str]],
+) -> None:
+    url, process = served
+    with httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=10) as http:
+        for i in range(20):
+            with httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=10) as fresh:
+                # a new connection each time: the kernel spreads them over both workers
+                answer = fresh.post("/api/v1/bots/echo/converse/u1", json={"text": f"m{i}"})
+                assert answer.json()["responses"] == [{"type": "text", "text": f"echo: m{i}"}]
+        assert http.get("/readyz").json() == {"status": "ok", "message": None}
+        found = samples(http.get("/metrics").text)
+        assert found["botmemory_turns_total"] == 20  # whichever worker answered
+        history = http.get("/api/v1/bots/echo/users/u1/memory").json()
+        assert len(history["scopes"]["session"]["lastMessages"]["value"]) == 5
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_a_missing_data_folder_fails_the_start_with_the_reason(tmp_path: Path) -> None:
+    process = start({"BOTMEMORY_DATA_DIR": ""}, free_port(), workers=1)
+    _, errors = process.communicate(timeout=STARTED_WITHIN)
+    assert process.returncode != 0
+    assert "set BOTMEMORY_DATA_DIR to the data folder to serve" in errors
