@@ -45,6 +45,11 @@ SUITE = (
     Bench("janitor", "janitor.py", quick=("--expired", "20000", "--live", "20000")),
     Bench("converse", "converse.py", quick=("--requests", "300")),
     Bench("peers", "peers.py", quick=("--keys", "1000", "--users", "1000", "--turns", "1000")),
+    Bench(
+        "scale",
+        "scale.py",
+        quick=("--requests", "200", "--users", "8", "--runs", "1", "--backends", "sqlite"),
+    ),
 )
 
 
