@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from botmemory import ManualClock, Memory
+from botmemory.durations import parse_duration
 from botmemory.janitor import SessionHook
 from botmemory.storage.base import SessionRecord, Storage
 from tests.conftest import DAY, OpenMemory
@@ -238,6 +239,52 @@ async def test_added_hooks_run_in_order_before_the_own_hook_until_removed(
     clock.advance(timedelta(seconds=DAY))
     await mem.janitor.run_once()
     assert calls == ["timeout:1", "second:1", "own:1"]
+
+
+async def test_stopping_ends_a_run_after_its_current_batch(mem: Memory, clock: ManualClock) -> None:
+    mem.janitor.batch_size = 10
+    await fill(mem, 25, 30)
+    clock.advance(timedelta(seconds=DAY))
+    entered, release = asyncio.Event(), asyncio.Event()
+    batches: list[int] = []
+
+    async def on_session_end(sessions: list[SessionRecord]) -> None:
+        batches.append(len(sessions))
+        entered.set()
+        await release.wait()
+
+    mem.janitor.on_session_end = on_session_end
+    await mem.janitor.start()
+    await entered.wait()  # the loop's first run is inside its first batch of sessions
+    stopping = asyncio.create_task(mem.janitor.stop())
+    await asyncio.sleep(0)
+    assert not stopping.done()  # it waits for the batch
+    release.set()
+    await stopping
+    assert batches == [10]  # the batch it was in finished, hooks and removal; no other
+    assert not mem.janitor.running
+    assert len(await mem.storage.expired_sessions(clock(), 100)) == 15
+    report = mem.janitor.last_report
+    assert report is not None
+    assert (report.sessions, report.kvs) == (10, 0)
+    assert (await mem.janitor.run_once()).sessions == 15  # a later run goes to the end
+
+
+async def test_a_stop_past_its_grace_cancels_the_run(mem: Memory, clock: ManualClock) -> None:
+    await fill(mem, 2, 0)
+    clock.advance(timedelta(seconds=DAY))
+    entered = asyncio.Event()
+
+    async def stuck(sessions: list[SessionRecord]) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # never returns
+
+    mem.janitor.on_session_end = stuck
+    await mem.janitor.start()
+    await entered.wait()
+    await mem.janitor.stop(grace=parse_duration("10ms"))
+    assert not mem.janitor.running
+    assert len(await mem.storage.expired_sessions(clock(), 100)) == 2  # nothing half done
 
 
 async def test_sessions_only_runs_leave_retention_for_the_full_run(

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Final, Protocol
 
 from botmemory.clock import Clock
-from botmemory.durations import Seconds
+from botmemory.durations import Seconds, parse_duration
 from botmemory.retention import RetentionPolicies
 from botmemory.storage.base import SessionRecord, Storage
 
@@ -37,6 +37,8 @@ log = logging.getLogger("botmemory.janitor")
 
 DEFAULT_BATCH_SIZE = 1000
 HISTORY_SIZE = 50
+STOP_GRACE: Final = parse_duration("30s")
+"""How long :meth:`Janitor.stop` lets a run finish its batch before cancelling it."""
 
 Progress = Callable[[str, int], None]
 """Told after each batch of a run: what kind of data, and how many removed so far."""
@@ -165,6 +167,8 @@ class Janitor:
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        """Set by :meth:`stop`: a run ends after its current batch, the loop at once."""
         self.history: deque[JanitorReport] = deque(maxlen=HISTORY_SIZE)
         """The most recent runs, oldest first, failed ones included."""
         self.totals = JanitorTotals()
@@ -216,11 +220,12 @@ class Janitor:
             started = time.monotonic()
             now = self._clock()
             temp = await self._expire_temps(now)
-            sessions = await self._expire_sessions(now)
+            sessions = 0 if self._stopping.is_set() else await self._expire_sessions(now)
             deleted = stripped = kvs = 0
-            if not sessions_only:
+            if not (sessions_only or self._stopping.is_set()):
                 deleted, stripped = await self._expire_user_vars(now)
-                kvs = await self._drain("kvs", self._storage.delete_expired_kvs, now)
+                if not self._stopping.is_set():
+                    kvs = await self._drain("kvs", self._storage.delete_expired_kvs, now)
             report = JanitorReport(
                 deleted, stripped, sessions, temp, kvs, now, Seconds(time.monotonic() - started)
             )
@@ -250,7 +255,7 @@ class Janitor:
             removed = await step(now, self.batch_size)
             total += removed
             self._advance(kind, total)
-            if removed < self.batch_size:
+            if removed < self.batch_size or self._stopping.is_set():
                 return total
 
     async def _expire_temps(self, now: float) -> int:
@@ -292,7 +297,7 @@ class Janitor:
             done = await remove(batch) if batch else 0
             removed += done
             self._advance(kind, removed)
-            if len(found) < self.batch_size or not done:
+            if len(found) < self.batch_size or not done or self._stopping.is_set():
                 return removed
 
     async def end_sessions(self, sessions: list[SessionRecord]) -> int:
@@ -328,23 +333,31 @@ class Janitor:
                 elif update.value != before[update.key]:
                     stripped += 1
             self._advance("user_variables", deleted + stripped)
-            if len(rows) < self.batch_size:
+            if len(rows) < self.batch_size or self._stopping.is_set():
                 return deleted, stripped
 
     async def start(self) -> None:
         """Run the janitor on its own task: fully every ``interval``, and for timed-out
         dialogs and sessions every ``session_interval``."""
         if self._task is None or self._task.done():
+            self._stopping.clear()
             self._task = asyncio.create_task(self._loop(), name="botmemory-janitor")
             self.totals.looping(True)
 
-    async def stop(self) -> None:
-        """Stop the loop, letting a run in progress finish its current batch."""
+    async def stop(self, grace: Seconds = STOP_GRACE) -> None:
+        """Stop the loop: a run in progress ends after its current batch (hooks and
+        removal both done), or is cancelled after ``grace``."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            finally:
+                self._stopping.clear()  # runs asked for later (run_once) go to the end
             self.totals.looping(False)
 
     @property
@@ -363,4 +376,7 @@ class Janitor:
             except Exception as exc:
                 self._record(JanitorReport(started_at=self._clock(), error=str(exc)))
                 log.exception("janitor run failed; it runs again in %gs", self.session_interval)
-            await asyncio.sleep(self.session_interval)
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.session_interval)
