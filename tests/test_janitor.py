@@ -287,6 +287,28 @@ async def test_a_stop_past_its_grace_cancels_the_run(mem: Memory, clock: ManualC
     assert len(await mem.storage.expired_sessions(clock(), 100)) == 2  # nothing half done
 
 
+async def test_a_cancelled_stop_still_ends_the_loop(mem: Memory, clock: ManualClock) -> None:
+    await fill(mem, 2, 0)
+    clock.advance(timedelta(seconds=DAY))
+    entered = asyncio.Event()
+
+    async def slow(sessions: list[SessionRecord]) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    mem.janitor.on_session_end = slow
+    await mem.janitor.start()
+    await entered.wait()
+    stopping = asyncio.create_task(mem.janitor.stop())
+    await asyncio.sleep(0)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    loops = [t for t in asyncio.all_tasks() if t.get_name() == "botmemory-janitor"]
+    assert loops == []  # no loop left running behind the memory's back
+    assert not mem.janitor.running
+
+
 async def test_sessions_only_runs_leave_retention_for_the_full_run(
     open_memory: OpenMemory, clock: ManualClock
 ) -> None:

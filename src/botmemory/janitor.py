@@ -348,17 +348,21 @@ class Janitor:
         """Stop the loop: a run in progress ends after its current batch (hooks and
         removal both done), or is cancelled after ``grace``."""
         task, self._task = self._task, None
-        if task is not None:
-            self._stopping.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            finally:
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except BaseException as exc:  # past the grace, or this stop was cancelled: end it
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if not isinstance(exc, TimeoutError):
+                raise
+        finally:
+            if task.done():
                 self._stopping.clear()  # runs asked for later (run_once) go to the end
-            self.totals.looping(False)
+                self.totals.looping(False)
 
     @property
     def running(self) -> bool:

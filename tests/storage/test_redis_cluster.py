@@ -17,7 +17,7 @@ import pytest
 
 from botmemory import BackendUnavailableError, BotMemoryError, ConfigError, ManualClock, Memory
 from botmemory.storage import create_storage
-from tests.conftest import service_unavailable
+from tests.conftest import REDIS_URL, service_unavailable
 from tests.redis_cluster import Cluster, ClusterUnavailable
 
 redis = pytest.importorskip("redis")
@@ -37,11 +37,21 @@ def prefix_of(url: str) -> str:
 
 @pytest.mark.parametrize(
     "url",
-    ["redis+cluster://127.0.0.1:7000,:7001/", "redis+cluster://127.0.0.1:7000,host/"],
+    [
+        "redis+cluster://127.0.0.1:7000,:7001/",
+        "redis+cluster://127.0.0.1:7000,host/",
+        "redis+cluster://127.0.0.1,127.0.0.1:7001/",
+    ],
 )
 def test_each_node_of_a_cluster_url_needs_host_and_port(url: str) -> None:
     with pytest.raises(ConfigError, match="host:port"):
         create_storage(url)
+
+
+async def test_a_cluster_url_on_a_plain_server_says_so(clock: ManualClock) -> None:
+    plain = REDIS_URL.partition("://")[2].split("/")[0]
+    with pytest.raises(ConfigError, match="not a cluster"):
+        await Memory.open(f"redis+cluster://{plain}/?prefix=bm-not-a-cluster:", clock=clock)
 
 
 async def test_a_bot_keeps_one_slot_and_the_bots_spread_over_every_master(

@@ -35,6 +35,7 @@ from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
     BotMemoryError,
+    ConfigError,
     ConflictError,
     LockTimeoutError,
     SchemaVersionError,
@@ -84,7 +85,7 @@ _UNAVAILABLE: Final = (
     OSError,
     rx.ClusterDownError,  # a cluster's failover: its slots are not served for a moment
     rx.TryAgainError,
-    rx.RedisClusterException,  # no node reachable, or no node serves a slot
+    rx.SlotNotCoveredError,
 )
 
 
@@ -142,6 +143,8 @@ class RedisStorage(Storage):
             raise BackendUnavailableError(
                 f"Redis at {mask_url(self.url)} is unavailable: {exc}"
             ) from exc
+        except rx.RedisClusterException as exc:
+            raise _cluster_error(mask_url(self.url), exc) from exc
         except (rx.RedisError, UnicodeError) as exc:
             raise BackendError(f"Redis error on {mask_url(self.url)}: {exc}") from exc
 
@@ -278,8 +281,13 @@ class RedisStorage(Storage):
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
         await self._kvs.put(namespace, key, record)
 
-    @_translated
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
+        # the queue first: its waiters hold no connection (nor, on a cluster, a call slot)
+        async with self._kvs.one_at_a_time(namespace, key):
+            return await self._kvs_modify(namespace, key, now, modify)
+
+    @_translated
+    async def _kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         return await self._kvs.modify(namespace, key, now, modify)
 
     @_translated
@@ -398,6 +406,18 @@ class RedisStorage(Storage):
     @_translated
     async def set_meta(self, name: str, value: str) -> None:
         await self._redis.hset(self._meta.settings, name, value)
+
+
+def _cluster_error(url: str, exc: rx.RedisClusterException) -> BotMemoryError:
+    """What a cluster client's own error means: no node reachable, a plain server, a bug."""
+    text = str(exc)
+    if "Cluster mode is not enabled" in text:
+        return ConfigError(
+            [f"database.url {url!r}: this Redis is not a cluster: use redis:// for it"]
+        )
+    if "cannot be connected" in text:
+        return BackendUnavailableError(f"Redis Cluster at {url} is unavailable: {text}")
+    return BackendError(f"Redis Cluster error on {url}: {text}")
 
 
 def _vars(scope: Scope, bot_id: str, owner: str, found: dict[str, str]) -> list[StoredVar]:

@@ -179,6 +179,7 @@ def _cluster(options: RedisOptions, common: dict[str, Any]) -> RedisCluster:
     netloc, slash, tail = rest.partition("/")
     credentials, at, hosts = netloc.rpartition("@")
     first, *others = hosts.split(",")
+    _node(first)  # each node names its port, the first too
     url = f"{_CLUSTER_SCHEMES[scheme.lower()]}://{credentials}{at}{first}{slash}{tail}"
     client = RedisCluster.from_url(
         url,

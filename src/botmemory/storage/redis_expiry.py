@@ -19,6 +19,7 @@ the ``expired_*`` methods drop such entries and do not return (nor count) the re
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
@@ -51,6 +52,8 @@ __all__ = ["ExpiryIndexes"]
 Index = Callable[[BotKeys], str]
 Due = tuple[float, str, str]
 """An index entry: (score, bot or namespace, member)."""
+log = logging.getLogger("botmemory.storage")
+
 _CHUNK: Final = 1000
 _SHORTEN_ROUNDS: Final = 5
 
@@ -248,6 +251,13 @@ class ExpiryIndexes:
                     changed += done
                     if not keys:
                         break
+                else:
+                    log.warning(
+                        "%d sessions of bot %s kept changing while their timers were "
+                        "shortened: their turns set their timers",
+                        len(keys),
+                        bot,
+                    )
                 if cursor == 0:
                     break
         return changed

@@ -64,8 +64,8 @@ class RedisKvs:
         """Per key being modified: a lock, and how many calls hold or wait for it."""
 
     @contextlib.asynccontextmanager
-    async def _one_at_a_time(self, namespace: str, key: str) -> AsyncIterator[None]:
-        """Run this process's modifies of one key one after the other.
+    async def one_at_a_time(self, namespace: str, key: str) -> AsyncIterator[None]:
+        """Run this process's modifies of one key one after the other (around :meth:`modify`).
 
         They would otherwise all ``WATCH`` the key and all but one start again: with many
         at once, a hot key's increments repeat each other's round trips for seconds.
@@ -130,7 +130,7 @@ class RedisKvs:
         if namespace:
             await self._register(namespace)
         ns = self._ns(namespace)
-        async with self._one_at_a_time(namespace, key), self._redis.pipeline(True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:
             conflicts = 0
             while True:
                 await pipe.watch(ns.data(key))

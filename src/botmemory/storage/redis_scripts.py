@@ -116,7 +116,8 @@ SHORTEN_SESSIONS: Final = """
 local changed = 0
 for i = 1, #KEYS - 2 do
     local a, record = (i - 1) * 5, KEYS[i + 2]
-    if (redis.call('HGET', record, 'ver') or '1') == ARGV[a + 1] then
+    local exists = redis.call('EXISTS', record) == 1  -- deleted since the read: left so
+    if exists and (redis.call('HGET', record, 'ver') or '1') == ARGV[a + 1] then
         redis.call('HSET', record, 'expires', ARGV[a + 3], 'ver', ARGV[a + 5])
         redis.call('ZADD', KEYS[1], ARGV[a + 3], ARGV[a + 2])
         if ARGV[a + 4] ~= '' then
