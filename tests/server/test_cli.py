@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -92,6 +95,24 @@ def test_serve_refuses_a_public_address_without_a_token(data: Path) -> None:
     assert "refusing to listen on 0.0.0.0: no token is configured" in result.output
 
 
+def test_serve_refuses_a_folder_without_a_bot(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "bots" / "no-flows").mkdir(parents=True)
+    result = botmemory("serve", str(tmp_path / "empty"), "--port", "1")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: no bot in {str(tmp_path / 'empty')!r}: a bot is a folder bots/<botId>/ with "
+        "flows/main.flow.json (botmemory init creates one); pass --allow-empty to serve it anyway"
+    ]
+
+
+def test_serve_allow_empty_serves_a_folder_without_a_bot(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with serving(tmp_path / "empty", "--allow-empty") as served:
+        listed = httpx.get(f"{served.url}/api/v1/bots").json()
+        assert listed == {"bots": [], "access": "local"}
+    assert "serving bots none at" in served.output
+
+
 def test_serve_help_has_an_example() -> None:
     for command in (["serve"], ["init"], ["memory", "show"], ["kvs", "set"]):
         assert "Example: botmemory" in botmemory(*command, "--help").output
@@ -129,31 +150,62 @@ async def test_connections_to_the_serve_socket_have_nagle_off(host: str) -> None
     assert seen == [1]
 
 
-def test_serve_serves_an_initialised_folder(tmp_path: Path) -> None:
-    target = tmp_path / "data"
-    botmemory("init", str(target))
-    (token,) = load_data_dir(target).admin_tokens
+@dataclass
+class Served:
+    """A ``botmemory serve`` process: its URL, and its output once it stopped."""
+
+    url: str
+    process: subprocess.Popen[str]
+    output: str = ""
+
+
+@contextlib.contextmanager
+def serving(data: Path, *args: str) -> Iterator[Served]:
+    """Run ``botmemory serve`` on ``data`` until healthy; stop it with SIGTERM on exit."""
     port = free_port()
     code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
     process = subprocess.Popen(
-        [sys.executable, "-c", code, str(target), "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(data),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "BOTMEMORY_DATABASE_URL": ""},
     )
+    served = Served(f"http://127.0.0.1:{port}", process)
     try:
-        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
+                if httpx.get(f"{served.url}/healthz").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+            time.sleep(0.1)  # polls a real process starting up: no clock to move
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        served.output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, served.output
+
+
+def test_serve_serves_an_initialised_folder(tmp_path: Path) -> None:
+    target = tmp_path / "data"
+    botmemory("init", str(target))
+    (token,) = load_data_dir(target).admin_tokens
+    with serving(target) as served:
+        url = served.url
         headers = {"Authorization": f"Bearer {token}"}
         reply = httpx.post(
             f"{url}/api/v1/bots/welcome/converse/u1", json={"text": "hi"}, headers=headers
@@ -161,12 +213,8 @@ def test_serve_serves_an_initialised_folder(tmp_path: Path) -> None:
         assert reply.json()["responses"][0]["text"].startswith("Hello!")
         assert httpx.get(f"{url}/api/v1/janitor", headers=headers).json()["running"] is True
         assert httpx.get(f"{url}/api/v1/janitor").status_code == 401
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0]
-    assert process.returncode == 0, output
-    assert f"serving bots welcome at http://127.0.0.1:{port}/" in output
-    assert token not in output  # never logged
+    assert f"serving bots welcome at {url}/" in served.output
+    assert token not in served.output  # never logged
 
 
 # -- memory -------------------------------------------------------------------------------

@@ -81,7 +81,10 @@ def init(data_dir: str) -> None:
     "--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="TCP port."
 )
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
-def serve(data_dir: str, host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--allow-empty", is_flag=True, help="Serve a data folder that has no bot yet (else exit 1)."
+)
+def serve(data_dir: str, host: str, port: int, log_level: str, allow_empty: bool) -> None:
     """Serve the bots of a data folder over HTTP; the janitor runs in the background.
 
     The web chat and memory inspector is at /, the API documentation at /docs.
@@ -92,6 +95,8 @@ def serve(data_dir: str, host: str, port: int, log_level: str) -> None:
     """
     settings = load_data_dir(data_dir)
     check_host(host, settings)
+    if not allow_empty:
+        check_has_bots(data_dir)
     listener = _listen(host, port)
     try:
         run(_serve(data_dir, listener, host, port, log_level, settings))
@@ -112,6 +117,17 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return listener
+
+
+def check_has_bots(data_dir: str) -> None:
+    """Refuse a data folder without any bot folder with flows: it is likely the wrong one."""
+    bots = Path(data_dir) / "bots"
+    if bots.is_dir() and any((folder / "flows").is_dir() for folder in bots.iterdir()):
+        return
+    raise click.ClickException(
+        f"no bot in {data_dir!r}: a bot is a folder bots/<botId>/ with flows/main.flow.json "
+        "(botmemory init creates one); pass --allow-empty to serve it anyway"
+    )
 
 
 def check_host(host: str, settings: Settings) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "converse_access",
     "grant_of",
     "is_loopback",
+    "unauthorized",
 ]
 
 BotId = Annotated[
@@ -149,7 +150,8 @@ async def grant_of(
 GrantDep = Annotated[Grant, Depends(grant_of)]
 
 
-def _unauthorized(grant: Grant) -> ApiError:
+def unauthorized(grant: Grant) -> ApiError:
+    """The 401 of a request without a valid token: it says whether one was sent."""
     message = (
         "this token is not valid: it is not in auth.adminTokens or auth.botTokens"
         if grant.token_given
@@ -160,7 +162,7 @@ def _unauthorized(grant: Grant) -> ApiError:
 
 def _check_bot(grant: Grant, bot_id: str) -> None:
     if not grant.authenticated:
-        raise _unauthorized(grant)
+        raise unauthorized(grant)
     if not grant.allows(bot_id):
         raise ApiError(403, f"this token is not allowed to use bot {bot_id!r}")
 
@@ -181,7 +183,7 @@ async def converse_access(request: Request, bot_id: BotId, grant: GrantDep) -> s
 async def admin_access(grant: GrantDep) -> Grant:
     """Let in admin tokens only."""
     if not grant.authenticated:
-        raise _unauthorized(grant)
+        raise unauthorized(grant)
     if not grant.admin:
         raise ApiError(403, "this route needs an admin token (auth.adminTokens)")
     return grant
