@@ -3,19 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
 
 .PHONY: run test check bench soak clean
 
-$(STAMP): pyproject.toml
+# Installs go through uv when it can be installed (several times faster), else plain pip.
+INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --quiet --python $(BIN)/python; \
+	else $(BIN)/pip install --quiet; fi
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,server,postgres,redis]"
-	touch $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv || echo "uv not installable: using pip"
+
+# make run installs what serving needs only; make test adds the tools and drivers.
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(INSTALL) -e ".[server]"
+	touch $@
+
+$(STAMP): pyproject.toml $(SERVE_STAMP)
+	$(INSTALL) -e ".[dev,server,postgres,redis]"
+	touch $@
 
 # make run serves a copy of the example data folder, yours to change: playground/
-run: $(STAMP)
+# It reloads a bot when its files change; RELOAD= turns that off.
+RELOAD ?= --reload
+run: $(SERVE_STAMP)
 	@test -d playground || (cp -rL examples/data playground && rm -f playground/memory.db*)
-	$(BIN)/botmemory serve playground
+	$(BIN)/botmemory serve playground $(RELOAD)
 
 test: $(STAMP)
 	$(BIN)/pytest
