@@ -8,8 +8,8 @@ SERVE_STAMP := $(VENV)/.installed-serve
 .PHONY: run test check bench soak clean
 
 # Installs go through uv when it can be installed (several times faster), else plain pip.
-INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --quiet --python $(BIN)/python; \
-	else $(BIN)/pip install --quiet; fi
+INSTALL = sh -c 'if [ -x $(BIN)/uv ]; then exec $(BIN)/uv pip install --quiet --python $(BIN)/python "$$@"; \
+	else exec $(BIN)/pip install --quiet "$$@"; fi' install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
