@@ -11,9 +11,12 @@ SERVE_STAMP := $(VENV)/.installed-serve
 INSTALL = sh -c 'if [ -x $(BIN)/uv ]; then exec $(BIN)/uv pip install --quiet --python $(BIN)/python "$$@"; \
 	else exec $(BIN)/pip install --quiet "$$@"; fi' install
 
+# A virtualenv without pip (ten times faster to create) gets uv through the system's pip;
+# where that fails, it gets pip instead.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check uv || echo "uv not installable: using pip"
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet --disable-pip-version-check uv \
+		|| (echo "uv is not installable: using pip" && $(BIN)/python -m ensurepip --default-pip)
 
 # make run installs what serving needs only; make test adds the tools and drivers.
 $(SERVE_STAMP): pyproject.toml | $(BIN)/python
@@ -40,7 +43,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[bench]"
+	$(INSTALL) -e ".[bench]"
 	$(BIN)/python bench/turns.py
 	$(BIN)/python bench/janitor.py
 	$(BIN)/python bench/converse.py
