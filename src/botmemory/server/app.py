@@ -20,6 +20,7 @@ from botmemory.config import Settings
 from botmemory.dialog import DialogEngine
 from botmemory.server import routes_admin, routes_converse, routes_kvs, routes_memory
 from botmemory.server.auth import Access
+from botmemory.server.docs import install_docs
 from botmemory.server.errors import install_error_handlers
 from botmemory.server.limits import BodyLimit
 from botmemory.server.local import LocalGuard
@@ -58,7 +59,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from the package
         redoc_url=None,
     )
     access = Access(settings.admin_tokens, settings.bot_tokens)
@@ -74,6 +75,7 @@ def create_app(
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", _index, include_in_schema=False)
+    install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
