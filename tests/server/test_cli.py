@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import socket
 import sqlite3
 import stat
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -29,6 +21,7 @@ from botmemory.dialog import DialogEngine
 from botmemory.durations import parse_duration
 from botmemory.storage.sqlite import SqliteStorage
 from tests.server.conftest import write_data_dir
+from tests.server.live import serving
 
 
 @click.group()
@@ -118,12 +111,6 @@ def test_serve_help_has_an_example() -> None:
         assert "Example: botmemory" in botmemory(*command, "--help").output
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
 async def test_connections_to_the_serve_socket_have_nagle_off(host: str) -> None:
     """Else every answer on a kept-alive connection waits ~40 ms for a delayed ACK."""
@@ -148,56 +135,6 @@ async def test_connections_to_the_serve_socket_have_nagle_off(host: str) -> None
             await asyncio.sleep(0.01)
         writer.close()
     assert seen == [1]
-
-
-@dataclass
-class Served:
-    """A ``botmemory serve`` process: its URL, and its output once it stopped."""
-
-    url: str
-    process: subprocess.Popen[str]
-    output: str = ""
-
-
-@contextlib.contextmanager
-def serving(data: Path, *args: str) -> Iterator[Served]:
-    """Run ``botmemory serve`` on ``data`` until healthy; stop it with SIGTERM on exit."""
-    port = free_port()
-    code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            code,
-            str(data),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "BOTMEMORY_DATABASE_URL": ""},
-    )
-    served = Served(f"http://127.0.0.1:{port}", process)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{served.url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)  # polls a real process starting up: no clock to move
-        yield served
-    finally:
-        process.send_signal(signal.SIGTERM)
-        served.output = process.communicate(timeout=30)[0]
-    assert process.returncode == 0, served.output
 
 
 def test_serve_serves_an_initialised_folder(tmp_path: Path) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import shutil
 import signal
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -82,16 +84,26 @@ def init(data_dir: str) -> None:
 )
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
 @click.option(
+    "--reload",
+    is_flag=True,
+    help="Reload a bot when its flows, actions, hooks or configuration change.",
+)
+@click.option(
     "--allow-empty", is_flag=True, help="Serve a data folder that has no bot yet (else exit 1)."
 )
-def serve(data_dir: str, host: str, port: int, log_level: str, allow_empty: bool) -> None:
+def serve(
+    data_dir: str, host: str, port: int, log_level: str, reload: bool, allow_empty: bool
+) -> None:
     """Serve the bots of a data folder over HTTP; the janitor runs in the background.
 
     The web chat and memory inspector is at /, the API documentation at /docs.
     Without any token in the configuration (auth.adminTokens, auth.botTokens) the
     server answers this machine only, and refuses a --host that is not loopback.
 
-    Example: botmemory serve ./data --port 3000
+    With --reload, editing a bot's files reloads that bot without a restart; a broken
+    edit keeps the previous version running and its problems are logged and shown on /.
+
+    Example: botmemory serve ./data --port 3000 --reload
     """
     settings = load_data_dir(data_dir)
     check_host(host, settings)
@@ -99,7 +111,7 @@ def serve(data_dir: str, host: str, port: int, log_level: str, allow_empty: bool
         check_has_bots(data_dir)
     listener = _listen(host, port)
     try:
-        run(_serve(data_dir, listener, host, port, log_level, settings))
+        run(_serve(data_dir, listener, Options(host, port, log_level, reload), settings))
     finally:
         listener.close()
 
@@ -143,13 +155,18 @@ def check_host(host: str, settings: Settings) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Options:
+    """How ``serve`` was asked to run."""
+
+    host: str
+    port: int
+    log_level: str
+    reload: bool
+
+
 async def _serve(
-    data_dir: str,
-    listener: socket.socket,
-    host: str,
-    port: int,
-    log_level: str,
-    settings: Settings,
+    data_dir: str, listener: socket.socket, options: Options, settings: Settings
 ) -> None:
     try:
         import uvicorn
@@ -163,21 +180,37 @@ async def _serve(
         ) from None
     from botmemory.dialog import DialogEngine
 
+    _log_to_stderr(options.log_level)
     engine = await DialogEngine.from_data_dir(data_dir)
     try:
-        app = create_app(engine)
+        app = create_app(engine, reload=options.reload)
         config = uvicorn.Config(
-            app, host=host, port=port, log_level=log_level, server_header=False, lifespan="on"
+            app,
+            host=options.host,
+            port=options.port,
+            log_level=options.log_level,
+            server_header=False,
+            lifespan="on",
         )
-        shown = f"[{host}]" if ":" in host else host
+        host = f"[{options.host}]" if ":" in options.host else options.host
         bots = ", ".join(sorted(engine.bots)) or "none"
-        click.echo(f"botmemory: serving bots {bots} at http://{shown}:{port}/ (API: /docs)")
+        click.echo(f"botmemory: serving bots {bots} at http://{host}:{options.port}/ (API: /docs)")
         if not (settings.admin_tokens or settings.bot_tokens):
             click.echo("botmemory: no token is configured: only this machine may connect")
         await _server_class(uvicorn.Server)(config).serve(sockets=[listener])
     finally:
         await engine.close()
     click.echo("botmemory: stopped")
+
+
+def _log_to_stderr(level: str) -> None:
+    """Show botmemory's own log lines (reloads, janitor, failed turns) at ``level``."""
+    logger = logging.getLogger("botmemory")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     botmemory: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
 
 
 def _server_class(base: type[uvicorn.Server]) -> type[uvicorn.Server]:

@@ -25,6 +25,7 @@ from botmemory.server.errors import install_error_handlers
 from botmemory.server.limits import BodyLimit
 from botmemory.server.local import LocalGuard
 from botmemory.server.params import EncodedSlashes
+from botmemory.server.reload import Reloader
 from botmemory.server.state import ServerState
 
 __all__ = ["create_app"]
@@ -50,9 +51,16 @@ this documentation needs `Authorization: Bearer <token>`: an admin token
 
 
 def create_app(
-    engine: DialogEngine, settings: Settings | None = None, *, run_janitor: bool = True
+    engine: DialogEngine,
+    settings: Settings | None = None,
+    *,
+    run_janitor: bool = True,
+    reload: bool = False,
 ) -> FastAPI:
-    """Build the app serving ``engine`` (``settings`` default to its memory's settings)."""
+    """Build the app serving ``engine`` (``settings`` default to its memory's settings).
+
+    With ``reload``, the bots of the settings' data folder reload when their files change.
+    """
     settings = settings or engine.memory.settings
     app = FastAPI(
         title="botmemory",
@@ -66,6 +74,8 @@ def create_app(
     app.state.botmemory = ServerState(
         engine=engine, settings=settings, access=access, run_janitor=run_janitor
     )
+    if reload and settings.data_dir is not None:
+        app.state.botmemory.reloader = Reloader(app.state.botmemory, settings.data_dir)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(EncodedSlashes)
@@ -85,9 +95,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServerState = app.state.botmemory
     if state.run_janitor:
         await state.memory.janitor.start()
+    if state.reloader is not None:
+        state.reloader.start()
     try:
         yield
     finally:
+        if state.reloader is not None:
+            await state.reloader.stop()
         if state.run_janitor:
             await state.memory.janitor.stop()
 

@@ -17,6 +17,7 @@ from botmemory.memory import Memory
 
 if TYPE_CHECKING:
     from botmemory.server.auth import Access
+    from botmemory.server.reload import Reloader
 
 __all__ = ["ServerState", "server_state"]
 
@@ -32,6 +33,14 @@ class ServerState:
     """Whether the app's lifespan starts and stops the janitor loop."""
     health_failures: int = 0
     """Health checks that found the storage unreachable."""
+    reloader: Reloader | None = None
+    """Reloads the bots when their files change (``serve --reload``), else None."""
+
+    def reload_problems(self) -> list[str]:
+        """What keeps the last edits of the bots' files from running (live reload)."""
+        if self.reloader is None:
+            return []
+        return [p for key in sorted(self.reloader.problems) for p in self.reloader.problems[key]]
 
     @property
     def memory(self) -> Memory:
