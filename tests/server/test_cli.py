@@ -102,7 +102,7 @@ def test_serve_allow_empty_serves_a_folder_without_a_bot(tmp_path: Path) -> None
     (tmp_path / "empty").mkdir()
     with serving(tmp_path / "empty", "--allow-empty") as served:
         listed = httpx.get(f"{served.url}/api/v1/bots").json()
-        assert listed == {"bots": [], "access": "local"}
+        assert listed == {"bots": [], "access": "local", "problems": []}
     assert "serving bots none at" in served.output
 
 
