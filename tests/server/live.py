@@ -26,6 +26,7 @@ import httpx
 import uvicorn
 
 from botmemory import ManualClock
+from botmemory.cli.serve import server_class
 from botmemory.dialog import DialogEngine
 from botmemory.server import create_app
 
@@ -60,7 +61,7 @@ class LiveServer:
         try:
             app = create_app(self.engine, run_janitor=self.run_janitor)
             config = uvicorn.Config(app, log_level="warning", lifespan="on")
-            self._server = uvicorn.Server(config)
+            self._server = server_class(uvicorn.Server)(config)
             await self._server.serve(sockets=[self._socket])
         finally:
             await self.engine.close()

@@ -23,7 +23,7 @@ from botmemory.errors import MissingDependencyError
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["init", "serve"]
+__all__ = ["init", "serve", "server_class"]
 
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 EXAMPLE_DIR: Final = Path(__file__).resolve().parents[1] / "example_data"
@@ -197,7 +197,7 @@ async def _serve(
         click.echo(f"botmemory: serving bots {bots} at http://{host}:{options.port}/ (API: /docs)")
         if not (settings.admin_tokens or settings.bot_tokens):
             click.echo("botmemory: no token is configured: only this machine may connect")
-        await _server_class(uvicorn.Server)(config).serve(sockets=[listener])
+        await server_class(uvicorn.Server)(config).serve(sockets=[listener])
     finally:
         await engine.close()
     click.echo("botmemory: stopped")
@@ -213,14 +213,21 @@ def _log_to_stderr(level: str) -> None:
     logger.setLevel(level.upper())
 
 
-def _server_class(base: type[uvicorn.Server]) -> type[uvicorn.Server]:
-    """uvicorn's server, minus re-raising SIGINT or SIGTERM once it has stopped.
+def server_class(base: type[uvicorn.Server]) -> type[uvicorn.Server]:
+    """uvicorn's server that ends the push streams when it stops, and does not re-raise
+    SIGINT or SIGTERM once it has stopped.
 
     uvicorn re-raises the signal after a graceful shutdown, which would kill the process
     before the engine is closed (and make Ctrl-C an error): here both simply stop it.
     """
 
     class Server(base):  # type: ignore[misc,valid-type]
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            state = getattr(getattr(self.config.app, "state", None), "botmemory", None)
+            if state is not None:  # end the push streams, else stopping waits for them
+                state.events.close()
+            await super().shutdown(sockets)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             if threading.current_thread() is not threading.main_thread():

@@ -18,7 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from botmemory import __version__
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine
-from botmemory.server import routes_admin, routes_converse, routes_kvs, routes_memory
+from botmemory.server import (
+    routes_admin,
+    routes_converse,
+    routes_events,
+    routes_kvs,
+    routes_memory,
+)
 from botmemory.server.auth import Access
 from botmemory.server.docs import install_docs
 from botmemory.server.errors import install_error_handlers
@@ -74,6 +80,7 @@ def create_app(
     app.state.botmemory = ServerState(
         engine=engine, settings=settings, access=access, run_janitor=run_janitor
     )
+    app.state.botmemory.events.attach(engine)
     if reload and settings.data_dir is not None:
         app.state.botmemory.reloader = Reloader(app.state.botmemory, settings.data_dir)
     install_error_handlers(app)
@@ -81,7 +88,7 @@ def create_app(
     app.add_middleware(EncodedSlashes)
     if access.local_only:
         app.add_middleware(LocalGuard)  # outermost: before the body is even read
-    for module in (routes_converse, routes_memory, routes_kvs, routes_admin):
+    for module in (routes_converse, routes_events, routes_memory, routes_kvs, routes_admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", _index, include_in_schema=False)

@@ -6,7 +6,7 @@ One :class:`ServerState` per app, on ``app.state.botmemory``; routes reach it th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -14,6 +14,7 @@ from fastapi import Request
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine, UnknownBotError
 from botmemory.memory import Memory
+from botmemory.server.events import EventHub
 
 if TYPE_CHECKING:
     from botmemory.server.auth import Access
@@ -33,6 +34,8 @@ class ServerState:
     """Whether the app's lifespan starts and stops the janitor loop."""
     health_failures: int = 0
     """Health checks that found the storage unreachable."""
+    events: EventHub = field(default_factory=EventHub)
+    """The push channel's open streams."""
     reloader: Reloader | None = None
     """Reloads the bots when their files change (``serve --reload``), else None."""
 
