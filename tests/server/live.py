@@ -36,10 +36,18 @@ __all__ = ["LiveServer", "Served", "free_port", "serving"]
 class LiveServer:
     """Serve a data folder at ``self.url`` until the ``with`` block ends."""
 
-    def __init__(self, data_dir: Path, clock: ManualClock, *, run_janitor: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        clock: ManualClock,
+        *,
+        run_janitor: bool = False,
+        reload: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.clock = clock
         self.run_janitor = run_janitor
+        self.reload = reload
         self.engine: DialogEngine | None = None
         self._server: uvicorn.Server | None = None
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -59,7 +67,7 @@ class LiveServer:
     async def _serve(self) -> None:
         self.engine = await DialogEngine.from_data_dir(self.data_dir, self.clock)
         try:
-            app = create_app(self.engine, run_janitor=self.run_janitor)
+            app = create_app(self.engine, run_janitor=self.run_janitor, reload=self.reload)
             config = uvicorn.Config(app, log_level="warning", lifespan="on")
             self._server = server_class(uvicorn.Server)(config)
             await self._server.serve(sockets=[self._socket])

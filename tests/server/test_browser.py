@@ -81,7 +81,7 @@ def test_a_token_unlocks_the_private_bots(page: Page, tmp_path: Path) -> None:
     data = write_data_dir(tmp_path / "data", CONFIG)
     with LiveServer(data, ManualClock(START)) as server:
         page.goto(server.url)
-        expect(page.locator("#token-help")).to_contain_text("Enter a token", timeout=WAIT)
+        expect(page.locator("#token-help")).to_contain_text("enter a token", timeout=WAIT)
         expect(page.locator("#bot option")).to_have_count(1)  # only the public echo bot
         send(page, "ping", "echo: ping")
         page.get_by_label("Token").fill(ADMIN)
@@ -100,7 +100,7 @@ def test_a_token_opens_the_page_when_no_bot_is_public(page: Page, tmp_path: Path
     (data / "bots" / "echo" / "bot.config.json").write_text("{}")  # nothing public
     with LiveServer(data, ManualClock(START)) as server:
         page.goto(server.url)
-        expect(page.locator("#token-help")).to_contain_text("Enter a token", timeout=WAIT)
+        expect(page.locator("#token-help")).to_contain_text("enter a token", timeout=WAIT)
         expect(page.locator("#bot option")).to_have_count(0)
         page.get_by_label("Token").fill(ADMIN)
         page.get_by_role("button", name="Apply").click()

@@ -89,16 +89,18 @@ class EventHub:
                 del self.streams[key]
 
     async def _next(self, queue: asyncio.Queue[Pushed]) -> Pushed | None:
+        """The next event, or None after :data:`KEEP_ALIVE` seconds or on :meth:`close`."""
         getting = asyncio.ensure_future(queue.get())
         closing = asyncio.ensure_future(self.closed.wait())
-        done, _ = await asyncio.wait(
-            (getting, closing), timeout=KEEP_ALIVE, return_when=asyncio.FIRST_COMPLETED
-        )
-        closing.cancel()
-        if getting in done:
-            return getting.result()
-        getting.cancel()
-        return None
+        try:
+            await asyncio.wait(
+                (getting, closing), timeout=KEEP_ALIVE, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closing.cancel()
+            if not getting.done():
+                getting.cancel()
+        return getting.result() if getting.done() and not getting.cancelled() else None
 
     def close(self) -> None:
         """End every stream (the server is stopping)."""
