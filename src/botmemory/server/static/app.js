@@ -133,7 +133,7 @@ async function send(event) {
     addLine("note", `Not sent: ${error.message}`);
   }
   input.focus();
-  await refresh();
+  await Promise.all([refresh(), listKeys()]);
 }
 
 // -- the push channel: what the bot says with no message of ours ----------------------------------
@@ -207,7 +207,7 @@ async function poll() {
   } catch (error) {
     // the next Apply says what is wrong
   }
-  await refresh();
+  await Promise.all([refresh(), listKeys()]);
 }
 
 function start() {
