@@ -81,3 +81,20 @@ def test_a_broken_edit_keeps_the_previous_version_and_says_where(tmp_path: Path)
         assert settings["dataRetention"]["policies"]["mood"] == "2d"
     assert f"bots/welcome/actions/conversations.py, line {line}" in served.output
     assert "the previous version keeps running" in served.output
+
+
+def test_only_the_files_of_bots_and_the_configuration_reload(tmp_path: Path) -> None:
+    from botmemory.server.reload import changed_parts
+
+    root = tmp_path / "data"
+    paths = [
+        root / "bots" / "welcome" / "flows" / "main.flow.json",
+        root / "bots" / "echo" / "bot.config.json",
+        root / "memory.db-wal",
+        root / "global" / "notes.txt",
+        tmp_path / "elsewhere" / "bots" / "x" / "y.json",
+    ]
+    assert changed_parts(root, paths) == ({"welcome", "echo"}, True)
+    assert changed_parts(root, paths[:1]) == ({"welcome"}, False)
+    assert changed_parts(root, [root / "global" / "botmemory.config.json"]) == (set(), True)
+    assert changed_parts(root, paths[2:]) == (set(), False)

@@ -39,6 +39,8 @@ def changed_parts(root: Path, paths: Iterable[Path]) -> tuple[set[str], bool]:
     bots: set[str] = set()
     config = False
     for path in paths:
+        if not path.is_relative_to(root):
+            continue
         parts = path.relative_to(root).parts
         if len(parts) < 2 or parts[0] not in ("bots", "global"):
             continue
@@ -78,7 +80,10 @@ class Reloader:
 
         log.info("reloading bots when the files of %s change", self.root)
         async for changes in awatch(self.root, stop_event=self._stop, debounce=DEBOUNCE_MS):
-            await self.apply({Path(path) for _, path in changes})
+            try:
+                await self.apply({Path(path) for _, path in changes})
+            except Exception:  # a reload must never stop the watching
+                log.exception("reload failed; the previous version keeps running")
 
     async def apply(self, paths: Iterable[Path]) -> None:
         """Reload what ``paths`` belong to: the configuration first, then each bot."""
