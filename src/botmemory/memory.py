@@ -127,6 +127,16 @@ class Memory:
             raise
         return memory
 
+    async def apply_settings(self, settings: Settings) -> None:
+        """Use ``settings`` from now on (a reloaded configuration).
+
+        Stored expiries follow changed retention policies and shortened timeouts, as at
+        start-up. The janitor's intervals and the database stay as they were opened.
+        """
+        self.settings = settings
+        await self._reconcile_retention()
+        await self._reconcile_timeouts()
+
     async def close(self) -> None:
         """Stop the janitor and release the storage."""
         await self.janitor.stop()

@@ -60,3 +60,15 @@ def test_chat_with_an_unknown_bot_fails_with_one_line(data_dir: Path) -> None:
     result = CliRunner().invoke(chat, [str(data_dir), "--bot", "nobody"], input="")
     assert result.exit_code == 1
     assert "no bot 'nobody' with flows: the bots are welcome" in result.output
+
+
+async def test_a_timeout_reply_is_printed_then_the_prompt_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from botmemory.cli.chat import _timeout_printer
+    from botmemory.dialog import Event
+
+    show = _timeout_printer("ada", "cli")
+    await show(Event("timeout", "welcome", "ada", "cli", None), ["You went quiet, Ada."])
+    await show(Event("timeout", "welcome", "bob", "cli", None), ["Not for this chat."])
+    assert capsys.readouterr().out == "\nwelcome> You went quiet, Ada.\nyou> "

@@ -143,6 +143,20 @@ async def test_the_email_question_has_its_own_timeout_node(
         assert state.user["mood"] == "ok"
 
 
+async def test_a_timeout_before_the_name_says_bye_without_a_name(
+    welcome: DialogEngine, clock: ManualClock
+) -> None:
+    outbox = Outbox()
+    welcome.on_timeout_replies = outbox
+    await say(welcome, "hi", user="dee")
+    clock.advance(timedelta(seconds=5 * 60 + 1))
+    await welcome.memory.janitor.run_once()
+    assert outbox.replies == [
+        "You went quiet. I'll start over when you write again.",
+        "Bye! Conversations between us: 1. All my conversations: 1.",
+    ]
+
+
 async def test_ending_a_session_now_runs_the_hooks_its_timeout_would(
     welcome: DialogEngine,
 ) -> None:

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from botmemory.dialog import DialogEngine
 from botmemory.server import create_app
 from tests.conftest import OpenMemory
+from tests.server.browser import browser, narrow_page, page  # noqa: F401 - fixtures of the browser tests
 
 EXAMPLE: Final = Path(__file__).resolve().parents[2] / "examples" / "data"
 ADMIN: Final = "admin-token-0123456789abcdef"

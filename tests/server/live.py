@@ -1,34 +1,53 @@
-"""A real uvicorn server on a free loopback port, in a thread with its own event loop.
+"""Real servers for the end-to-end tests.
 
-The engine is built inside that loop (from a data folder, with an injected clock), so
-the test thread only moves the clock and talks HTTP.
+:class:`LiveServer`: uvicorn on a free loopback port, in a thread with its own event loop.
+The engine is built inside that loop (from a data folder, with an injected clock), so the
+test thread only moves the clock and talks HTTP. :func:`serving`: ``botmemory serve`` as
+a separate process, as a user runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 import uvicorn
 
 from botmemory import ManualClock
+from botmemory.cli.serve import server_class
 from botmemory.dialog import DialogEngine
 from botmemory.server import create_app
 
-__all__ = ["LiveServer"]
+__all__ = ["LiveServer", "Served", "free_port", "serving"]
 
 
 class LiveServer:
     """Serve a data folder at ``self.url`` until the ``with`` block ends."""
 
-    def __init__(self, data_dir: Path, clock: ManualClock, *, run_janitor: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        clock: ManualClock,
+        *,
+        run_janitor: bool = False,
+        reload: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.clock = clock
         self.run_janitor = run_janitor
+        self.reload = reload
         self.engine: DialogEngine | None = None
         self._server: uvicorn.Server | None = None
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -48,9 +67,9 @@ class LiveServer:
     async def _serve(self) -> None:
         self.engine = await DialogEngine.from_data_dir(self.data_dir, self.clock)
         try:
-            app = create_app(self.engine, run_janitor=self.run_janitor)
+            app = create_app(self.engine, run_janitor=self.run_janitor, reload=self.reload)
             config = uvicorn.Config(app, log_level="warning", lifespan="on")
-            self._server = uvicorn.Server(config)
+            self._server = server_class(uvicorn.Server)(config)
             await self._server.serve(sockets=[self._socket])
         finally:
             await self.engine.close()
@@ -78,3 +97,59 @@ class LiveServer:
         self._socket.close()
         if self._error is not None and exc is None:
             raise RuntimeError(f"the server failed: {self._error!r}") from self._error
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A ``botmemory serve`` process: its URL, and its output once it stopped."""
+
+    url: str
+    process: subprocess.Popen[str]
+    output: str = ""
+
+
+@contextlib.contextmanager
+def serving(data: Path, *args: str) -> Iterator[Served]:
+    """Run ``botmemory serve`` on ``data`` until healthy; stop it with SIGTERM on exit."""
+    port = free_port()
+    code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(data),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "BOTMEMORY_DATABASE_URL": ""},
+    )
+    served = Served(f"http://127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{served.url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)  # polls a real process starting up: no clock to move
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        served.output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, served.output

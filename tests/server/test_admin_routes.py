@@ -26,6 +26,16 @@ async def test_the_bots_a_caller_may_use(
     assert (public["access"], [b["id"] for b in public["bots"]]) == ("public", ["echo"])
 
 
+async def test_a_wrong_token_lists_no_bots_but_says_it_is_wrong(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    response = await anonymous.get("/api/v1/bots", headers=bearer("not-a-token-of-this-server"))
+    assert response.status_code == 401
+    assert response.json()["message"].startswith("this token is not valid")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert (await anonymous.get("/api/v1/bots")).status_code == 200  # no token: public bots
+
+
 async def test_a_bots_settings(client: httpx.AsyncClient) -> None:
     bot = (await client.get("/api/v1/bots/welcome")).json()
     assert bot["settings"]["dataRetention"]["policies"] == {"email": "60d", "mood": "1d"}

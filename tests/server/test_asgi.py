@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,10 @@ import httpx
 import pytest
 
 from tests.server.conftest import ADMIN, CONFIG, bearer, write_data_dir
+from tests.server.live import free_port
 from tests.server.test_admin_routes import samples
 
 STARTED_WITHIN = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(env: dict[str, str], port: int, workers: int = 2) -> subprocess.Popen[str]:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
 import sqlite3
 import stat
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import click
@@ -26,6 +21,7 @@ from botmemory.dialog import DialogEngine
 from botmemory.durations import parse_duration
 from botmemory.storage.sqlite import SqliteStorage
 from tests.server.conftest import write_data_dir
+from tests.server.live import serving
 
 
 @click.group()
@@ -92,15 +88,27 @@ def test_serve_refuses_a_public_address_without_a_token(data: Path) -> None:
     assert "refusing to listen on 0.0.0.0: no token is configured" in result.output
 
 
+def test_serve_refuses_a_folder_without_a_bot(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "bots" / "no-flows").mkdir(parents=True)
+    result = botmemory("serve", str(tmp_path / "empty"), "--port", "1")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: no bot in {str(tmp_path / 'empty')!r}: a bot is a folder bots/<botId>/ with "
+        "flows/main.flow.json (botmemory init creates one); pass --allow-empty to serve it anyway"
+    ]
+
+
+def test_serve_allow_empty_serves_a_folder_without_a_bot(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with serving(tmp_path / "empty", "--allow-empty") as served:
+        listed = httpx.get(f"{served.url}/api/v1/bots").json()
+        assert listed == {"bots": [], "access": "local", "problems": []}
+    assert "serving bots none at" in served.output
+
+
 def test_serve_help_has_an_example() -> None:
     for command in (["serve"], ["init"], ["memory", "show"], ["kvs", "set"]):
         assert "Example: botmemory" in botmemory(*command, "--help").output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
@@ -133,27 +141,8 @@ def test_serve_serves_an_initialised_folder(tmp_path: Path) -> None:
     target = tmp_path / "data"
     botmemory("init", str(target))
     (token,) = load_data_dir(target).admin_tokens
-    port = free_port()
-    code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, str(target), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "BOTMEMORY_DATABASE_URL": ""},
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+    with serving(target) as served:
+        url = served.url
         headers = {"Authorization": f"Bearer {token}"}
         reply = httpx.post(
             f"{url}/api/v1/bots/welcome/converse/u1", json={"text": "hi"}, headers=headers
@@ -161,12 +150,8 @@ def test_serve_serves_an_initialised_folder(tmp_path: Path) -> None:
         assert reply.json()["responses"][0]["text"].startswith("Hello!")
         assert httpx.get(f"{url}/api/v1/janitor", headers=headers).json()["running"] is True
         assert httpx.get(f"{url}/api/v1/janitor").status_code == 401
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0]
-    assert process.returncode == 0, output
-    assert f"serving bots welcome at http://127.0.0.1:{port}/" in output
-    assert token not in output  # never logged
+    assert f"serving bots welcome at {url}/" in served.output
+    assert token not in served.output  # never logged
 
 
 # -- memory -------------------------------------------------------------------------------

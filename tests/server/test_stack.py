@@ -17,7 +17,7 @@ import pytest
 
 from botmemory.server.stack import ServerStack, server_stack
 from tests.server.conftest import write_data_dir
-from tests.server.test_cli import free_port
+from tests.server.live import free_port
 
 PROBE_HOOK = '''
 import asyncio

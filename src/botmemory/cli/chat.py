@@ -13,6 +13,7 @@ from botmemory.dialog import DialogEngine, Event, ReplySink, memory_view
 
 __all__ = ["chat"]
 
+PROMPT = "you> "
 HELP = "Commands: /memory shows the four memories with each variable's expiry, /quit leaves."
 
 
@@ -38,7 +39,7 @@ async def _chat(data_dir: str, bot_id: str, user_id: str, channel: str) -> None:
         engine.on_timeout_replies = _timeout_printer(user_id, channel)
         await engine.memory.janitor.start()
         click.echo(f"Chatting with {bot_id} as {user_id}. {HELP}")
-        while (line := await _read_line("you> ")) is not None:
+        while (line := await _read_line(PROMPT)) is not None:
             if not await _handle(engine, line.strip(), bot_id, user_id, channel):
                 break
     finally:
@@ -63,12 +64,14 @@ async def _handle(engine: DialogEngine, line: str, bot_id: str, user_id: str, ch
 
 
 def _timeout_printer(user_id: str, channel: str) -> ReplySink:
-    """Print the replies of this user's dialog timeouts as they come."""
+    """Print the replies of this user's dialog timeouts as they come, then the prompt again."""
 
     async def show(event: Event, replies: list[str]) -> None:
         if event.user_id == user_id and event.channel == channel:
+            click.echo("")  # the prompt waiting on its line
             for reply in replies:
-                click.echo(f"\n{event.bot_id}> {reply}")
+                click.echo(f"{event.bot_id}> {reply}")
+            click.echo(PROMPT, nl=False)
 
     return show
 

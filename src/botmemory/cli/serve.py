@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import shutil
 import signal
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -21,7 +23,7 @@ from botmemory.errors import MissingDependencyError
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["init", "serve"]
+__all__ = ["init", "serve", "server_class"]
 
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 EXAMPLE_DIR: Final = Path(__file__).resolve().parents[1] / "example_data"
@@ -81,23 +83,39 @@ def init(data_dir: str) -> None:
     "--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="TCP port."
 )
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
-def serve(data_dir: str, host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Reload a bot when its flows, actions, hooks or configuration change.",
+)
+@click.option(
+    "--allow-empty", is_flag=True, help="Serve a data folder that has no bot yet (else exit 1)."
+)
+def serve(
+    data_dir: str, host: str, port: int, log_level: str, reload: bool, allow_empty: bool
+) -> None:
     """Serve the bots of a data folder over HTTP; the janitor runs in the background.
 
     The web chat and memory inspector is at /, the API documentation at /docs.
     Without any token in the configuration (auth.adminTokens, auth.botTokens) the
     server answers this machine only, and refuses a --host that is not loopback.
 
-    Example: botmemory serve ./data --port 3000
+    With --reload, editing a bot's files reloads that bot without a restart; a broken
+    edit keeps the previous version running and its problems are logged and shown on /.
+
+    Example: botmemory serve ./data --port 3000 --reload
     """
     from botmemory.server.stack import server_stack
 
     settings = load_data_dir(data_dir)
     check_host(host, settings)
+    if not allow_empty:
+        check_has_bots(data_dir)
     listener = _listen(host, port)
     try:
         loop_factory = server_stack().loop_factory()  # uvloop when installed
-        run(_serve(data_dir, listener, host, port, log_level, settings), loop_factory)
+        options = Options(host, port, log_level, reload)
+        run(_serve(data_dir, listener, options, settings), loop_factory)
     finally:
         listener.close()
 
@@ -117,6 +135,17 @@ def _listen(host: str, port: int) -> socket.socket:
     return listener
 
 
+def check_has_bots(data_dir: str) -> None:
+    """Refuse a data folder without any bot folder with flows: it is likely the wrong one."""
+    bots = Path(data_dir) / "bots"
+    if bots.is_dir() and any((folder / "flows").is_dir() for folder in bots.iterdir()):
+        return
+    raise click.ClickException(
+        f"no bot in {data_dir!r}: a bot is a folder bots/<botId>/ with flows/main.flow.json "
+        "(botmemory init creates one); pass --allow-empty to serve it anyway"
+    )
+
+
 def check_host(host: str, settings: Settings) -> None:
     """Refuse a non-loopback ``host`` when no token is configured."""
     from botmemory.server.auth import is_loopback
@@ -130,13 +159,18 @@ def check_host(host: str, settings: Settings) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Options:
+    """How ``serve`` was asked to run."""
+
+    host: str
+    port: int
+    log_level: str
+    reload: bool
+
+
 async def _serve(
-    data_dir: str,
-    listener: socket.socket,
-    host: str,
-    port: int,
-    log_level: str,
-    settings: Settings,
+    data_dir: str, listener: socket.socket, options: Options, settings: Settings
 ) -> None:
     try:
         import uvicorn
@@ -151,39 +185,57 @@ async def _serve(
         ) from None
     from botmemory.dialog import DialogEngine
 
+    _log_to_stderr(options.log_level)
     engine = await DialogEngine.from_data_dir(data_dir)
     try:
-        app = create_app(engine)
+        app = create_app(engine, reload=options.reload)
         stack = server_stack()  # uvloop and httptools when installed
         config = uvicorn.Config(
             app,
-            host=host,
-            port=port,
-            log_level=log_level,
+            host=options.host,
+            port=options.port,
+            log_level=options.log_level,
             server_header=False,
             lifespan="on",
             loop=stack.loop,
             http=stack.http,
         )
-        shown = f"[{host}]" if ":" in host else host
+        host = f"[{options.host}]" if ":" in options.host else options.host
         bots = ", ".join(sorted(engine.bots)) or "none"
-        click.echo(f"botmemory: serving bots {bots} at http://{shown}:{port}/ (API: /docs)")
+        click.echo(f"botmemory: serving bots {bots} at http://{host}:{options.port}/ (API: /docs)")
         if not (settings.admin_tokens or settings.bot_tokens):
             click.echo("botmemory: no token is configured: only this machine may connect")
-        await _server_class(uvicorn.Server)(config).serve(sockets=[listener])
+        await server_class(uvicorn.Server)(config).serve(sockets=[listener])
     finally:
         await engine.close()
     click.echo("botmemory: stopped")
 
 
-def _server_class(base: type[uvicorn.Server]) -> type[uvicorn.Server]:
-    """uvicorn's server, minus re-raising SIGINT or SIGTERM once it has stopped.
+def _log_to_stderr(level: str) -> None:
+    """Show botmemory's own log lines (reloads, janitor, failed turns) at ``level``."""
+    logger = logging.getLogger("botmemory")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     botmemory: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def server_class(base: type[uvicorn.Server]) -> type[uvicorn.Server]:
+    """uvicorn's server that ends the push streams when it stops, and does not re-raise
+    SIGINT or SIGTERM once it has stopped.
 
     uvicorn re-raises the signal after a graceful shutdown, which would kill the process
     before the engine is closed (and make Ctrl-C an error): here both simply stop it.
     """
 
     class Server(base):  # type: ignore[misc,valid-type]
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            state = getattr(getattr(self.config.app, "state", None), "botmemory", None)
+            if state is not None:  # end the push streams, else stopping waits for them
+                state.events.close()
+            await super().shutdown(sockets)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             if threading.current_thread() is not threading.main_thread():

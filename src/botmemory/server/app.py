@@ -18,13 +18,21 @@ from fastapi.staticfiles import StaticFiles
 from botmemory import __version__
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine
-from botmemory.server import routes_admin, routes_converse, routes_kvs, routes_memory
+from botmemory.server import (
+    routes_admin,
+    routes_converse,
+    routes_events,
+    routes_kvs,
+    routes_memory,
+)
 from botmemory.server.auth import Access
 from botmemory.server.converse_fast import ConverseFastPath
+from botmemory.server.docs import install_docs
 from botmemory.server.errors import install_error_handlers
 from botmemory.server.limits import BodyLimit
 from botmemory.server.local import LocalGuard
 from botmemory.server.params import EncodedSlashes
+from botmemory.server.reload import Reloader
 from botmemory.server.state import ServerState
 
 __all__ = ["create_app"]
@@ -50,32 +58,43 @@ this documentation needs `Authorization: Bearer <token>`: an admin token
 
 
 def create_app(
-    engine: DialogEngine, settings: Settings | None = None, *, run_janitor: bool = True
+    engine: DialogEngine,
+    settings: Settings | None = None,
+    *,
+    run_janitor: bool = True,
+    reload: bool = False,
 ) -> FastAPI:
-    """Build the app serving ``engine`` (``settings`` default to its memory's settings)."""
+    """Build the app serving ``engine`` (``settings`` default to its memory's settings).
+
+    With ``reload``, the bots of the settings' data folder reload when their files change.
+    """
     settings = settings or engine.memory.settings
     app = FastAPI(
         title="botmemory",
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from the package
         redoc_url=None,
     )
     access = Access(settings.admin_tokens, settings.bot_tokens)
     app.state.botmemory = ServerState(
         engine=engine, settings=settings, access=access, run_janitor=run_janitor
     )
+    app.state.botmemory.events.attach(engine)
+    if reload and settings.data_dir is not None:
+        app.state.botmemory.reloader = Reloader(app.state.botmemory, settings.data_dir)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(EncodedSlashes)
     if access.local_only:
         app.add_middleware(LocalGuard)  # outermost: before the body is even read
-    for module in (routes_converse, routes_memory, routes_kvs, routes_admin):
+    for module in (routes_converse, routes_events, routes_memory, routes_kvs, routes_admin):
         app.include_router(module.router)
     app.router.routes.insert(0, ConverseFastPath())  # before the declared converse route
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", _index, include_in_schema=False)
+    install_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -85,9 +104,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServerState = app.state.botmemory
     if state.run_janitor:
         await state.memory.janitor.start()
+    if state.reloader is not None:
+        state.reloader.start()
     try:
         yield
     finally:
+        if state.reloader is not None:
+            await state.reloader.stop()
         if state.run_janitor:
             await state.memory.janitor.stop()
 

@@ -34,6 +34,7 @@ __all__ = [
     "grant_of",
     "is_loopback",
     "request_grant",
+    "unauthorized",
 ]
 
 BotId = Annotated[
@@ -155,7 +156,8 @@ async def request_grant(request: Request) -> Grant:
 GrantDep = Annotated[Grant, Depends(grant_of)]
 
 
-def _unauthorized(grant: Grant) -> ApiError:
+def unauthorized(grant: Grant) -> ApiError:
+    """The 401 of a request without a valid token: it says whether one was sent."""
     message = (
         "this token is not valid: it is not in auth.adminTokens or auth.botTokens"
         if grant.token_given
@@ -166,7 +168,7 @@ def _unauthorized(grant: Grant) -> ApiError:
 
 def _check_bot(grant: Grant, bot_id: str) -> None:
     if not grant.authenticated:
-        raise _unauthorized(grant)
+        raise unauthorized(grant)
     if not grant.allows(bot_id):
         raise ApiError(403, f"this token is not allowed to use bot {bot_id!r}")
 
@@ -187,7 +189,7 @@ async def converse_access(request: Request, bot_id: BotId, grant: GrantDep) -> s
 async def admin_access(grant: GrantDep) -> Grant:
     """Let in admin tokens only."""
     if not grant.authenticated:
-        raise _unauthorized(grant)
+        raise unauthorized(grant)
     if not grant.admin:
         raise ApiError(403, "this route needs an admin token (auth.adminTokens)")
     return grant

@@ -257,6 +257,9 @@ class BotList(ApiModel):
     bots: list[BotInfo]
     access: Literal["admin", "bot", "public", "local"]
     """``local``: no token is configured and the request came from this machine."""
+    problems: list[str] = []
+    """Why the last edits of the bots' files are not running (``serve --reload``): file,
+    line, key. The previous version runs meanwhile. Empty without a valid token."""
 
 
 class BotDetails(BotInfo):

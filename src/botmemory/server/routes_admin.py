@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from botmemory.durations import parse_duration
 from botmemory.janitor import JanitorReport
-from botmemory.server.auth import Grant, admin_access, bot_access, grant_of
+from botmemory.server.auth import Grant, admin_access, bot_access, grant_of, unauthorized
 from botmemory.server.errors import error_responses
 from botmemory.server.metrics import CONTENT_TYPE
 from botmemory.server.models import (
@@ -38,16 +38,19 @@ HEALTH_TIMEOUT: Final = parse_duration("5s")
 Admin = Annotated[Grant, Depends(admin_access)]
 
 
-@router.get("/api/v1/bots", response_model=BotList, tags=["bots"])
+@router.get("/api/v1/bots", response_model=BotList, responses=error_responses(401), tags=["bots"])
 async def list_bots(request: Request, grant: Annotated[Grant, Depends(grant_of)]) -> BotList:
     """The bots the caller may use: all with an admin token, a bot's own with its token,
-    the ones with ``converse.public`` without a token."""
+    the ones with ``converse.public`` without a token. A token that is not valid: 401."""
+    if grant.token_given and not grant.authenticated:
+        raise unauthorized(grant)
     state = server_state(request)
     if grant.authenticated:
         ids = [b for b in state.bot_ids() if grant.allows(b)]
     else:
         ids = [b for b in state.bot_ids() if state.converse_public(b)]
-    return BotList(bots=[_bot_info(state, b) for b in ids], access=grant.kind)
+    problems = state.reload_problems() if grant.authenticated else []
+    return BotList(bots=[_bot_info(state, b) for b in ids], access=grant.kind, problems=problems)
 
 
 @router.get(

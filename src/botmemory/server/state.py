@@ -14,10 +14,12 @@ from fastapi import Request
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine, UnknownBotError
 from botmemory.memory import Memory
+from botmemory.server.events import EventHub
 from botmemory.server.metrics import PrometheusExport
 
 if TYPE_CHECKING:
     from botmemory.server.auth import Access
+    from botmemory.server.reload import Reloader
 
 __all__ = ["ServerState", "server_state"]
 
@@ -36,6 +38,17 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self.metrics = PrometheusExport(self.memory)
+
+    events: EventHub = field(default_factory=EventHub)
+    """The push channel's open streams."""
+    reloader: Reloader | None = None
+    """Reloads the bots when their files change (``serve --reload``), else None."""
+
+    def reload_problems(self) -> list[str]:
+        """What keeps the last edits of the bots' files from running (live reload)."""
+        if self.reloader is None:
+            return []
+        return [p for key in sorted(self.reloader.problems) for p in self.reloader.problems[key]]
 
     @property
     def memory(self) -> Memory:

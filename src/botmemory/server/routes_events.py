@@ -1,0 +1,45 @@
+"""``GET /api/v1/bots/{botId}/users/{userId}/events``: the push channel, as server-sent events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from botmemory.server.auth import converse_access
+from botmemory.server.errors import error_responses
+from botmemory.server.params import Channel, ThreadId, UserId
+from botmemory.server.state import server_state
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/bots/{botId}", tags=["converse"])
+
+
+@router.get(
+    "/users/{userId}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **error_responses(400, 401, 403, by_reference=True),
+    },
+    summary="Receive what the bot says without a user message",
+)
+async def events(
+    request: Request,
+    bot_id: Annotated[str, Depends(converse_access)],
+    user_id: UserId,
+    channel: Channel = "api",
+    thread_id: ThreadId = None,
+) -> StreamingResponse:
+    """Server-sent events of one conversation, as they happen: ``replies`` (a dialog
+    timeout's replies: ``{"reason": "timeout", "responses": [...]}``) and
+    ``sessionEnded`` (the janitor ended the timed-out session). Who may talk to the bot
+    may listen; a comment every 15 s keeps an idle stream open."""
+    hub = server_state(request).events
+    return StreamingResponse(
+        hub.stream((bot_id, user_id, channel, thread_id)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

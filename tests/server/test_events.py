@@ -1,0 +1,72 @@
+"""The push channel over real HTTP: a dialog timeout's replies arrive with no user message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from botmemory import ManualClock
+from tests.conftest import START
+from tests.server.conftest import ADMIN, CONFIG, ECHO_TOKEN, WELCOME_TOKEN, bearer, write_data_dir
+from tests.server.live import LiveServer
+
+
+def events(lines: Iterator[str]) -> Iterator[tuple[str, object]]:
+    """The (name, data) of each event of a ``text/event-stream``, comments skipped."""
+    name = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            yield name, json.loads(line.removeprefix("data: "))
+
+
+def test_a_timeout_reply_and_the_session_end_are_pushed(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with LiveServer(data, clock) as server, httpx.Client(base_url=server.url) as client:
+        path = "/api/v1/bots/welcome/users/ada/events?channel=web"
+        with client.stream("GET", path, headers=bearer(WELCOME_TOKEN)) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            said = client.post(
+                "/api/v1/bots/welcome/converse/ada",
+                json={"text": "hi", "channel": "web"},
+                headers=bearer(WELCOME_TOKEN),
+            )
+            assert said.status_code == 200
+            clock.advance(timedelta(minutes=5, seconds=1))
+            assert client.post("/api/v1/janitor/run", headers=bearer(ADMIN)).status_code == 200
+            received = events(lines)
+            assert next(received) == (
+                "replies",
+                {
+                    "reason": "timeout",
+                    "responses": [
+                        "You went quiet. I'll start over when you write again.",
+                        "Bye! Conversations between us: 1. All my conversations: 1.",
+                    ],
+                },
+            )
+            clock.advance(timedelta(minutes=30))
+            assert client.post("/api/v1/janitor/run", headers=bearer(ADMIN)).status_code == 200
+            assert next(received) == ("sessionEnded", {"reason": "timeout"})
+
+
+def test_the_push_channel_asks_what_the_converse_route_asks(tmp_path: Path) -> None:
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with (
+        LiveServer(data, ManualClock(START)) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        path = "/api/v1/bots/welcome/users/ada/events"
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=bearer(ECHO_TOKEN)).status_code == 403
+        with client.stream("GET", "/api/v1/bots/echo/users/ada/events") as public:
+            assert public.status_code == 200  # echo's converse route is public
