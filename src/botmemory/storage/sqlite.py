@@ -31,11 +31,9 @@ from typing import Any, Final, TypeVar
 
 from botmemory.durations import Seconds, format_duration, parse_duration
 from botmemory.errors import (
-    BackendError,
     BackendUnavailableError,
     BotMemoryError,
     ErasurePendingError,
-    LockTimeoutError,
 )
 from botmemory.storage import sqlite_sql as sql
 from botmemory.storage.base import (
@@ -54,8 +52,9 @@ from botmemory.storage.base import (
 )
 from botmemory.storage.file_locks import KeyLocks
 from botmemory.storage.footprint import Footprint
+from botmemory.storage.sqlite_connection import SqliteConnection, WouldWaitError
 from botmemory.storage.sqlite_sql import MIGRATIONS
-from botmemory.storage.worker import Worker, deliver
+from botmemory.storage.worker import deliver
 
 __all__ = ["MIGRATIONS", "SqliteStorage", "sqlite_path"]
 
@@ -85,43 +84,25 @@ class SqliteStorage(Storage):
         super().__init__()
         self.url = url
         self.path = sqlite_path(url)
-        self._worker = Worker("botmemory-sqlite", self._closed_error)
+        self._conn = SqliteConnection(self.path)
+        self._worker = self._conn.worker
         self._closing = False
         self._queue_lock = threading.Lock()
         self._queued: list[tuple[TurnWrite, asyncio.Future[None]]] = []
-        self._db: sqlite3.Connection | None = None
         self._data_version: int | None = None
-        """``PRAGMA data_version`` as the last group commit found it (read on the worker)."""
+        """``PRAGMA data_version`` as the last group commit found it."""
         in_file = self.path not in ("", ":memory:")
         self._turn_locks = KeyLocks(
             f"{self.path}.sessions.lock" if in_file else "", sql.BUSY_TIMEOUT
         )
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._worker.call(lambda: self._call(fn))
+        """Run a call that may take long on the worker thread."""
+        return await self._conn.run(fn)
 
-    def _closed_error(self) -> BackendUnavailableError:
-        return BackendUnavailableError(f"the SQLite database {self.path} is closed")
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._db is None:
-            raise self._closed_error()
-        try:
-            return fn(self._db)
-        except BotMemoryError:
-            raise
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
-            if self._db.in_transaction:
-                self._db.rollback()
-            raise self._translate(exc) from exc
-
-    def _translate(self, exc: BaseException) -> BackendError:
-        """Turn a driver error into botmemory's own."""
-        if isinstance(exc, sqlite3.OperationalError) and (
-            "locked" in str(exc) or "busy" in str(exc)
-        ):
-            return LockTimeoutError(f"SQLite database {self.path} is locked: {exc}")
-        return BackendError(f"SQLite error on {self.path}: {exc}")
+    async def _soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a short call on the event loop, unless it would wait for a lock."""
+        return await self._conn.soon(fn)
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
         def in_transaction(db: sqlite3.Connection) -> T:
@@ -132,6 +113,7 @@ class SqliteStorage(Storage):
                 db.rollback()
                 raise
             db.commit()
+            self._conn.wrote()
             return result
 
         return in_transaction
@@ -152,13 +134,13 @@ class SqliteStorage(Storage):
             raise BackendUnavailableError(
                 f"cannot open SQLite database {self.path}: {exc}"
             ) from exc
-        self._db = db
-        self._call(sql.configure)
+        self._conn.db = db
+        self._conn.call(sql.configure)
         if self._turn_locks.path:
             self._turn_locks.open()
 
     async def close(self) -> None:
-        """Commit the turns already queued, close the database and stop the thread."""
+        """Commit the turns already queued, close the database and stop the threads."""
         if self._closing:
             return
         self._closing = True
@@ -169,9 +151,7 @@ class SqliteStorage(Storage):
 
     def _shutdown(self) -> None:
         self._commit_queued()
-        if self._db is not None:
-            db, self._db = self._db, None
-            db.close()
+        self._conn.close()
 
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Serialize the turns of one session in this process, then across processes.
@@ -217,23 +197,25 @@ class SqliteStorage(Storage):
 
     # -- turns ---------------------------------------------------------------------
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
-        return await self._run(lambda db: sql.load_turn(db, keys, self._data_version))
+        return await self._soon(lambda db: sql.load_turn(db, keys, self._data_version))
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Queue the write; the worker commits every queued write in one transaction.
+        """Queue the write; the turns queued in one pass of the event loop commit together.
 
         Each write runs inside its own savepoint, so a failing write fails alone
         and the others commit. Under concurrent turns this is group commit: one
-        transaction, one WAL append, for many turns.
+        transaction, one WAL append, for many turns. The transaction runs on the event
+        loop, or on the worker thread if it would wait for another connection's lock.
         """
         if self._closing:
-            raise self._closed_error()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            raise self._conn.closed_error()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         with self._queue_lock:
             self._queued.append((write, future))
             first = len(self._queued) == 1
         if first:
-            self._worker.post(self._commit_queued)
+            loop.call_soon(self._flush)
         try:
             await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -248,21 +230,46 @@ class SqliteStorage(Storage):
                     await future
             raise
 
-    def _commit_queued(self) -> None:
+    def _flush(self) -> None:
+        """Commit the queued turns here, or have the worker thread do it."""
+        try:
+            self._commit_queued(here=True)
+        except WouldWaitError:
+            self._worker.post(self._commit_queued)
+
+    def _commit_queued(self, *, here: bool = False) -> None:
+        """Commit every queued turn in one transaction; raise WouldWaitError (``here``)
+        with the turns left queued if that cannot be done without waiting."""
         with self._queue_lock:
             batch, self._queued = self._queued, []
         if not batch:
             return
         outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]] = []
+        commit = self._write(lambda db: self._apply_turns(db, batch, outcomes))
         try:
-            self._call(self._write(lambda db: self._apply_turns(db, batch, outcomes)))
+            (self._conn.here if here else self._conn.call)(commit)
+        except WouldWaitError:
+            with self._queue_lock:
+                self._queued[:0] = batch
+            raise
         except Exception as exc:
-            failure = exc if isinstance(exc, BotMemoryError) else self._translate(exc)
+            failure = exc if isinstance(exc, BotMemoryError) else self._conn.translate(exc)
             outcomes = [(future, None, failure) for _, future in batch]
+        self._deliver(outcomes, here=here)
+
+    @staticmethod
+    def _deliver(
+        outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]], *, here: bool
+    ) -> None:
+        """Settle each future, on its event loop's thread."""
+        current = asyncio.get_running_loop() if here else None
         loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for outcome in outcomes:
             loops.setdefault(outcome[0].get_loop(), []).append(outcome)
         for loop, done in loops.items():
+            if loop is current:
+                deliver(done)
+                continue
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(deliver, done)
 
@@ -283,7 +290,7 @@ class SqliteStorage(Storage):
                 self._apply_turn(db, write, unchanged)
             except Exception as exc:  # this turn fails alone
                 db.execute("ROLLBACK TO turn")
-                failure = exc if isinstance(exc, BotMemoryError) else self._translate(exc)
+                failure = exc if isinstance(exc, BotMemoryError) else self._conn.translate(exc)
                 outcomes.append((future, None, failure))
             else:
                 outcomes.append((future, None, None))
@@ -296,28 +303,28 @@ class SqliteStorage(Storage):
 
     # -- key-value store -------------------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
-        return await self._run(lambda db: sql.kvs_live(db, namespace, key, now))
+        return await self._soon(lambda db: sql.kvs_live(db, namespace, key, now))
 
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
-        await self._run(self._write(lambda db: sql.kvs_store(db, namespace, key, record)))
+        await self._soon(self._write(lambda db: sql.kvs_store(db, namespace, key, record)))
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
-        return await self._run(
+        return await self._soon(
             self._write(lambda db: sql.kvs_modify(db, namespace, key, now, modify))
         )
 
     async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
-        return await self._run(self._write(lambda db: sql.kvs_delete(db, namespace, key, now)))
+        return await self._soon(self._write(lambda db: sql.kvs_delete(db, namespace, key, now)))
 
     async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
-        return await self._run(lambda db: sql.kvs_keys(db, namespace, prefix, now))
+        return await self._soon(lambda db: sql.kvs_keys(db, namespace, prefix, now))
 
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
         return await self._run(self._write(lambda db: sql.kvs_delete_prefix(db, namespace, prefix)))
 
     # -- users -------------------------------------------------------------------------
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
-        return await self._run(lambda db: sql.load_user(db, bot_id, user_key))
+        return await self._soon(lambda db: sql.load_user(db, bot_id, user_key))
 
     async def delete_user(
         self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
@@ -390,7 +397,7 @@ class SqliteStorage(Storage):
         return await self._run(self._write(lambda db: sql.delete_expired_kvs(db, now, limit)))
 
     async def get_meta(self, name: str) -> str | None:
-        return await self._run(lambda db: sql.get_meta(db, name))
+        return await self._soon(lambda db: sql.get_meta(db, name))
 
     async def set_meta(self, name: str, value: str) -> None:
-        await self._run(self._write(lambda db: sql.set_meta(db, name, value)))
+        await self._soon(self._write(lambda db: sql.set_meta(db, name, value)))

@@ -4,7 +4,8 @@ Migrations are an append-only list; ``PRAGMA user_version`` records how many ran
 database whose version is newer than this code knows is refused.
 
 Each function runs the SQL of one storage operation on a ``sqlite3.Connection``,
-synchronously, from the backend's worker thread. The caller owns the transaction
+synchronously, on the event loop's thread or the backend's worker thread
+(``sqlite_connection``). The caller owns the transaction
 (``SqliteStorage._write``) and translates driver errors; only :func:`load_turn`
 opens its own read transaction, so that its two queries see one snapshot.
 """
@@ -143,6 +144,11 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
     )
 
 
+def set_busy_timeout(db: sqlite3.Connection, *, wait: bool) -> None:
+    """Let statements wait up to ``BUSY_TIMEOUT`` for other connections' locks, or not at all."""
+    db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS if wait else 0}")
+
+
 def configure(db: sqlite3.Connection) -> None:
     """Set the connection's pragmas and apply the migrations the database lacks."""
     db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -157,6 +163,7 @@ def configure(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA secure_delete = ON")
     db.execute("PRAGMA foreign_keys = OFF")
+    db.execute("PRAGMA wal_autocheckpoint = 0")  # a thread of its own checkpoints
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise SchemaVersionError(

@@ -35,6 +35,8 @@ class Worker:
         """``closed`` builds the error raised by calls made after :meth:`stop`."""
         self._closed = closed
         self._stopped = False
+        self._count_lock = threading.Lock()
+        self._unfinished = 0
         self._jobs: queue.SimpleQueue[tuple[_Job, asyncio.AbstractEventLoop] | None] = (
             queue.SimpleQueue()
         )
@@ -47,14 +49,27 @@ class Worker:
             raise self._closed()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(((fn, future), loop))
+        self._submit(((fn, future), loop))
         return await future
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the worker thread without waiting; it reports its own outcome."""
         if self._stopped:
             raise self._closed()
-        self._jobs.put(((fn, None), _NO_LOOP))
+        self._submit(((fn, None), _NO_LOOP))
+
+    def idle(self) -> bool:
+        """Whether every submitted function has returned (none waits or runs)."""
+        return self._unfinished == 0
+
+    def _submit(self, job: tuple[_Job, asyncio.AbstractEventLoop]) -> None:
+        with self._count_lock:
+            self._unfinished += 1
+        self._jobs.put(job)
+
+    def _finished(self) -> None:
+        with self._count_lock:
+            self._unfinished -= 1
 
     def stop(self) -> None:
         """Finish the calls already submitted, then end the thread; later calls fail."""
@@ -85,8 +100,7 @@ class Worker:
             if stop:
                 return
 
-    @staticmethod
-    def _run_batch(batch: list[tuple[_Job, asyncio.AbstractEventLoop]]) -> None:
+    def _run_batch(self, batch: list[tuple[_Job, asyncio.AbstractEventLoop]]) -> None:
         done: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
         for (fn, future), loop in batch:
             if future is None:
@@ -94,11 +108,15 @@ class Worker:
                     fn()
                 except Exception:  # a posted job reports its own outcome; never kill the thread
                     log.exception("a job on the %s thread failed", threading.current_thread().name)
+                finally:
+                    self._finished()
                 continue
             try:
                 outcome: _Done = (future, fn(), None)
             except BaseException as exc:  # handed to the caller, who raises it
                 outcome = (future, None, exc)
+            finally:
+                self._finished()
             done.setdefault(loop, []).append(outcome)
         for loop, outcomes in done.items():
             with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
