@@ -95,17 +95,19 @@ class Stalls:
 async def loop_stalls() -> AsyncIterator[list[float]]:
     """Record, while the block runs, how late each 1 ms sleep of a probe task ends (s)."""
     lags: list[float] = []
+    sleeping_since = [time.perf_counter()]
 
     async def probe() -> None:
         while True:
-            started = time.perf_counter()
+            sleeping_since[0] = time.perf_counter()
             await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - started - 0.001)
+            lags.append(time.perf_counter() - sleeping_since[0] - 0.001)
 
     task = asyncio.create_task(probe())
     try:
         yield lags
     finally:
+        lags.append(max(0.0, time.perf_counter() - sleeping_since[0] - 0.001))  # the last sleep
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -1,7 +1,10 @@
 """Embedded SQLite backend (``sqlite:///relative.db``, ``sqlite:////absolute.db``), the default.
 
-One connection in WAL mode, used from one worker thread so the event loop never
-blocks on disk. Each method is one transaction. Expiry columns have partial indexes,
+One connection in WAL mode. Short calls (a turn's load and commit, KVS calls) run on
+the event loop's thread, long ones (opening, the janitor's batches, erasures) on a
+worker thread, and none waits for another connection's lock on the event loop
+(``sqlite_connection``). Each method is one transaction; the turns queued in one pass
+of the event loop commit in one transaction (group commit). Expiry columns have partial indexes,
 so the janitor's cost follows the number of expired rows, not the table's size.
 ``secure_delete`` is on: erased values are overwritten in the file, and an erasure
 empties the WAL before it returns (or raises ``ErasurePendingError`` while another
@@ -283,6 +286,11 @@ class SqliteStorage(Storage):
         # this batch wrote a row it checks, has nothing to check but the KVS
         self._data_version = sql.read_data_version(db)  # for the stamps of later loads
         start, written = sql.stamp(db, self._data_version), Footprint()
+        if len(batch) == 1:  # alone, it needs no savepoint: its failure fails the transaction
+            write, future = batch[0]
+            self._apply_turn(db, write, write.loaded_stamp == start)
+            outcomes.append((future, None, None))
+            return
         for write, future in batch:
             unchanged = write.loaded_stamp == start and not written.touches(write)
             db.execute("SAVEPOINT turn")
