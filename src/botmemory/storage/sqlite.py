@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from botmemory.durations import Seconds, format_duration, parse_duration
 from botmemory.errors import (
@@ -57,7 +57,7 @@ from botmemory.storage.file_locks import KeyLocks
 from botmemory.storage.footprint import Footprint
 from botmemory.storage.sqlite_connection import SqliteConnection, WouldWaitError
 from botmemory.storage.sqlite_sql import MIGRATIONS
-from botmemory.storage.worker import deliver
+from botmemory.storage.worker import settle
 
 __all__ = ["MIGRATIONS", "SqliteStorage", "sqlite_path"]
 
@@ -258,23 +258,7 @@ class SqliteStorage(Storage):
         except Exception as exc:
             failure = exc if isinstance(exc, BotMemoryError) else self._conn.translate(exc)
             outcomes = [(future, None, failure) for _, future in batch]
-        self._deliver(outcomes, here=here)
-
-    @staticmethod
-    def _deliver(
-        outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]], *, here: bool
-    ) -> None:
-        """Settle each future, on its event loop's thread."""
-        current = asyncio.get_running_loop() if here else None
-        loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for outcome in outcomes:
-            loops.setdefault(outcome[0].get_loop(), []).append(outcome)
-        for loop, done in loops.items():
-            if loop is current:
-                deliver(done)
-                continue
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(deliver, done)
+        settle(outcomes, asyncio.get_running_loop() if here else None)
 
     def _apply_turns(
         self,

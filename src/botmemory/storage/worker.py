@@ -16,13 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["Worker", "deliver"]
+__all__ = ["Worker", "deliver", "settle"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("botmemory.storage")
-
-_NO_LOOP: Any = None
 
 _Job = tuple[Callable[[], Any], asyncio.Future[Any] | None]
 _Done = tuple[asyncio.Future[Any], Any, BaseException | None]
@@ -37,9 +35,7 @@ class Worker:
         self._stopped = False
         self._count_lock = threading.Lock()
         self._unfinished = 0
-        self._jobs: queue.SimpleQueue[tuple[_Job, asyncio.AbstractEventLoop] | None] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -49,20 +45,20 @@ class Worker:
             raise self._closed()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._submit(((fn, future), loop))
+        self._submit((fn, future))
         return await future
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the worker thread without waiting; it reports its own outcome."""
         if self._stopped:
             raise self._closed()
-        self._submit(((fn, None), _NO_LOOP))
+        self._submit((fn, None))
 
     def idle(self) -> bool:
         """Whether every submitted function has returned (none waits or runs)."""
         return self._unfinished == 0
 
-    def _submit(self, job: tuple[_Job, asyncio.AbstractEventLoop]) -> None:
+    def _submit(self, job: _Job) -> None:
         with self._count_lock:
             self._unfinished += 1
         self._jobs.put(job)
@@ -100,9 +96,9 @@ class Worker:
             if stop:
                 return
 
-    def _run_batch(self, batch: list[tuple[_Job, asyncio.AbstractEventLoop]]) -> None:
-        done: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
-        for (fn, future), loop in batch:
+    def _run_batch(self, batch: list[_Job]) -> None:
+        done: list[_Done] = []
+        for fn, future in batch:
             if future is None:
                 try:
                     fn()
@@ -117,10 +113,22 @@ class Worker:
                 outcome = (future, None, exc)
             finally:
                 self._finished()
-            done.setdefault(loop, []).append(outcome)
-        for loop, outcomes in done.items():
-            with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
-                loop.call_soon_threadsafe(deliver, outcomes)
+            done.append(outcome)
+        settle(done)
+
+
+def settle(outcomes: list[_Done], current: asyncio.AbstractEventLoop | None = None) -> None:
+    """Settle futures of any event loop: at once those of ``current`` (the caller's own
+    loop), the others on their loop's thread."""
+    loops: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
+    for outcome in outcomes:
+        loops.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, done in loops.items():
+        if loop is current:
+            deliver(done)
+            continue
+        with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
+            loop.call_soon_threadsafe(deliver, done)
 
 
 def deliver(outcomes: list[_Done]) -> None:
