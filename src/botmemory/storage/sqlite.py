@@ -309,14 +309,16 @@ class SqliteStorage(Storage):
         return await self._soon(self._write(lambda db: sql.kvs_delete(db, namespace, key, now)))
 
     async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
-        return await self._soon(lambda db: sql.kvs_keys(db, namespace, prefix, now))
+        # as many keys as there are, so on the worker thread
+        return await self._run(lambda db: sql.kvs_keys(db, namespace, prefix, now))
 
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
         return await self._run(self._write(lambda db: sql.kvs_delete_prefix(db, namespace, prefix)))
 
     # -- users -------------------------------------------------------------------------
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
-        return await self._soon(lambda db: sql.load_user(db, bot_id, user_key))
+        # as many sessions as the user has, so on the worker thread
+        return await self._run(lambda db: sql.load_user(db, bot_id, user_key))
 
     async def delete_user(
         self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()

@@ -10,7 +10,8 @@ operation) run on the event loop's thread. None of them may wait without bound t
   busy timeout (5 s) like before;
 - while the worker thread has calls to run, new calls go behind them, in order;
 - long calls always run on the worker thread: opening (migrations), the janitor's
-  batches, an erasure (its secure delete and its checkpoint);
+  batches, an erasure (its secure delete and its checkpoint), and reads of as many
+  rows as there are (a user's records, a listing of keys);
 - the event loop's connection never checkpoints the WAL (``wal_autocheckpoint`` is 0):
   a :class:`Checkpointer` thread, with a connection of its own, copies the WAL into the
   file after every 100 writes, without blocking writers or readers (``PASSIVE``), and
