@@ -148,6 +148,7 @@ class Checkpointer:
         self._writes = 0
         self._wake = threading.Event()
         self._stopping = False
+        self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def wrote(self) -> None:
@@ -155,16 +156,18 @@ class Checkpointer:
         self._writes += 1
         if self._writes >= CHECKPOINT_EVERY:
             self._writes = 0
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="botmemory-sqlite-checkpoint", daemon=True
-                )
-                self._thread.start()
+            with self._starting:  # the event loop's thread and the worker both write
+                if self._thread is None and not self._stopping:
+                    self._thread = threading.Thread(
+                        target=self._run, name="botmemory-sqlite-checkpoint", daemon=True
+                    )
+                    self._thread.start()
             self._wake.set()
 
     def stop(self) -> None:
         """End the thread (after the checkpoint it may be running)."""
-        self._stopping = True
+        with self._starting:
+            self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
