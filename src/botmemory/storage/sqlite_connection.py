@@ -9,6 +9,8 @@ operation) run on the event loop's thread. None of them may wait without bound t
   at once, is rolled back and runs again on the worker thread, which waits up to the
   busy timeout (5 s) like before;
 - while the worker thread has calls to run, new calls go behind them, in order;
+- once a pass of the event loop has spent ``SLICE`` (1 ms) since its first call here,
+  the next call waits for the next pass, so that many turns at once do not stall it;
 - long calls always run on the worker thread: opening (migrations), the janitor's
   batches, an erasure (its secure delete and its checkpoint), and reads of as many
   rows as there are (a user's records, a listing of keys);
@@ -20,12 +22,15 @@ operation) run on the event loop's thread. None of them may wait without bound t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+from botmemory.durations import Seconds
 from botmemory.errors import BackendError, BackendUnavailableError, BotMemoryError, LockTimeoutError
 from botmemory.storage import sqlite_sql as sql
 from botmemory.storage.worker import Worker
@@ -36,6 +41,8 @@ T = TypeVar("T")
 
 log = logging.getLogger("botmemory.storage")
 
+SLICE: Final = Seconds(0.001)
+"""How long a pass of the event loop runs calls here before other callbacks' turn."""
 CHECKPOINT_EVERY: Final = 100
 """Writes between two checkpoints of the WAL."""
 RESTART_AFTER = 4096
@@ -62,6 +69,8 @@ class SqliteConnection:
         self.worker = Worker("botmemory-sqlite", self.closed_error)
         self._lock = threading.Lock()
         """Held by whichever thread uses ``db``: the event loop's or the worker."""
+        self._pass_started: float | None = None
+        """When this pass of the event loop first ran a call here (``perf_counter``)."""
         in_file = path not in ("", ":memory:")
         self.checkpointer = Checkpointer(path) if in_file else None
 
@@ -81,10 +90,27 @@ class SqliteConnection:
 
     async def soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` here if it can run without waiting, else on the worker thread."""
+        await self._fair()
         try:
             return self.here(fn)
         except WouldWaitError:
             return await self.run(fn)
+
+    async def _fair(self) -> None:
+        """Let the event loop's other callbacks run first if this pass of the loop has
+        spent ``SLICE`` since its first call here (many turns at once would stall it)."""
+        while True:
+            now = time.perf_counter()
+            if self._pass_started is None:
+                self._pass_started = now
+                asyncio.get_running_loop().call_soon(self._next_pass)
+                return
+            if now - self._pass_started <= SLICE:
+                return
+            await asyncio.sleep(0)
+
+    def _next_pass(self) -> None:
+        self._pass_started = None
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` now, on the worker thread (it may wait up to the busy timeout)."""
