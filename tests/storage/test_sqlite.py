@@ -324,3 +324,24 @@ async def test_the_wal_is_checkpointed_by_a_thread_that_close_ends(
             await asyncio.sleep(0.01)  # the thread's turn
         assert wal.stat().st_size == size
     assert [t.name for t in threading.enumerate() if t.ident not in before] == []
+
+
+async def test_many_turns_at_once_let_the_event_loop_run_between_their_loads(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a pass of the event loop spent its slice on SQLite, other callbacks run."""
+    monkeypatch.setattr(sqlite_connection, "SLICE", 0.0)  # 1 ms in use: one call a pass here
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        loaded: list[int] = []
+        seen_by_another_callback: list[int] = []
+
+        async def turn(n: int) -> None:
+            async with mem.turn("b", f"u{n}") as state:
+                loaded.append(n)
+                state.user["x"] = n
+
+        tasks = [asyncio.create_task(turn(n)) for n in range(10)]
+        asyncio.get_running_loop().call_soon(lambda: seen_by_another_callback.append(len(loaded)))
+        await asyncio.gather(*tasks)
+        assert seen_by_another_callback == [1]
+        assert sorted(loaded) == list(range(10))
