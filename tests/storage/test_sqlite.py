@@ -21,7 +21,7 @@ from botmemory import (
     parse_duration,
 )
 from botmemory.kvs import conversation_storage_key, user_storage_key
-from botmemory.storage import sqlite_sql
+from botmemory.storage import sqlite_connection, sqlite_sql
 from botmemory.storage.base import TurnWrite
 from botmemory.storage.sqlite import MIGRATIONS, SqliteStorage, sqlite_path
 
@@ -274,3 +274,74 @@ async def test_a_write_lock_held_past_the_busy_timeout_fails_the_turn_and_writes
             other.close()
         async with mem.turn("b", "u1") as state:
             assert dict(state.user) == {}
+
+
+async def test_a_commit_that_waits_for_another_connection_leaves_the_event_loop_free(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop never waits on SQLite's write lock: the commit waits elsewhere.
+
+    Here it waits at most 2 s; the lock is let go while it waits, from the event loop.
+    Had the commit waited on the event loop, the lock would still be held when it gave up.
+    """
+    monkeypatch.setattr(sqlite_sql, "_BUSY_TIMEOUT_MS", 2000)
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        other = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+
+        async def turn() -> None:
+            async with mem.turn("b", "u1") as state:
+                state.user["x"] = 1
+
+        task = asyncio.create_task(turn())
+        await asyncio.sleep(0.05)  # the turn loads, then its commit waits for the lock
+        assert not task.done()
+        other.execute("ROLLBACK")
+        other.close()
+        await task
+        async with mem.turn("b", "u1") as state:
+            assert dict(state.user) == {"x": 1}
+
+
+async def test_the_wal_is_checkpointed_by_a_thread_that_close_ends(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop's connection never checkpoints; a thread of the storage does,
+    after every 100 writes, and then the WAL starts over (at once here, not only past
+    4,096 pages)."""
+    monkeypatch.setattr(sqlite_connection, "RESTART_AFTER", 0)
+    before = {t.ident for t in threading.enumerate()}
+    wal = tmp_path / "m.db-wal"
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        kvs = mem.kvs.for_bot("b")
+        for n in range(100):  # each appends pages to the WAL
+            await kvs.set(f"k{n}", "x" * 2000)
+        for n in range(1000):  # until a write goes over the start of the WAL: 10 s at most
+            size = wal.stat().st_size
+            await kvs.set(f"k{n}", "y" * 2000)
+            if wal.stat().st_size == size:
+                break
+            await asyncio.sleep(0.01)  # the thread's turn
+        assert wal.stat().st_size == size
+    assert [t.name for t in threading.enumerate() if t.ident not in before] == []
+
+
+async def test_many_turns_at_once_let_the_event_loop_run_between_their_loads(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a pass of the event loop spent its slice on SQLite, other callbacks run."""
+    monkeypatch.setattr(sqlite_connection, "SLICE", 0.0)  # 1 ms in use: one call a pass here
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        loaded: list[int] = []
+        seen_by_another_callback: list[int] = []
+
+        async def turn(n: int) -> None:
+            async with mem.turn("b", f"u{n}") as state:
+                loaded.append(n)
+                state.user["x"] = n
+
+        tasks = [asyncio.create_task(turn(n)) for n in range(10)]
+        asyncio.get_running_loop().call_soon(lambda: seen_by_another_callback.append(len(loaded)))
+        await asyncio.gather(*tasks)
+        assert seen_by_another_callback == [1]
+        assert sorted(loaded) == list(range(10))

@@ -1,7 +1,10 @@
 """Embedded SQLite backend (``sqlite:///relative.db``, ``sqlite:////absolute.db``), the default.
 
-One connection in WAL mode, used from one worker thread so the event loop never
-blocks on disk. Each method is one transaction. Expiry columns have partial indexes,
+One connection in WAL mode. Short calls (a turn's load and commit, KVS calls) run on
+the event loop's thread, long ones (opening, the janitor's batches, erasures) on a
+worker thread, and none waits for another connection's lock on the event loop
+(``sqlite_connection``). Each method is one transaction; the turns queued in one pass
+of the event loop commit in one transaction (group commit). Expiry columns have partial indexes,
 so the janitor's cost follows the number of expired rows, not the table's size.
 ``secure_delete`` is on: erased values are overwritten in the file, and an erasure
 empties the WAL before it returns (or raises ``ErasurePendingError`` while another
@@ -27,15 +30,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from botmemory.durations import Seconds, format_duration, parse_duration
 from botmemory.errors import (
-    BackendError,
     BackendUnavailableError,
     BotMemoryError,
     ErasurePendingError,
-    LockTimeoutError,
 )
 from botmemory.storage import sqlite_sql as sql
 from botmemory.storage.base import (
@@ -54,8 +55,9 @@ from botmemory.storage.base import (
 )
 from botmemory.storage.file_locks import KeyLocks
 from botmemory.storage.footprint import Footprint
+from botmemory.storage.sqlite_connection import SqliteConnection, WouldWaitError
 from botmemory.storage.sqlite_sql import MIGRATIONS
-from botmemory.storage.worker import Worker, deliver
+from botmemory.storage.worker import settle
 
 __all__ = ["MIGRATIONS", "SqliteStorage", "sqlite_path"]
 
@@ -85,43 +87,25 @@ class SqliteStorage(Storage):
         super().__init__()
         self.url = url
         self.path = sqlite_path(url)
-        self._worker = Worker("botmemory-sqlite", self._closed_error)
+        self._conn = SqliteConnection(self.path)
+        self._worker = self._conn.worker
         self._closing = False
         self._queue_lock = threading.Lock()
         self._queued: list[tuple[TurnWrite, asyncio.Future[None]]] = []
-        self._db: sqlite3.Connection | None = None
         self._data_version: int | None = None
-        """``PRAGMA data_version`` as the last group commit found it (read on the worker)."""
+        """``PRAGMA data_version`` as the last group commit found it."""
         in_file = self.path not in ("", ":memory:")
         self._turn_locks = KeyLocks(
             f"{self.path}.sessions.lock" if in_file else "", sql.BUSY_TIMEOUT
         )
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._worker.call(lambda: self._call(fn))
+        """Run a call that may take long on the worker thread."""
+        return await self._conn.run(fn)
 
-    def _closed_error(self) -> BackendUnavailableError:
-        return BackendUnavailableError(f"the SQLite database {self.path} is closed")
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._db is None:
-            raise self._closed_error()
-        try:
-            return fn(self._db)
-        except BotMemoryError:
-            raise
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
-            if self._db.in_transaction:
-                self._db.rollback()
-            raise self._translate(exc) from exc
-
-    def _translate(self, exc: BaseException) -> BackendError:
-        """Turn a driver error into botmemory's own."""
-        if isinstance(exc, sqlite3.OperationalError) and (
-            "locked" in str(exc) or "busy" in str(exc)
-        ):
-            return LockTimeoutError(f"SQLite database {self.path} is locked: {exc}")
-        return BackendError(f"SQLite error on {self.path}: {exc}")
+    async def _soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a short call on the event loop, unless it would wait for a lock."""
+        return await self._conn.soon(fn)
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
         def in_transaction(db: sqlite3.Connection) -> T:
@@ -132,6 +116,7 @@ class SqliteStorage(Storage):
                 db.rollback()
                 raise
             db.commit()
+            self._conn.wrote()
             return result
 
         return in_transaction
@@ -152,13 +137,13 @@ class SqliteStorage(Storage):
             raise BackendUnavailableError(
                 f"cannot open SQLite database {self.path}: {exc}"
             ) from exc
-        self._db = db
-        self._call(sql.configure)
+        self._conn.db = db
+        self._conn.call(sql.configure)
         if self._turn_locks.path:
             self._turn_locks.open()
 
     async def close(self) -> None:
-        """Commit the turns already queued, close the database and stop the thread."""
+        """Commit the turns already queued, close the database and stop the threads."""
         if self._closing:
             return
         self._closing = True
@@ -169,9 +154,7 @@ class SqliteStorage(Storage):
 
     def _shutdown(self) -> None:
         self._commit_queued()
-        if self._db is not None:
-            db, self._db = self._db, None
-            db.close()
+        self._conn.close()
 
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Serialize the turns of one session in this process, then across processes.
@@ -217,23 +200,25 @@ class SqliteStorage(Storage):
 
     # -- turns ---------------------------------------------------------------------
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
-        return await self._run(lambda db: sql.load_turn(db, keys, self._data_version))
+        return await self._soon(lambda db: sql.load_turn(db, keys, self._data_version))
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Queue the write; the worker commits every queued write in one transaction.
+        """Queue the write; the turns queued in one pass of the event loop commit together.
 
         Each write runs inside its own savepoint, so a failing write fails alone
         and the others commit. Under concurrent turns this is group commit: one
-        transaction, one WAL append, for many turns.
+        transaction, one WAL append, for many turns. The transaction runs on the event
+        loop, or on the worker thread if it would wait for another connection's lock.
         """
         if self._closing:
-            raise self._closed_error()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            raise self._conn.closed_error()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         with self._queue_lock:
             self._queued.append((write, future))
             first = len(self._queued) == 1
         if first:
-            self._worker.post(self._commit_queued)
+            loop.call_soon(self._flush)
         try:
             await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -248,23 +233,32 @@ class SqliteStorage(Storage):
                     await future
             raise
 
-    def _commit_queued(self) -> None:
+    def _flush(self) -> None:
+        """Commit the queued turns here, or have the worker thread do it."""
+        try:
+            self._commit_queued(here=True)
+        except WouldWaitError:
+            self._worker.post(self._commit_queued)
+
+    def _commit_queued(self, *, here: bool = False) -> None:
+        """Commit every queued turn in one transaction; raise WouldWaitError (``here``)
+        with the turns left queued if that cannot be done without waiting."""
         with self._queue_lock:
             batch, self._queued = self._queued, []
         if not batch:
             return
         outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]] = []
+        commit = self._write(lambda db: self._apply_turns(db, batch, outcomes))
         try:
-            self._call(self._write(lambda db: self._apply_turns(db, batch, outcomes)))
+            (self._conn.here if here else self._conn.call)(commit)
+        except WouldWaitError:
+            with self._queue_lock:
+                self._queued[:0] = batch
+            raise
         except Exception as exc:
-            failure = exc if isinstance(exc, BotMemoryError) else self._translate(exc)
+            failure = exc if isinstance(exc, BotMemoryError) else self._conn.translate(exc)
             outcomes = [(future, None, failure) for _, future in batch]
-        loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for outcome in outcomes:
-            loops.setdefault(outcome[0].get_loop(), []).append(outcome)
-        for loop, done in loops.items():
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(deliver, done)
+        settle(outcomes, asyncio.get_running_loop() if here else None)
 
     def _apply_turns(
         self,
@@ -276,6 +270,11 @@ class SqliteStorage(Storage):
         # this batch wrote a row it checks, has nothing to check but the KVS
         self._data_version = sql.read_data_version(db)  # for the stamps of later loads
         start, written = sql.stamp(db, self._data_version), Footprint()
+        if len(batch) == 1:  # alone, it needs no savepoint: its failure fails the transaction
+            write, future = batch[0]
+            self._apply_turn(db, write, write.loaded_stamp == start)
+            outcomes.append((future, None, None))
+            return
         for write, future in batch:
             unchanged = write.loaded_stamp == start and not written.touches(write)
             db.execute("SAVEPOINT turn")
@@ -283,7 +282,7 @@ class SqliteStorage(Storage):
                 self._apply_turn(db, write, unchanged)
             except Exception as exc:  # this turn fails alone
                 db.execute("ROLLBACK TO turn")
-                failure = exc if isinstance(exc, BotMemoryError) else self._translate(exc)
+                failure = exc if isinstance(exc, BotMemoryError) else self._conn.translate(exc)
                 outcomes.append((future, None, failure))
             else:
                 outcomes.append((future, None, None))
@@ -296,20 +295,21 @@ class SqliteStorage(Storage):
 
     # -- key-value store -------------------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
-        return await self._run(lambda db: sql.kvs_live(db, namespace, key, now))
+        return await self._soon(lambda db: sql.kvs_live(db, namespace, key, now))
 
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
-        await self._run(self._write(lambda db: sql.kvs_store(db, namespace, key, record)))
+        await self._soon(self._write(lambda db: sql.kvs_store(db, namespace, key, record)))
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
-        return await self._run(
+        return await self._soon(
             self._write(lambda db: sql.kvs_modify(db, namespace, key, now, modify))
         )
 
     async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
-        return await self._run(self._write(lambda db: sql.kvs_delete(db, namespace, key, now)))
+        return await self._soon(self._write(lambda db: sql.kvs_delete(db, namespace, key, now)))
 
     async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
+        # as many keys as there are, so on the worker thread
         return await self._run(lambda db: sql.kvs_keys(db, namespace, prefix, now))
 
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
@@ -317,6 +317,7 @@ class SqliteStorage(Storage):
 
     # -- users -------------------------------------------------------------------------
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
+        # as many sessions as the user has, so on the worker thread
         return await self._run(lambda db: sql.load_user(db, bot_id, user_key))
 
     async def delete_user(
@@ -390,7 +391,7 @@ class SqliteStorage(Storage):
         return await self._run(self._write(lambda db: sql.delete_expired_kvs(db, now, limit)))
 
     async def get_meta(self, name: str) -> str | None:
-        return await self._run(lambda db: sql.get_meta(db, name))
+        return await self._soon(lambda db: sql.get_meta(db, name))
 
     async def set_meta(self, name: str, value: str) -> None:
-        await self._run(self._write(lambda db: sql.set_meta(db, name, value)))
+        await self._soon(self._write(lambda db: sql.set_meta(db, name, value)))

@@ -4,7 +4,8 @@ Migrations are an append-only list; ``PRAGMA user_version`` records how many ran
 database whose version is newer than this code knows is refused.
 
 Each function runs the SQL of one storage operation on a ``sqlite3.Connection``,
-synchronously, from the backend's worker thread. The caller owns the transaction
+synchronously, on the event loop's thread or the backend's worker thread
+(``sqlite_connection``). The caller owns the transaction
 (``SqliteStorage._write``) and translates driver errors; only :func:`load_turn`
 opens its own read transaction, so that its two queries see one snapshot.
 """
@@ -82,15 +83,18 @@ SESSION_COLUMNS: Final = (
 )
 NEW_VERSION: Final = "(abs(random()) % 4611686018427387904 + 1)"
 """SQL for a fresh row version, as :func:`~botmemory.storage.base.new_version` makes."""
+_LOADED: Final = "name, value, changed_at, expires_at, field_times, version"
 LOAD_TURN: Final = f"""
-    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'user' AND owner = ?2
+    SELECT 0, {_LOADED} FROM variables WHERE bot_id = ?1 AND scope = 'user' AND owner = ?2
     UNION ALL
-    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'bot' AND owner = ''
+    SELECT 1, {_LOADED} FROM variables WHERE bot_id = ?1 AND scope = 'bot' AND owner = ''
     UNION ALL
-    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'session' AND owner = ?3
+    SELECT 2, {_LOADED} FROM variables WHERE bot_id = ?1 AND scope = 'session' AND owner = ?3
     UNION ALL
-    SELECT {VAR_COLUMNS} FROM variables WHERE bot_id = ?1 AND scope = 'temp' AND owner = ?3
+    SELECT 3, {_LOADED} FROM variables WHERE bot_id = ?1 AND scope = 'temp' AND owner = ?3
 """
+"""A turn's variables: the key's scope as a number (its bot and owner are the
+parameters), then the rest of the row; fewer columns, fewer objects."""
 UPSERT_VAR: Final = (
     f"INSERT INTO variables ({VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET value = excluded.value, "
@@ -110,15 +114,18 @@ def var_from_row(row: Sequence[Any]) -> StoredVar:
     return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
-def vars_by_scope(rows: Iterable[Sequence[Any]]) -> dict[str, list[StoredVar]]:
-    """Build the variables of rows of ``VAR_COLUMNS``, by scope: :func:`var_from_row`
-    inlined, and the named tuples made by ``tuple.__new__`` (twice as fast: a turn
-    loads dozens)."""
-    found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
+def vars_by_scope(rows: Iterable[Sequence[Any]], keys: TurnKeys) -> list[list[StoredVar]]:
+    """Build the variables of rows of ``LOAD_TURN``: user, bot, session and temp.
+
+    The named tuples are made by ``tuple.__new__`` (twice as fast: a turn loads dozens).
+    """
+    b, u, s = keys.bot_id, keys.user_key, keys.session_key
+    owners = (("user", b, u), ("bot", b, ""), ("session", b, s), ("temp", b, s))
+    found: list[list[StoredVar]] = [[], [], [], []]
     new: Any = tuple.__new__
     for r in rows:
-        key = new(VarKey, (r[1], r[0], r[2], r[3]))
-        found[r[1]].append(new(StoredVar, (key, r[4], r[5], r[6], r[7], r[8])))
+        key = new(VarKey, (*owners[r[0]], r[1]))
+        found[r[0]].append(new(StoredVar, (key, r[2], r[3], r[4], r[5], r[6])))
     return found
 
 
@@ -143,6 +150,11 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
     )
 
 
+def set_busy_timeout(db: sqlite3.Connection, *, wait: bool) -> None:
+    """Let statements wait up to ``BUSY_TIMEOUT`` for other connections' locks, or not at all."""
+    db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS if wait else 0}")
+
+
 def configure(db: sqlite3.Connection) -> None:
     """Set the connection's pragmas and apply the migrations the database lacks."""
     db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -157,6 +169,7 @@ def configure(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA secure_delete = ON")
     db.execute("PRAGMA foreign_keys = OFF")
+    db.execute("PRAGMA wal_autocheckpoint = 0")  # a thread of its own checkpoints
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise SchemaVersionError(
@@ -188,7 +201,7 @@ def load_turn(
     try:
         loaded = stamp(db, data_version)  # no newer than the snapshot the reads below see
         rows = db.execute(LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
-        found = vars_by_scope(rows)
+        user, bot, session_vars, temp = vars_by_scope(rows, keys)
         session = db.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE bot_id = ? AND key = ?",
             (keys.bot_id, keys.session_key),
@@ -196,11 +209,11 @@ def load_turn(
     finally:
         db.commit()
     return TurnSnapshot(
-        found["user"],
-        found["bot"],
+        user,
+        bot,
         None if session is None else session_from_row(session),
-        found["session"],
-        found["temp"],
+        session_vars,
+        temp,
         loaded,
     )
 

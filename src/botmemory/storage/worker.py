@@ -16,13 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["Worker", "deliver"]
+__all__ = ["Worker", "deliver", "settle"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("botmemory.storage")
-
-_NO_LOOP: Any = None
 
 _Job = tuple[Callable[[], Any], asyncio.Future[Any] | None]
 _Done = tuple[asyncio.Future[Any], Any, BaseException | None]
@@ -35,9 +33,9 @@ class Worker:
         """``closed`` builds the error raised by calls made after :meth:`stop`."""
         self._closed = closed
         self._stopped = False
-        self._jobs: queue.SimpleQueue[tuple[_Job, asyncio.AbstractEventLoop] | None] = (
-            queue.SimpleQueue()
-        )
+        self._count_lock = threading.Lock()
+        self._unfinished = 0
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -47,14 +45,27 @@ class Worker:
             raise self._closed()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(((fn, future), loop))
+        self._submit((fn, future))
         return await future
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the worker thread without waiting; it reports its own outcome."""
         if self._stopped:
             raise self._closed()
-        self._jobs.put(((fn, None), _NO_LOOP))
+        self._submit((fn, None))
+
+    def idle(self) -> bool:
+        """Whether every submitted function has returned (none waits or runs)."""
+        return self._unfinished == 0
+
+    def _submit(self, job: _Job) -> None:
+        with self._count_lock:
+            self._unfinished += 1
+        self._jobs.put(job)
+
+    def _finished(self) -> None:
+        with self._count_lock:
+            self._unfinished -= 1
 
     def stop(self) -> None:
         """Finish the calls already submitted, then end the thread; later calls fail."""
@@ -85,24 +96,39 @@ class Worker:
             if stop:
                 return
 
-    @staticmethod
-    def _run_batch(batch: list[tuple[_Job, asyncio.AbstractEventLoop]]) -> None:
-        done: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
-        for (fn, future), loop in batch:
+    def _run_batch(self, batch: list[_Job]) -> None:
+        done: list[_Done] = []
+        for fn, future in batch:
             if future is None:
                 try:
                     fn()
                 except Exception:  # a posted job reports its own outcome; never kill the thread
                     log.exception("a job on the %s thread failed", threading.current_thread().name)
+                finally:
+                    self._finished()
                 continue
             try:
                 outcome: _Done = (future, fn(), None)
             except BaseException as exc:  # handed to the caller, who raises it
                 outcome = (future, None, exc)
-            done.setdefault(loop, []).append(outcome)
-        for loop, outcomes in done.items():
-            with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
-                loop.call_soon_threadsafe(deliver, outcomes)
+            finally:
+                self._finished()
+            done.append(outcome)
+        settle(done)
+
+
+def settle(outcomes: list[_Done], current: asyncio.AbstractEventLoop | None = None) -> None:
+    """Settle futures of any event loop: at once those of ``current`` (the caller's own
+    loop), the others on their loop's thread."""
+    loops: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
+    for outcome in outcomes:
+        loops.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, done in loops.items():
+        if loop is current:
+            deliver(done)
+            continue
+        with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
+            loop.call_soon_threadsafe(deliver, done)
 
 
 def deliver(outcomes: list[_Done]) -> None:
