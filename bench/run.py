@@ -4,7 +4,6 @@ Each benchmark runs in a process of its own, one after the other; its output is 
 as it comes and saved, with how long it took and how loaded the machine was before and
 after (the load average and the CPUs), in ``bench/results/<date>.json``. A benchmark
 that fails (a lost count, a missed exactness check) makes the suite exit with status 1.
-Lines a benchmark prints as ``RESULT {json}`` are also saved parsed, under ``results``.
 
     python bench/run.py [--quick] [--only turns,janitor] [--out FILE]
 
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-RESULT_PREFIX = "RESULT "
 
 
 @dataclass(frozen=True)
@@ -81,11 +79,6 @@ def run(bench: Bench, quick: bool) -> dict[str, Any]:
         for line in process.stdout:
             print(line, end="", flush=True)
             lines.append(line.rstrip("\n"))
-    results = [
-        json.loads(line.removeprefix(RESULT_PREFIX))
-        for line in lines
-        if line.startswith(RESULT_PREFIX)
-    ]
     return {
         "name": bench.name,
         "command": command[1:],
@@ -94,7 +87,6 @@ def run(bench: Bench, quick: bool) -> dict[str, Any]:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "output": lines,
-        "results": results,
     }
 
 
@@ -104,6 +96,10 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated benchmark names")
     parser.add_argument("--out", type=Path, help="where to save (default bench/results/...)")
     args = parser.parse_args()
+    names = {b.name for b in SUITE}
+    unknown = set(args.only.split(",")) - names if args.only else set()
+    if unknown:
+        parser.error(f"no benchmark {', '.join(sorted(unknown))}: choose from {', '.join(names)}")
     chosen = [b for b in SUITE if not args.only or b.name in args.only.split(",")]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
     out = args.out or BENCH / "results" / f"{stamp}{'-quick' if args.quick else ''}.json"

@@ -97,9 +97,11 @@ def one_case(backend: str, workers: int, args: argparse.Namespace) -> Sample:
             out: multiprocessing.Queue[Sample] = spawn.Queue()
             client = spawn.Process(target=_client, args=(port, args.requests, args.users, out))
             client.start()
-            sample = out.get(timeout=600)
-            client.join()
-            return sample
+            try:
+                return out.get(timeout=600)
+            finally:
+                client.kill()
+                client.join()
         finally:
             server.terminate()
             server.wait(timeout=60)

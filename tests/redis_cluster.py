@@ -69,7 +69,15 @@ class Cluster:
         for tool in ("redis-server", "redis-cli"):
             if shutil.which(tool) is None:
                 raise ClusterUnavailable(f"{tool} is not installed (Debian: redis-server)")
-        self.ports = [_free_port() for _ in range(NODES)]
+        while len(set(self.ports)) < NODES:
+            self.ports = [_free_port() for _ in range(NODES)]
+        try:
+            self._create()
+        except BaseException:
+            self.stop()  # no redis-server left behind
+            raise
+
+    def _create(self) -> None:
         for port in self.ports:
             self._start_node(port)
         nodes = [f"127.0.0.1:{p}" for p in self.ports]
@@ -88,7 +96,6 @@ class Cluster:
             timeout=60,
         )
         if created.returncode != 0:
-            self.stop()
             raise ClusterUnavailable(
                 f"redis-cli --cluster create failed: {created.stdout}{created.stderr}"
             )
@@ -109,6 +116,8 @@ class Cluster:
         )
         deadline = time.monotonic() + READY_WITHIN
         while _cli(port, "PING").strip() != "PONG":
+            if self.processes[port].poll() is not None:
+                raise ClusterUnavailable(f"redis-server on port {port} exited (see its log)")
             if time.monotonic() > deadline:
                 raise ClusterUnavailable(f"redis-server on port {port} did not start")
             time.sleep(0.05)  # a real server starting: nothing to wait on but its port

@@ -75,6 +75,25 @@ async def test_stats_count_turns_and_errors(mem: Memory) -> None:
     assert mem.stats.lock_wait_seconds.total == 2
 
 
+async def test_a_failing_stats_sink_never_fails_a_turn(
+    mem: Memory, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def lock_waited(self, seconds: float) -> None:
+            raise RuntimeError("sink bug")
+
+        def turn_done(self, seconds: float) -> None:
+            raise RuntimeError("sink bug")
+
+    mem.stats.sinks.append(Broken())  # type: ignore[arg-type]
+    async with mem.turn("b", "u1") as state:
+        state.user["kept"] = 1
+    async with mem.turn("b", "u1") as state:
+        assert state.user["kept"] == 1
+    assert mem.stats.turns == 2
+    assert "sink bug" in caplog.text
+
+
 async def test_edit_of_temp_after_the_dialog_timed_out_is_refused(
     mem: Memory, clock: ManualClock
 ) -> None:

@@ -21,6 +21,7 @@ from typing import Final, Protocol
 from botmemory.clock import Clock
 from botmemory.durations import Seconds, parse_duration
 from botmemory.retention import RetentionPolicies
+from botmemory.stats import notify
 from botmemory.storage.base import SessionRecord, Storage
 
 __all__ = [
@@ -135,13 +136,11 @@ class JanitorTotals:
         self.failed_runs += report.error is not None
         for kind in KINDS:
             self.removed[kind] += getattr(report, kind)
-        for sink in self.sinks:
-            sink.janitor_ran(report)
+        notify(self.sinks, "janitor_ran", report)
 
     def looping(self, running: bool) -> None:
         """Tell the sinks that the loop started or stopped."""
-        for sink in self.sinks:
-            sink.janitor_looping(running)
+        notify(self.sinks, "janitor_looping", running)
 
 
 class Janitor:

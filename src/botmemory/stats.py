@@ -6,12 +6,16 @@ event as it is counted: ``botmemory.server`` forwards them to Prometheus.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Final, Protocol
 
-__all__ = ["Histogram", "MemoryStats", "StatsSink"]
+__all__ = ["Histogram", "MemoryStats", "StatsSink", "notify"]
+
+log = logging.getLogger("botmemory")
 
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds in seconds of the latency histograms' buckets."""
@@ -86,30 +90,39 @@ class MemoryStats:
         """Count a persisted turn that took ``seconds``."""
         self.turns += 1
         self.turn_seconds.observe(seconds)
-        for sink in self.sinks:
-            sink.turn_done(seconds)
+        if self.sinks:
+            notify(self.sinks, "turn_done", seconds)
 
     def turn_failed(self, backend: bool) -> None:
         """Count a turn that raised (not a conflict); ``backend`` if the storage failed."""
         self.turn_errors += 1
         self.backend_errors += backend
-        for sink in self.sinks:
-            sink.turn_failed(backend)
+        if self.sinks:
+            notify(self.sinks, "turn_failed", backend)
 
     def conflicted(self) -> None:
         """Count a turn attempt that conflicted."""
         self.conflicts += 1
-        for sink in self.sinks:
-            sink.conflicted()
+        if self.sinks:
+            notify(self.sinks, "conflicted")
 
     def retried(self) -> None:
         """Count a turn attempt run again."""
         self.retries += 1
-        for sink in self.sinks:
-            sink.retried()
+        if self.sinks:
+            notify(self.sinks, "retried")
 
     def lock_waited(self, seconds: float) -> None:
         """Count a wait for a session's earlier turn."""
         self.lock_wait_seconds.observe(seconds)
-        for sink in self.sinks:
-            sink.lock_waited(seconds)
+        if self.sinks:
+            notify(self.sinks, "lock_waited", seconds)
+
+
+def notify(sinks: Sequence[object], event: str, *args: object) -> None:
+    """Call ``event`` on every sink; a failing sink is logged and never fails a turn."""
+    for sink in sinks:
+        try:
+            getattr(sink, event)(*args)
+        except Exception:
+            log.exception("stats sink %r failed on %s", sink, event)

@@ -59,7 +59,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             process.communicate()
 
 
-def test_two_workers_serve_one_data_folder_and_count_together(
+def test_two_workers_serve_one_data_folder_and_their_metrics_add_up(
     served: tuple[str, subprocess.Popen[str]],
 ) -> None:
     url, process = served
@@ -71,7 +71,9 @@ def test_two_workers_serve_one_data_folder_and_count_together(
                 assert answer.json()["responses"] == [{"type": "text", "text": f"echo: m{i}"}]
         assert http.get("/readyz").json() == {"status": "ok", "message": None}
         found = samples(http.get("/metrics").text)
-        assert found["botmemory_turns_total"] == 20  # whichever worker answered
+        # every turn, whichever worker ran it and answers the scrape (the kernel spreads
+        # the connections; tests/server/test_metrics_processes.py makes both count)
+        assert found["botmemory_turns_total"] == 20
         history = http.get("/api/v1/bots/echo/users/u1/memory").json()
         assert len(history["scopes"]["session"]["lastMessages"]["value"]) == 5
     process.send_signal(signal.SIGTERM)

@@ -113,6 +113,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await state.reloader.stop()
         if state.run_janitor:
             await state.memory.janitor.stop()
+        state.metrics.process_ended()
 
 
 async def _index() -> FileResponse:

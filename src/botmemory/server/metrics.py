@@ -22,7 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from botmemory.janitor import KINDS, JanitorReport
 from botmemory.memory import Memory
@@ -137,6 +137,11 @@ class PrometheusExport:
 
     def janitor_looping(self, running: bool) -> None:
         self.janitor_running.set(1.0 if running else 0.0)
+
+    def process_ended(self) -> None:
+        """Tell the other processes this one stopped: its live gauges stop counting."""
+        if os.environ.get(MULTIPROCESS_ENV):
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text format: the whole server's, in multi-process
