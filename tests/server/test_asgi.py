@@ -1,9 +1,10 @@
-"""``botmemory.server.asgi:app`` under a real uvicorn with two worker processes.
+"""Several worker processes: ``botmemory serve --workers 2``, and
+``botmemory.server.asgi:app`` under a real uvicorn with two workers.
 
-The server is started as operators would (``uvicorn ... --workers 2``, the data folder
-in ``BOTMEMORY_DATA_DIR``), with ``PROMETHEUS_MULTIPROC_DIR`` set so that ``/metrics``
-answers for both workers. Waiting for real processes to start and stop is the only
-waiting here.
+The servers are started as operators would (``uvicorn ... --workers 2`` with the data
+folder in ``BOTMEMORY_DATA_DIR`` and ``PROMETHEUS_MULTIPROC_DIR`` set, or ``serve
+--workers 2``), so that ``/metrics`` answers for both workers. Waiting for real
+processes to start and stop is the only waiting here.
 """
 
 from __future__ import annotations
@@ -32,14 +33,22 @@ def start(env: dict[str, str], port: int, workers: int = 2) -> subprocess.Popen[
     return subprocess.Popen(command, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def start_serve(data: Path, port: int) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "botmemory", "serve", str(data), "--port", str(port)]
+    command += ["--workers", "2", "--log-level", "warning"]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(params=["uvicorn", "serve"])
+def served(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     data = write_data_dir(tmp_path / "data", CONFIG)
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     port = free_port()
     env = {"BOTMEMORY_DATA_DIR": str(data), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-    process = start(env, port)
+    process = start(env, port) if request.param == "uvicorn" else start_serve(data, port)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTED_WITHIN
     while True:
@@ -85,3 +94,11 @@ def test_a_missing_data_folder_fails_the_start_with_the_reason(tmp_path: Path) -
     _, errors = process.communicate(timeout=STARTED_WITHIN)
     assert process.returncode != 0
     assert "set BOTMEMORY_DATA_DIR to the data folder to serve" in errors
+
+
+def test_serve_refuses_workers_with_reload(tmp_path: Path) -> None:
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    command = [sys.executable, "-m", "botmemory", "serve", str(data), "--workers", "2"]
+    done = subprocess.run([*command, "--reload"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "use it without --workers" in done.stderr

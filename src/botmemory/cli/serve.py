@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 import click
 
 from botmemory.cli.common import DATA_DIR, run
+from botmemory.cli.serve_workers import serve_workers
 from botmemory.config import GLOBAL_FILE, Settings, load_data_dir
 from botmemory.errors import MissingDependencyError
 
@@ -91,8 +92,21 @@ def init(data_dir: str) -> None:
 @click.option(
     "--allow-empty", is_flag=True, help="Serve a data folder that has no bot yet (else exit 1)."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes on the port, each with its own database connection.",
+)
 def serve(
-    data_dir: str, host: str, port: int, log_level: str, reload: bool, allow_empty: bool
+    data_dir: str,
+    host: str,
+    port: int,
+    log_level: str,
+    reload: bool,
+    allow_empty: bool,
+    workers: int,
 ) -> None:
     """Serve the bots of a data folder over HTTP; the janitor runs in the background.
 
@@ -103,16 +117,23 @@ def serve(
     With --reload, editing a bot's files reloads that bot without a restart; a broken
     edit keeps the previous version running and its problems are logged and shown on /.
 
+    With --workers N, N processes share the port (not with --reload).
+
     Example: botmemory serve ./data --port 3000 --reload
     """
     from botmemory.server.stack import server_stack
 
+    if workers > 1 and reload:
+        raise click.UsageError("--reload runs one process: use it without --workers")
     settings = load_data_dir(data_dir)
     check_host(host, settings)
     if not allow_empty:
         check_has_bots(data_dir)
     listener = _listen(host, port)
     try:
+        if workers > 1:
+            serve_workers(data_dir, listener, workers, log_level)
+            return
         loop_factory = server_stack().loop_factory()  # uvloop when installed
         options = Options(host, port, log_level, reload)
         run(_serve(data_dir, listener, options, settings), loop_factory)
