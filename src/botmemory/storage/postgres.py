@@ -121,13 +121,14 @@ class PostgresStorage(Storage):
     async def commit_turn(self, write: TurnWrite) -> None:
         """Lock, check and write in one transaction (see :mod:`.postgres_turn`)."""
         keys, exclusive = turn.commit_locks(self.schema, write)
-        reads = turn.read_params(write)
+        read = turn.read_statement(write)
         async with self.db.connection() as conn, conn.transaction():
             if keys:
                 await conn.execute(sql.XACT_LOCKS, keys, exclusive, timeout=self.db.lock_wait)
-            rows = [] if reads is None else await conn.fetch(sql.COMMIT_READ, *reads)
+            rows = [] if read is None else await conn.fetch(read[0], *read[1])
             variables = turn.final_vars(write, turn.verify(write, rows))
-            await conn.execute(sql.COMMIT_TURN, *turn.write_params(write, variables))
+            statement, params = turn.write_statement(write, variables)
+            await conn.execute(statement, *params)
 
     # -- key-value store -------------------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
