@@ -202,7 +202,7 @@ async def test_janitor_and_turn_queries_use_indexes(postgres_url: str, admin: An
         "variables_expiry": (sql.EXPIRED_USER_VARS, 100.0, 1000),
         "sessions_expiry": (sql.EXPIRED_SESSIONS, 100.0, 1000),
         "sessions_temp_expiry": (sql.EXPIRED_TEMPS, 100.0, 1000),
-        "kvs_expiry": (sql.DELETE_EXPIRED_KVS, 100.0, 1000),
+        "kvs_expiry": (sql.DELETE_EXPIRED_KVS, 100.0, 1000, -1e300),
         "variables_pkey": (sql.LOAD_TURN, "b", "u5", "s5"),
         "kvs_pkey": (sql.KVS_KEYS, "b", "k1", "k2", 5.0),
     }

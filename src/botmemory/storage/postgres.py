@@ -23,6 +23,7 @@ batch is one statement.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
@@ -61,6 +62,8 @@ class PostgresStorage(Storage):
         self.url = url
         self.db = PostgresPool(url)
         self.schema = self.db.options.schema
+        self._kvs_swept = (math.nan, -math.inf)
+        """The janitor run's time and the expiry its last KVS batch reached."""
 
     async def open(self) -> None:
         await self.db.open()
@@ -272,8 +275,12 @@ class PostgresStorage(Storage):
         return changed
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
+        """Delete a batch in expiry order, from where this run's previous batch ended."""
+        start = self._kvs_swept[1] if self._kvs_swept[0] == now else -math.inf
         async with self.db.connection() as conn:
-            return _affected(await conn.execute(sql.DELETE_EXPIRED_KVS, now, limit))
+            count, last = await conn.fetchrow(sql.DELETE_EXPIRED_KVS, now, limit, start)
+        self._kvs_swept = (now, start if last is None else last)
+        return int(count)
 
     async def get_meta(self, name: str) -> str | None:
         async with self.db.connection() as conn:

@@ -300,10 +300,18 @@ CLEAR_TEMPS: Final = f"""
 that another janitor run emptied from the same state (its version is ``CLEARED``) is
 left alone and not counted again."""
 DELETE_EXPIRED_KVS: Final = """
-    DELETE FROM kvs WHERE ctid = ANY (ARRAY(
-        SELECT ctid FROM kvs WHERE expires_at <= $1 LIMIT $2)) AND expires_at <= $1
+    WITH gone AS (
+        DELETE FROM kvs WHERE ctid = ANY (ARRAY(
+            SELECT ctid FROM kvs WHERE expires_at <= $1 AND expires_at >= $3
+            ORDER BY expires_at LIMIT $2)) AND expires_at <= $1
+        RETURNING expires_at
+    )
+    SELECT count(*)::int, max(expires_at) FROM gone
 """
-"""Delete a batch by row address. A row renewed meanwhile has a new address: it stays."""
+"""Delete a batch expired at $1 by row address, in expiry order from $3 on; return how
+many and the last expiry. A row renewed meanwhile has a new address: it stays. Starting
+where the previous batch ended, a run never walks the index entries of the rows it
+deleted, which stay in the index until VACUUM."""
 
 SESSION_BOTS: Final = "SELECT DISTINCT bot_id FROM sessions"
 SHORTEN_TIMERS: Final = """
