@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import turns_postgres  # next to this file
+
 from botmemory import ManualClock, Memory
 from botmemory.errors import ConflictError
 from botmemory.ids import Identity
@@ -94,7 +96,10 @@ async def bench_backend(
 ) -> tuple[float, float, Memory]:
     clock = ManualClock(START + 1)
     mem = await Memory.open(url, clock=clock)
-    await populate(mem, users)
+    if url.startswith("postgres"):
+        await turns_postgres.fill(url, users, START)
+    else:
+        await populate(mem, users)
     await run_turns(mem, users, 200, 1)  # warm up
     sequential = await run_turns(mem, users, turns, 1)
     concurrent = await run_turns(mem, users, turns, concurrency)
@@ -238,6 +243,8 @@ async def main() -> None:
             url = {"memory": "memory://", "sqlite": f"sqlite:///{workdir}/bench.db"}.get(
                 backend, backend
             )
+            if url.startswith("postgres"):
+                url, backend = turns_postgres.fresh_schema(url), "postgres"
             sequential, concurrent, mem = await bench_backend(
                 url, args.users, args.turns, args.concurrency
             )
@@ -250,6 +257,13 @@ async def main() -> None:
                         )
             finally:
                 await mem.close()
+            if backend == "postgres":
+                try:
+                    results |= await turns_postgres.compare(
+                        url, args.users, args.turns, args.concurrency
+                    )
+                finally:
+                    await turns_postgres.drop_schema(url)
             if backend == "sqlite":
                 floor_path = workdir / "floor.db"
                 shutil.copy(sqlite_path(url), floor_path)
@@ -294,16 +308,21 @@ def report_counters(counters: list[CounterResult], args: argparse.Namespace) -> 
 
 def report(results: dict[str, tuple[float, float]], args: argparse.Namespace) -> None:
     """Print the table and the verdict on the target."""
-    floor = results.get("sqlite3 floor", (0.0, 0.0))[0]
+    floors = {
+        "": results.get("sqlite3 floor", (0.0, 0.0)),
+        **dict.fromkeys(("postgres", "LangGraph"), results.get("postgres floor", (0.0, 0.0))),
+    }
     print(f"standard turn, {args.users:,} users, {args.turns:,} turns")
     print(f"{'':<16}{'one conversation':>22}{f'{args.concurrency} at once':>22}")
     print(f"{'backend':<16}{'turns/s':>12}{'vs floor':>10}{'turns/s':>12}{'vs floor':>10}")
     for name, (sequential, concurrent) in results.items():
         cells = ""
-        for rate in (sequential, concurrent):
+        of = floors[next((f for f in floors if f and name.startswith(f)), "")]
+        for rate, floor in zip((sequential, concurrent), of, strict=True):
             ratio = f"{rate / floor:.0%}" if floor else "-"
             cells += f"{rate:>12,.0f}{ratio:>10}"
         print(f"{name:<16}{cells}")
+    floor = floors[""][0]
     if floor and "sqlite" in results:
         best = max(results["sqlite"])
         verdict = "meets" if best >= 0.6 * floor else "misses"

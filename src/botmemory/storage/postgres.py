@@ -23,6 +23,7 @@ batch is one statement.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -122,16 +123,29 @@ class PostgresStorage(Storage):
         return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Lock, check and write in one transaction (see :mod:`.postgres_turn`)."""
+        """Lock, check and write in one transaction (see :mod:`.postgres_turn`).
+
+        Four round trips: ``BEGIN`` with the locks, the read, the write, and ``COMMIT``,
+        which also releases the turn's session lock when this task holds it.
+        """
         keys, exclusive = turn.commit_locks(self.schema, write)
         read = turn.read_statement(write)
-        async with self.db.connection() as conn, conn.transaction():
-            if keys:
-                await conn.execute(sql.XACT_LOCKS, keys, exclusive, timeout=self.db.lock_wait)
-            rows = [] if read is None else await conn.fetch(read[0], *read[1])
-            variables = turn.final_vars(write, turn.verify(write, rows))
-            statement, params = turn.write_statement(write, variables)
-            await conn.execute(statement, *params)
+        s = write.session
+        session = None if s is None else lock_key("session", self.schema, s.bot_id, s.key)
+        async with self.db.connection() as conn:
+            try:
+                await conn.execute(sql.begin_locked(keys, exclusive), timeout=self.db.lock_wait)
+                rows = [] if read is None else await conn.fetch(read[0], *read[1])
+                variables = turn.final_vars(write, turn.verify(write, rows))
+                statement, params = turn.write_statement(write, variables)
+                await conn.execute(statement, *params)
+            except BaseException:
+                await _rollback(conn)
+                raise
+            unlock = "" if session is None else self.db.unlock_sql(session)
+            await conn.execute("COMMIT" + unlock)
+            if unlock and session is not None:
+                self.db.unlocked(session)
 
     # -- key-value store -------------------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
@@ -290,6 +304,13 @@ class PostgresStorage(Storage):
     async def set_meta(self, name: str, value: str) -> None:
         async with self.db.connection() as conn:
             await conn.execute(sql.SET_META, name, value)
+
+
+async def _rollback(conn: Any) -> None:
+    """End a failed transaction; a connection that cannot is dropped by its holder."""
+    with contextlib.suppress(Exception):
+        if not conn.is_closed() and conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
 
 
 async def _kvs_store(

@@ -128,6 +128,20 @@ UNLOCK: Final = "SELECT pg_advisory_unlock($1)"
 XACT_LOCKS: Final = "SELECT botmemory_lock($1::bigint[], $2::boolean[])"
 """Take transaction locks $1 in this order, exclusive where $2 (else shared)."""
 
+
+def begin_locked(keys: list[int], exclusive: list[bool]) -> str:
+    """Return ``BEGIN`` and ``XACT_LOCKS`` of ``keys`` as one query: one round trip.
+
+    A query of several statements takes no parameters: the keys and flags are written
+    in, which is safe as they are integers and booleans.
+    """
+    if not keys:
+        return "BEGIN"
+    numbers = ",".join(str(int(k)) for k in keys)
+    flags = ",".join("t" if e else "f" for e in exclusive)
+    return f"BEGIN; SELECT botmemory_lock('{{{numbers}}}'::bigint[], '{{{flags}}}'::boolean[])"
+
+
 # -- turns -----------------------------------------------------------------------------------
 _OWNED: Final = (
     "SELECT {columns} FROM variables WHERE bot_id = $1 AND scope = '{scope}' AND owner = "

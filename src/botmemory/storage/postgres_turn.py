@@ -4,14 +4,20 @@ A commit is one short transaction of three statements:
 
 1. Take transaction-scoped advisory locks on every key it checks or writes, in one
    sorted order (so two commits never wait for each other in a circle): each variable,
-   the session record, each KVS key, exclusively; the scope of each variable and the
-   namespace of each KVS key, shared. A whole-scope check or a reset takes its scope
-   exclusively, a prefix check its namespace: nothing can then be added to what it read.
+   the session record, each KVS key, exclusively. A scope is locked shared by a
+   whole-scope check and by a commit that only reads or updates stored variables of it,
+   exclusively by one that may add or remove a name (an insert, a delete, a delta, a
+   reset): nothing can then be added to or removed from a scope a check read, while
+   turns that list a scope (bot memory, say) do not wait for each other. The namespace
+   of each KVS key is locked shared, exclusively by a prefix check.
    Locks on keys, not rows, cover rows that do not exist yet, which row locks cannot.
-2. Read what it checks, rows locked (``FOR UPDATE``), so that the janitor, which takes
-   no advisory lock and never creates rows, waits or is waited for. Compare the versions
-   in Python; on a difference, roll back and raise :class:`ConflictError`. Deltas are
-   added here, with Python's own arithmetic (:func:`~botmemory.storage.base.add_to_number`).
+2. Read what it checks, rows locked, so that the janitor, which takes no advisory lock
+   and never creates rows, waits or is waited for: ``FOR UPDATE`` the variables whose
+   values it checks, ``FOR KEY SHARE`` the rows of a scope whose names it checks (only a
+   delete changes those; turns listing the same scope do not wait for each other).
+   Compare the versions in Python; on a difference, roll back and raise
+   :class:`ConflictError`. Deltas are added here, with Python's own arithmetic
+   (:func:`~botmemory.storage.base.add_to_number`).
 3. Write everything, every row with the commit's version, in one statement.
 
 Both statements hold only the parts a turn needs (:mod:`.postgres_turn_sql`).
@@ -74,12 +80,11 @@ def commit_locks(schema: str, write: TurnWrite) -> Locks:
         key = lock_key(kind, schema, *parts)
         wanted[key] = wanted.get(key, False) or exclusive
 
-    keys = [c.key for c in write.checks] + list(write.deletes) + [d.key for d in write.deltas]
-    for k in keys + [v.key for v in write.upserts]:
+    for k, renames in _var_keys(write).items():
         want(True, "var", k.bot_id, k.scope, k.owner, k.name)
-        want(False, "scope", k.bot_id, k.scope, k.owner)
+        want(renames, "scope", k.bot_id, k.scope, k.owner)
     for sc in write.scope_checks:
-        want(True, "scope", sc.bot_id, sc.scope, sc.owner)
+        want(False, "scope", sc.bot_id, sc.scope, sc.owner)
     s = write.session
     if s is not None:
         want(True, "session-row", s.bot_id, s.key)
@@ -93,6 +98,20 @@ def commit_locks(schema: str, write: TurnWrite) -> Locks:
     for pc in write.kvs_prefix_checks:
         want(True, "kvs-namespace", pc.namespace)
     return _sorted_locks(wanted)
+
+
+def _var_keys(write: TurnWrite) -> dict[VarKey, bool]:
+    """Return every variable ``write`` checks or writes, and whether it may add or remove
+    a name of its scope: a delete, a delta (it may create), an upsert of a variable the
+    turn did not find stored. An upsert checked against a stored version only changes
+    a value: if the check holds, the row is there, and its scope keeps its names."""
+    stored = {c.key for c in write.checks if c.version != 0}
+    keys = dict.fromkeys([c.key for c in write.checks], False)
+    for v in write.upserts:
+        keys[v.key] = keys.get(v.key, False) or v.key not in stored
+    for k in [*write.deletes, *(d.key for d in write.deltas)]:
+        keys[k] = True
+    return keys
 
 
 def _reset_scopes(write: TurnWrite) -> list[str]:

@@ -47,7 +47,7 @@ _READS: Final = {
         """SELECT v.bot_id, v.scope, v.owner, v.name, v.version
         FROM unnest($?::text[], $?::text[], $?::text[]) AS k (bot_id, scope, owner)
         JOIN variables v ON v.bot_id = k.bot_id AND v.scope = k.scope AND v.owner = k.owner
-        FOR UPDATE OF v""",
+        FOR KEY SHARE OF v""",
         "SELECT 's', bot_id, scope, owner, name, NULL, NULL, version FROM scoped",
     ),
     "session": (
@@ -98,10 +98,11 @@ def read_statement(shape: ReadShape) -> str:
     """Return the read of ``shape``: rows of (kind, key..., value, expiry, version).
 
     Kinds: ``v`` a variable ($ bot, scope, owner, name arrays), ``s`` a variable of a
-    whole scope (bot, scope, owner arrays), ``r`` the session (bot, key), ``k`` a KVS
-    key (namespace, key arrays), ``p`` a key under a prefix, with the prefix's 1-based
-    number (namespace, prefix, end-or-NULL arrays, twice: for the prefixes with an
-    end, then those without); parameters in that order. A prefix with an end is an
+    whole scope (bot, scope, owner arrays; its rows locked against deletes only, so that
+    turns that list the same scope do not wait for each other), ``r`` the session (bot,
+    key), ``k`` a KVS key (namespace, key arrays), ``p`` a key under a prefix, with the
+    prefix's 1-based number (namespace, prefix, end-or-NULL arrays, twice: for the
+    prefixes with an end, then those without); parameters in that order. A prefix with an end is an
     index range; one without (see ``prefix_end``) runs to the namespace's end, all its
     own keys.
     """
