@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import turns_postgres  # next to this file
 from langgraph_turns import langgraph_turn_rate
 
 from botmemory import ManualClock, Memory
@@ -153,7 +154,10 @@ async def bench_backend(
 ) -> tuple[BackendResult, Memory]:
     clock = ManualClock(START + 1)
     mem = await Memory.open(url, clock=clock)
-    await populate(mem, users)
+    if url.startswith("postgres"):
+        await turns_postgres.fill(url, users, START)
+    else:
+        await populate(mem, users)
     await run_turns(mem, users, 200, 1)  # warm up
     sequential = await run_turns(mem, users, turns, 1)
     concurrent = await run_turns(mem, users, turns, concurrency)
@@ -299,6 +303,8 @@ async def main() -> None:
             url = {"memory": "memory://", "sqlite": f"sqlite:///{workdir}/bench.db"}.get(
                 backend, backend
             )
+            if url.startswith("postgres"):
+                url, backend = turns_postgres.fresh_schema(url), "postgres"
             results[backend], mem = await bench_backend(
                 url, args.users, args.turns, args.concurrency
             )
@@ -310,6 +316,14 @@ async def main() -> None:
                         )
             finally:
                 await mem.close()
+            if backend == "postgres":
+                try:
+                    rows = await turns_postgres.compare(
+                        url, args.users, args.turns, args.concurrency
+                    )
+                    results |= {name: BackendResult(*rates) for name, rates in rows.items()}
+                finally:
+                    await turns_postgres.drop_schema(url)
             if backend == "sqlite":
                 floor_path = workdir / "floor.db"
                 shutil.copy(sqlite_path(url), floor_path)
@@ -358,13 +372,16 @@ def report_counters(counters: list[CounterResult], args: argparse.Namespace) -> 
 def report(results: dict[str, BackendResult], args: argparse.Namespace) -> None:
     """Print the table and the verdict on the targets."""
     floor = results["sqlite3 floor"].sequential if "sqlite3 floor" in results else 0.0
+    pg_floor = results.get("postgres floor", BackendResult(0.0, 0.0))
     print(f"standard turn, {args.users:,} users, {args.turns:,} turns")
     print(f"{'':<22}{'one conversation':>22}{f'{args.concurrency} at once':>22}")
     print(f"{'backend':<22}" + f"{'turns/s':>12}{'vs floor':>10}" * 2 + "   loop stalls, ms")
     for name, result in results.items():
         cells = ""
-        for rate in (result.sequential, result.concurrent):
-            ratio = f"{rate / floor:.0%}" if floor else "-"
+        on_pg = name.startswith(("postgres", "LangGraph PgStore"))
+        of = (pg_floor.sequential, pg_floor.concurrent) if on_pg else (floor, floor)
+        for rate, base in zip((result.sequential, result.concurrent), of, strict=True):
+            ratio = f"{rate / base:.0%}" if base else "-"
             cells += f"{rate:>12,.0f}{ratio:>10}"
         if result.stalls is not None:
             cells += "   " + " / ".join(f"p99 {s.p99:.2f} max {s.max:.1f}" for s in result.stalls)

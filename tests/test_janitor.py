@@ -396,3 +396,21 @@ async def test_unchanged_timeouts_leave_stored_timers_alone(
     assert (await second.janitor.run_once()).sessions == 0
     async with second.turn("b", "u1") as state:
         assert state.session["kept"] == 1
+
+
+async def test_expired_keys_spread_among_live_ones_all_go_in_one_run(
+    mem: Memory, clock: ManualClock
+) -> None:
+    mem.janitor.batch_size = 4
+    kvs = mem.kvs.for_bot("b")
+    lives = {f"k{i:02}" for i in range(0, 40, 3)} | {"k99"}
+    for i in range(40):  # the others expire after 60-100 s, in an order unrelated to the keys
+        seconds = 7200 if f"k{i:02}" in lives else 60 + (i * 7) % 5 * 10
+        await kvs.set(f"k{i:02}", i, expiry=f"{seconds}s")
+    await kvs.set("k99", 99, expiry="101s")  # just after the run's time: it stays
+    clock.advance(timedelta(seconds=100))  # the last ones expire right now: they go
+    report = await mem.janitor.run_once()
+    assert report.kvs == 40 - len(lives) + 1
+    assert set(await kvs.keys()) == lives
+    clock.advance(timedelta(seconds=7200))
+    assert (await mem.janitor.run_once()).kvs == len(lives)

@@ -250,3 +250,25 @@ async def test_janitor_updates_give_new_versions(db: PostgresStorage) -> None:
     shortened = (await db.load_turn(KEYS)).session
     assert shortened is not None
     assert shortened.version != cleared.session.version
+
+
+def test_a_commit_locks_a_scope_exclusively_only_when_it_may_change_its_names() -> None:
+    from botmemory.storage.postgres_pool import lock_key
+    from botmemory.storage.postgres_turn import commit_locks
+
+    bot_scope = lock_key("scope", "s", "b", "bot", "")
+    stored, new = VarKey("bot", "b", "", "stored"), VarKey("bot", "b", "", "new")
+
+    def exclusive(write: TurnWrite) -> bool:
+        keys, flags = commit_locks("s", write)
+        return dict(zip(keys, flags, strict=True))[bot_scope]
+
+    lists = ScopeCheck("bot", "b", "", frozenset({"stored"}))
+    assert not exclusive(TurnWrite(None, scope_checks=[lists]))
+    updated = StoredVar(stored, "2", START)
+    assert not exclusive(TurnWrite(None, upserts=[updated], checks=[VarCheck(stored, 5)]))
+    assert exclusive(TurnWrite(None, upserts=[StoredVar(new, "1", START)]))
+    assert exclusive(TurnWrite(None, upserts=[updated], checks=[VarCheck(stored, 0)]))
+    assert exclusive(TurnWrite(None, deletes=[stored]))
+    assert exclusive(TurnWrite(None, deltas=[VarDelta(stored, 1)]))
+    assert exclusive(TurnWrite(None, scope_checks=[lists], upserts=[StoredVar(new, "1", START)]))

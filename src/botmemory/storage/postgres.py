@@ -23,6 +23,8 @@ batch is one statement.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
@@ -61,6 +63,8 @@ class PostgresStorage(Storage):
         self.url = url
         self.db = PostgresPool(url)
         self.schema = self.db.options.schema
+        self._kvs_swept = (math.nan, -math.inf)
+        """The janitor run's time and the expiry its last KVS batch reached."""
 
     async def open(self) -> None:
         await self.db.open()
@@ -119,15 +123,29 @@ class PostgresStorage(Storage):
         return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Lock, check and write in one transaction (see :mod:`.postgres_turn`)."""
+        """Lock, check and write in one transaction (see :mod:`.postgres_turn`).
+
+        Four round trips: ``BEGIN`` with the locks, the read, the write, and ``COMMIT``,
+        which also releases the turn's session lock when this task holds it.
+        """
         keys, exclusive = turn.commit_locks(self.schema, write)
-        reads = turn.read_params(write)
-        async with self.db.connection() as conn, conn.transaction():
-            if keys:
-                await conn.execute(sql.XACT_LOCKS, keys, exclusive, timeout=self.db.lock_wait)
-            rows = [] if reads is None else await conn.fetch(sql.COMMIT_READ, *reads)
-            variables = turn.final_vars(write, turn.verify(write, rows))
-            await conn.execute(sql.COMMIT_TURN, *turn.write_params(write, variables))
+        read = turn.read_statement(write)
+        s = write.session
+        session = None if s is None else lock_key("session", self.schema, s.bot_id, s.key)
+        async with self.db.connection() as conn:
+            try:
+                await conn.execute(sql.begin_locked(keys, exclusive), timeout=self.db.lock_wait)
+                rows = [] if read is None else await conn.fetch(read[0], *read[1])
+                variables = turn.final_vars(write, turn.verify(write, rows))
+                statement, params = turn.write_statement(write, variables)
+                await conn.execute(statement, *params)
+            except BaseException:
+                await _rollback(conn)
+                raise
+            unlock = "" if session is None else self.db.unlock_sql(session)
+            await conn.execute("COMMIT" + unlock)
+            if unlock and session is not None:
+                self.db.unlocked(session)
 
     # -- key-value store -------------------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
@@ -271,8 +289,12 @@ class PostgresStorage(Storage):
         return changed
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
+        """Delete a batch in expiry order, from where this run's previous batch ended."""
+        start = self._kvs_swept[1] if self._kvs_swept[0] == now else -math.inf
         async with self.db.connection() as conn:
-            return _affected(await conn.execute(sql.DELETE_EXPIRED_KVS, now, limit))
+            count, last = await conn.fetchrow(sql.DELETE_EXPIRED_KVS, now, limit, start)
+        self._kvs_swept = (now, start if last is None else last)
+        return int(count)
 
     async def get_meta(self, name: str) -> str | None:
         async with self.db.connection() as conn:
@@ -282,6 +304,13 @@ class PostgresStorage(Storage):
     async def set_meta(self, name: str, value: str) -> None:
         async with self.db.connection() as conn:
             await conn.execute(sql.SET_META, name, value)
+
+
+async def _rollback(conn: Any) -> None:
+    """End a failed transaction; a connection that cannot is dropped by its holder."""
+    with contextlib.suppress(Exception):
+        if not conn.is_closed() and conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
 
 
 async def _kvs_store(

@@ -187,9 +187,12 @@ class _Held:
 
     pool: PostgresPool
     conn: Any
+    key: int
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Serializes the tasks the holder spawns: a connection runs one query at a time."""
     active: bool = True
+    locked: bool = True
+    """False once a statement released the lock early (:meth:`PostgresPool.unlock_sql`)."""
 
 
 _HELD: ContextVar[_Held | None] = ContextVar("botmemory_postgres_held", default=None)
@@ -339,6 +342,24 @@ class PostgresPool:
             await self._release(conn)
 
     # -- advisory locks ------------------------------------------------------------------
+    def unlock_sql(self, key: int) -> str:
+        """Return SQL that releases lock ``key``, if this task holds it, for the last query.
+
+        For a statement that ends what the lock guards (a turn's ``COMMIT``): appended
+        to it, the lock goes in the same round trip and the holder's exit sends none.
+        Call :meth:`unlocked` once that statement has run. Empty if ``key`` is not held.
+        """
+        held = _HELD.get()
+        if held is None or held.pool is not self or held.key != key or not held.locked:
+            return ""
+        return f"; SELECT pg_advisory_unlock({int(key)})"
+
+    def unlocked(self, key: int) -> None:
+        """Note that a statement from :meth:`unlock_sql` released lock ``key``."""
+        held = _HELD.get()
+        if held is not None and held.pool is self and held.key == key:
+            held.locked = False
+
     @asynccontextmanager
     async def advisory_lock(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
         """Hold advisory lock ``key`` (or yield ``False`` if taken, unless ``wait``).
@@ -350,7 +371,7 @@ class PostgresPool:
             await self._release(conn)
             yield False
             return
-        held = _Held(self, conn)
+        held = _Held(self, conn, key)
         token = _HELD.set(held)
         try:
             yield True
@@ -361,7 +382,10 @@ class PostgresPool:
                 async with held.busy:  # a query of a task the holder spawned ends first
                     pass
             finally:
-                await self._unlock(conn, key)
+                if held.locked:
+                    await self._unlock(conn, key)
+                else:
+                    await self._release(conn)
 
     async def _lock_connection(self, key: int, *, wait: bool) -> tuple[Any, bool]:
         """Take a connection and the lock on it; retry once on a connection found dead."""

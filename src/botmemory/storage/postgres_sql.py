@@ -128,113 +128,39 @@ UNLOCK: Final = "SELECT pg_advisory_unlock($1)"
 XACT_LOCKS: Final = "SELECT botmemory_lock($1::bigint[], $2::boolean[])"
 """Take transaction locks $1 in this order, exclusive where $2 (else shared)."""
 
+
+def begin_locked(keys: list[int], exclusive: list[bool]) -> str:
+    """Return ``BEGIN`` and ``XACT_LOCKS`` of ``keys`` as one query: one round trip.
+
+    A query of several statements takes no parameters: the keys and flags are written
+    in, which is safe as they are integers and booleans.
+    """
+    if not keys:
+        return "BEGIN"
+    numbers = ",".join(str(int(k)) for k in keys)
+    flags = ",".join("t" if e else "f" for e in exclusive)
+    return f"BEGIN; SELECT botmemory_lock('{{{numbers}}}'::bigint[], '{{{flags}}}'::boolean[])"
+
+
 # -- turns -----------------------------------------------------------------------------------
-LOAD_TURN: Final = """
+_OWNED: Final = (
+    "SELECT {columns} FROM variables WHERE bot_id = $1 AND scope = '{scope}' AND owner = "
+)
+_TURN_VAR: Final = "scope, owner, name, value, changed_at, expires_at, field_times, version"
+LOAD_TURN: Final = f"""
     SELECT s.user_key, s.started_at, s.last_seen, s.expires_at, s.temp_expires_at, s.version,
            v.scope, v.owner, v.name, v.value, v.changed_at, v.expires_at, v.field_times,
            v.version
     FROM (VALUES (1)) AS one (x)
     LEFT JOIN sessions s ON s.bot_id = $1 AND s.key = $3
-    LEFT JOIN variables v ON v.bot_id = $1 AND (
-        (v.scope = 'user' AND v.owner = $2)
-        OR (v.scope = 'bot' AND v.owner = '')
-        OR (v.scope IN ('session', 'temp') AND v.owner = $3)
-    )
+    LEFT JOIN (
+        {_OWNED.format(columns=_TURN_VAR, scope="user")}$2
+        UNION ALL {_OWNED.format(columns=_TURN_VAR, scope="bot")}''
+        UNION ALL {_OWNED.format(columns=_TURN_VAR, scope="session")}$3
+        UNION ALL {_OWNED.format(columns=_TURN_VAR, scope="temp")}$3
+    ) AS v ON true
 """
 """One row per variable of the turn (one row of NULLs if none), each with the session."""
-
-COMMIT_READ: Final = """
-    WITH vars AS (
-        SELECT v.bot_id, v.scope, v.owner, v.name, v.value, v.expires_at, v.version
-        FROM variables v
-        JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[])
-            AS k (bot_id, scope, owner, name)
-            ON v.bot_id = k.bot_id AND v.scope = k.scope AND v.owner = k.owner
-            AND v.name = k.name
-        FOR UPDATE OF v
-    ), scoped AS (
-        SELECT v.bot_id, v.scope, v.owner, v.name, v.version
-        FROM variables v
-        JOIN unnest($5::text[], $6::text[], $7::text[]) AS k (bot_id, scope, owner)
-            ON v.bot_id = k.bot_id AND v.scope = k.scope AND v.owner = k.owner
-        FOR UPDATE OF v
-    ), session AS (
-        SELECT version FROM sessions WHERE bot_id = $8 AND key = $9 FOR UPDATE
-    ), keyed AS (
-        SELECT k.namespace, k.key, k.expires_at, k.version
-        FROM kvs k JOIN unnest($10::text[], $11::text[]) AS q (namespace, key)
-            ON k.namespace = q.namespace AND k.key = q.key
-        FOR UPDATE OF k
-    ), prefixed AS (
-        SELECT p.i, k.key, k.expires_at, k.version
-        FROM unnest($12::text[], $13::text[], $14::text[]) WITH ORDINALITY
-            AS p (namespace, prefix, stop, i)
-        JOIN kvs k ON k.namespace = p.namespace AND k.key >= p.prefix
-            AND (p.stop IS NULL OR k.key < p.stop)
-        FOR UPDATE OF k
-    )
-    SELECT 'v', bot_id, scope, owner, name, value, expires_at, version FROM vars
-    UNION ALL SELECT 's', bot_id, scope, owner, name, NULL, NULL, version FROM scoped
-    UNION ALL SELECT 'r', NULL, NULL, NULL, NULL, NULL, NULL, version FROM session
-    UNION ALL SELECT 'k', namespace, key, NULL, NULL, NULL, expires_at, version FROM keyed
-    UNION ALL SELECT 'p', i::text, key, NULL, NULL, NULL, expires_at, version FROM prefixed
-"""
-"""What a commit checks, its rows locked: $1-$4 variables (checked or added to), $5-$7
-whole scopes, $8-$9 the session, $10-$11 KVS keys, $12-$14 KVS prefix ranges (namespace,
-prefix, end or NULL). Each row: a kind ('v', 's', 'r', 'k', 'p'), its key, value, expiry
-and version."""
-
-COMMIT_TURN: Final = f"""
-    WITH upserts AS (
-        SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-                             $18::float8[], $19::float8[], $20::text[])
-            AS u ({VAR_COLUMNS})
-    ), reset AS (
-        DELETE FROM variables v
-        WHERE v.bot_id = $1 AND v.scope = ANY ($8::text[]) AND v.owner = $2
-            AND (v.bot_id, v.scope, v.owner, v.name) NOT IN (
-                SELECT bot_id, scope, owner, name FROM upserts)
-    ), removed AS (
-        DELETE FROM variables v
-        USING unnest($9::text[], $10::text[], $11::text[], $12::text[])
-            AS d (bot_id, scope, owner, name)
-        WHERE v.bot_id = d.bot_id AND v.scope = d.scope AND v.owner = d.owner
-            AND v.name = d.name
-            AND NOT (d.bot_id = $1 AND d.scope = ANY ($8::text[]) AND d.owner = $2)
-            AND (d.bot_id, d.scope, d.owner, d.name) NOT IN (
-                SELECT bot_id, scope, owner, name FROM upserts)
-    ), written AS (
-        INSERT INTO variables ({VAR_COLUMNS}, version) SELECT *, $21 FROM upserts
-        ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET
-            value = excluded.value, changed_at = excluded.changed_at,
-            expires_at = excluded.expires_at, field_times = excluded.field_times,
-            version = excluded.version
-    ), kvs_written AS (
-        INSERT INTO kvs (namespace, key, value, expires_at, version)
-        SELECT *, $21 FROM unnest($22::text[], $23::text[], $24::text[], $25::float8[])
-        ON CONFLICT (namespace, key) DO UPDATE SET
-            value = excluded.value, expires_at = excluded.expires_at, version = excluded.version
-    ), kvs_removed AS (
-        DELETE FROM kvs k USING unnest($26::text[], $27::text[]) AS d (namespace, key)
-        WHERE k.namespace = d.namespace AND k.key = d.key
-    )
-    INSERT INTO sessions ({SESSION_COLUMNS}, version)
-    SELECT $1::text, $2::text, $3::text, $4::float8, $5::float8, $6::float8, $7::float8, $21
-    WHERE $2::text IS NOT NULL
-    ON CONFLICT (bot_id, key) DO UPDATE SET
-        user_key = excluded.user_key, started_at = excluded.started_at,
-        last_seen = excluded.last_seen, expires_at = excluded.expires_at,
-        temp_expires_at = excluded.temp_expires_at, version = excluded.version
-"""
-"""A turn's writes as one statement: $1-$7 the session (NULLs: leave it), $8 the scopes
-to reset, $9-$12 the keys to delete, $13-$20 the variables to write (deltas already
-added), $21 the commit's version, $22-$25 the KVS records to store, $26-$27 the KVS keys
-to delete.
-
-The parts of one statement run on one snapshot in no set order, so they must touch
-different rows: the deletes leave out the rows that the resets delete and the upserts
-rewrite, which gives the result of "resets, then deletes, then upserts".
-"""
 
 # -- key-value store --------------------------------------------------------------------
 KVS_GET: Final = """
@@ -388,10 +314,18 @@ CLEAR_TEMPS: Final = f"""
 that another janitor run emptied from the same state (its version is ``CLEARED``) is
 left alone and not counted again."""
 DELETE_EXPIRED_KVS: Final = """
-    DELETE FROM kvs WHERE ctid = ANY (ARRAY(
-        SELECT ctid FROM kvs WHERE expires_at <= $1 LIMIT $2)) AND expires_at <= $1
+    WITH gone AS (
+        DELETE FROM kvs WHERE ctid = ANY (ARRAY(
+            SELECT ctid FROM kvs WHERE expires_at <= $1 AND expires_at >= $3
+            ORDER BY expires_at LIMIT $2)) AND expires_at <= $1
+        RETURNING expires_at
+    )
+    SELECT count(*)::int, max(expires_at) FROM gone
 """
-"""Delete a batch by row address. A row renewed meanwhile has a new address: it stays."""
+"""Delete a batch expired at $1 by row address, in expiry order from $3 on; return how
+many and the last expiry. A row renewed meanwhile has a new address: it stays. Starting
+where the previous batch ended, a run never walks the index entries of the rows it
+deleted, which stay in the index until VACUUM."""
 
 SESSION_BOTS: Final = "SELECT DISTINCT bot_id FROM sessions"
 SHORTEN_TIMERS: Final = """

@@ -4,15 +4,23 @@ A commit is one short transaction of three statements:
 
 1. Take transaction-scoped advisory locks on every key it checks or writes, in one
    sorted order (so two commits never wait for each other in a circle): each variable,
-   the session record, each KVS key, exclusively; the scope of each variable and the
-   namespace of each KVS key, shared. A whole-scope check or a reset takes its scope
-   exclusively, a prefix check its namespace: nothing can then be added to what it read.
+   the session record, each KVS key, exclusively. A scope is locked shared by a
+   whole-scope check and by a commit that only reads or updates stored variables of it,
+   exclusively by one that may add or remove a name (an insert, a delete, a delta, a
+   reset): nothing can then be added to or removed from a scope a check read, while
+   turns that list a scope (bot memory, say) do not wait for each other. The namespace
+   of each KVS key is locked shared, exclusively by a prefix check.
    Locks on keys, not rows, cover rows that do not exist yet, which row locks cannot.
-2. Read what it checks, rows locked (``FOR UPDATE``), so that the janitor, which takes
-   no advisory lock and never creates rows, waits or is waited for. Compare the versions
-   in Python; on a difference, roll back and raise :class:`ConflictError`. Deltas are
-   added here, with Python's own arithmetic (:func:`~botmemory.storage.base.add_to_number`).
-3. Write everything, every row with the commit's version (``COMMIT_TURN``).
+2. Read what it checks, rows locked, so that the janitor, which takes no advisory lock
+   and never creates rows, waits or is waited for: ``FOR UPDATE`` the variables whose
+   values it checks, ``FOR KEY SHARE`` the rows of a scope whose names it checks (only a
+   delete changes those; turns listing the same scope do not wait for each other).
+   Compare the versions in Python; on a difference, roll back and raise
+   :class:`ConflictError`. Deltas are added here, with Python's own arithmetic
+   (:func:`~botmemory.storage.base.add_to_number`).
+3. Write everything, every row with the commit's version, in one statement.
+
+Both statements hold only the parts a turn needs (:mod:`.postgres_turn_sql`).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Any
 
 from botmemory.errors import ConflictError
 from botmemory.storage import postgres_sql as sql
+from botmemory.storage import postgres_turn_sql as turn_sql
 from botmemory.storage.base import (
     KvsRecord,
     SessionRecord,
@@ -32,15 +41,16 @@ from botmemory.storage.base import (
     add_to_number,
 )
 from botmemory.storage.postgres_pool import lock_key
+from botmemory.storage.postgres_turn_sql import ReadShape, WriteShape
 
 __all__ = [
     "commit_locks",
     "final_vars",
     "kvs_locks",
-    "read_params",
+    "read_statement",
     "session_params",
     "verify",
-    "write_params",
+    "write_statement",
 ]
 
 Locks = tuple[list[int], list[bool]]
@@ -70,12 +80,11 @@ def commit_locks(schema: str, write: TurnWrite) -> Locks:
         key = lock_key(kind, schema, *parts)
         wanted[key] = wanted.get(key, False) or exclusive
 
-    keys = [c.key for c in write.checks] + list(write.deletes) + [d.key for d in write.deltas]
-    for k in keys + [v.key for v in write.upserts]:
+    for k, renames in _var_keys(write).items():
         want(True, "var", k.bot_id, k.scope, k.owner, k.name)
-        want(False, "scope", k.bot_id, k.scope, k.owner)
+        want(renames, "scope", k.bot_id, k.scope, k.owner)
     for sc in write.scope_checks:
-        want(True, "scope", sc.bot_id, sc.scope, sc.owner)
+        want(False, "scope", sc.bot_id, sc.scope, sc.owner)
     s = write.session
     if s is not None:
         want(True, "session-row", s.bot_id, s.key)
@@ -91,30 +100,54 @@ def commit_locks(schema: str, write: TurnWrite) -> Locks:
     return _sorted_locks(wanted)
 
 
+def _var_keys(write: TurnWrite) -> dict[VarKey, bool]:
+    """Return every variable ``write`` checks or writes, and whether it may add or remove
+    a name of its scope: a delete, a delta (it may create), an upsert of a variable the
+    turn did not find stored. An upsert checked against a stored version only changes
+    a value: if the check holds, the row is there, and its scope keeps its names."""
+    stored = {c.key for c in write.checks if c.version != 0}
+    keys = dict.fromkeys([c.key for c in write.checks], False)
+    for v in write.upserts:
+        keys[v.key] = keys.get(v.key, False) or v.key not in stored
+    for k in [*write.deletes, *(d.key for d in write.deltas)]:
+        keys[k] = True
+    return keys
+
+
 def _reset_scopes(write: TurnWrite) -> list[str]:
     if write.session is None:
         return []
     return ["session", "temp"] if write.reset_session else ["temp"] if write.reset_temp else []
 
 
-def read_params(write: TurnWrite) -> list[Any] | None:
-    """Return the parameters of ``COMMIT_READ`` for ``write``, or ``None`` if it reads nothing."""
-    var_keys = {c.key for c in write.checks} | {d.key for d in write.deltas}
+def read_statement(write: TurnWrite) -> tuple[str, list[Any]] | None:
+    """Return the read of ``write`` and its parameters, or ``None`` if it reads nothing."""
+    var_keys = sorted({c.key for c in write.checks} | {d.key for d in write.deltas})
     s = write.session
     checks_session = s is not None and write.session_version is not None
-    if not (var_keys or write.scope_checks or checks_session or write.kvs_checks) and not (
-        write.kvs_prefix_checks
-    ):
-        return None
     prefixes = [(p.namespace, p.prefix, sql.prefix_end(p.prefix)) for p in write.kvs_prefix_checks]
-    return [
-        *_columns([(k.bot_id, k.scope, k.owner, k.name) for k in sorted(var_keys)], 4),
-        *_columns([(c.bot_id, c.scope, c.owner) for c in write.scope_checks], 3),
-        None if s is None else s.bot_id,
-        None if s is None else s.key,
-        *_columns([(c.namespace, c.key) for c in write.kvs_checks], 2),
-        *_columns(prefixes, 3),
-    ]
+    shape = ReadShape(
+        bool(var_keys),
+        bool(write.scope_checks),
+        checks_session,
+        bool(write.kvs_checks),
+        any(p[2] is not None for p in prefixes),
+        any(p[2] is None for p in prefixes),
+    )
+    if not any(shape):
+        return None
+    params: list[Any] = []
+    if shape.vars:
+        params += _columns([(k.bot_id, k.scope, k.owner, k.name) for k in var_keys], 4)
+    if shape.scoped:
+        params += _columns([(c.bot_id, c.scope, c.owner) for c in write.scope_checks], 3)
+    if s is not None and checks_session:
+        params += [s.bot_id, s.key]
+    if shape.keyed:
+        params += _columns([(c.namespace, c.key) for c in write.kvs_checks], 2)
+    if shape.prefixed or shape.prefixed_open:
+        params += _columns(prefixes, 3) * (shape.prefixed + shape.prefixed_open)
+    return turn_sql.read_statement(shape), params
 
 
 def verify(write: TurnWrite, rows: Iterable[Sequence[Any]]) -> Current:
@@ -192,10 +225,9 @@ def final_vars(write: TurnWrite, current: Current) -> list[StoredVar]:
     return list(rows.values())
 
 
-def write_params(write: TurnWrite, variables: Sequence[StoredVar]) -> list[Any]:
-    """Return the parameters of ``COMMIT_TURN`` for ``write`` with its final ``variables``."""
-    s = write.session
-    session = (None,) * 7 if s is None else session_params(s)
+def write_statement(write: TurnWrite, variables: Sequence[StoredVar]) -> tuple[str, list[Any]]:
+    """Return the write of ``write`` with its final ``variables``, and its parameters."""
+    s, reset = write.session, _reset_scopes(write)
     upserts = sorted(  # one order in which all writers lock rows
         (k.bot_id, k.scope, k.owner, k.name, v.value, v.changed_at, v.expires_at, v.field_times)
         for v in variables
@@ -206,15 +238,17 @@ def write_params(write: TurnWrite, variables: Sequence[StoredVar]) -> list[Any]:
     }
     stored = sorted((ns, key, r.value, r.expires_at) for (ns, key), r in kvs.items() if r)
     gone = sorted((ns, key) for (ns, key), r in kvs.items() if r is None)
-    return [
-        *session,
-        _reset_scopes(write),
-        *_columns([(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes], 4),
-        *_columns(upserts, 8),
-        write.version,
-        *_columns(stored, 4),
-        *_columns(gone, 2),
-    ]
+    deletes = [(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes]
+    shape = WriteShape(s is not None, bool(reset), *map(bool, (deletes, upserts, stored, gone)))
+    params: list[Any] = [write.version]
+    if s is not None:
+        params += session_params(s)
+    if reset:
+        params.append(reset)
+    for rows, width in ((upserts, 8), (deletes, 4), (stored, 4), (gone, 2)):
+        if rows:
+            params += _columns(rows, width)
+    return turn_sql.write_statement(shape), params
 
 
 def session_params(s: SessionRecord) -> tuple[object, ...]:
