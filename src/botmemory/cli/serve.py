@@ -9,9 +9,11 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Final
 
 import click
@@ -19,13 +21,18 @@ import click
 from botmemory.cli.common import DATA_DIR, run
 from botmemory.cli.serve_workers import serve_workers
 from botmemory.config import GLOBAL_FILE, Settings, load_data_dir
-from botmemory.errors import MissingDependencyError
+from botmemory.durations import Seconds, parse_duration
+from botmemory.errors import BotMemoryError, MissingDependencyError
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from botmemory.server.drain import Drain
+
 __all__ = ["init", "serve", "server_class"]
 
+DRAIN_GRACE: Final = parse_duration("30s")
+"""How long a stopping server lets requests in progress finish (``--grace``)."""
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 EXAMPLE_DIR: Final = Path(__file__).resolve().parents[1] / "example_data"
 """The example data folder, shipped with the package (``examples/data`` links to it)."""
@@ -93,6 +100,12 @@ def init(data_dir: str) -> None:
     "--allow-empty", is_flag=True, help="Serve a data folder that has no bot yet (else exit 1)."
 )
 @click.option(
+    "--grace",
+    default="30s",
+    show_default=True,
+    help="How long a stopping server lets requests in progress finish (new ones get 503).",
+)
+@click.option(
     "--workers",
     default=1,
     show_default=True,
@@ -106,6 +119,7 @@ def serve(
     log_level: str,
     reload: bool,
     allow_empty: bool,
+    grace: str,
     workers: int,
 ) -> None:
     """Serve the bots of a data folder over HTTP; the janitor runs in the background.
@@ -125,6 +139,10 @@ def serve(
 
     if workers > 1 and reload:
         raise click.UsageError("--reload runs one process: use it without --workers")
+    try:
+        drain_grace = parse_duration(grace, where="--grace")
+    except BotMemoryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
     settings = load_data_dir(data_dir)
     check_host(host, settings)
     if not allow_empty:
@@ -135,7 +153,7 @@ def serve(
             serve_workers(data_dir, listener, workers, log_level)
             return
         loop_factory = server_stack().loop_factory()  # uvloop when installed
-        options = Options(host, port, log_level, reload)
+        options = Options(host, port, log_level, reload, drain_grace)
         run(_serve(data_dir, listener, options, settings), loop_factory)
     finally:
         listener.close()
@@ -188,6 +206,7 @@ class Options:
     port: int
     log_level: str
     reload: bool
+    grace: Seconds = DRAIN_GRACE
 
 
 async def _serve(
@@ -220,13 +239,14 @@ async def _serve(
             lifespan="on",
             loop=stack.loop,
             http=stack.http,
+            timeout_graceful_shutdown=1,  # what the drain's grace left running
         )
         host = f"[{options.host}]" if ":" in options.host else options.host
         bots = ", ".join(sorted(engine.bots)) or "none"
         click.echo(f"botmemory: serving bots {bots} at http://{host}:{options.port}/ (API: /docs)")
         if not (settings.admin_tokens or settings.bot_tokens):
             click.echo("botmemory: no token is configured: only this machine may connect")
-        await server_class(uvicorn.Server)(config).serve(sockets=[listener])
+        await server_class(uvicorn.Server, options.grace)(config).serve(sockets=[listener])
     finally:
         await engine.close()
     click.echo("botmemory: stopped")
@@ -242,15 +262,40 @@ def _log_to_stderr(level: str) -> None:
     logger.setLevel(level.upper())
 
 
-def server_class(base: type[uvicorn.Server]) -> type[uvicorn.Server]:
-    """uvicorn's server that ends the push streams when it stops, and does not re-raise
-    SIGINT or SIGTERM once it has stopped.
+def server_class(base: type[uvicorn.Server], grace: Seconds = DRAIN_GRACE) -> type[uvicorn.Server]:
+    """uvicorn's server that drains on SIGTERM or Ctrl-C, ends the push streams when it
+    stops, and does not re-raise the signal once it has stopped.
+
+    Draining (:mod:`botmemory.server.drain`): new requests are answered 503 while those
+    in progress finish, for ``grace`` at most; then the server stops. A second signal
+    stops it at once.
 
     uvicorn re-raises the signal after a graceful shutdown, which would kill the process
     before the engine is closed (and make Ctrl-C an error): here both simply stop it.
     """
 
     class Server(base):  # type: ignore[misc,valid-type]
+        _drain_until = 0.0
+
+        def _drain(self) -> Drain | None:
+            state = getattr(getattr(self.config.app, "state", None), "botmemory", None)
+            return None if state is None else state.drain
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            """The first SIGTERM or Ctrl-C drains; a second one stops at once."""
+            drain = self._drain()
+            if drain is None or drain.draining or self.should_exit:  # type: ignore[has-type]
+                super().handle_exit(sig, frame)
+                return
+            drain.start()
+            self._drain_until = time.monotonic() + grace
+
+        async def on_tick(self, counter: int) -> bool:
+            drain = self._drain()
+            if drain is not None and drain.draining and not self.should_exit:  # type: ignore[has-type]
+                self.should_exit = drain.idle or time.monotonic() >= self._drain_until
+            return bool(await super().on_tick(counter))
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             state = getattr(getattr(self.config.app, "state", None), "botmemory", None)
             if state is not None:  # end the push streams, else stopping waits for them

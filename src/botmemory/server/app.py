@@ -28,6 +28,7 @@ from botmemory.server import (
 from botmemory.server.auth import Access
 from botmemory.server.converse_fast import ConverseFastPath
 from botmemory.server.docs import install_docs
+from botmemory.server.drain import DrainGuard
 from botmemory.server.errors import install_error_handlers
 from botmemory.server.limits import BodyLimit
 from botmemory.server.local import LocalGuard
@@ -88,7 +89,8 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(EncodedSlashes)
     if access.local_only:
-        app.add_middleware(LocalGuard)  # outermost: before the body is even read
+        app.add_middleware(LocalGuard)  # before the body is even read
+    app.add_middleware(DrainGuard, drain=app.state.botmemory.drain)  # outermost
     for module in (routes_converse, routes_events, routes_memory, routes_kvs, routes_admin):
         app.include_router(module.router)
     app.router.routes.insert(0, ConverseFastPath())  # before the declared converse route

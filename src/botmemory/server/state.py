@@ -14,6 +14,7 @@ from fastapi import Request
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine, UnknownBotError
 from botmemory.memory import Memory
+from botmemory.server.drain import Drain
 from botmemory.server.events import EventHub
 from botmemory.server.metrics import PrometheusExport
 
@@ -33,6 +34,8 @@ class ServerState:
     access: Access
     run_janitor: bool = True
     """Whether the app's lifespan starts and stops the janitor loop."""
+    drain: Drain = field(default_factory=Drain)
+    """Requests in progress, and whether a stopping server refuses new ones."""
     metrics: PrometheusExport = field(init=False)
     """What ``/metrics`` shows: the memory's and the janitor's counts, health checks."""
 
