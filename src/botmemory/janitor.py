@@ -23,6 +23,7 @@ from botmemory.durations import Seconds, parse_duration
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import notify
 from botmemory.storage.base import SessionRecord, Storage
+from botmemory.tasks import cancel_and_wait
 
 __all__ = [
     "KINDS",
@@ -353,9 +354,7 @@ class Janitor:
         try:
             await asyncio.wait_for(asyncio.shield(task), grace)
         except BaseException as exc:  # past the grace, or this stop was cancelled: end it
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             if not isinstance(exc, TimeoutError):
                 raise
         finally:

@@ -9,7 +9,6 @@ renewing, so its lease lapses after the timeout and another process takes over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 
 from botmemory.durations import Seconds
 from botmemory.storage.redis_scripts import Scripts
+from botmemory.tasks import cancel_and_wait
 
 __all__ = ["Lease", "Leases"]
 
@@ -71,9 +71,7 @@ class Lease:
         """Stop renewing the lease."""
         task, self._renewer = self._renewer, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _keep(self) -> None:
         interval = self._timeout_ms / 3000
