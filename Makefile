@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,server,postgres,redis]"
+	$(BIN)/pip install --quiet -e ".[dev,server,postgres,redis,langgraph]"
 	touch $(STAMP)
 
 # make run serves a copy of the example data folder, yours to change: playground/
@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/janitor.py
 	$(BIN)/python bench/converse.py
 	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/langgraph_store.py
 
 # 64 HTTP clients for 60 s against botmemory serve on SQLite, PostgreSQL and Redis
 # (BOTMEMORY_TEST_POSTGRES_URL, BOTMEMORY_TEST_REDIS_URL; default: this machine's servers)
