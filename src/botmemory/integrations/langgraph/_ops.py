@@ -188,10 +188,8 @@ class StoreOps:
             ttl = _envelope(record)["t"]
             return KvsRecord(record.value, None if ttl is None else now + ttl), None
 
-        for f in found:
-            if f.envelope["t"] is not None:
-                key = storage_key(f.namespace, f.key)
-                await self._storage.kvs_modify(self._ns, key, now, restart)
+        keys = [storage_key(f.namespace, f.key) for f in found if f.envelope["t"] is not None]
+        await asyncio.gather(*(self._storage.kvs_modify(self._ns, k, now, restart) for k in keys))
 
 
 def _envelope(record: KvsRecord) -> dict[str, Any]:
