@@ -24,7 +24,7 @@ $(SERVE_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP): pyproject.toml $(SERVE_STAMP)
-	$(INSTALL) -e ".[dev,server,postgres,redis]"
+	$(INSTALL) -e ".[dev,server,postgres,redis,langgraph]"
 	touch $@
 
 # make run serves a copy of the example data folder, yours to change: playground/

@@ -44,6 +44,11 @@ SUITE = (
     Bench("converse", "converse.py", quick=("--requests", "300")),
     Bench("peers", "peers.py", quick=("--keys", "1000", "--users", "1000", "--turns", "1000")),
     Bench(
+        "langgraph_store",
+        "langgraph_store.py",
+        quick=("--items", "200", "--searches", "50", "--rounds", "1"),
+    ),
+    Bench(
         "scale",
         "scale.py",
         quick=("--requests", "200", "--users", "8", "--runs", "1", "--backends", "sqlite"),

@@ -18,6 +18,7 @@ The hierarchy::
      │    ├── SchemaVersionError            database schema newer than this code
      │    ├── ErasurePendingError           erased, but bytes remain in the files for now
      │    └── LockTimeoutError (TimeoutError)
+     ├── WrongLoopError (RuntimeError)     a blocking call made on the memory's event loop
      └── MissingDependencyError (ImportError)  an optional driver is not installed
 
 Drivers' own exceptions are translated into these at the storage boundary: a user
@@ -44,6 +45,7 @@ __all__ = [
     "SessionNotAliveError",
     "UserErasedError",
     "ValueTooLargeError",
+    "WrongLoopError",
 ]
 
 
@@ -146,3 +148,8 @@ class LockTimeoutError(BackendError, TimeoutError):
 
 class MissingDependencyError(BotMemoryError, ImportError):
     """An optional driver is not installed; the message says what to install."""
+
+
+class WrongLoopError(BotMemoryError, RuntimeError):
+    """A blocking call was made on the event loop the memory runs on: await its
+    asynchronous version instead."""

@@ -96,6 +96,11 @@ class SyncMemory:
         self.memory = memory
         self._loop = loop
 
+    @property
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop, on a thread of its own, that runs the memory."""
+        return self._loop.loop
+
     @classmethod
     def open(
         cls,
