@@ -48,6 +48,7 @@ KILLS = 24
     params=[
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres_pgbouncer", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("redis_cluster", marks=pytest.mark.redis),
     ]

@@ -27,6 +27,7 @@ DEADLINE = 90.0
 @pytest.fixture(
     params=[
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres_pgbouncer", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("redis_cluster", marks=pytest.mark.redis),
     ]
