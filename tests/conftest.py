@@ -125,6 +125,7 @@ async def postgres_pgbouncer_url(pgbouncer: PgBouncer) -> AsyncIterator[str]:
     pgbouncer.add_schema(schema)
     await _until_served(pgbouncer, schema)
     yield pgbouncer.url(schema)
+    pgbouncer.remove_schema(schema)
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -87,6 +87,13 @@ class PgBouncer:
         if self.process is not None:
             self.process.send_signal(signal.SIGHUP)
 
+    def remove_schema(self, schema: str) -> None:
+        """Remove database ``schema`` and reload."""
+        self.schemas.remove(schema)
+        self._write_config()
+        if self.process is not None:
+            self.process.send_signal(signal.SIGHUP)
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -124,6 +131,7 @@ class PgBouncer:
                 "max_client_conn = 2000",
                 f"default_pool_size = {POOL_SIZE}",
                 "reserve_pool_size = 0",
+                "server_idle_timeout = 1",  # the server is shared: give back what tests ended
                 "ignore_startup_parameters = extra_float_digits",
                 "",
             ]
