@@ -16,15 +16,15 @@ import pytest
 
 pytest.importorskip("asyncpg")
 
-import asyncpg  # noqa: E402
+import asyncpg
 
-from botmemory import ConfigError, Memory  # noqa: E402
-from botmemory.errors import BackendError  # noqa: E402
-from botmemory.storage import create_storage  # noqa: E402
-from botmemory.storage.postgres_pool import lock_key  # noqa: E402
-from botmemory.turns import TurnState  # noqa: E402
-from tests.conftest import POSTGRES_URL  # noqa: E402
-from tests.pgbouncer import POOL_SIZE  # noqa: E402
+from botmemory import ConfigError, Identity, Memory
+from botmemory.errors import BackendError
+from botmemory.storage import create_storage
+from botmemory.storage.postgres_pool import lock_key
+from botmemory.turns import TurnState
+from tests.conftest import POSTGRES_URL
+from tests.pgbouncer import POOL_SIZE
 
 pytestmark = pytest.mark.postgres
 
@@ -98,6 +98,7 @@ async def test_many_turns_through_a_tiny_pgbouncer_pool_leave_no_lock_behind(
 ) -> None:
     url = f"{postgres_pgbouncer_url}&pool_max={4 * POOL_SIZE}"
     first, second = await Memory.open(url), await Memory.open(url)
+    users = [f"u{i}" for i in range(10)]
 
     async def count(state: TurnState) -> None:
         state.session["n"] = int(state.session.get("n", 0)) + 1  # type: ignore[arg-type]
@@ -107,7 +108,7 @@ async def test_many_turns_through_a_tiny_pgbouncer_pool_leave_no_lock_behind(
         turns = [
             mem.run_turn(count, "b", user)
             for mem in (first, second)
-            for user in ["hot"] * 10 + [f"u{i}" for i in range(10)]
+            for user in ["hot"] * 10 + users
         ]
         await asyncio.gather(*turns)
         assert await _value(first, "hot", "session") == 20
@@ -117,8 +118,10 @@ async def test_many_turns_through_a_tiny_pgbouncer_pool_leave_no_lock_behind(
         await first.close()
         await second.close()
     schema = _schema(postgres_pgbouncer_url)
-    keys = [lock_key("janitor", schema), lock_key("migrate", schema), lock_key("retry", schema, "b")]
-    assert await _advisory_locks_held(keys) == set()
+    sessions = [Identity.of("b", user).session_key for user in ["hot", *users]]
+    keys = [lock_key("session", schema, "b", key) for key in sessions]
+    keys += [lock_key(name, schema) for name in ("janitor", "migrate")]
+    assert await _advisory_locks_held([*keys, lock_key("retry", schema, "b")]) == set()
 
 
 async def test_one_janitor_at_a_time_through_pgbouncer(postgres_pgbouncer_url: str) -> None:
