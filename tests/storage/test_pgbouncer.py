@@ -21,7 +21,7 @@ import asyncpg
 from botmemory import ConfigError, Identity, Memory
 from botmemory.errors import BackendError
 from botmemory.storage import create_storage
-from botmemory.storage.postgres_pool import lock_key
+from botmemory.storage.postgres_pool import lock_key, parse_postgres_url
 from botmemory.turns import TurnState
 from tests.conftest import POSTGRES_URL
 from tests.pgbouncer import POOL_SIZE
@@ -76,6 +76,14 @@ async def test_a_session_lock_outlives_its_client_behind_pgbouncer(
             )
         finally:
             await conn.close()
+
+
+def test_the_pgbouncer_parameter_is_true_or_false() -> None:
+    assert parse_postgres_url("postgresql://db/app?pgbouncer=true").pgbouncer
+    assert not parse_postgres_url("postgresql://db/app").pgbouncer
+    assert "pgbouncer" not in parse_postgres_url("postgresql://db/app?pgbouncer=false").dsn
+    with pytest.raises(ConfigError, match="pgbouncer='yes' must be true or false"):
+        parse_postgres_url("postgresql://db/app?pgbouncer=yes")
 
 
 async def test_a_pgbouncer_url_without_the_parameter_is_refused_clearly(
