@@ -14,6 +14,9 @@ serialization failures into :class:`~botmemory.errors.ConflictError`, the rest i
 :class:`~botmemory.errors.BackendError`. Every call waits at most ``command_timeout``
 for the server's answer (plus ``lock_timeout`` when it waits for a lock): a frozen
 server fails calls with :class:`~botmemory.errors.BackendUnavailableError`.
+
+Behind PgBouncer in transaction mode (``pgbouncer=true``) a lock is transaction-scoped
+instead, on a connection of its own (:meth:`PostgresPool._xact_lock`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,15 @@ from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
     BotMemoryError,
-    ConfigError,
     ConflictError,
     LockTimeoutError,
 )
 from botmemory.storage.postgres_sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
-from botmemory.storage.postgres_url import PostgresOptions, parse_postgres_url
+from botmemory.storage.postgres_url import (
+    PostgresOptions,
+    check_search_path,
+    parse_postgres_url,
+)
 from botmemory.urls import mask_url
 
 __all__ = ["PostgresOptions", "PostgresPool", "lock_key", "parse_postgres_url"]
@@ -158,26 +164,10 @@ class PostgresPool:
                 raise
 
     async def _check_search_path(self) -> None:
-        """Refuse a PgBouncer whose connections do not find the tables in ``schema``.
-
-        PgBouncer does not pass a ``search_path`` per client: the role's or the
-        database's own must lead to the schema.
-        """
+        """Refuse a PgBouncer whose connections would not find the tables in ``schema``."""
         async with self.connection() as conn:
             path, user_schema = await conn.fetchrow(_SEARCH_PATH)
-        names = [name.strip() for name in path.split(",")]
-        if names[0] == '"$user"' and not user_schema:
-            names = names[1:]
-        schema = self.options.schema
-        if not names or names[0] not in (schema, quote_ident(schema)):
-            raise ConfigError(
-                [
-                    f"database.url: pgbouncer=true, but the search_path through PgBouncer is "
-                    f"{path!r}, which does not start with schema {schema!r}: PgBouncer cannot "
-                    f"set it per connection; give it to the role (ALTER ROLE <user> SET "
-                    f"search_path = {quote_ident(schema)}) or to the database"
-                ]
-            )
+        check_search_path(self.options.schema, path, has_user_schema=user_schema)
 
     async def close(self) -> None:
         """Close every connection, waiting up to 10 s for those in use. Safe to call twice."""

@@ -9,8 +9,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from botmemory.durations import Seconds, parse_duration
 from botmemory.errors import ConfigError, InvalidDurationError
+from botmemory.storage.postgres_sql import quote_ident
 
-__all__ = ["PostgresOptions", "parse_postgres_url"]
+__all__ = ["PostgresOptions", "check_search_path", "parse_postgres_url"]
 
 _OWN_PARAMS: Final = (
     "schema",
@@ -97,3 +98,23 @@ def _duration(value: str, name: str) -> Seconds | None:
     if seconds is not None and seconds <= 0:
         raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
     return seconds
+
+
+def check_search_path(schema: str, path: str, *, has_user_schema: bool) -> None:
+    """Raise :class:`ConfigError` unless ``search_path`` ``path`` leads to ``schema`` first.
+
+    PgBouncer does not pass a ``search_path`` per client: the role's or the database's
+    own must lead to the schema. ``"$user"`` counts only if the role has a schema.
+    """
+    names = [name.strip() for name in path.split(",")]
+    if names[0] == '"$user"' and not has_user_schema:
+        names = names[1:]
+    if not names or names[0] not in (schema, quote_ident(schema)):
+        raise ConfigError(
+            [
+                f"database.url: pgbouncer=true, but the search_path through PgBouncer is "
+                f"{path!r}, which does not start with schema {schema!r}: PgBouncer cannot "
+                f"set it per connection; give it to the role (ALTER ROLE <user> SET "
+                f'search_path = "{schema}") or to the database'
+            ]
+        )
