@@ -18,7 +18,7 @@ pytest.importorskip("asyncpg")
 
 import asyncpg
 
-from botmemory import ConfigError, Identity, Memory
+from botmemory import ConfigError, Identity, LockTimeoutError, Memory
 from botmemory.errors import BackendError
 from botmemory.storage import create_storage
 from botmemory.storage.postgres_pool import lock_key, parse_postgres_url
@@ -143,6 +143,27 @@ async def test_one_janitor_at_a_time_through_pgbouncer(postgres_pgbouncer_url: s
                 assert not also_running
         async with second.janitor_lock() as running:
             assert running
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_retry_lock_through_pgbouncer_waits_then_times_out(
+    postgres_pgbouncer_url: str,
+) -> None:
+    url = f"{postgres_pgbouncer_url}&lock_timeout=200ms"
+    first, second = create_storage(url), create_storage(url)
+    await first.open()
+    await second.open()
+    try:
+        async with first.retry_lock("b"):
+            with pytest.raises(LockTimeoutError, match="lock_timeout=200ms"):
+                async with second.retry_lock("b"):
+                    pass
+            async with second.retry_lock("other bot"):
+                pass
+        async with second.retry_lock("b"):
+            pass
     finally:
         await first.close()
         await second.close()

@@ -100,9 +100,7 @@ class PostgresStorage(Storage):
             yield
 
     def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
-        """Hold the bot's retry lock of the database (an advisory lock; none behind PgBouncer)."""
-        if self.db.options.pgbouncer:
-            return super().retry_lock(bot_id)
+        """Hold the bot's retry lock of the database (an advisory lock)."""
         return self.db.advisory_lock(lock_key("retry", self.schema, bot_id), wait=True)
 
     def janitor_lock(self) -> AbstractAsyncContextManager[bool]:

@@ -24,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
+import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -67,6 +70,9 @@ _CONFLICT_STATES: Final = {"40P01", "40001"}
 
 _CLOSE_WAIT: Final = parse_duration("10s")
 _XACT_LOCK: Final = "SELECT true FROM pg_advisory_xact_lock($1)"
+_POLL_FIRST: Final = parse_duration("1ms")
+_POLL_MAX: Final = parse_duration("100ms")
+"""Bounds of the random wait between two tries of a lock behind PgBouncer (doubling)."""
 _XACT_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock($1)"
 _SEARCH_PATH: Final = (
     "SELECT current_setting('search_path'), "
@@ -91,6 +97,10 @@ class _OneLine(logging.Filter):
 
 
 logging.getLogger("asyncpg.pool").addFilter(_OneLine())
+
+
+def _now() -> float:
+    return time.monotonic()
 
 
 def lock_key(*parts: str) -> int:
@@ -303,20 +313,29 @@ class PostgresPool:
     async def _xact_lock(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
         """Hold ``key`` in a transaction left open on a connection of its own.
 
-        PgBouncer keeps a client's open transaction on one server connection, and a
-        client that goes away mid-transaction loses that server connection, its locks
-        with it. The task's calls use other connections: their transactions commit when
-        they say so, not when the lock is released.
+        PgBouncer keeps a client's open transaction on one server connection, and drops
+        that server connection, its locks with it, if the client goes away. The task's
+        calls use other connections. A waiter tries again after a short random wait
+        rather than holding a server connection while it waits, up to ``lock_timeout``.
         """
-        conn = await self._acquire()
-        try:
-            async with self._guard(conn):
-                await conn.execute("BEGIN")
-                query = _XACT_LOCK if wait else _XACT_TRY_LOCK
-                acquired = bool(await conn.fetchval(query, key, timeout=self.lock_wait))
-            yield acquired
-        finally:
-            await self._end_transaction(conn)
+        deadline = None if self.options.lock_timeout is None else _now() + self.options.lock_timeout
+        for attempt in itertools.count():
+            conn = await self._acquire()
+            try:
+                async with self._guard(conn):
+                    await conn.execute("BEGIN")
+                    acquired = bool(await conn.fetchval(_XACT_TRY_LOCK, key))
+                if acquired or not wait:
+                    yield acquired
+                    return
+            finally:
+                await self._end_transaction(conn)
+            if deadline is not None and _now() > deadline:
+                raise LockTimeoutError(
+                    f"{self._where()}: a lock was not granted within lock_timeout="
+                    f"{format_duration(self.options.lock_timeout)}"
+                )
+            await asyncio.sleep(random.uniform(0, min(_POLL_MAX, _POLL_FIRST * 2**attempt)))
 
     async def _end_transaction(self, conn: Any) -> None:
         """Roll back ``conn``'s transaction (its locks go) and give it back, or drop it."""
