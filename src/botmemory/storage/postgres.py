@@ -11,8 +11,8 @@ URL parameters of botmemory's own (the others go to asyncpg and the server):
 - ``command_timeout``: how long any call waits for an answer, beyond a lock wait, before
   :class:`~botmemory.errors.BackendUnavailableError` (``30s``).
 - ``pgbouncer``: ``true`` when the URL leads to PgBouncer in transaction mode (``false``):
-  no statement cache, no session lock across processes, the janitor's and the
-  migrations' locks transaction-scoped (docs/backends.md, "Behind PgBouncer").
+  no statement cache, no session lock across processes, the retry, janitor and
+  migration locks transaction-scoped (docs/backends.md, "Behind PgBouncer").
 
 A turn holds a session-level advisory lock on (schema, bot, session) for its whole
 duration, on a connection that its load, its commit and its key-value calls use
