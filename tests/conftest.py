@@ -9,6 +9,7 @@ tests with the reason, or fails them when ``BOTMEMORY_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -20,9 +21,10 @@ import pytest
 
 from botmemory import ManualClock, Memory
 from botmemory.storage import Storage, create_storage
+from tests.pgbouncer import PgBouncer, PgBouncerUnavailable
 from tests.redis_cluster import Cluster, ClusterUnavailable
 
-ALL_BACKENDS = ("memory", "sqlite", "postgres", "redis", "redis_cluster")
+ALL_BACKENDS = ("memory", "sqlite", "postgres", "postgres_pgbouncer", "redis", "redis_cluster")
 BACKENDS = [
     b.strip()
     for b in os.environ.get("BOTMEMORY_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
@@ -97,6 +99,53 @@ async def postgres_url() -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test PostgreSQL (tests/pgbouncer.py)."""
+    bouncer = PgBouncer(POSTGRES_URL)
+    try:
+        bouncer.start()
+    except PgBouncerUnavailable as exc:
+        service_unavailable(f"no PgBouncer: {exc}")
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+async def postgres_pgbouncer_url(pgbouncer: PgBouncer) -> AsyncIterator[str]:
+    """A URL through PgBouncer to a schema of its own, dropped after the test."""
+    reason = await _postgres_reachable()
+    if reason:
+        service_unavailable(reason)
+    import asyncpg
+
+    schema = f"bm_test_{uuid.uuid4().hex[:12]}"
+    pgbouncer.add_schema(schema)
+    await _until_served(pgbouncer, schema)
+    yield pgbouncer.url(schema)
+    pgbouncer.remove_schema(schema)
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def _until_served(pgbouncer: PgBouncer, schema: str) -> None:
+    """Wait until PgBouncer, reloading its configuration, knows database ``schema``."""
+    import asyncpg
+
+    for _ in range(200):
+        try:
+            conn = await asyncpg.connect(pgbouncer.url(schema).split("?")[0], timeout=3)
+        except asyncpg.PostgresError:
+            await asyncio.sleep(0.05)  # the reload is under way: not an expiry
+            continue
+        await conn.close()
+        return
+    service_unavailable(f"PgBouncer did not serve database {schema} after its reload")
 
 
 @pytest.fixture

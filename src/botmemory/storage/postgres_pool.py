@@ -14,6 +14,9 @@ serialization failures into :class:`~botmemory.errors.ConflictError`, the rest i
 :class:`~botmemory.errors.BackendError`. Every call waits at most ``command_timeout``
 for the server's answer (plus ``lock_timeout`` when it waits for a lock): a frozen
 server fails calls with :class:`~botmemory.errors.BackendUnavailableError`.
+
+Behind PgBouncer in transaction mode (``pgbouncer=true``) a lock is transaction-scoped
+instead, on a connection of its own (:meth:`PostgresPool._xact_lock`).
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
-import re
+import random
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -38,25 +42,20 @@ from botmemory.errors import (
     BackendError,
     BackendUnavailableError,
     BotMemoryError,
-    ConfigError,
     ConflictError,
-    InvalidDurationError,
     LockTimeoutError,
 )
 from botmemory.storage.postgres_sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
+from botmemory.storage.postgres_url import (
+    PostgresOptions,
+    check_search_path,
+    parse_postgres_url,
+)
 from botmemory.urls import mask_url
 
 __all__ = ["PostgresOptions", "PostgresPool", "lock_key", "parse_postgres_url"]
+"""``PostgresOptions`` and ``parse_postgres_url`` live in :mod:`.postgres_url`."""
 
-_OWN_PARAMS: Final = (
-    "schema",
-    "pool_min",
-    "pool_max",
-    "lock_timeout",
-    "connect_timeout",
-    "command_timeout",
-)
-_SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DRIVER_ERRORS: Final = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -69,72 +68,16 @@ _CONFLICT_STATES: Final = {"40P01", "40001"}
 """A deadlock or a serialization failure: the commit is run again, like any conflict."""
 
 
-_LOCK_TIMEOUT: Final = parse_duration("30s")
-_CONNECT_TIMEOUT: Final = parse_duration("10s")
-_COMMAND_TIMEOUT: Final = parse_duration("30s")
 _CLOSE_WAIT: Final = parse_duration("10s")
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresOptions:
-    """A PostgreSQL URL taken apart: the DSN for asyncpg and botmemory's own parameters."""
-
-    dsn: str
-    schema: str = "public"
-    pool_min: int = 1
-    pool_max: int = 10
-    lock_timeout: Seconds | None = _LOCK_TIMEOUT
-    """How long a call waits for a lock or a free connection; ``None`` waits for ever."""
-    connect_timeout: Seconds = _CONNECT_TIMEOUT
-    """How long to try to connect; ``"never"`` in the URL gives the default."""
-    command_timeout: Seconds = _COMMAND_TIMEOUT
-    """How long a call may wait for the server's answer (time spent waiting for a lock
-    within ``lock_timeout`` not counted); ``"never"`` in the URL gives the default."""
-
-
-def parse_postgres_url(url: str) -> PostgresOptions:
-    """Split ``url`` into the DSN asyncpg gets and botmemory's own parameters."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    own = {name: query.pop(name) for name in _OWN_PARAMS if name in query}
-    query.setdefault("application_name", "botmemory")
-    schema = own.get("schema", "public")
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(
-            [
-                f"database.url: schema={schema!r} is not a schema name: use letters, digits "
-                "and '_', starting with a letter or '_', 63 characters at most"
-            ]
-        )
-    options = PostgresOptions(
-        dsn=urlunsplit(parts._replace(query=urlencode(query))),
-        schema=schema,
-        pool_min=_whole(own.get("pool_min", "1"), "pool_min", minimum=0),
-        pool_max=_whole(own.get("pool_max", "10"), "pool_max", minimum=1),
-        lock_timeout=_duration(own.get("lock_timeout", "30s"), "lock_timeout"),
-        connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout")
-        or _CONNECT_TIMEOUT,
-        command_timeout=_duration(own.get("command_timeout", "30s"), "command_timeout")
-        or _COMMAND_TIMEOUT,
-    )
-    if options.pool_min > options.pool_max:
-        raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
-    return options
-
-
-def _whole(value: str, name: str, *, minimum: int) -> int:
-    if not value.isdigit() or int(value) < minimum:
-        raise ConfigError(
-            [f"database.url: {name}={value!r} must be a whole number, at least {minimum}"]
-        )
-    return int(value)
-
-
-def _duration(value: str, name: str) -> Seconds | None:
-    seconds = parse_duration(value, where=f"database.url {name}", allow_never=True)
-    if seconds is not None and seconds <= 0:
-        raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
-    return seconds
+_XACT_LOCK: Final = "SELECT true FROM pg_advisory_xact_lock($1)"
+_POLL_FIRST: Final = parse_duration("1ms")
+_POLL_MAX: Final = parse_duration("100ms")
+"""Bounds of the random wait between two tries of a lock behind PgBouncer (doubling)."""
+_XACT_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock($1)"
+_SEARCH_PATH: Final = (
+    "SELECT current_setting('search_path'), "
+    "EXISTS (SELECT FROM pg_namespace WHERE nspname = current_user)"
+)
 
 
 class _OneLine(logging.Filter):
@@ -154,6 +97,10 @@ class _OneLine(logging.Filter):
 
 
 logging.getLogger("asyncpg.pool").addFilter(_OneLine())
+
+
+def _now() -> float:
+    return time.monotonic()
 
 
 def lock_key(*parts: str) -> int:
@@ -218,9 +165,22 @@ class PostgresPool:
                 max_size=opts.pool_max,
                 timeout=opts.connect_timeout,
                 command_timeout=opts.command_timeout,
-                server_settings=settings,
+                server_settings={} if opts.pgbouncer else settings,
+                statement_cache_size=0 if opts.pgbouncer else 100,
                 reset=_reset_nothing,
             )
+        if opts.pgbouncer:
+            try:
+                await self._check_search_path()
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _check_search_path(self) -> None:
+        """Refuse a PgBouncer whose connections would not find the tables in ``schema``."""
+        async with self.connection() as conn:
+            path, user_schema = await conn.fetchrow(_SEARCH_PATH)
+        check_search_path(self.options.schema, path, has_user_schema=user_schema)
 
     async def close(self) -> None:
         """Close every connection, waiting up to 10 s for those in use. Safe to call twice."""
@@ -360,12 +320,77 @@ class PostgresPool:
         if held is not None and held.pool is self and held.key == key:
             held.locked = False
 
-    @asynccontextmanager
-    async def advisory_lock(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
+    def advisory_lock(self, key: int, *, wait: bool) -> AbstractAsyncContextManager[bool]:
         """Hold advisory lock ``key`` (or yield ``False`` if taken, unless ``wait``).
 
-        While it is held, this task's calls of :meth:`connection` get its connection.
+        A session-level lock, on the connection this task's calls of :meth:`connection`
+        then get; behind PgBouncer a transaction-level one (:meth:`_xact_lock`).
         """
+        if self.options.pgbouncer:
+            return self._xact_lock(key, wait=wait)
+        return self._session_lock(key, wait=wait)
+
+    @asynccontextmanager
+    async def _xact_lock(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
+        """Hold ``key`` in a transaction left open on a connection of its own.
+
+        PgBouncer keeps a client's open transaction on one server connection, and drops
+        that server connection, its locks with it, if the client goes away. The task's
+        calls use other connections. A waiter tries again after a short random wait
+        rather than holding a server connection while it waits, up to ``lock_timeout``.
+        """
+        deadline = None if self.options.lock_timeout is None else _now() + self.options.lock_timeout
+        for attempt in itertools.count():
+            conn = await self._acquire()
+            try:
+                async with self._guard(conn):
+                    await conn.execute("BEGIN")
+                    acquired = bool(await conn.fetchval(_XACT_TRY_LOCK, key))
+                if acquired or not wait:
+                    yield acquired
+                    return
+            finally:
+                await self._end_transaction(conn)
+            if deadline is not None and _now() > deadline:
+                raise LockTimeoutError(
+                    f"{self._where()}: a lock was not granted within lock_timeout="
+                    f"{format_duration(self.options.lock_timeout)}"
+                )
+            await asyncio.sleep(random.uniform(0, min(_POLL_MAX, _POLL_FIRST * 2**attempt)))
+
+    async def _end_transaction(self, conn: Any) -> None:
+        """Roll back ``conn``'s transaction (its locks go) and give it back, or drop it."""
+        try:
+            await conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _terminate(conn)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            await self._release(conn)
+
+    @asynccontextmanager
+    async def migration_connection(self, key: int) -> AsyncIterator[Any]:
+        """Yield the connection the migrations run on; they lock ``key`` themselves.
+
+        Behind PgBouncer their session-level lock is not enough: they then run in one
+        transaction that holds ``key`` too (DDL is transactional in PostgreSQL), and a
+        failure drops the connection, so that no lock outlives it.
+        """
+        async with self.connection() as conn:
+            if not self.options.pgbouncer:
+                yield conn
+                return
+            try:
+                async with conn.transaction():
+                    await conn.execute(_XACT_LOCK, key, timeout=self.lock_wait)
+                    yield conn
+            except BaseException:
+                _terminate(conn)
+                raise
+
+    @asynccontextmanager
+    async def _session_lock(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
         conn, acquired = await self._lock_connection(key, wait=wait)
         if not acquired:
             await self._release(conn)

@@ -1,0 +1,120 @@
+"""PostgreSQL URLs: the DSN asyncpg gets and botmemory's own parameters (docs/backends.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from botmemory.durations import Seconds, parse_duration
+from botmemory.errors import ConfigError, InvalidDurationError
+from botmemory.storage.postgres_sql import quote_ident
+
+__all__ = ["PostgresOptions", "check_search_path", "parse_postgres_url"]
+
+_OWN_PARAMS: Final = (
+    "schema",
+    "pool_min",
+    "pool_max",
+    "lock_timeout",
+    "connect_timeout",
+    "command_timeout",
+    "pgbouncer",
+)
+_SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_LOCK_TIMEOUT: Final = parse_duration("30s")
+_CONNECT_TIMEOUT: Final = parse_duration("10s")
+_COMMAND_TIMEOUT: Final = parse_duration("30s")
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    """A PostgreSQL URL taken apart: the DSN for asyncpg and botmemory's own parameters."""
+
+    dsn: str
+    schema: str = "public"
+    pool_min: int = 1
+    pool_max: int = 10
+    lock_timeout: Seconds | None = _LOCK_TIMEOUT
+    """How long a call waits for a lock or a free connection; ``None`` waits for ever."""
+    connect_timeout: Seconds = _CONNECT_TIMEOUT
+    """How long to try to connect; ``"never"`` in the URL gives the default."""
+    command_timeout: Seconds = _COMMAND_TIMEOUT
+    """How long a call may wait for the server's answer (time spent waiting for a lock
+    within ``lock_timeout`` not counted); ``"never"`` in the URL gives the default."""
+    pgbouncer: bool = False
+    """Whether the URL leads to PgBouncer in transaction mode (no statement cache, no
+    session-level state: see docs/backends.md, "Behind PgBouncer")."""
+
+
+def parse_postgres_url(url: str) -> PostgresOptions:
+    """Split ``url`` into the DSN asyncpg gets and botmemory's own parameters."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    own = {name: query.pop(name) for name in _OWN_PARAMS if name in query}
+    query.setdefault("application_name", "botmemory")
+    schema = own.get("schema", "public")
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            [
+                f"database.url: schema={schema!r} is not a schema name: use letters, digits "
+                "and '_', starting with a letter or '_', 63 characters at most"
+            ]
+        )
+    options = PostgresOptions(
+        dsn=urlunsplit(parts._replace(query=urlencode(query))),
+        schema=schema,
+        pool_min=_whole(own.get("pool_min", "1"), "pool_min", minimum=0),
+        pool_max=_whole(own.get("pool_max", "10"), "pool_max", minimum=1),
+        lock_timeout=_duration(own.get("lock_timeout", "30s"), "lock_timeout"),
+        connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout")
+        or _CONNECT_TIMEOUT,
+        command_timeout=_duration(own.get("command_timeout", "30s"), "command_timeout")
+        or _COMMAND_TIMEOUT,
+        pgbouncer=_flag(own.get("pgbouncer", "false"), "pgbouncer"),
+    )
+    if options.pool_min > options.pool_max:
+        raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
+    return options
+
+
+def _whole(value: str, name: str, *, minimum: int) -> int:
+    if not value.isdigit() or int(value) < minimum:
+        raise ConfigError(
+            [f"database.url: {name}={value!r} must be a whole number, at least {minimum}"]
+        )
+    return int(value)
+
+
+def _flag(value: str, name: str) -> bool:
+    if value not in ("true", "false"):
+        raise ConfigError([f"database.url: {name}={value!r} must be true or false"])
+    return value == "true"
+
+
+def _duration(value: str, name: str) -> Seconds | None:
+    seconds = parse_duration(value, where=f"database.url {name}", allow_never=True)
+    if seconds is not None and seconds <= 0:
+        raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
+    return seconds
+
+
+def check_search_path(schema: str, path: str, *, has_user_schema: bool) -> None:
+    """Raise :class:`ConfigError` unless ``search_path`` ``path`` leads to ``schema`` first.
+
+    PgBouncer does not pass a ``search_path`` per client: the role's or the database's
+    own must lead to the schema. ``"$user"`` counts only if the role has a schema.
+    """
+    names = [name.strip() for name in path.split(",")]
+    if names[0] == '"$user"' and not has_user_schema:
+        names = names[1:]
+    if not names or names[0] not in (schema, quote_ident(schema)):
+        raise ConfigError(
+            [
+                f"database.url: pgbouncer=true, but the search_path through PgBouncer is "
+                f"{path!r}, which does not start with schema {schema!r}: PgBouncer cannot "
+                f"set it per connection; give it to the role (ALTER ROLE <user> SET "
+                f'search_path = "{schema}") or to the database'
+            ]
+        )
