@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -115,33 +115,24 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(data: Path, *args: str) -> Iterator[Served]:
-    """Run ``botmemory serve`` on ``data`` until healthy; stop it with SIGTERM on exit."""
-    port = free_port()
-    code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
+def running(
+    command: list[str], port: int, env: Mapping[str, str] | None = None
+) -> Iterator[Served]:
+    """Run a server process that listens on ``port`` until ``/readyz`` answers; stop it
+    with SIGTERM on exit (unless it stopped already), and check it ended with status 0."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            code,
-            str(data),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *args,
-        ],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "BOTMEMORY_DATABASE_URL": ""},
+        env={**os.environ, **(env or {})},
     )
     served = Served(f"http://127.0.0.1:{port}", process)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{served.url}/healthz").status_code == 200:
+                if httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -150,6 +141,17 @@ def serving(data: Path, *args: str) -> Iterator[Served]:
             time.sleep(0.1)  # polls a real process starting up: no clock to move
         yield served
     finally:
-        process.send_signal(signal.SIGTERM)
-        served.output = process.communicate(timeout=30)[0]
+        process.send_signal(signal.SIGTERM)  # nothing if it stopped already
+        served.output = process.communicate(timeout=60)[0]
     assert process.returncode == 0, served.output
+
+
+@contextlib.contextmanager
+def serving(data: Path, *args: str, env: Mapping[str, str] | None = None) -> Iterator[Served]:
+    """Run ``botmemory serve`` on ``data`` (see :func:`running`)."""
+    port = free_port()
+    code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
+    command = [sys.executable, "-c", code, str(data), "--port", str(port)]
+    command += ["--log-level", "warning", *args]
+    with running(command, port, {"BOTMEMORY_DATABASE_URL": "", **(env or {})}) as served:
+        yield served

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,57 +20,34 @@ import httpx
 import pytest
 
 from tests.server.conftest import ADMIN, CONFIG, bearer, write_data_dir
-from tests.server.live import free_port
+from tests.server.live import Served, free_port, running, serving
 from tests.server.test_admin_routes import samples
 
 STARTED_WITHIN = 60.0
 
 
-def start(env: dict[str, str], port: int, workers: int = 2) -> subprocess.Popen[str]:
+def uvicorn_command(port: int, workers: int = 2) -> list[str]:
     command = [sys.executable, "-m", "uvicorn", "botmemory.server.asgi:app"]
-    command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-    return subprocess.Popen(command, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
-
-
-def start_serve(data: Path, port: int) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "botmemory", "serve", str(data), "--port", str(port)]
-    command += ["--workers", "2", "--log-level", "warning"]
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    return [*command, "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
 
 
 @pytest.fixture(params=["uvicorn", "serve"])
-def served(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
     data = write_data_dir(tmp_path / "data", CONFIG)
+    if request.param == "serve":
+        with serving(data, "--workers", "2") as found:
+            yield found
+        return
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    port = free_port()
     env = {"BOTMEMORY_DATA_DIR": str(data), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-    process = start(env, port) if request.param == "uvicorn" else start_serve(data, port)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTED_WITHIN
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.1)  # a real server starting
-    try:
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    port = free_port()
+    with running(uvicorn_command(port), port, env) as found:
+        yield found
 
 
-def test_two_workers_serve_one_data_folder_and_their_metrics_add_up(
-    served: tuple[str, subprocess.Popen[str]],
-) -> None:
-    url, process = served
+def test_two_workers_serve_one_data_folder_and_their_metrics_add_up(served: Served) -> None:
+    url, process = served.url, served.process
     with httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=10) as http:
         for i in range(20):
             with httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=10) as fresh:
@@ -90,7 +66,10 @@ def test_two_workers_serve_one_data_folder_and_their_metrics_add_up(
 
 
 def test_a_missing_data_folder_fails_the_start_with_the_reason(tmp_path: Path) -> None:
-    process = start({"BOTMEMORY_DATA_DIR": ""}, free_port(), workers=1)
+    env = {**os.environ, "BOTMEMORY_DATA_DIR": ""}
+    process = subprocess.Popen(
+        uvicorn_command(free_port(), workers=1), env=env, stderr=subprocess.PIPE, text=True
+    )
     _, errors = process.communicate(timeout=STARTED_WITHIN)
     assert process.returncode != 0
     assert "set BOTMEMORY_DATA_DIR to the data folder to serve" in errors

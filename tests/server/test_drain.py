@@ -7,19 +7,17 @@ SIGTERM arrives. Waiting on real processes and files is the only waiting here.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.server.conftest import ADMIN, CONFIG, bearer, write_data_dir
-from tests.server.live import free_port
+from tests.server.live import serving
 
 WITHIN = 60.0
 SLOW_HOOK = """
@@ -39,18 +37,11 @@ async def hook(event, state, kvs):
 """
 
 
-def wait_for(check: object, what: str) -> None:
+def wait_for(check: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WITHIN
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, f"{what} did not happen within {WITHIN}s"
         time.sleep(0.05)  # a real process working
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.parametrize("grace", ["30s", "1s"])
@@ -61,13 +52,9 @@ def test_sigterm_finishes_requests_in_progress_and_refuses_new_ones(
     hooks = data / "bots" / "echo" / "hooks" / "before_incoming"
     hooks.mkdir(parents=True)
     (hooks / "slow.py").write_text(SLOW_HOOK)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "botmemory", "serve", str(data), "--port", str(port)]
-    env = {**os.environ, "BOTMEMORY_DRAIN_TEST": str(tmp_path)}
-    server = subprocess.Popen([*command, "--grace", grace], env=env, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: ready(url), "the server's start")
+    env = {"BOTMEMORY_DRAIN_TEST": str(tmp_path)}
+    with serving(data, "--grace", grace, env=env) as served:
+        url, server = served.url, served.process
         answers: list[httpx.Response | Exception] = []
 
         def slow() -> None:
@@ -81,26 +68,24 @@ def test_sigterm_finishes_requests_in_progress_and_refuses_new_ones(
 
         sender = threading.Thread(target=slow)
         sender.start()
-        wait_for((tmp_path / "started").exists, "the slow request's start")
-        server.send_signal(signal.SIGTERM)
-        with httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=10) as http:
-            wait_for(lambda: http.get("/readyz").status_code == 503, "the drain")
-            refused = http.post("/api/v1/bots/echo/converse/u2", json={"text": "hi"})
-            assert refused.status_code == 503
-            assert refused.headers["Retry-After"] == "5"
-            assert http.get("/healthz").status_code == 200  # alive until it exits
-        if grace == "30s":
+        try:
+            wait_for((tmp_path / "started").exists, "the slow request's start")
+            server.send_signal(signal.SIGTERM)
+            with httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=10) as http:
+                wait_for(lambda: http.get("/readyz").status_code == 503, "the drain")
+                refused = http.post("/api/v1/bots/echo/converse/u2", json={"text": "hi"})
+                assert refused.status_code == 503
+                assert refused.headers["Retry-After"] == "5"
+                assert http.get("/healthz").status_code == 200  # alive until it exits
+            if grace == "30s":
+                (tmp_path / "go").write_text("1")
+                sender.join(WITHIN)
+                answer = answers[0]
+                assert isinstance(answer, httpx.Response)
+                assert answer.status_code == 200
+                assert answer.json()["responses"] == [{"type": "text", "text": "echo: slow"}]
+            else:  # the grace ends first: the request in progress is cut off, then it stops
+                sender.join(WITHIN)
+            assert server.wait(timeout=WITHIN) == 0
+        finally:
             (tmp_path / "go").write_text("1")
-            sender.join(WITHIN)
-            answer = answers[0]
-            assert isinstance(answer, httpx.Response)
-            assert answer.status_code == 200
-            assert answer.json()["responses"] == [{"type": "text", "text": "echo: slow"}]
-        else:  # the grace ends first: the request in progress is cut off, then it stops
-            sender.join(WITHIN)
-        assert server.wait(timeout=WITHIN) == 0
-    finally:
-        (tmp_path / "go").write_text("1")
-        if server.poll() is None:
-            server.kill()
-        server.communicate()
