@@ -26,9 +26,9 @@ import httpx
 import uvicorn
 
 from botmemory import ManualClock
-from botmemory.cli.serve import server_class
 from botmemory.dialog import DialogEngine
 from botmemory.server import create_app
+from botmemory.server.drain import server_class
 
 __all__ = ["LiveServer", "Served", "free_port", "serving"]
 
@@ -116,16 +116,18 @@ class Served:
 
 @contextlib.contextmanager
 def running(
-    command: list[str], port: int, env: Mapping[str, str] | None = None
+    command: list[str], port: int, env: Mapping[str, str] | None = None, *, own_group: bool = False
 ) -> Iterator[Served]:
     """Run a server process that listens on ``port`` until ``/readyz`` answers; stop it
-    with SIGTERM on exit (unless it stopped already), and check it ended with status 0."""
+    with SIGTERM on exit (unless it stopped already), and check it ended with status 0.
+    With ``own_group``, the process leads its own process group (as a terminal's job)."""
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
+        start_new_session=own_group,
     )
     served = Served(f"http://127.0.0.1:{port}", process)
     try:
@@ -147,11 +149,14 @@ def running(
 
 
 @contextlib.contextmanager
-def serving(data: Path, *args: str, env: Mapping[str, str] | None = None) -> Iterator[Served]:
+def serving(
+    data: Path, *args: str, env: Mapping[str, str] | None = None, own_group: bool = False
+) -> Iterator[Served]:
     """Run ``botmemory serve`` on ``data`` (see :func:`running`)."""
     port = free_port()
     code = "import sys; from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
     command = [sys.executable, "-c", code, str(data), "--port", str(port)]
     command += ["--log-level", "warning", *args]
-    with running(command, port, {"BOTMEMORY_DATABASE_URL": "", **(env or {})}) as served:
+    env = {"BOTMEMORY_DATABASE_URL": "", **(env or {})}
+    with running(command, port, env, own_group=own_group) as served:
         yield served

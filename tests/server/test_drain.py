@@ -1,27 +1,34 @@
-"""A stopping ``botmemory serve`` drains: what it started finishes, new requests get 503.
+"""A stopping ``botmemory serve`` drains: what it started finishes, new requests get 503;
+with ``--workers``, every worker does, and the supervisor keeps them running until then.
 
-A real server process; the echo bot gets a hook that holds a message named ``slow``
+Real server processes; the echo bot gets a hook that holds a message named ``slow``
 until the test lets it go (a marker file), so a request is in progress for sure when
-SIGTERM arrives. Waiting on real processes and files is the only waiting here.
+the signal arrives. Waiting on real processes and files is the only waiting here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.server.conftest import ADMIN, CONFIG, bearer, write_data_dir
-from tests.server.live import serving
+from tests.server.live import Served, free_port, serving
 
 WITHIN = 60.0
 SLOW_HOOK = """
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,48 +51,171 @@ def wait_for(check: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)  # a real process working
 
 
-@pytest.mark.parametrize("grace", ["30s", "1s"])
-def test_sigterm_finishes_requests_in_progress_and_refuses_new_ones(
-    tmp_path: Path, grace: str
-) -> None:
+@dataclass
+class Held:
+    """A served data folder whose echo bot holds a ``slow`` message until :meth:`release`."""
+
+    served: Served
+    folder: Path
+    answers: list[httpx.Response | Exception]
+    sender: threading.Thread
+
+    def release(self) -> None:
+        (self.folder / "go").write_text("1")
+        self.sender.join(WITHIN)
+
+    def answer(self) -> httpx.Response | Exception:
+        return self.answers[0]
+
+
+def slow_data_dir(tmp_path: Path) -> Path:
     data = write_data_dir(tmp_path / "data", CONFIG)
     hooks = data / "bots" / "echo" / "hooks" / "before_incoming"
     hooks.mkdir(parents=True)
     (hooks / "slow.py").write_text(SLOW_HOOK)
+    return data
+
+
+@contextlib.contextmanager
+def holding(tmp_path: Path, *args: str, own_group: bool = False) -> Iterator[Held]:
+    """Serve with ``args``, and hold one ``slow`` request in progress."""
     env = {"BOTMEMORY_DRAIN_TEST": str(tmp_path)}
-    with serving(data, "--grace", grace, env=env) as served:
-        url, server = served.url, served.process
+    with serving(slow_data_dir(tmp_path), *args, env=env, own_group=own_group) as served:
         answers: list[httpx.Response | Exception] = []
 
         def slow() -> None:
             try:
                 answers.append(
-                    httpx.post(f"{url}/api/v1/bots/echo/converse/u1", json={"text": "slow"},
-                               timeout=WITHIN)
+                    httpx.post(f"{served.url}/api/v1/bots/echo/converse/u1",
+                               json={"text": "slow"}, timeout=WITHIN)
                 )  # fmt: skip
             except httpx.HTTPError as exc:
                 answers.append(exc)
 
         sender = threading.Thread(target=slow)
         sender.start()
+        held = Held(served, tmp_path, answers, sender)
         try:
             wait_for((tmp_path / "started").exists, "the slow request's start")
-            server.send_signal(signal.SIGTERM)
-            with httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=10) as http:
-                wait_for(lambda: http.get("/readyz").status_code == 503, "the drain")
-                refused = http.post("/api/v1/bots/echo/converse/u2", json={"text": "hi"})
-                assert refused.status_code == 503
-                assert refused.headers["Retry-After"] == "5"
-                assert http.get("/healthz").status_code == 200  # alive until it exits
-            if grace == "30s":
-                (tmp_path / "go").write_text("1")
-                sender.join(WITHIN)
-                answer = answers[0]
-                assert isinstance(answer, httpx.Response)
-                assert answer.status_code == 200
-                assert answer.json()["responses"] == [{"type": "text", "text": "echo: slow"}]
-            else:  # the grace ends first: the request in progress is cut off, then it stops
-                sender.join(WITHIN)
-            assert server.wait(timeout=WITHIN) == 0
+            yield held
         finally:
-            (tmp_path / "go").write_text("1")
+            held.release()
+
+
+def assert_draining(served: Served) -> None:
+    """New requests get 503 (each one on a new connection); alive still.
+
+    With several workers, those with nothing in progress stop at once (a connection one
+    accepts as it stops is closed unanswered, as with any server that stops): the test
+    waits until only the worker holding the request is left.
+    """
+    if worker_pids(served.process.pid):
+        wait_for(lambda: len(worker_pids(served.process.pid)) == 1, "the idle worker's stop")
+    with httpx.Client(base_url=served.url, headers=bearer(ADMIN), timeout=10) as http:
+        wait_for(lambda: http.get("/readyz").status_code == 503, "the drain")
+    for user in ("u2", "u3"):
+        with httpx.Client(base_url=served.url, headers=bearer(ADMIN), timeout=10) as http:
+            refused = http.post(f"/api/v1/bots/echo/converse/{user}", json={"text": "hi"})
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "5"
+            assert http.get("/healthz").status_code == 200  # alive until it exits
+
+
+def assert_echoed(answer: httpx.Response | Exception) -> None:
+    assert isinstance(answer, httpx.Response), answer
+    assert answer.status_code == 200
+    assert answer.json()["responses"] == [{"type": "text", "text": "echo: slow"}]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("grace", ["30s", "3s"])
+def test_sigterm_finishes_requests_in_progress_and_refuses_new_ones(
+    tmp_path: Path, grace: str, workers: str
+) -> None:
+    with holding(tmp_path, "--grace", grace, "--workers", workers) as held:
+        server = held.served.process
+        server.send_signal(signal.SIGTERM)
+        assert_draining(held.served)
+        if grace == "30s":
+            held.release()
+            assert_echoed(held.answer())
+        else:  # the grace ends first: the request in progress is cut off, then it stops
+            held.sender.join(WITHIN)
+        assert server.wait(timeout=WITHIN) == 0
+
+
+def test_ctrl_c_on_a_terminal_drains_the_workers_once(tmp_path: Path) -> None:
+    """A terminal sends Ctrl-C to the whole process group: the workers must not take it
+    as a second signal on top of the one their supervisor passes on."""
+    with holding(tmp_path, "--workers", "2", own_group=True) as held:
+        server = held.served.process
+        os.killpg(server.pid, signal.SIGINT)
+        assert_draining(held.served)
+        assert server.poll() is None  # still draining: the request is held
+        held.release()
+        assert_echoed(held.answer())
+        assert server.wait(timeout=WITHIN) == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_signal_stops_at_once(tmp_path: Path, workers: str) -> None:
+    with holding(tmp_path, "--grace", "10m", "--workers", workers) as held:
+        server = held.served.process
+        server.send_signal(signal.SIGTERM)
+        assert_draining(held.served)
+        server.send_signal(signal.SIGTERM)
+        # within WITHIN, far less than the 10 minutes of grace: the held request is cut off
+        assert server.wait(timeout=WITHIN) == 0
+        held.sender.join(WITHIN)
+        cut_off = held.answer()
+        assert not isinstance(cut_off, httpx.Response) or cut_off.status_code == 500
+    with serving(tmp_path / "data") as served:  # the cut-off turn stored nothing
+        answer = httpx.get(
+            f"{served.url}/api/v1/bots/echo/users/u1/memory", headers=bearer(ADMIN), timeout=10
+        )
+        assert answer.json()["scopes"]["session"] == {}
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return {int(pid) for pid in children if b"spawn_main" in command_line(int(pid))}
+
+
+def command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # it just ended
+        return b""
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with serving(data, "--workers", "2") as served:
+        supervisor = served.process.pid
+        wait_for(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+        first = worker_pids(supervisor)
+        killed = min(first)
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: len(worker_pids(supervisor) - first) == 1, "a new worker")
+        assert killed not in worker_pids(supervisor)
+        for i in range(6):  # new connections: both workers answer
+            with httpx.Client(base_url=served.url, headers=bearer(ADMIN), timeout=10) as http:
+                wait_for(lambda: http.get("/readyz").status_code == 200, "the new worker")
+                answer = http.post("/api/v1/bots/echo/converse/u1", json={"text": f"m{i}"})
+                assert answer.json()["responses"] == [{"type": "text", "text": f"echo: m{i}"}]
+    assert "stopped (-9): replaced" in served.output
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    """The folder is fine but its database cannot be reached: each worker's start fails,
+    and the supervisor stops with status 1 instead of starting workers forever."""
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    code = "from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
+    command = [sys.executable, "-c", code, str(data), "--port", str(free_port())]
+    env = {**os.environ, "BOTMEMORY_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
+    done = subprocess.run(
+        [*command, "--workers", "2"], capture_output=True, text=True, env=env, timeout=WITHIN
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "could not start: stopping" in done.stderr

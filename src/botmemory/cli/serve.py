@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import shutil
-import signal
 import socket
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Final
 
 import click
@@ -25,14 +19,10 @@ from botmemory.durations import Seconds, parse_duration
 from botmemory.errors import BotMemoryError, MissingDependencyError
 
 if TYPE_CHECKING:
-    import uvicorn
+    pass
 
-    from botmemory.server.drain import Drain
+__all__ = ["init", "serve"]
 
-__all__ = ["init", "serve", "server_class"]
-
-DRAIN_GRACE: Final = parse_duration("30s")
-"""How long a stopping server lets requests in progress finish (``--grace``)."""
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 EXAMPLE_DIR: Final = Path(__file__).resolve().parents[1] / "example_data"
 """The example data folder, shipped with the package (``examples/data`` links to it)."""
@@ -150,7 +140,8 @@ def serve(
     listener = _listen(host, port)
     try:
         if workers > 1:
-            serve_workers(data_dir, listener, workers, log_level)
+            if not serve_workers(data_dir, listener, workers, log_level, drain_grace):
+                raise SystemExit(1)
             return
         loop_factory = server_stack().loop_factory()  # uvloop when installed
         options = Options(host, port, log_level, reload, drain_grace)
@@ -206,7 +197,7 @@ class Options:
     port: int
     log_level: str
     reload: bool
-    grace: Seconds = DRAIN_GRACE
+    grace: Seconds
 
 
 async def _serve(
@@ -216,6 +207,7 @@ async def _serve(
         import uvicorn
 
         from botmemory.server import create_app
+        from botmemory.server.drain import server_class
         from botmemory.server.stack import server_stack
     except MissingDependencyError:
         raise
@@ -260,59 +252,3 @@ def _log_to_stderr(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s:     botmemory: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level.upper())
-
-
-def server_class(base: type[uvicorn.Server], grace: Seconds = DRAIN_GRACE) -> type[uvicorn.Server]:
-    """uvicorn's server that drains on SIGTERM or Ctrl-C, ends the push streams when it
-    stops, and does not re-raise the signal once it has stopped.
-
-    Draining (:mod:`botmemory.server.drain`): new requests are answered 503 while those
-    in progress finish, for ``grace`` at most; then the server stops. A second signal
-    stops it at once.
-
-    uvicorn re-raises the signal after a graceful shutdown, which would kill the process
-    before the engine is closed (and make Ctrl-C an error): here both simply stop it.
-    """
-
-    class Server(base):  # type: ignore[misc,valid-type]
-        _drain_until = 0.0
-
-        def _drain(self) -> Drain | None:
-            state = getattr(getattr(self.config.app, "state", None), "botmemory", None)
-            return None if state is None else state.drain
-
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            """The first SIGTERM or Ctrl-C drains; a second one stops at once."""
-            drain = self._drain()
-            if drain is None or drain.draining or self.should_exit:  # type: ignore[has-type]
-                super().handle_exit(sig, frame)
-                return
-            drain.start()
-            self._drain_until = time.monotonic() + grace
-
-        async def on_tick(self, counter: int) -> bool:
-            drain = self._drain()
-            if drain is not None and drain.draining and not self.should_exit:  # type: ignore[has-type]
-                self.should_exit = drain.idle or time.monotonic() >= self._drain_until
-            return bool(await super().on_tick(counter))
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            state = getattr(getattr(self.config.app, "state", None), "botmemory", None)
-            if state is not None:  # end the push streams, else stopping waits for them
-                state.events.close()
-            await super().shutdown(sockets)
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            handled = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    return Server

@@ -17,6 +17,9 @@ from __future__ import annotations
 import os
 from typing import Any, Final
 
+from fastapi import FastAPI
+from starlette.datastructures import State
+
 from botmemory.dialog import DialogEngine
 from botmemory.errors import BotMemoryError
 from botmemory.server.app import create_app
@@ -33,7 +36,7 @@ class DataDirApp:
     """The app of the data folder named by ``BOTMEMORY_DATA_DIR``, opened at start-up."""
 
     def __init__(self) -> None:
-        self._app: Any = None
+        self._app: FastAPI | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -43,6 +46,11 @@ class DataDirApp:
             raise RuntimeError("botmemory.server.asgi:app needs an ASGI server with lifespan on")
         await self._app(scope, receive, send)
 
+    @property
+    def state(self) -> State | None:
+        """The started app's state (``state.botmemory``), for the draining server."""
+        return None if self._app is None else self._app.state
+
     async def _lifespan(self, scope: Scope, receive: Any, send: Any) -> None:
         """Open the data folder, then hand the lifespan to the app (its janitor)."""
         startup: Message = await receive()
@@ -51,14 +59,14 @@ class DataDirApp:
         except BotMemoryError as exc:
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
-        self._app = create_app(engine)
+        self._app = app = create_app(engine)
         pending = [startup]
 
         async def receive_again() -> Message:
             return pending.pop() if pending else await receive()
 
         try:
-            await self._app(scope, receive_again, send)
+            await app(scope, receive_again, send)
         finally:
             self._app = None
             await engine.close()

@@ -6,16 +6,36 @@ in progress in the app's :class:`Drain`. Once :meth:`Drain.start` was called
 with ``Retry-After`` and ``Connection: close`` (a load balancer sends it elsewhere),
 except ``/healthz``: the process is alive until it exits. The server stops once nothing
 is in progress, or when its grace is over.
+
+:func:`server_class` is the uvicorn server that does this on a signal, for
+``botmemory serve`` and for each worker of ``botmemory serve --workers``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from botmemory.durations import Seconds, parse_duration
 from botmemory.server.errors import error_response
 
-__all__ = ["Drain", "DrainGuard"]
+if TYPE_CHECKING:
+    import uvicorn
 
+    from botmemory.server.state import ServerState
+
+__all__ = ["DRAIN_GRACE", "Drain", "DrainGuard", "server_class"]
+
+DRAIN_GRACE: Final = parse_duration("30s")
+"""How long a stopping server lets requests in progress finish (``serve --grace``)."""
 _ALIVE = "/healthz"
 
 
@@ -59,3 +79,73 @@ class DrainGuard:
             await self.app(scope, receive, send)
         finally:
             drain.in_progress -= 1
+
+
+def server_class(
+    base: type[uvicorn.Server], grace: Seconds = DRAIN_GRACE, *, supervised: bool = False
+) -> type[uvicorn.Server]:
+    """uvicorn's server that drains on SIGTERM or Ctrl-C, ends the push streams when it
+    stops, and does not re-raise the signal once it has stopped.
+
+    Draining: new requests are answered 503 while those in progress finish, for
+    ``grace`` at most; then the server stops. A second signal stops it at once.
+
+    A ``supervised`` server (a worker of ``serve --workers``) drains on SIGTERM only and
+    ignores Ctrl-C: its supervisor passes every stop on as SIGTERM, and a terminal's
+    Ctrl-C, which reaches the whole process group, must not count twice.
+
+    uvicorn re-raises the signal after a graceful shutdown, which would kill the process
+    before the engine is closed (and make Ctrl-C an error): here both simply stop it.
+    """
+
+    class Server(base):  # type: ignore[misc,valid-type]
+        _drain_until = 0.0
+
+        def _state(self) -> ServerState | None:
+            return app_state(self.config.app)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            """The first signal drains; a second one stops at once."""
+            state = self._state()
+            drain = None if state is None else state.drain
+            if drain is None or drain.draining or self.should_exit:  # type: ignore[has-type]
+                super().handle_exit(sig, frame)
+                return
+            drain.start()
+            self._drain_until = time.monotonic() + grace
+
+        async def on_tick(self, counter: int) -> bool:
+            state = self._state()
+            drain = None if state is None else state.drain
+            if drain is not None and drain.draining and not self.should_exit:  # type: ignore[has-type]
+                self.should_exit = drain.idle or time.monotonic() >= self._drain_until
+            return bool(await super().on_tick(counter))
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            state = self._state()
+            if state is not None:  # end the push streams, else stopping waits for them
+                state.events.close()
+            await super().shutdown(sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGTERM,) if supervised else (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            if supervised:
+                previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def app_state(app: Any) -> ServerState | None:
+    """The botmemory state of a served app (``create_app``'s, or the ASGI module's once
+    started), or None."""
+    return getattr(getattr(app, "state", None), "botmemory", None)
