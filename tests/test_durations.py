@@ -25,7 +25,7 @@ from botmemory.janitor import Janitor, JanitorReport
 from botmemory.kvs import parse_expiry
 from botmemory.retention import RetentionPolicies, VariablePolicy
 from botmemory.storage.base import SessionTimeouts
-from botmemory.storage.postgres_pool import PostgresOptions
+from botmemory.storage.postgres.url import PostgresOptions
 from botmemory.storage.redis import RedisOptions
 from botmemory.storage.sqlite import SqliteStorage
 

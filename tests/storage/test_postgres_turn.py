@@ -253,8 +253,8 @@ async def test_janitor_updates_give_new_versions(db: PostgresStorage) -> None:
 
 
 def test_a_commit_locks_a_scope_exclusively_only_when_it_may_change_its_names() -> None:
-    from botmemory.storage.postgres_pool import lock_key
-    from botmemory.storage.postgres_turn import commit_locks
+    from botmemory.storage.postgres.pool import lock_key
+    from botmemory.storage.postgres.turn import commit_locks
 
     bot_scope = lock_key("scope", "s", "b", "bot", "")
     stored, new = VarKey("bot", "b", "", "stored"), VarKey("bot", "b", "", "new")

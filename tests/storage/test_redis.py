@@ -42,11 +42,11 @@ redis = pytest.importorskip("redis")
 import redis.asyncio as aioredis  # noqa: E402 - needs redis
 from redis.crc import key_slot  # noqa: E402
 
-from botmemory.storage import redis_kvs  # noqa: E402
 from botmemory.storage.redis import RedisOptions  # noqa: E402
-from botmemory.storage.redis_layout import BotKeys, MetaKeys  # noqa: E402
-from botmemory.storage.redis_lease import Lease  # noqa: E402
-from botmemory.storage.redis_scripts import Scripts  # noqa: E402
+from botmemory.storage.redis import kvs as redis_kvs  # noqa: E402
+from botmemory.storage.redis.layout import BotKeys, MetaKeys  # noqa: E402
+from botmemory.storage.redis.lease import Lease  # noqa: E402
+from botmemory.storage.redis.scripts import Scripts  # noqa: E402
 
 pytestmark = pytest.mark.redis
 

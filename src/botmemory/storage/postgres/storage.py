@@ -16,9 +16,9 @@ URL parameters of botmemory's own (the others go to asyncpg and the server):
 
 A turn holds a session-level advisory lock on (schema, bot, session) for its whole
 duration, on a connection that its load, its commit and its key-value calls use
-(:mod:`botmemory.storage.postgres_pool`). Its load is one query; its commit one short
+(:mod:`botmemory.storage.postgres.pool`). Its load is one query; its commit one short
 transaction that locks the keys it touches, checks their versions and writes
-(:mod:`botmemory.storage.postgres_turn`). The janitor takes its
+(:mod:`botmemory.storage.postgres.turn`). The janitor takes its
 lock with ``pg_try_advisory_lock``: a second process skips its run. Each janitor
 batch is one statement.
 """
@@ -34,8 +34,6 @@ from typing import Any, TypeVar
 
 from botmemory.durations import format_duration
 from botmemory.errors import LockTimeoutError
-from botmemory.storage import postgres_sql as sql
-from botmemory.storage import postgres_turn as turn
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -51,7 +49,8 @@ from botmemory.storage.base import (
     VarUpdate,
     new_version,
 )
-from botmemory.storage.postgres_pool import PostgresPool, lock_key
+from botmemory.storage.postgres import sql, turn
+from botmemory.storage.postgres.pool import PostgresPool, lock_key
 
 __all__ = ["PostgresStorage"]
 
@@ -128,7 +127,7 @@ class PostgresStorage(Storage):
         return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Lock, check and write in one transaction (see :mod:`.postgres_turn`).
+        """Lock, check and write in one transaction (see :mod:`.turn`).
 
         Four round trips: ``BEGIN`` with the locks, the read, the write, and ``COMMIT``,
         which also releases the turn's session lock when this task holds it.

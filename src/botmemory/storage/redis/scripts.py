@@ -1,6 +1,6 @@
 """The Lua scripts of the Redis backend: each runs atomically and names every key in KEYS.
 
-Guards compare strings written by :mod:`botmemory.storage.redis_layout` (times are
+Guards compare strings written by :mod:`botmemory.storage.redis.layout` (times are
 ``repr(float)``), so no float is ever parsed to decide whether a record changed.
 """
 
@@ -11,7 +11,7 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from botmemory.storage.redis_commit import COMMIT_TURN
+from botmemory.storage.redis.commit import COMMIT_TURN
 
 __all__ = ["Scripts"]
 
@@ -185,4 +185,4 @@ class Scripts:
         self.purge: AsyncScript = client.register_script(PURGE)
         """Drop index entries whose record is gone."""
         self.commit_turn: AsyncScript = client.register_script(COMMIT_TURN)
-        """Check a turn's read set and apply its writes (see redis_commit)."""
+        """Check a turn's read set and apply its writes (see :mod:`.commit`)."""

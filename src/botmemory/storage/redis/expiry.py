@@ -35,7 +35,7 @@ from botmemory.storage.base import (
     VarUpdate,
     new_version,
 )
-from botmemory.storage.redis_layout import (
+from botmemory.storage.redis.layout import (
     BotKeys,
     kvs_keys,
     num,
@@ -45,7 +45,7 @@ from botmemory.storage.redis_layout import (
     user_var_member,
     var_guard,
 )
-from botmemory.storage.redis_scripts import Scripts
+from botmemory.storage.redis.scripts import Scripts
 
 __all__ = ["ExpiryIndexes"]
 
