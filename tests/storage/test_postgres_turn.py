@@ -20,6 +20,7 @@ from botmemory.storage.base import (
     KvsWrite,
     ScopeCheck,
     SessionRecord,
+    SessionUpdate,
     StoredVar,
     TurnKeys,
     TurnWrite,
@@ -245,8 +246,9 @@ async def test_janitor_updates_give_new_versions(db: PostgresStorage) -> None:
     assert cleared.session.version != expired.version
     assert await db.clear_temps([expired]) == 0  # another run, same batch: counted once
 
-    short = await db.shorten_session_timers(lambda bot: (60.0, 30.0))
-    assert short == 1
+    (read,), _ = await db.scan_sessions(None, 10)
+    short = SessionUpdate(read, read.last_seen + 60, None)
+    assert await db.update_sessions([short]) == [short]
     shortened = (await db.load_turn(KEYS)).session
     assert shortened is not None
     assert shortened.version != cleared.session.version

@@ -37,8 +37,9 @@ from botmemory.errors import LockTimeoutError
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     Storage,
     StoredVar,
     TurnKeys,
@@ -281,16 +282,27 @@ class PostgresStorage(Storage):
         async with self.db.connection() as conn:
             return int(await conn.fetchval(sql.CLEAR_TEMPS, *columns))
 
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        changed = 0
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
         async with self.db.connection() as conn:
-            for (bot_id,) in await conn.fetch(sql.SESSION_BOTS):
-                session_timeout, dialog_timeout = timeouts(bot_id)
-                status = await conn.execute(
-                    sql.SHORTEN_TIMERS, session_timeout, dialog_timeout, bot_id
-                )
-                changed += _affected(status)
-        return changed
+            rows = await conn.fetch(sql.SCAN_SESSIONS, *(after or ("", "")), limit)
+        sessions = [_session(r) for r in rows]
+        last = sessions[-1] if len(sessions) == limit else None
+        return sessions, None if last is None else (last.bot_id, last.key)
+
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        if not updates:
+            return []
+        rows = [
+            (u.read.bot_id, u.read.key, u.read.version, u.expires_at, u.temp_expires_at, u.version)
+            for u in updates
+        ]
+        async with self.db.connection() as conn:
+            applied = {
+                tuple(row) for row in await conn.fetch(sql.UPDATE_SESSIONS, *_columns(rows, 6))
+            }
+        return [u for u in updates if (u.read.bot_id, u.read.key) in applied]
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         """Delete a batch in expiry order, from where this run's previous batch ended."""

@@ -40,8 +40,9 @@ from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
     Scope,
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     Storage,
     StoredVar,
     TurnKeys,
@@ -362,9 +363,15 @@ class RedisStorage(Storage):
         async with self._driver():
             return await self._expiry.clear_temps(sessions)
 
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
         async with self._driver():
-            return await self._expiry.shorten_session_timers(timeouts)
+            return await self._expiry.scan_sessions(after, limit)
+
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        async with self._driver():
+            return await self._expiry.update_sessions(updates)
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         async with self._driver():

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Final
 
 from botmemory.storage.base import (
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     StoredVar,
     VarKey,
     VarUpdate,
@@ -20,7 +20,6 @@ from botmemory.storage.base import (
     new_version,
 )
 from botmemory.storage.sqlite.sql import (
-    NEW_VERSION,
     SESSION_COLUMNS,
     VAR_COLUMNS,
     session_from_row,
@@ -133,25 +132,34 @@ def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> in
     return cleared
 
 
-SHORTEN_TIMERS: Final = f"""
-    UPDATE sessions SET
-        version = {NEW_VERSION},
-        expires_at = MIN(expires_at, last_seen + ?1),
-        temp_expires_at = CASE WHEN temp_expires_at IS NULL THEN NULL
-            ELSE MIN(temp_expires_at, last_seen + ?2, last_seen + ?1) END
-    WHERE bot_id = ?3
-        AND (expires_at > last_seen + ?1 OR temp_expires_at > MIN(last_seen + ?2, last_seen + ?1))
-"""
+def scan_sessions(
+    db: sqlite3.Connection, after: SessionCursor | None, limit: int
+) -> tuple[list[SessionRecord], SessionCursor | None]:
+    """Return up to ``limit`` sessions after ``(bot_id, key)`` ``after``, in key order,
+    and the key of the last one (``None`` if the batch was the last)."""
+    rows = db.execute(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE (bot_id, key) > (?, ?) "
+        "ORDER BY bot_id, key LIMIT ?",
+        (*(after or ("", "")), limit),
+    ).fetchall()
+    sessions = [session_from_row(r) for r in rows]
+    last = sessions[-1] if len(sessions) == limit else None
+    return sessions, None if last is None else (last.bot_id, last.key)
 
 
-def shorten_session_timers(db: sqlite3.Connection, timeouts: SessionTimeouts) -> int:
-    """Bring the sessions' timers within the timeouts in force; count those changed."""
-    bots = [row[0] for row in db.execute("SELECT DISTINCT bot_id FROM sessions")]
-    changed = 0
-    for bot_id in bots:
-        session_timeout, dialog_timeout = timeouts(bot_id)
-        changed += db.execute(SHORTEN_TIMERS, (session_timeout, dialog_timeout, bot_id)).rowcount
-    return changed
+def update_sessions(
+    db: sqlite3.Connection, updates: Sequence[SessionUpdate]
+) -> list[SessionUpdate]:
+    """Apply the updates whose session still has the version read; return those applied."""
+    return [
+        u
+        for u in updates
+        if db.execute(
+            "UPDATE sessions SET expires_at = ?, temp_expires_at = ?, version = ? "
+            "WHERE bot_id = ? AND key = ? AND version = ?",
+            (u.expires_at, u.temp_expires_at, u.version, u.read.bot_id, u.read.key, u.read.version),
+        ).rowcount
+    ]
 
 
 def delete_expired_kvs(db: sqlite3.Connection, now: float, limit: int) -> int:

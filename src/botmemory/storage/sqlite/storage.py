@@ -41,8 +41,9 @@ from botmemory.errors import (
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     Storage,
     StoredVar,
     TurnKeys,
@@ -384,10 +385,13 @@ class SqliteStorage(Storage):
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
         return await self._run(self._write(lambda db: janitor_sql.clear_temps(db, sessions)))
 
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        return await self._run(
-            self._write(lambda db: janitor_sql.shorten_session_timers(db, timeouts))
-        )
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
+        return await self._run(lambda db: janitor_sql.scan_sessions(db, after, limit))
+
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        return await self._run(self._write(lambda db: janitor_sql.update_sessions(db, updates)))
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         return await self._run(
