@@ -13,8 +13,9 @@ Adding a backend takes four things:
    options with :mod:`.url_options`;
 2. its schemes in ``_BACKENDS`` below (module, class, and the extra that installs its driver);
 3. that extra in ``pyproject.toml`` (``[project.optional-dependencies]``);
-4. a ``<name>_url`` fixture in ``tests/conftest.py`` and its name in ``ALL_BACKENDS``:
-   the contract suite then runs on it too.
+4. a ``<name>_url`` fixture in ``tests/conftest.py`` (a fresh database, or
+   ``service_unavailable`` when its server is absent) and its name in ``ALL_BACKENDS``:
+   every test taking ``backend_url`` then runs on it too.
 """
 
 from __future__ import annotations
