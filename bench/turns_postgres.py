@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import asyncpg
 
-from botmemory.storage.postgres_pool import parse_postgres_url
+from botmemory.storage.postgres.url import parse_postgres_url
 from botmemory.values import dumps
 
 BOT = "bench"

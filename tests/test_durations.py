@@ -24,8 +24,8 @@ from botmemory.errors import InvalidDurationError
 from botmemory.janitor import Janitor, JanitorReport
 from botmemory.kvs import parse_expiry
 from botmemory.retention import RetentionPolicies, VariablePolicy
-from botmemory.storage.base import SessionTimeouts
-from botmemory.storage.postgres_pool import PostgresOptions
+from botmemory.storage.base import SessionRecord
+from botmemory.storage.postgres.url import PostgresOptions
 from botmemory.storage.redis import RedisOptions
 from botmemory.storage.sqlite import SqliteStorage
 
@@ -290,7 +290,8 @@ def test_interfaces_that_take_durations_take_seconds() -> None:
         typing.get_type_hints(RetentionPolicies.__init__)["policies"]
         == Mapping[str, Seconds | None]
     )
-    assert typing.get_args(SessionTimeouts)[1] == tuple[Seconds, Seconds]
+    within = typing.get_type_hints(SessionRecord.within)
+    assert (within["session_timeout"], within["dialog_timeout"]) == (Seconds, Seconds)
 
 
 def test_config_holds_the_durations_it_parsed_once() -> None:

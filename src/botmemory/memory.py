@@ -40,7 +40,15 @@ from botmemory.kvs import KeyValueStore, KvsAccess, user_key_prefixes
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
-from botmemory.storage.base import SessionRecord, StoredVar, TurnKeys, TurnWrite, VarKey
+from botmemory.storage.base import (
+    SessionCursor,
+    SessionRecord,
+    SessionUpdate,
+    StoredVar,
+    TurnKeys,
+    TurnWrite,
+    VarKey,
+)
 from botmemory.turn_kvs import TurnKvs
 from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn
 from botmemory.values import JsonValue, dumps, loads, to_json_text
@@ -51,6 +59,8 @@ __all__ = ["Memory", "check_message_size"]
 _RETENTION_META: Final = "retention-policies"
 _TIMEOUTS_META: Final = "session-timeouts"
 _RECONCILE_BATCH: Final = 1000
+_RECONCILE_ROUNDS: Final = 5
+"""Guarded updates of one batch of sessions, each after reading again those skipped."""
 _BACKOFF_FIRST: Final = Seconds(0.001)  # 1 ms
 """The longest wait before the second attempt of a conflicting turn."""
 _BACKOFF_MAX: Final = Seconds(0.1)  # 100 ms
@@ -489,19 +499,53 @@ class Memory:
         await self.storage.set_meta(_RETENTION_META, json.dumps(current, sort_keys=True))
 
     async def _reconcile_timeouts(self) -> None:
-        """Bring stored session timers within shortened timeouts, so the janitor sees them."""
+        """Bring stored session timers within shortened timeouts, so the janitor sees them.
+
+        A scan of every stored session in bounded batches, each followed by a guarded
+        update (see :meth:`_bring_within`); only when the timeouts changed since last time.
+        """
         bots = {"*": self.settings.defaults, **self.settings.bots}
         current = {b: [s.session_timeout, s.dialog_timeout] for b, s in bots.items()}
         stored = await self.storage.get_meta(_TIMEOUTS_META)
         if stored is not None and json.loads(stored) == current:
             return
-
-        def timeouts(bot_id: str) -> tuple[Seconds, Seconds]:
-            settings = self.settings.for_bot(bot_id)
-            return settings.session_timeout, settings.dialog_timeout
-
-        await self.storage.shorten_session_timers(timeouts)
+        after: SessionCursor | None = None
+        while True:
+            sessions, after = await self.storage.scan_sessions(after, _RECONCILE_BATCH)
+            await self._bring_within(sessions)
+            if after is None:
+                break
         await self.storage.set_meta(_TIMEOUTS_META, json.dumps(current, sort_keys=True))
+
+    async def _bring_within(self, sessions: list[SessionRecord]) -> None:
+        """Bring these sessions' timers within the timeouts in force (:meth:`SessionRecord.within`).
+
+        The update is guarded: a session that a turn rewrote since it was read is
+        skipped, read again and handled in the next round. A session that turns keep
+        rewriting through every round is left to them: a turn of this version sets its
+        timers within the timeouts itself.
+        """
+        for _ in range(_RECONCILE_ROUNDS):
+            updates = [u for s in sessions if (u := self._timers_within(s)) is not None]
+            if not updates:
+                return
+            applied = await self.storage.update_sessions(updates)
+            done = {(u.read.bot_id, u.read.key) for u in applied}
+            skipped = [u.read for u in updates if (u.read.bot_id, u.read.key) not in done]
+            sessions = []
+            for s in skipped:
+                keys = TurnKeys(s.bot_id, s.user_key, s.key)
+                current = (await self.storage.load_turn(keys)).session
+                if current is not None:  # else the janitor deleted it meanwhile
+                    sessions.append(current)
+
+    def _timers_within(self, session: SessionRecord) -> SessionUpdate | None:
+        """The update that brings ``session`` within its bot's timeouts; ``None`` if it is."""
+        settings = self.settings.for_bot(session.bot_id)
+        within = session.within(settings.session_timeout, settings.dialog_timeout)
+        if within == session:
+            return None
+        return SessionUpdate(session, within.expires_at, within.temp_expires_at)
 
     async def _reconcile(self, bot_id: str | None) -> None:
         """Apply the policies in force to every stored user variable (of one bot or all)."""
@@ -538,10 +582,10 @@ def _timeouts(
     """When the session and its temp memory time out; ``None`` for what is over."""
     if record is None or (state is not None and state.is_new_session):
         return None, None
-    session = min(record.expires_at, record.last_seen + settings.session_timeout)
+    session = record.session_ends(settings.session_timeout)
     if record.temp_expires_at is None or (state is not None and not len(state.temp)):
         return session, None
-    return session, min(record.temp_expires_at, record.last_seen + settings.dialog_timeout)
+    return session, record.dialog_ends(settings.session_timeout, settings.dialog_timeout)
 
 
 def check_message_size(message: Mapping[str, JsonValue], max_bytes: int) -> None:

@@ -150,17 +150,12 @@ def begin_turn(
     :class:`~botmemory.errors.DuplicateMessageError` with the replies stored then.
     """
     record = snapshot.session
-    alive = (
-        record is not None
-        and now < record.expires_at
-        and now < record.last_seen + settings.session_timeout
-    )
+    alive = record is not None and now < record.session_ends(settings.session_timeout)
     temp_alive = (
         alive
         and record is not None
         and record.temp_expires_at is not None
-        and now < record.temp_expires_at
-        and now < record.last_seen + settings.dialog_timeout
+        and now < record.dialog_ends(settings.session_timeout, settings.dialog_timeout)
     )
     shown_session = alive or (resume and record is not None)
     shown_temp = temp_alive or (resume and record is not None)
@@ -415,7 +410,7 @@ def _edited_session(
         return None
     if not len(state.temp):
         return replace(record, temp_expires_at=None)
-    dialog_ends = min(record.last_seen + settings.dialog_timeout, record.expires_at)
+    dialog_ends = record.dialog_ends(settings.session_timeout, settings.dialog_timeout)
     if now >= dialog_ends and state.temp.changes() != ({}, []):
         raise SessionNotAliveError(
             f"the dialog of session {state.session_id!r} has timed out: "

@@ -211,7 +211,7 @@ async def test_the_blocking_api_works_from_a_thread_not_on_the_loop(mem: Memory)
 
 async def first_run(mem: Memory, runs: int) -> None:
     """Wait for the janitor's loop to finish a run: a stop in the middle of a run on Redis
-    can be lost (Lease.stop in storage/redis_lease.py suppresses the janitor's own
+    can be lost (Lease.stop in storage/redis/lease.py suppresses the janitor's own
     cancellation while it releases the lease), and the stop then waits forever."""
     while mem.janitor.totals.runs < runs:  # noqa: ASYNC110 - the janitor sets no event
         await asyncio.sleep(0.01)  # a real background task, not an expiry

@@ -21,7 +21,8 @@ import asyncpg
 from botmemory import ConfigError, Identity, LockTimeoutError, Memory
 from botmemory.errors import BackendError
 from botmemory.storage import create_storage
-from botmemory.storage.postgres_pool import lock_key, parse_postgres_url
+from botmemory.storage.postgres.pool import lock_key
+from botmemory.storage.postgres.url import parse_postgres_url
 from botmemory.turns import TurnState
 from tests.conftest import POSTGRES_URL
 from tests.pgbouncer import POOL_SIZE

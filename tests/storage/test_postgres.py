@@ -34,8 +34,8 @@ from tests.conftest import POSTGRES_URL
 
 asyncpg = pytest.importorskip("asyncpg")
 
-from botmemory.storage import postgres_sql as sql  # noqa: E402 - needs asyncpg
-from botmemory.storage.postgres_pool import parse_postgres_url  # noqa: E402
+from botmemory.storage.postgres import sql  # noqa: E402 - needs asyncpg
+from botmemory.storage.postgres.url import parse_postgres_url  # noqa: E402
 
 pytestmark = pytest.mark.postgres
 

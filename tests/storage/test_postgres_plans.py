@@ -32,8 +32,7 @@ from tests.conftest import POSTGRES_URL, START
 
 asyncpg = pytest.importorskip("asyncpg")
 
-from botmemory.storage import postgres_sql as sql  # noqa: E402 - needs asyncpg
-from botmemory.storage import postgres_turn as turn  # noqa: E402
+from botmemory.storage.postgres import sql, turn  # noqa: E402 - needs asyncpg
 from tests.storage.test_postgres import schema_of  # noqa: E402
 
 pytestmark = pytest.mark.postgres

@@ -20,6 +20,7 @@ from botmemory.storage.base import (
     KvsWrite,
     ScopeCheck,
     SessionRecord,
+    SessionUpdate,
     StoredVar,
     TurnKeys,
     TurnWrite,
@@ -245,16 +246,17 @@ async def test_janitor_updates_give_new_versions(db: PostgresStorage) -> None:
     assert cleared.session.version != expired.version
     assert await db.clear_temps([expired]) == 0  # another run, same batch: counted once
 
-    short = await db.shorten_session_timers(lambda bot: (60.0, 30.0))
-    assert short == 1
+    (read,), _ = await db.scan_sessions(None, 10)
+    short = SessionUpdate(read, read.last_seen + 60, None)
+    assert await db.update_sessions([short]) == [short]
     shortened = (await db.load_turn(KEYS)).session
     assert shortened is not None
     assert shortened.version != cleared.session.version
 
 
 def test_a_commit_locks_a_scope_exclusively_only_when_it_may_change_its_names() -> None:
-    from botmemory.storage.postgres_pool import lock_key
-    from botmemory.storage.postgres_turn import commit_locks
+    from botmemory.storage.postgres.pool import lock_key
+    from botmemory.storage.postgres.turn import commit_locks
 
     bot_scope = lock_key("scope", "s", "b", "bot", "")
     stored, new = VarKey("bot", "b", "", "stored"), VarKey("bot", "b", "", "new")

@@ -42,11 +42,11 @@ redis = pytest.importorskip("redis")
 import redis.asyncio as aioredis  # noqa: E402 - needs redis
 from redis.crc import key_slot  # noqa: E402
 
-from botmemory.storage import redis_kvs  # noqa: E402
 from botmemory.storage.redis import RedisOptions  # noqa: E402
-from botmemory.storage.redis_layout import BotKeys, MetaKeys  # noqa: E402
-from botmemory.storage.redis_lease import Lease  # noqa: E402
-from botmemory.storage.redis_scripts import Scripts  # noqa: E402
+from botmemory.storage.redis import kvs as redis_kvs  # noqa: E402
+from botmemory.storage.redis.layout import BotKeys, MetaKeys  # noqa: E402
+from botmemory.storage.redis.lease import Lease  # noqa: E402
+from botmemory.storage.redis.scripts import Scripts  # noqa: E402
 
 pytestmark = pytest.mark.redis
 
@@ -405,17 +405,17 @@ async def test_shortening_timers_skips_a_session_rewritten_since_the_read(
         state.session["step"] = 2
     expires = await admin.hget(record, "expires")
 
-    def shorten(version: str) -> Awaitable[int]:
+    def shorten(version: str) -> Awaitable[list[int]]:
         keys = [k.due_sessions, k.due_temps, record]
-        return Scripts(admin).shorten_sessions(keys=keys, args=[version, SESSION, "1.0", "", "7"])
+        return Scripts(admin).update_sessions(keys=keys, args=[version, SESSION, "1.0", "", "7"])
 
-    assert await shorten(read) == 0  # a turn rewrote it after the read
+    assert await shorten(read) == []  # a turn rewrote it after the read
     assert await admin.hget(record, "expires") == expires
-    assert await shorten(await admin.hget(record, "ver")) == 1
+    assert await shorten(await admin.hget(record, "ver")) == [1]
     assert await admin.hmget(record, ["expires", "ver"]) == ["1.0", "7"]
     assert await admin.zscore(k.due_sessions, SESSION) == 1.0
     await admin.delete(record)  # the janitor deleted it since a read: not brought back
-    assert await shorten("7") == await shorten("1") == 0
+    assert await shorten("7") == await shorten("1") == []
     assert await admin.exists(record) == 0
 
 

@@ -24,7 +24,7 @@ redis = pytest.importorskip("redis")
 
 from redis.asyncio.cluster import RedisCluster  # noqa: E402 - needs redis
 
-from botmemory.storage.redis_layout import BotKeys  # noqa: E402
+from botmemory.storage.redis.layout import BotKeys  # noqa: E402
 
 pytestmark = pytest.mark.redis
 

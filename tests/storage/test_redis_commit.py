@@ -46,7 +46,7 @@ redis = pytest.importorskip("redis")
 
 import redis.asyncio as aioredis  # noqa: E402 - needs redis
 
-from botmemory.storage.redis_layout import BotKeys  # noqa: E402
+from botmemory.storage.redis.layout import BotKeys  # noqa: E402
 
 pytestmark = pytest.mark.redis
 

@@ -21,9 +21,10 @@ from botmemory import (
     parse_duration,
 )
 from botmemory.kvs import conversation_storage_key, user_storage_key
-from botmemory.storage import sqlite_connection, sqlite_sql
 from botmemory.storage.base import TurnWrite
 from botmemory.storage.sqlite import MIGRATIONS, SqliteStorage, sqlite_path
+from botmemory.storage.sqlite import connection as sqlite_connection
+from botmemory.storage.sqlite import schema as sqlite_schema
 
 
 def test_url_paths() -> None:
@@ -260,7 +261,7 @@ async def test_a_folder_that_cannot_be_created_is_a_backend_error() -> None:
 async def test_a_write_lock_held_past_the_busy_timeout_fails_the_turn_and_writes_nothing(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_sql, "_BUSY_TIMEOUT_MS", 200)  # 200 ms, not 5 s
+    monkeypatch.setattr(sqlite_schema, "_BUSY_TIMEOUT_MS", 200)  # 200 ms, not 5 s
     url = f"sqlite:///{tmp_path}/m.db"
     async with await Memory.open(url, clock=clock) as mem:
         other = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
@@ -284,7 +285,7 @@ async def test_a_commit_that_waits_for_another_connection_leaves_the_event_loop_
     Here it waits at most 2 s; the lock is let go while it waits, from the event loop.
     Had the commit waited on the event loop, the lock would still be held when it gave up.
     """
-    monkeypatch.setattr(sqlite_sql, "_BUSY_TIMEOUT_MS", 2000)
+    monkeypatch.setattr(sqlite_schema, "_BUSY_TIMEOUT_MS", 2000)
     async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
         other = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock

@@ -1,9 +1,21 @@
 """Storage backends behind one contract (:class:`~botmemory.storage.base.Storage`).
 
-``open_storage(url)`` picks the backend from the URL scheme: ``memory://``,
-``sqlite:///path.db``, ``postgresql://...``, ``redis://...`` or
-``redis+cluster://host:port,...``. Drivers of optional
-backends are imported only when their scheme is used.
+``create_storage(url)`` picks the backend from the URL scheme: ``memory://``
+(:mod:`.memory`), ``sqlite:///path.db`` (:mod:`.sqlite`), ``postgresql://...``
+(:mod:`.postgres`), ``redis://...`` or ``redis+cluster://host:port,...`` (:mod:`.redis`).
+Drivers of optional backends are imported only when their scheme is used.
+
+Adding a backend takes four things:
+
+1. a package ``storage/<name>/`` whose class implements the contract in :mod:`.base`,
+   translating its driver's errors at one choke point (a context manager around the
+   calls into the driver, as ``<name>/errors.py`` in the others) and reading its URL
+   options with :mod:`.url_options`;
+2. its schemes in ``_BACKENDS`` below (module, class, and the extra that installs its driver);
+3. that extra in ``pyproject.toml`` (``[project.optional-dependencies]``);
+4. a ``<name>_url`` fixture in ``tests/conftest.py`` (a fresh database, or
+   ``service_unavailable`` when its server is absent) and its name in ``ALL_BACKENDS``:
+   every test taking ``backend_url`` then runs on it too.
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ Guarantees every backend gives:
   Every stored variable, session and KVS record carries a ``version`` (a random
   63-bit id of the commit that wrote it; ``0`` means absent), so a check is an
   equality, and a row deleted then created again never passes for the old one.
-  Every write outside a turn (KVS calls, the janitor's updates and deletes, shortened
-  session timers) gives what it changes a new version (:func:`new_version`), so a
-  turn that loaded it before conflicts.
+  Every write outside a turn (KVS calls, the janitor's updates and deletes, session
+  timers brought within shortened timeouts) gives what it changes a new version
+  (:func:`new_version`), so a turn that loaded it before conflicts.
 - ``kvs_modify`` is an atomic read-modify-write of one key.
 - Reads of KVS keys ignore expired keys, so correctness never waits for the janitor.
-- The ``expired_*`` methods return at most ``limit`` rows; the janitor then deletes
-  exactly those, guarded against a turn that changed them in between.
+- The ``expired_*`` and ``scan_*`` methods return at most ``limit`` rows; the janitor
+  (or the start-up reconciling) then deletes or updates exactly those, guarded against
+  a turn that changed them in between.
 - ``session_lock`` serializes turns of one session (in-process by default; backends
   shared by several processes extend it across processes).
 """
@@ -45,8 +46,9 @@ __all__ = [
     "KvsWrite",
     "Scope",
     "ScopeCheck",
+    "SessionCursor",
     "SessionRecord",
-    "SessionTimeouts",
+    "SessionUpdate",
     "Storage",
     "StoredVar",
     "TurnKeys",
@@ -213,17 +215,48 @@ class SessionRecord:
     version: int = 0
     """The id of the commit (or janitor change) that last wrote it."""
 
+    # When a session and its dialog end: the one place this rule is written. Turns,
+    # peeks, exports and the start-up reconciling all ask these methods.
+    def session_ends(self, session_timeout: Seconds) -> float:
+        """When the session ends: its stored expiry, or ``session_timeout`` after its
+        last turn if that is sooner (the timeout was shortened since)."""
+        return min(self.expires_at, self.last_seen + session_timeout)
+
+    def dialog_ends(self, session_timeout: Seconds, dialog_timeout: Seconds) -> float:
+        """When its dialog (temp memory) ends: ``dialog_timeout`` after the last turn,
+        and never after the session, nor after the stored temp expiry if there is one."""
+        ends = min(self.last_seen + dialog_timeout, self.session_ends(session_timeout))
+        return ends if self.temp_expires_at is None else min(ends, self.temp_expires_at)
+
     def within(self, session_timeout: Seconds, dialog_timeout: Seconds) -> SessionRecord:
         """This session with its timers brought within these timeouts (never lengthened).
 
-        ``expires_at`` becomes at most ``last_seen + session_timeout``, and
-        ``temp_expires_at`` at most ``last_seen + dialog_timeout`` and ``expires_at``.
+        ``expires_at`` becomes :meth:`session_ends`, and a ``temp_expires_at`` that is
+        set becomes :meth:`dialog_ends`.
         """
-        expires_at = min(self.expires_at, self.last_seen + session_timeout)
         temp = self.temp_expires_at
         if temp is not None:
-            temp = min(temp, self.last_seen + dialog_timeout, expires_at)
-        return replace(self, expires_at=expires_at, temp_expires_at=temp)
+            temp = self.dialog_ends(session_timeout, dialog_timeout)
+        return replace(self, expires_at=self.session_ends(session_timeout), temp_expires_at=temp)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """New timers for a session, applied only if the session did not change meanwhile.
+
+    The guard is the version of ``read``, the session as it was scanned: a turn (or the
+    janitor) that rewrote the session since wins, and the update is skipped. An applied
+    update sets ``expires_at`` and ``temp_expires_at`` and gives the session ``version``.
+    """
+
+    read: SessionRecord
+    expires_at: float
+    temp_expires_at: float | None
+    version: int = field(default_factory=new_version)
+
+
+SessionCursor = tuple[str, str]
+"""Where a scan of sessions goes on: a position that the backend returned, to pass back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,9 +339,6 @@ class UserRecords:
     session_vars: list[StoredVar] = field(default_factory=list)
     temp_vars: list[StoredVar] = field(default_factory=list)
 
-
-SessionTimeouts = Callable[[str], tuple[Seconds, Seconds]]
-"""Given a bot id, its ``(session timeout, dialog timeout)``."""
 
 KvsModifier = Callable[[KvsRecord | None], tuple[KvsRecord | None, T]]
 """Given the live record (``None`` if absent or expired), return the record to store
@@ -480,13 +510,22 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        """Bring every stored session's timers within the timeouts in force.
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
+        """Return about ``limit`` stored sessions (expired or not) and where to go on.
 
-        ``timeouts(bot_id)`` gives ``(session timeout, dialog timeout)`` in seconds. A
-        session's ``expires_at`` becomes at most ``last_seen + session timeout``, its
-        ``temp_expires_at`` at most ``last_seen + dialog timeout`` and ``expires_at``.
-        Return how many sessions changed (see :meth:`SessionRecord.within`).
+        Pass the cursor back to continue; ``None`` means the scan is complete. Every
+        session stored for the whole scan is returned at least once (Redis may return
+        one twice, and a batch a little over ``limit``).
+        """
+
+    @abstractmethod
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        """Apply the updates whose session still has the version read; return those.
+
+        A session deleted since it was read stays deleted. A batch is one transaction
+        where the backend can (SQLite, PostgreSQL) and one script per bot (Redis).
         """
 
     @abstractmethod

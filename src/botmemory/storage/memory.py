@@ -14,8 +14,9 @@ from botmemory.errors import ConflictError
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     Storage,
     StoredVar,
     TurnKeys,
@@ -282,14 +283,28 @@ class MemoryStorage(Storage):
             cleared += 1
         return cleared
 
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        changed = 0
-        for key, s in list(self._sessions.items()):
-            shorter = s.within(*timeouts(s.bot_id))
-            if shorter != s:
-                self._sessions[key] = replace(shorter, version=new_version())
-                changed += 1
-        return changed
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
+        keys = sorted(k for k in self._sessions if after is None or k > after)[:limit]
+        cursor = keys[-1] if len(keys) == limit else None
+        return [self._sessions[k] for k in keys], cursor
+
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        applied: list[SessionUpdate] = []
+        for u in updates:
+            key = (u.read.bot_id, u.read.key)
+            current = self._sessions.get(key)
+            if current is None or current.version != u.read.version:
+                continue
+            self._sessions[key] = replace(
+                current,
+                expires_at=u.expires_at,
+                temp_expires_at=u.temp_expires_at,
+                version=u.version,
+            )
+            applied.append(u)
+        return applied
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         doomed = [

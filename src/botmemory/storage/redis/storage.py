@@ -1,30 +1,29 @@
 """Redis backend (``redis://`` and ``rediss://``): several processes on several hosts.
 
 redis-py's asyncio client with the hiredis parser. What is stored where is in
-:mod:`~botmemory.storage.redis_layout`, the key-value store in
-:mod:`~botmemory.storage.redis_kvs`, the janitor's side in
-:mod:`~botmemory.storage.redis_expiry`, leases in :mod:`~botmemory.storage.redis_lease`
-and the Lua scripts in :mod:`~botmemory.storage.redis_scripts`.
+:mod:`~botmemory.storage.redis.layout`, the key-value store in
+:mod:`~botmemory.storage.redis.kvs`, the janitor's side in
+:mod:`~botmemory.storage.redis.expiry`, leases in :mod:`~botmemory.storage.redis.lease`
+and the Lua scripts in :mod:`~botmemory.storage.redis.scripts`.
 Every decision about expiry reads the times stored in the records (the injected
 clock), never Redis' clock; native TTLs only let Redis free whole keys by itself.
 A turn's commit is one Lua script that checks the versions the turn read and writes
-(:mod:`~botmemory.storage.redis_commit`); turns of one session, and janitor runs, are
+(:mod:`~botmemory.storage.redis.commit`); turns of one session, and janitor runs, are
 serialized across processes by leases, and the versions fence a holder whose lease
 lapsed. docs/backends.md explains the choices.
 
 URL query parameters read by botmemory (the others go to redis-py): ``prefix`` (default
 ``botmemory:``), ``lease_timeout`` (default ``30s``), ``lock_wait`` (default ``60s``),
 ``ttl_grace`` (default ``1h``) and ``pool_max`` (default ``50``); a Redis Cluster is
-``redis+cluster://host:port,host:port/`` (:mod:`~botmemory.storage.redis_client`).
+``redis+cluster://host:port,host:port/`` (:mod:`~botmemory.storage.redis.client`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
+from typing import TypeVar, cast
 
 from redis import exceptions as rx
 from redis.asyncio import Redis
@@ -32,10 +31,7 @@ from redis.asyncio.client import Pipeline
 
 from botmemory.durations import Seconds, format_duration
 from botmemory.errors import (
-    BackendError,
     BackendUnavailableError,
-    BotMemoryError,
-    ConfigError,
     ConflictError,
     LockTimeoutError,
     SchemaVersionError,
@@ -44,8 +40,9 @@ from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
     Scope,
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     Storage,
     StoredVar,
     TurnKeys,
@@ -55,11 +52,12 @@ from botmemory.storage.base import (
     VarKey,
     VarUpdate,
 )
-from botmemory.storage.redis_client import CallSlots, RedisOptions, open_client
-from botmemory.storage.redis_commit import APPLIED, CONFLICT, CommitArgs
-from botmemory.storage.redis_expiry import ExpiryIndexes
-from botmemory.storage.redis_kvs import RedisKvs, raise_if_broken
-from botmemory.storage.redis_layout import (
+from botmemory.storage.redis.client import CallSlots, RedisOptions, open_client
+from botmemory.storage.redis.commit import APPLIED, CONFLICT, CommitArgs
+from botmemory.storage.redis.errors import driver_errors
+from botmemory.storage.redis.expiry import ExpiryIndexes
+from botmemory.storage.redis.kvs import RedisKvs, raise_if_broken
+from botmemory.storage.redis.layout import (
     LAYOUT_VERSION,
     BotKeys,
     MetaKeys,
@@ -68,41 +66,13 @@ from botmemory.storage.redis_layout import (
     unpack_var,
     user_var_member,
 )
-from botmemory.storage.redis_lease import Lease, Leases
-from botmemory.storage.redis_scripts import Scripts
+from botmemory.storage.redis.lease import Lease, Leases
+from botmemory.storage.redis.scripts import Scripts
 from botmemory.urls import mask_url
 
 __all__ = ["RedisOptions", "RedisStorage"]
 
 T = TypeVar("T")
-P = ParamSpec("P")
-S = TypeVar("S", bound="RedisStorage")
-
-_UNAVAILABLE: Final = (
-    rx.ConnectionError,
-    rx.TimeoutError,
-    rx.ReadOnlyError,
-    OSError,
-    rx.ClusterDownError,  # a cluster's failover: its slots are not served for a moment
-    rx.TryAgainError,
-    rx.SlotNotCoveredError,
-)
-
-
-def _translated(
-    method: Callable[Concatenate[S, P], Awaitable[T]],
-) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
-    """Turn the driver's exceptions into botmemory's."""
-
-    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._calls is None:
-            with self._translating():
-                return await method(self, *args, **kwargs)
-        async with self._calls.slot():
-            with self._translating():
-                return await method(self, *args, **kwargs)
-
-    return functools.wraps(method)(call)
 
 
 class RedisStorage(Storage):
@@ -131,24 +101,29 @@ class RedisStorage(Storage):
         self._closed = False
 
     # -- errors, connection, leases ----------------------------------------------------
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[None]:
+        """Enter redis-py for one storage call; on a cluster, in a call slot first.
+
+        A cluster client never waits for a free connection: calls wait for a slot
+        instead (see :class:`~botmemory.storage.redis.client.CallSlots`).
+        """
+        if self._calls is None:
+            with self._errors():
+                yield
+            return
+        async with self._calls.slot():
+            with self._errors():
+                yield
+
     @contextlib.contextmanager
-    def _translating(self) -> Iterator[None]:
+    def _errors(self) -> Iterator[None]:
+        """Translate redis-py's errors (the one place: :func:`.errors.driver_errors`)."""
         if self._closed:
             raise BackendUnavailableError(f"the Redis storage {mask_url(self.url)} is closed")
-        try:
+        with driver_errors(mask_url(self.url)):
             yield
-        except BotMemoryError:
-            raise  # translated already (by a nested call, or the pool): not wrapped twice
-        except _UNAVAILABLE as exc:
-            raise BackendUnavailableError(
-                f"Redis at {mask_url(self.url)} is unavailable: {exc}"
-            ) from exc
-        except rx.RedisClusterException as exc:
-            raise _cluster_error(mask_url(self.url), exc) from exc
-        except (rx.RedisError, UnicodeError) as exc:
-            raise BackendError(f"Redis error on {mask_url(self.url)}: {exc}") from exc
 
-    @_translated
     async def open(self) -> None:
         """Check that Redis answers and holds no newer layout; mark an older one upgraded.
 
@@ -156,16 +131,17 @@ class RedisStorage(Storage):
         records the new layout number: botmemory versions that predate it then refuse
         the data rather than write records without versions.
         """
-        layout = cast(str | None, await self._redis.get(self._meta.layout))
-        if layout is None:
-            await self._redis.set(self._meta.layout, LAYOUT_VERSION, nx=True)
-        elif int(layout) > LAYOUT_VERSION:
-            raise SchemaVersionError(
-                f"the data under prefix {self.options.prefix!r} has layout version {layout}, "
-                f"newer than this botmemory knows ({LAYOUT_VERSION}): upgrade botmemory"
-            )
-        elif int(layout) < LAYOUT_VERSION:
-            await self._redis.set(self._meta.layout, LAYOUT_VERSION)
+        async with self._driver():
+            layout = cast(str | None, await self._redis.get(self._meta.layout))
+            if layout is None:
+                await self._redis.set(self._meta.layout, LAYOUT_VERSION, nx=True)
+            elif int(layout) > LAYOUT_VERSION:
+                raise SchemaVersionError(
+                    f"the data under prefix {self.options.prefix!r} has layout version {layout}, "
+                    f"newer than this botmemory knows ({LAYOUT_VERSION}): upgrade botmemory"
+                )
+            elif int(layout) < LAYOUT_VERSION:
+                await self._redis.set(self._meta.layout, LAYOUT_VERSION)
 
     async def close(self) -> None:
         if not self._closed:
@@ -181,7 +157,7 @@ class RedisStorage(Storage):
         return self._redis.pipeline(transaction=True)
 
     async def _take(self, key: str, wait: Seconds | None) -> Lease | None:
-        with self._translating():
+        with self._errors():  # outside the call slots, like the leases' renewals
             return await self._leases.take(key, wait)
 
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
@@ -235,100 +211,96 @@ class RedisStorage(Storage):
         return native_ttl_ms(expires_at, self.options.ttl_grace)
 
     # -- turns ---------------------------------------------------------------------
-    @_translated
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
-        k, sk = self._bot(keys.bot_id), keys.session_key
-        pipe = self._pipeline()
-        for name in (k.user(keys.user_key), k.bot_vars, k.session(sk)):
-            pipe.hgetall(name)
-        for name in (k.session_vars(sk), k.temp_vars(sk)):
-            pipe.hgetall(name)
-        user, bot, session, session_vars, temp_vars = await pipe.execute()
-        return TurnSnapshot(
-            _vars("user", keys.bot_id, keys.user_key, user),
-            _vars("bot", keys.bot_id, "", bot),
-            unpack_session(keys.bot_id, sk, session),
-            _vars("session", keys.bot_id, sk, session_vars),
-            _vars("temp", keys.bot_id, sk, temp_vars),
-        )
+        async with self._driver():
+            k, sk = self._bot(keys.bot_id), keys.session_key
+            pipe = self._pipeline()
+            for name in (k.user(keys.user_key), k.bot_vars, k.session(sk)):
+                pipe.hgetall(name)
+            for name in (k.session_vars(sk), k.temp_vars(sk)):
+                pipe.hgetall(name)
+            user, bot, session, session_vars, temp_vars = await pipe.execute()
+            return TurnSnapshot(
+                _vars("user", keys.bot_id, keys.user_key, user),
+                _vars("bot", keys.bot_id, "", bot),
+                unpack_session(keys.bot_id, sk, session),
+                _vars("session", keys.bot_id, sk, session_vars),
+                _vars("temp", keys.bot_id, sk, temp_vars),
+            )
 
-    @_translated
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Check and write in one script (see redis_commit); a resent commit is a no-op.
+        """Check and write in one script (see :mod:`.commit`); a resent commit is a no-op.
 
         The script refuses the commit with ConflictError when a version it checks
         changed, which also fences a turn whose lease lapsed meanwhile: if another turn
         of the session committed, the session's version changed. A lapsed holder whose
         reads nobody changed commits, as if it had run before the turn that took over.
         """
-        call = CommitArgs.of(write, self.options.prefix, self._ttl_ms)
-        if call is None:
-            return
-        for bot_id in _bots_of(write):
-            await self._expiry.register(bot_id)
-        reply = await self._scripts.commit_turn(keys=call.keys, args=call.args)
-        if reply[0] == CONFLICT:
-            raise ConflictError(f"{reply[1]} since the turn read it: run the turn again")
-        if reply[0] != APPLIED and reply[1] and call.bot_id is not None:
-            await self._expiry.register_again(call.bot_id)  # Redis had lost the registry
+        async with self._driver():
+            call = CommitArgs.of(write, self.options.prefix, self._ttl_ms)
+            if call is None:
+                return
+            for bot_id in _bots_of(write):
+                await self._expiry.register(bot_id)
+            reply = await self._scripts.commit_turn(keys=call.keys, args=call.args)
+            if reply[0] == CONFLICT:
+                raise ConflictError(f"{reply[1]} since the turn read it: run the turn again")
+            if reply[0] != APPLIED and reply[1] and call.bot_id is not None:
+                await self._expiry.register_again(call.bot_id)  # Redis had lost the registry
 
-    # -- key-value store: see redis_kvs ------------------------------------------------
-    @_translated
+    # -- key-value store: see kvs ----------------------------------------------------
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
-        return await self._kvs.get(namespace, key, now)
+        async with self._driver():
+            return await self._kvs.get(namespace, key, now)
 
-    @_translated
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
-        await self._kvs.put(namespace, key, record)
+        async with self._driver():
+            await self._kvs.put(namespace, key, record)
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         # the queue first: its waiters hold no connection (nor, on a cluster, a call slot)
-        async with self._kvs.one_at_a_time(namespace, key):
-            return await self._kvs_modify(namespace, key, now, modify)
+        async with self._kvs.one_at_a_time(namespace, key), self._driver():
+            return await self._kvs.modify(namespace, key, now, modify)
 
-    @_translated
-    async def _kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
-        return await self._kvs.modify(namespace, key, now, modify)
-
-    @_translated
     async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
-        return await self._kvs.delete(namespace, key, now)
+        async with self._driver():
+            return await self._kvs.delete(namespace, key, now)
 
-    @_translated
     async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
-        return await self._kvs.keys(namespace, prefix, now)
+        async with self._driver():
+            return await self._kvs.keys(namespace, prefix, now)
 
-    @_translated
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
-        return await self._kvs.delete_prefix(namespace, prefix)
+        async with self._driver():
+            return await self._kvs.delete_prefix(namespace, prefix)
 
     # -- users -------------------------------------------------------------------------
-    @_translated
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
-        k = self._bot(bot_id)
-        keys = sorted(cast(set[str], await self._redis.smembers(k.user_sessions(user_key))))
-        pipe = self._pipeline()
-        pipe.hgetall(k.user(user_key))
-        for sk in keys:
-            for name in (k.session(sk), k.session_vars(sk), k.temp_vars(sk)):
-                pipe.hgetall(name)
-        user, *found = await pipe.execute()
-        records = UserRecords(_vars("user", bot_id, user_key, user), [])
-        for i, sk in enumerate(keys):
-            session = unpack_session(bot_id, sk, found[3 * i])
-            if session is not None:  # else Redis expired it on its own
-                records.sessions.append(session)
-                records.session_vars.extend(_vars("session", bot_id, sk, found[3 * i + 1]))
-                records.temp_vars.extend(_vars("temp", bot_id, sk, found[3 * i + 2]))
-        return records
+        async with self._driver():
+            k = self._bot(bot_id)
+            keys = sorted(cast(set[str], await self._redis.smembers(k.user_sessions(user_key))))
+            pipe = self._pipeline()
+            pipe.hgetall(k.user(user_key))
+            for sk in keys:
+                for name in (k.session(sk), k.session_vars(sk), k.temp_vars(sk)):
+                    pipe.hgetall(name)
+            user, *found = await pipe.execute()
+            records = UserRecords(_vars("user", bot_id, user_key, user), [])
+            for i, sk in enumerate(keys):
+                session = unpack_session(bot_id, sk, found[3 * i])
+                if session is not None:  # else Redis expired it on its own
+                    records.sessions.append(session)
+                    records.session_vars.extend(_vars("session", bot_id, sk, found[3 * i + 1]))
+                    records.temp_vars.extend(_vars("temp", bot_id, sk, found[3 * i + 2]))
+            return records
 
-    @_translated
     async def delete_user(
         self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
     ) -> dict[str, int]:
-        counts = await self._delete_user(bot_id, user_key)
-        kvs = [await self._kvs.delete_prefix(bot_id, prefix) for prefix in kvs_prefixes]
-        return {**counts, "kvs": sum(kvs)}
+        async with self._driver():
+            counts = await self._delete_user(bot_id, user_key)
+            kvs = [await self._kvs.delete_prefix(bot_id, prefix) for prefix in kvs_prefixes]
+            return {**counts, "kvs": sum(kvs)}
 
     async def _delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
         """Delete the user's variables and sessions in one MULTI/EXEC; count them."""
@@ -360,64 +332,58 @@ class RedisStorage(Storage):
                     "session_variables": sum(counts),
                 }
 
-    # -- retention and the janitor: see redis_expiry -------------------------------------
-    @_translated
+    # -- retention and the janitor: see expiry -----------------------------------------
     async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:
-        return await self._expiry.expired_user_vars(now, limit)
+        async with self._driver():
+            return await self._expiry.expired_user_vars(now, limit)
 
-    @_translated
     async def scan_user_vars(
         self, bot_id: str | None, after: VarKey | None, limit: int
     ) -> list[StoredVar]:
-        return await self._expiry.scan_user_vars(bot_id, after, limit)
+        async with self._driver():
+            return await self._expiry.scan_user_vars(bot_id, after, limit)
 
-    @_translated
     async def update_user_vars(self, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
-        return await self._expiry.update_user_vars(updates)
+        async with self._driver():
+            return await self._expiry.update_user_vars(updates)
 
-    @_translated
     async def expired_sessions(self, now: float, limit: int) -> list[SessionRecord]:
-        return await self._expiry.expired_sessions(now, limit)
+        async with self._driver():
+            return await self._expiry.expired_sessions(now, limit)
 
-    @_translated
     async def delete_sessions(self, sessions: Sequence[SessionRecord]) -> int:
-        return await self._expiry.delete_sessions(sessions)
+        async with self._driver():
+            return await self._expiry.delete_sessions(sessions)
 
-    @_translated
     async def expired_temps(self, now: float, limit: int) -> list[SessionRecord]:
-        return await self._expiry.expired_temps(now, limit)
+        async with self._driver():
+            return await self._expiry.expired_temps(now, limit)
 
-    @_translated
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
-        return await self._expiry.clear_temps(sessions)
+        async with self._driver():
+            return await self._expiry.clear_temps(sessions)
 
-    @_translated
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        return await self._expiry.shorten_session_timers(timeouts)
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
+        async with self._driver():
+            return await self._expiry.scan_sessions(after, limit)
 
-    @_translated
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        async with self._driver():
+            return await self._expiry.update_sessions(updates)
+
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
-        return await self._expiry.delete_expired_kvs(now, limit)
+        async with self._driver():
+            return await self._expiry.delete_expired_kvs(now, limit)
 
-    @_translated
     async def get_meta(self, name: str) -> str | None:
-        return cast(str | None, await self._redis.hget(self._meta.settings, name))
+        async with self._driver():
+            return cast(str | None, await self._redis.hget(self._meta.settings, name))
 
-    @_translated
     async def set_meta(self, name: str, value: str) -> None:
-        await self._redis.hset(self._meta.settings, name, value)
-
-
-def _cluster_error(url: str, exc: rx.RedisClusterException) -> BotMemoryError:
-    """What a cluster client's own error means: no node reachable, a plain server, a bug."""
-    text = str(exc)
-    if "Cluster mode is not enabled" in text:
-        return ConfigError(
-            [f"database.url {url!r}: this Redis is not a cluster: use redis:// for it"]
-        )
-    if "cannot be connected" in text:
-        return BackendUnavailableError(f"Redis Cluster at {url} is unavailable: {text}")
-    return BackendError(f"Redis Cluster error on {url}: {text}")
+        async with self._driver():
+            await self._redis.hset(self._meta.settings, name, value)
 
 
 def _vars(scope: Scope, bot_id: str, owner: str, found: dict[str, str]) -> list[StoredVar]:

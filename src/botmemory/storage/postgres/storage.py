@@ -16,9 +16,9 @@ URL parameters of botmemory's own (the others go to asyncpg and the server):
 
 A turn holds a session-level advisory lock on (schema, bot, session) for its whole
 duration, on a connection that its load, its commit and its key-value calls use
-(:mod:`botmemory.storage.postgres_pool`). Its load is one query; its commit one short
+(:mod:`botmemory.storage.postgres.pool`). Its load is one query; its commit one short
 transaction that locks the keys it touches, checks their versions and writes
-(:mod:`botmemory.storage.postgres_turn`). The janitor takes its
+(:mod:`botmemory.storage.postgres.turn`). The janitor takes its
 lock with ``pg_try_advisory_lock``: a second process skips its run. Each janitor
 batch is one statement.
 """
@@ -34,13 +34,12 @@ from typing import Any, TypeVar
 
 from botmemory.durations import format_duration
 from botmemory.errors import LockTimeoutError
-from botmemory.storage import postgres_sql as sql
-from botmemory.storage import postgres_turn as turn
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     Storage,
     StoredVar,
     TurnKeys,
@@ -51,7 +50,8 @@ from botmemory.storage.base import (
     VarUpdate,
     new_version,
 )
-from botmemory.storage.postgres_pool import PostgresPool, lock_key
+from botmemory.storage.postgres import sql, turn
+from botmemory.storage.postgres.pool import PostgresPool, lock_key
 
 __all__ = ["PostgresStorage"]
 
@@ -128,7 +128,7 @@ class PostgresStorage(Storage):
         return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
 
     async def commit_turn(self, write: TurnWrite) -> None:
-        """Lock, check and write in one transaction (see :mod:`.postgres_turn`).
+        """Lock, check and write in one transaction (see :mod:`.turn`).
 
         Four round trips: ``BEGIN`` with the locks, the read, the write, and ``COMMIT``,
         which also releases the turn's session lock when this task holds it.
@@ -282,16 +282,27 @@ class PostgresStorage(Storage):
         async with self.db.connection() as conn:
             return int(await conn.fetchval(sql.CLEAR_TEMPS, *columns))
 
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        changed = 0
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
         async with self.db.connection() as conn:
-            for (bot_id,) in await conn.fetch(sql.SESSION_BOTS):
-                session_timeout, dialog_timeout = timeouts(bot_id)
-                status = await conn.execute(
-                    sql.SHORTEN_TIMERS, session_timeout, dialog_timeout, bot_id
-                )
-                changed += _affected(status)
-        return changed
+            rows = await conn.fetch(sql.SCAN_SESSIONS, *(after or ("", "")), limit)
+        sessions = [_session(r) for r in rows]
+        last = sessions[-1] if len(sessions) == limit else None
+        return sessions, None if last is None else (last.bot_id, last.key)
+
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        if not updates:
+            return []
+        rows = [
+            (u.read.bot_id, u.read.key, u.read.version, u.expires_at, u.temp_expires_at, u.version)
+            for u in updates
+        ]
+        async with self.db.connection() as conn:
+            applied = {
+                tuple(row) for row in await conn.fetch(sql.UPDATE_SESSIONS, *_columns(rows, 6))
+            }
+        return [u for u in updates if (u.read.bot_id, u.read.key) in applied]
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         """Delete a batch in expiry order, from where this run's previous batch ended."""

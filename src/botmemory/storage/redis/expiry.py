@@ -26,16 +26,16 @@ from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 
-from botmemory.durations import Seconds
 from botmemory.storage.base import (
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     StoredVar,
     VarKey,
     VarUpdate,
     new_version,
 )
-from botmemory.storage.redis_layout import (
+from botmemory.storage.redis.layout import (
     BotKeys,
     kvs_keys,
     num,
@@ -45,7 +45,7 @@ from botmemory.storage.redis_layout import (
     user_var_member,
     var_guard,
 )
-from botmemory.storage.redis_scripts import Scripts
+from botmemory.storage.redis.scripts import Scripts
 
 __all__ = ["ExpiryIndexes"]
 
@@ -55,7 +55,6 @@ Due = tuple[float, str, str]
 log = logging.getLogger("botmemory.storage")
 
 _CHUNK: Final = 1000
-_SHORTEN_ROUNDS: Final = 5
 
 
 class ExpiryIndexes:
@@ -231,66 +230,63 @@ class ExpiryIndexes:
             cleared += cast(int, await self._scripts.clear_temps(keys=keys, args=args))
         return cleared
 
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        """See :meth:`Storage.shorten_session_timers`: a scan of each bot's sessions.
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
+        """See :meth:`Storage.scan_sessions`: ``ZSCAN`` of each bot's ``due:sessions``.
 
-        Each batch is read, then rewritten by a script that skips the sessions changed
-        since the read; those are read and rewritten again (a few times at most: a turn
-        that keeps rewriting one sets its timers itself).
+        The cursor is a bot and its ``ZSCAN`` cursor. ``COUNT`` is a hint: a small set
+        comes whole, a large one about ``limit`` at a time.
         """
-        changed = 0
-        for bot in await self.bots():
-            k = self.bot(bot)
-            limits = timeouts(bot)
-            cursor = 0
-            while True:
-                cursor, found = await self._redis.zscan(k.due_sessions, cursor, count=_CHUNK)
-                keys = [cast(str, member) for member, _ in found]
-                for _ in range(_SHORTEN_ROUNDS):
-                    done, keys = await self._shorten(bot, keys, *limits)
-                    changed += done
-                    if not keys:
-                        break
-                else:
-                    log.warning(
-                        "%d sessions of bot %s kept changing while their timers were "
-                        "shortened: their turns set their timers",
-                        len(keys),
-                        bot,
-                    )
-                if cursor == 0:
-                    break
-        return changed
+        bots = await self.bots()
+        first, cursor = after or ("", "0")
+        for bot in (b for b in bots if b >= first):
+            start = int(cursor) if bot == first else 0
+            next_cursor, found = await self._redis.zscan(
+                self.bot(bot).due_sessions, start, count=limit
+            )
+            sessions = await self._sessions_of(bot, [cast(str, member) for member, _ in found])
+            if next_cursor != 0:
+                return sessions, (bot, str(next_cursor))
+            later = [b for b in bots if b > bot]
+            if sessions or not later:
+                return sessions, (later[0], "0") if later else None
+        return [], None
 
-    async def _shorten(
-        self, bot: str, session_keys: list[str], session: Seconds, dialog: Seconds
-    ) -> tuple[int, list[str]]:
-        """Shorten these sessions; return how many changed and the keys to read again."""
-        k = self.bot(bot)
+    async def _sessions_of(self, bot: str, session_keys: list[str]) -> list[SessionRecord]:
+        """The stored sessions of ``bot`` among ``session_keys`` (Redis may have freed some)."""
         pipe = self._redis.pipeline(transaction=False)
         for key in session_keys:
-            pipe.hgetall(k.session(key))
+            pipe.hgetall(self.bot(bot).session(key))
         found: list[dict[str, str]] = await pipe.execute()
-        pairs = zip(session_keys, found, strict=True)
-        stored = [unpack_session(bot, key, raw) for key, raw in pairs]
-        due = [(s, s.within(session, dialog)) for s in stored if s is not None]
-        due = [(s, short) for s, short in due if short != s]
-        if not due:
-            return 0, []
-        keys = [k.due_sessions, k.due_temps, *(k.session(s.key) for s, _ in due)]
-        args = [
-            arg
-            for s, short in due
-            for arg in (
-                str(s.version),
-                s.key,
-                num(short.expires_at),
-                "" if short.temp_expires_at is None else num(short.temp_expires_at),
-                str(new_version()),
-            )
-        ]
-        changed = cast(int, await self._scripts.shorten_sessions(keys=keys, args=args))
-        return changed, [] if changed == len(due) else [s.key for s, _ in due]
+        stored = (
+            unpack_session(bot, key, raw) for key, raw in zip(session_keys, found, strict=True)
+        )
+        return [s for s in stored if s is not None]
+
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        """See :meth:`Storage.update_sessions`: one script per bot."""
+        by_bot: dict[str, list[SessionUpdate]] = defaultdict(list)
+        for u in updates:
+            by_bot[u.read.bot_id].append(u)
+        applied: list[SessionUpdate] = []
+        for bot, batch in by_bot.items():
+            k = self.bot(bot)
+            keys = [k.due_sessions, k.due_temps, *(k.session(u.read.key) for u in batch)]
+            args = [
+                arg
+                for u in batch
+                for arg in (
+                    str(u.read.version),
+                    u.read.key,
+                    num(u.expires_at),
+                    "" if u.temp_expires_at is None else num(u.temp_expires_at),
+                    str(u.version),
+                )
+            ]
+            done: list[int] = await self._scripts.update_sessions(keys=keys, args=args)
+            applied += [batch[i - 1] for i in done]
+        return applied
 
     # -- key-value store -------------------------------------------------------------------
     async def delete_expired_kvs(self, now: float, limit: int) -> int:

@@ -7,13 +7,11 @@ turns that call the key-value store, and the turn's commit cannot happen after i
 lock was lost with its connection. The server releases the locks of a connection
 that ends, so a process that dies leaves no lock behind.
 
-Every asyncpg and socket error is translated into botmemory's: connection failures
-into :class:`~botmemory.errors.BackendUnavailableError` (with the URL's password
-masked), lock timeouts into :class:`~botmemory.errors.LockTimeoutError`, deadlocks and
-serialization failures into :class:`~botmemory.errors.ConflictError`, the rest into
-:class:`~botmemory.errors.BackendError`. Every call waits at most ``command_timeout``
-for the server's answer (plus ``lock_timeout`` when it waits for a lock): a frozen
-server fails calls with :class:`~botmemory.errors.BackendUnavailableError`.
+Every asyncpg and socket error is translated into botmemory's at one place,
+:meth:`PostgresPool._guard` (what each error means is in :mod:`.errors`). Every call
+waits at most ``command_timeout`` for the server's answer (plus ``lock_timeout`` when it
+waits for a lock): a frozen server fails calls with
+:class:`~botmemory.errors.BackendUnavailableError`.
 
 Behind PgBouncer in transaction mode (``pgbouncer=true``) a lock is transaction-scoped
 instead, on a connection of its own (:meth:`PostgresPool._xact_lock`).
@@ -38,35 +36,13 @@ from typing import Any, Final
 import asyncpg
 
 from botmemory.durations import Seconds, format_duration, parse_duration
-from botmemory.errors import (
-    BackendError,
-    BackendUnavailableError,
-    BotMemoryError,
-    ConflictError,
-    LockTimeoutError,
-)
-from botmemory.storage.postgres_sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
-from botmemory.storage.postgres_url import (
-    PostgresOptions,
-    check_search_path,
-    parse_postgres_url,
-)
+from botmemory.errors import BackendUnavailableError, BotMemoryError, LockTimeoutError
+from botmemory.storage.postgres.errors import DRIVER_ERRORS, translate
+from botmemory.storage.postgres.sql import LOCK, TRY_LOCK, UNLOCK, quote_ident
+from botmemory.storage.postgres.url import check_search_path, parse_postgres_url
 from botmemory.urls import mask_url
 
-__all__ = ["PostgresOptions", "PostgresPool", "lock_key", "parse_postgres_url"]
-"""``PostgresOptions`` and ``parse_postgres_url`` live in :mod:`.postgres_url`."""
-
-_DRIVER_ERRORS: Final = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    OSError,  # with ConnectionError and TimeoutError
-)
-_UNAVAILABLE_STATES: Final = {"57P01", "57P02", "57P03", "53300"}
-"""The server shuts down, crashed, is starting up, or has too many connections."""
-_CONFLICT_STATES: Final = {"40P01", "40001"}
-"""A deadlock or a serialization failure: the commit is run again, like any conflict."""
-
+__all__ = ["PostgresPool", "lock_key"]
 
 _CLOSE_WAIT: Final = parse_duration("10s")
 _XACT_LOCK: Final = "SELECT true FROM pg_advisory_xact_lock($1)"
@@ -114,13 +90,6 @@ async def _reset_nothing(conn: Any) -> None:
 
     The default reset costs a round trip per release.
     """
-
-
-def _is_closed(conn: Any) -> bool:
-    try:
-        return bool(conn.is_closed())
-    except asyncpg.InterfaceError:  # lost, and given back to the pool already
-        return True
 
 
 def _terminate(conn: Any) -> None:
@@ -206,25 +175,13 @@ class PostgresPool:
 
     def translate(self, exc: BaseException, conn: Any = None) -> BotMemoryError:
         """Return botmemory's error for a driver or socket error (on ``conn``)."""
-        if getattr(exc, "sqlstate", None) in _CONFLICT_STATES:
-            return ConflictError(f"{self._where()}: concurrent commits collided: {exc}")
-        if isinstance(exc, TimeoutError) and not isinstance(exc, asyncpg.PostgresError):
-            return BackendUnavailableError(
-                f"{self._where()} did not answer within command_timeout="
-                f"{format_duration(self.options.command_timeout)}"
-            )
-        if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
-            return LockTimeoutError(
-                f"{self._where()}: a lock was not granted within lock_timeout="
-                f"{format_duration(self.options.lock_timeout)}: {exc}"
-            )
-        if (
-            isinstance(exc, asyncpg.PostgresConnectionError | OSError)
-            or getattr(exc, "sqlstate", None) in _UNAVAILABLE_STATES
-            or (conn is not None and _is_closed(conn))
-        ):
-            return BackendUnavailableError(f"{self._where()} is unavailable: {exc}")
-        return BackendError(f"{self._where()} failed: {exc}")
+        return translate(
+            exc,
+            self._where(),
+            command_timeout=self.options.command_timeout,
+            lock_timeout=self.options.lock_timeout,
+            conn=conn,
+        )
 
     @asynccontextmanager
     async def _guard(self, conn: Any = None) -> AsyncIterator[None]:
@@ -237,7 +194,7 @@ class PostgresPool:
             yield
         except BotMemoryError:
             raise
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             error = self.translate(exc, conn)
             if isinstance(error, BackendUnavailableError) and self._pool is not None:
                 await self._renew_all(conn)
@@ -278,7 +235,7 @@ class PostgresPool:
                 f"{format_duration(self.options.lock_timeout)}: all pool_max="
                 f"{self.options.pool_max} are in use; raise pool_max or lock_timeout"
             ) from exc
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise self.translate(exc) from exc  # no connection: nothing to renew
 
     async def _release(self, conn: Any) -> None:

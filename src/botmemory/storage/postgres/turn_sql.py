@@ -21,7 +21,7 @@ import itertools
 import re
 from typing import Final, NamedTuple
 
-from botmemory.storage.postgres_sql import SESSION_COLUMNS, VAR_COLUMNS
+from botmemory.storage.postgres.sql import SESSION_COLUMNS, VAR_COLUMNS
 
 __all__ = ["ReadShape", "WriteShape", "compose", "read_statement", "write_statement"]
 

@@ -5,7 +5,7 @@ redis-py's blocking connection pool. ``redis+cluster://host:port,host:port/`` an
 ``rediss+cluster://`` reach a Redis Cluster through redis-py's cluster client: the
 listed nodes are where it starts, and it learns the others (and the slots they serve)
 from them. Every key of one bot shares one hash tag (see
-:mod:`~botmemory.storage.redis_layout`), so each turn is one script on one node.
+:mod:`~botmemory.storage.redis.layout`), so each turn is one script on one node.
 
 Neither client retries a command by itself: a reply lost on the way may hide a write
 that was applied, and only botmemory knows which writes are safe to send again (a
@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from redis import exceptions as rx
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -31,11 +31,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from botmemory.durations import Seconds, parse_duration
-from botmemory.errors import ConfigError, InvalidDurationError, LockTimeoutError
+from botmemory.errors import ConfigError, LockTimeoutError
+from botmemory.storage.url_options import duration, split_options, whole_number
 
 __all__ = ["CallSlots", "RedisOptions", "open_client"]
 
-_PARAMS: Final = ("prefix", "lease_timeout", "lock_wait", "ttl_grace", "pool_max")
+OPTIONS: Final = ("prefix", "lease_timeout", "lock_wait", "ttl_grace", "pool_max")
+"""botmemory's own options in a Redis URL (see :class:`RedisOptions`)."""
 _LEASE_TIMEOUT: Final = parse_duration("30s")
 _LOCK_WAIT: Final = parse_duration("60s")
 _TTL_GRACE: Final = parse_duration("1h")
@@ -66,9 +68,8 @@ class RedisOptions:
     def parse(cls, url: str) -> RedisOptions:
         """Split botmemory's parameters off ``url``; raise on a bad value."""
         base, _, query = url.partition("?")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        ours = {name: value for name, value in pairs if name in _PARAMS}
-        rest = urlencode([(name, value) for name, value in pairs if name not in _PARAMS])
+        ours, pairs = split_options(query, OPTIONS)
+        rest = urlencode(pairs)
         prefix = ours.pop("prefix", "botmemory:")
         if not prefix or "{" in prefix or "}" in prefix:
             raise ConfigError(
@@ -77,31 +78,17 @@ class RedisOptions:
                     "botmemory puts its own hash tags after it"
                 ]
             )
-        pool_max = _pool_max(ours.pop("pool_max", "50"))
-        durations = {name: _duration(name, value) for name, value in ours.items()}
+        pool_max = whole_number("pool_max", ours.pop("pool_max", "50"), minimum=1)
+        durations = {
+            name: duration(name, value, positive=name == "lease_timeout")
+            for name, value in ours.items()
+        }
         return cls(f"{base}?{rest}" if rest else base, prefix, pool_max=pool_max, **durations)
 
     @property
     def cluster(self) -> bool:
         """Whether the URL names a Redis Cluster (``redis+cluster://``)."""
         return self.client_url.partition("://")[0].lower() in _CLUSTER_SCHEMES
-
-
-def _pool_max(value: str) -> int:
-    try:
-        size = int(value)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise ConfigError([f"database.url: pool_max={value!r} must be a whole number above 0"])
-    return size
-
-
-def _duration(name: str, value: str) -> Seconds:
-    seconds = parse_duration(value, where=f"database.url {name}")
-    if name == "lease_timeout" and seconds <= 0:
-        raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
-    return seconds
 
 
 class _Pool(BlockingConnectionPool):

@@ -4,9 +4,9 @@ Each KVS key is one Redis string holding its ``expires_at`` and value, with a na
 TTL when it expires. Per namespace, ``kvs-keys`` lists every name (a sorted set with
 all scores 0, so that a prefix is a lex range) and ``due:kvs`` the names that expire,
 scored by ``expires_at``: reads check that score or the stored time against ``now``.
-Every write stores a new version with the value (see redis_layout). A write to a bot's
+Every write stores a new version with the value (see :mod:`.layout`). A write to a bot's
 namespace also sets the bot's ``registered`` marker, and registers the bot again with
-the janitor when the marker was missing (see redis_expiry).
+the janitor when the marker was missing (see :mod:`.expiry`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from redis.asyncio.client import Pipeline
 
 from botmemory.durations import Seconds, parse_duration
 from botmemory.storage.base import KvsModifier, KvsRecord, new_version
-from botmemory.storage.redis_layout import BotKeys, KvsKeys, kvs_keys, pack_kvs, unpack_kvs
+from botmemory.storage.redis.layout import BotKeys, KvsKeys, kvs_keys, pack_kvs, unpack_kvs
 
 __all__ = ["RedisKvs", "raise_if_broken"]
 

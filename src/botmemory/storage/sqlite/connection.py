@@ -31,8 +31,9 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 from botmemory.durations import Seconds
-from botmemory.errors import BackendError, BackendUnavailableError, BotMemoryError, LockTimeoutError
-from botmemory.storage import sqlite_sql as sql
+from botmemory.errors import BackendError, BackendUnavailableError, BotMemoryError
+from botmemory.storage.sqlite import schema
+from botmemory.storage.sqlite.errors import DRIVER_ERRORS, driver_errors, is_busy, translate
 from botmemory.storage.worker import Worker
 
 __all__ = ["Checkpointer", "SqliteConnection", "WouldWaitError"]
@@ -54,12 +55,6 @@ class WouldWaitError(Exception):
     """The call cannot run on the event loop without waiting: run it on the worker."""
 
 
-def _busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in str(exc) or "busy" in str(exc)
-    )
-
-
 class SqliteConnection:
     """One connection, its worker thread and its checkpointer."""
 
@@ -79,10 +74,8 @@ class SqliteConnection:
         return BackendUnavailableError(f"the SQLite database {self.path} is closed")
 
     def translate(self, exc: BaseException) -> BackendError:
-        """Turn a driver error into botmemory's own."""
-        if _busy(exc):
-            return LockTimeoutError(f"SQLite database {self.path} is locked: {exc}")
-        return BackendError(f"SQLite error on {self.path}: {exc}")
+        """Turn an error a call raised into botmemory's own (see :mod:`.errors`)."""
+        return translate(self.path, exc)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the worker thread, waiting for locks up to the busy timeout."""
@@ -116,12 +109,12 @@ class SqliteConnection:
         """Run ``fn`` now, on the worker thread (it may wait up to the busy timeout)."""
         with self._lock:
             db = self._open_db()
-            sql.set_busy_timeout(db, wait=True)
+            schema.set_busy_timeout(db, wait=True)
             try:
                 return self._guarded(db, fn, wait=True)
             finally:
                 if self.db is db:
-                    sql.set_busy_timeout(db, wait=False)
+                    schema.set_busy_timeout(db, wait=False)
 
     def here(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` now, on the calling (event loop) thread, or raise WouldWaitError."""
@@ -140,16 +133,17 @@ class SqliteConnection:
     def _guarded(
         self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, wait: bool
     ) -> T:
-        try:
-            return fn(db)
-        except BotMemoryError:
-            raise
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
-            if db.in_transaction:
-                db.rollback()
-            if not wait and _busy(exc):
-                raise WouldWaitError from exc
-            raise self.translate(exc) from exc
+        with driver_errors(self.path):
+            try:
+                return fn(db)
+            except BotMemoryError:
+                raise
+            except DRIVER_ERRORS as exc:
+                if db.in_transaction:
+                    db.rollback()
+                if not wait and is_busy(exc):
+                    raise WouldWaitError from exc
+                raise
 
     def wrote(self) -> None:
         """Count a committed write; wake the checkpointer every ``CHECKPOINT_EVERY``."""

@@ -1,11 +1,9 @@
-"""The SQL of the SQLite backend: its schema, built by migrations, and its operations.
+"""The SQL of the SQLite backend's operations: turns, the key-value store and users.
 
-Migrations are an append-only list; ``PRAGMA user_version`` records how many ran. A
-database whose version is newer than this code knows is refused.
-
-Each function runs the SQL of one storage operation on a ``sqlite3.Connection``,
+The schema is in :mod:`.schema`, the janitor's SQL in :mod:`.janitor_sql`. Each
+function runs the SQL of one storage operation on a ``sqlite3.Connection``,
 synchronously, on the event loop's thread or the backend's worker thread
-(``sqlite_connection``). The caller owns the transaction
+(:mod:`.connection`). The caller owns the transaction
 (``SqliteStorage._write``) and translates driver errors; only :func:`load_turn`
 opens its own read transaction, so that its two queries see one snapshot.
 """
@@ -13,17 +11,14 @@ opens its own read transaction, so that its two queries see one snapshot.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeVar
 
-from botmemory.durations import parse_duration
-from botmemory.errors import ConflictError, SchemaVersionError
+from botmemory.errors import ConflictError
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
     SessionRecord,
-    SessionTimeouts,
     StoredVar,
     TurnKeys,
     TurnSnapshot,
@@ -31,50 +26,13 @@ from botmemory.storage.base import (
     UserRecords,
     VarDelta,
     VarKey,
-    VarUpdate,
     add_to_number,
-    cleared_version,
     new_version,
 )
+from botmemory.storage.sqlite.schema import set_busy_timeout
 
 T = TypeVar("T")
 
-MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE variables (
-        bot_id TEXT NOT NULL, scope TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL,
-        value TEXT NOT NULL, changed_at REAL NOT NULL, expires_at REAL, field_times TEXT,
-        PRIMARY KEY (bot_id, scope, owner, name)
-    ) WITHOUT ROWID;
-    CREATE INDEX variables_expiry ON variables (expires_at) WHERE expires_at IS NOT NULL;
-    CREATE TABLE sessions (
-        bot_id TEXT NOT NULL, key TEXT NOT NULL, user_key TEXT NOT NULL,
-        started_at REAL NOT NULL, last_seen REAL NOT NULL, expires_at REAL NOT NULL,
-        temp_expires_at REAL,
-        PRIMARY KEY (bot_id, key)
-    ) WITHOUT ROWID;
-    CREATE INDEX sessions_user ON sessions (bot_id, user_key);
-    CREATE INDEX sessions_expiry ON sessions (expires_at);
-    CREATE INDEX sessions_temp_expiry ON sessions (temp_expires_at)
-        WHERE temp_expires_at IS NOT NULL;
-    CREATE TABLE kvs (
-        namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL,
-        PRIMARY KEY (namespace, key)
-    ) WITHOUT ROWID;
-    CREATE INDEX kvs_expiry ON kvs (expires_at) WHERE expires_at IS NOT NULL;
-    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    """,
-    # Versions for the commit's checks; rows stored before get version 1 (0 is "absent").
-    """
-    ALTER TABLE variables ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
-    ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
-    ALTER TABLE kvs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
-    """,
-)
-
-BUSY_TIMEOUT: Final = parse_duration("5s")
-"""How long a statement waits for another connection's lock before failing."""
-_BUSY_TIMEOUT_MS: Final = round(BUSY_TIMEOUT * 1000)  # what PRAGMA busy_timeout takes
 VAR_COLUMNS: Final = (
     "bot_id, scope, owner, name, value, changed_at, expires_at, field_times, version"
 )
@@ -148,43 +106,6 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
         v.field_times,
         version,
     )
-
-
-def set_busy_timeout(db: sqlite3.Connection, *, wait: bool) -> None:
-    """Let statements wait up to ``BUSY_TIMEOUT`` for other connections' locks, or not at all."""
-    db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS if wait else 0}")
-
-
-def configure(db: sqlite3.Connection) -> None:
-    """Set the connection's pragmas and apply the migrations the database lacks."""
-    db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    for attempt in range(50):  # switching a new file to WAL ignores busy_timeout
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 49:
-                raise
-            time.sleep(0.1)
-    db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("PRAGMA secure_delete = ON")
-    db.execute("PRAGMA foreign_keys = OFF")
-    db.execute("PRAGMA wal_autocheckpoint = 0")  # a thread of its own checkpoints
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise SchemaVersionError(
-            f"database schema version {version} is newer than this botmemory knows "
-            f"({len(MIGRATIONS)}): upgrade botmemory"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.execute("BEGIN IMMEDIATE")
-        if db.execute("PRAGMA user_version").fetchone()[0] >= number:
-            db.commit()  # another process applied it meanwhile
-            continue
-        for statement in filter(str.strip, script.split(";")):
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {number}")
-        db.commit()
 
 
 # -- turns ---------------------------------------------------------------------
@@ -475,152 +396,5 @@ def checkpoint(db: sqlite3.Connection) -> bool:
     try:
         busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
     finally:
-        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        set_busy_timeout(db, wait=True)
     return not busy
-
-
-# -- retention and the janitor -------------------------------------------------------
-def expired_user_vars(db: sqlite3.Connection, now: float, limit: int) -> list[StoredVar]:
-    """Return up to ``limit`` user variables expired at ``now``, soonest first."""
-    rows = db.execute(
-        f"SELECT {VAR_COLUMNS} FROM variables WHERE expires_at <= ? "
-        "AND scope = 'user' ORDER BY expires_at LIMIT ?",
-        (now, limit),
-    )
-    return [var_from_row(r) for r in rows]
-
-
-def scan_user_vars(
-    db: sqlite3.Connection, bot_id: str | None, after: VarKey | None, limit: int
-) -> list[StoredVar]:
-    """Return up to ``limit`` user variables after ``after``, in key order."""
-    start = ("", "", "") if after is None else (after.bot_id, after.owner, after.name)
-    rows = db.execute(
-        f"SELECT {VAR_COLUMNS} FROM variables WHERE scope = 'user' "
-        "AND (?1 IS NULL OR bot_id = ?1) AND (bot_id, owner, name) > (?2, ?3, ?4) "
-        "ORDER BY bot_id, owner, name LIMIT ?5",
-        (bot_id, *start, limit),
-    )
-    return [var_from_row(r) for r in rows]
-
-
-def update_user_vars(db: sqlite3.Connection, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
-    """Apply the updates whose variable is unchanged since read; return those applied."""
-    applied: list[VarUpdate] = []
-    for u in updates:
-        k = u.key
-        where = (k.bot_id, k.scope, k.owner, k.name, u.changed_at)
-        if u.value is None:
-            cursor = db.execute(
-                "DELETE FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
-                "AND name = ? AND changed_at = ?",
-                where,
-            )
-        else:
-            cursor = db.execute(
-                "UPDATE variables SET value = ?, expires_at = ?, field_times = ?, version = ? "
-                "WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ? "
-                "AND changed_at = ?",
-                (u.value, u.expires_at, u.field_times, new_version(), *where),
-            )
-        if cursor.rowcount:
-            applied.append(u)
-    return applied
-
-
-def expired_sessions(db: sqlite3.Connection, now: float, limit: int) -> list[SessionRecord]:
-    """Return up to ``limit`` sessions expired at ``now``, soonest first."""
-    rows = db.execute(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
-        (now, limit),
-    )
-    return [session_from_row(r) for r in rows]
-
-
-def delete_sessions(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> int:
-    """Delete the sessions not seen since read, with their variables; return how many."""
-    deleted = 0
-    for s in sessions:
-        if not db.execute(
-            "DELETE FROM sessions WHERE bot_id = ? AND key = ? AND last_seen = ?",
-            (s.bot_id, s.key, s.last_seen),
-        ).rowcount:
-            continue
-        db.execute(
-            "DELETE FROM variables WHERE bot_id = ? AND scope IN ('session', 'temp') AND owner = ?",
-            (s.bot_id, s.key),
-        )
-        deleted += 1
-    return deleted
-
-
-def expired_temps(db: sqlite3.Connection, now: float, limit: int) -> list[SessionRecord]:
-    """Return up to ``limit`` sessions whose temp variables expired at ``now``."""
-    rows = db.execute(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE temp_expires_at <= ? "
-        "ORDER BY temp_expires_at LIMIT ?",
-        (now, limit),
-    )
-    return [session_from_row(r) for r in rows]
-
-
-def clear_temps(db: sqlite3.Connection, sessions: Sequence[SessionRecord]) -> int:
-    """Empty the temp memory of sessions whose temp expiry is unchanged, or that a turn
-    emptied since; return how many. One another call emptied (its version is
-    ``cleared_version`` of the one read) is not counted again."""
-    cleared = 0
-    for s in sessions:
-        if not db.execute(
-            "UPDATE sessions SET temp_expires_at = NULL, version = ?1 "
-            "WHERE bot_id = ?2 AND key = ?3 "
-            "AND (temp_expires_at = ?4 OR (temp_expires_at IS NULL AND version <> ?1))",
-            (cleared_version(s.version), s.bot_id, s.key, s.temp_expires_at),
-        ).rowcount:
-            continue
-        db.execute(
-            "DELETE FROM variables WHERE bot_id = ? AND scope = 'temp' AND owner = ?",
-            (s.bot_id, s.key),
-        )
-        cleared += 1
-    return cleared
-
-
-SHORTEN_TIMERS: Final = f"""
-    UPDATE sessions SET
-        version = {NEW_VERSION},
-        expires_at = MIN(expires_at, last_seen + ?1),
-        temp_expires_at = CASE WHEN temp_expires_at IS NULL THEN NULL
-            ELSE MIN(temp_expires_at, last_seen + ?2, last_seen + ?1) END
-    WHERE bot_id = ?3
-        AND (expires_at > last_seen + ?1 OR temp_expires_at > MIN(last_seen + ?2, last_seen + ?1))
-"""
-
-
-def shorten_session_timers(db: sqlite3.Connection, timeouts: SessionTimeouts) -> int:
-    """Bring the sessions' timers within the timeouts in force; count those changed."""
-    bots = [row[0] for row in db.execute("SELECT DISTINCT bot_id FROM sessions")]
-    changed = 0
-    for bot_id in bots:
-        session_timeout, dialog_timeout = timeouts(bot_id)
-        changed += db.execute(SHORTEN_TIMERS, (session_timeout, dialog_timeout, bot_id)).rowcount
-    return changed
-
-
-def delete_expired_kvs(db: sqlite3.Connection, now: float, limit: int) -> int:
-    """Delete up to ``limit`` key-value records expired at ``now``; return how many."""
-    return db.execute(
-        "DELETE FROM kvs WHERE (namespace, key) IN (SELECT namespace, key FROM kvs "
-        "WHERE expires_at <= ? LIMIT ?)",
-        (now, limit),
-    ).rowcount
-
-
-def get_meta(db: sqlite3.Connection, name: str) -> str | None:
-    """Return the value of the meta entry ``name``, or None."""
-    row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def set_meta(db: sqlite3.Connection, name: str, value: str) -> None:
-    """Set the meta entry ``name`` to ``value``."""
-    db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from botmemory.durations import Seconds, parse_duration
-from botmemory.errors import ConfigError, InvalidDurationError
-from botmemory.storage.postgres_sql import quote_ident
+from botmemory.errors import ConfigError
+from botmemory.storage.postgres.sql import quote_ident
+from botmemory.storage.url_options import duration_or_never, flag, split_options, whole_number
 
 __all__ = ["PostgresOptions", "check_search_path", "parse_postgres_url"]
 
-_OWN_PARAMS: Final = (
+OPTIONS: Final = (
     "schema",
     "pool_min",
     "pool_max",
@@ -22,6 +23,7 @@ _OWN_PARAMS: Final = (
     "command_timeout",
     "pgbouncer",
 )
+"""botmemory's own options in a PostgreSQL URL (see :class:`PostgresOptions`)."""
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _LOCK_TIMEOUT: Final = parse_duration("30s")
 _CONNECT_TIMEOUT: Final = parse_duration("10s")
@@ -51,8 +53,8 @@ class PostgresOptions:
 def parse_postgres_url(url: str) -> PostgresOptions:
     """Split ``url`` into the DSN asyncpg gets and botmemory's own parameters."""
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    own = {name: query.pop(name) for name in _OWN_PARAMS if name in query}
+    own, rest = split_options(parts.query, OPTIONS)
+    query = dict(rest)
     query.setdefault("application_name", "botmemory")
     schema = own.get("schema", "public")
     if not _SCHEMA_NAME.fullmatch(schema):
@@ -65,39 +67,20 @@ def parse_postgres_url(url: str) -> PostgresOptions:
     options = PostgresOptions(
         dsn=urlunsplit(parts._replace(query=urlencode(query))),
         schema=schema,
-        pool_min=_whole(own.get("pool_min", "1"), "pool_min", minimum=0),
-        pool_max=_whole(own.get("pool_max", "10"), "pool_max", minimum=1),
-        lock_timeout=_duration(own.get("lock_timeout", "30s"), "lock_timeout"),
-        connect_timeout=_duration(own.get("connect_timeout", "10s"), "connect_timeout")
-        or _CONNECT_TIMEOUT,
-        command_timeout=_duration(own.get("command_timeout", "30s"), "command_timeout")
-        or _COMMAND_TIMEOUT,
-        pgbouncer=_flag(own.get("pgbouncer", "false"), "pgbouncer"),
+        pool_min=whole_number("pool_min", own.get("pool_min", "1"), minimum=0),
+        pool_max=whole_number("pool_max", own.get("pool_max", "10"), minimum=1),
+        lock_timeout=_duration(own, "lock_timeout", "30s"),
+        connect_timeout=_duration(own, "connect_timeout", "10s") or _CONNECT_TIMEOUT,
+        command_timeout=_duration(own, "command_timeout", "30s") or _COMMAND_TIMEOUT,
+        pgbouncer=flag("pgbouncer", own.get("pgbouncer", "false")),
     )
     if options.pool_min > options.pool_max:
         raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
     return options
 
 
-def _whole(value: str, name: str, *, minimum: int) -> int:
-    if not value.isdigit() or int(value) < minimum:
-        raise ConfigError(
-            [f"database.url: {name}={value!r} must be a whole number, at least {minimum}"]
-        )
-    return int(value)
-
-
-def _flag(value: str, name: str) -> bool:
-    if value not in ("true", "false"):
-        raise ConfigError([f"database.url: {name}={value!r} must be true or false"])
-    return value == "true"
-
-
-def _duration(value: str, name: str) -> Seconds | None:
-    seconds = parse_duration(value, where=f"database.url {name}", allow_never=True)
-    if seconds is not None and seconds <= 0:
-        raise InvalidDurationError(f"database.url {name}: {value!r} must be longer than zero")
-    return seconds
+def _duration(own: dict[str, str], name: str, default: str) -> Seconds | None:
+    return duration_or_never(name, own.get(name, default), positive=True)
 
 
 def check_search_path(schema: str, path: str, *, has_user_schema: bool) -> None:

@@ -3,7 +3,7 @@
 One connection in WAL mode. Short calls (a turn's load and commit, KVS calls) run on
 the event loop's thread, long ones (opening, the janitor's batches, erasures) on a
 worker thread, and none waits for another connection's lock on the event loop
-(``sqlite_connection``). Each method is one transaction; the turns queued in one pass
+(:mod:`.connection`). Each method is one transaction; the turns queued in one pass
 of the event loop commit in one transaction (group commit). Expiry columns have partial indexes,
 so the janitor's cost follows the number of expired rows, not the table's size.
 ``secure_delete`` is on: erased values are overwritten in the file, and an erasure
@@ -38,12 +38,12 @@ from botmemory.errors import (
     BotMemoryError,
     ErasurePendingError,
 )
-from botmemory.storage import sqlite_sql as sql
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
+    SessionCursor,
     SessionRecord,
-    SessionTimeouts,
+    SessionUpdate,
     Storage,
     StoredVar,
     TurnKeys,
@@ -55,8 +55,9 @@ from botmemory.storage.base import (
 )
 from botmemory.storage.file_locks import KeyLocks
 from botmemory.storage.footprint import Footprint
-from botmemory.storage.sqlite_connection import SqliteConnection, WouldWaitError
-from botmemory.storage.sqlite_sql import MIGRATIONS
+from botmemory.storage.sqlite import janitor_sql, schema, sql
+from botmemory.storage.sqlite.connection import SqliteConnection, WouldWaitError
+from botmemory.storage.sqlite.schema import MIGRATIONS
 from botmemory.storage.worker import settle
 
 __all__ = ["MIGRATIONS", "SqliteStorage", "sqlite_path"]
@@ -96,7 +97,7 @@ class SqliteStorage(Storage):
         """``PRAGMA data_version`` as the last group commit found it."""
         in_file = self.path not in ("", ":memory:")
         self._turn_locks = KeyLocks(
-            f"{self.path}.sessions.lock" if in_file else "", sql.BUSY_TIMEOUT
+            f"{self.path}.sessions.lock" if in_file else "", schema.BUSY_TIMEOUT
         )
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -138,7 +139,7 @@ class SqliteStorage(Storage):
                 f"cannot open SQLite database {self.path}: {exc}"
             ) from exc
         self._conn.db = db
-        self._conn.call(sql.configure)
+        self._conn.call(schema.configure)
         if self._turn_locks.path:
             self._turn_locks.open()
 
@@ -362,36 +363,43 @@ class SqliteStorage(Storage):
 
     # -- retention and the janitor -------------------------------------------------------
     async def expired_user_vars(self, now: float, limit: int) -> list[StoredVar]:
-        return await self._run(lambda db: sql.expired_user_vars(db, now, limit))
+        return await self._run(lambda db: janitor_sql.expired_user_vars(db, now, limit))
 
     async def scan_user_vars(
         self, bot_id: str | None, after: VarKey | None, limit: int
     ) -> list[StoredVar]:
-        return await self._run(lambda db: sql.scan_user_vars(db, bot_id, after, limit))
+        return await self._run(lambda db: janitor_sql.scan_user_vars(db, bot_id, after, limit))
 
     async def update_user_vars(self, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
-        return await self._run(self._write(lambda db: sql.update_user_vars(db, updates)))
+        return await self._run(self._write(lambda db: janitor_sql.update_user_vars(db, updates)))
 
     async def expired_sessions(self, now: float, limit: int) -> list[SessionRecord]:
-        return await self._run(lambda db: sql.expired_sessions(db, now, limit))
+        return await self._run(lambda db: janitor_sql.expired_sessions(db, now, limit))
 
     async def delete_sessions(self, sessions: Sequence[SessionRecord]) -> int:
-        return await self._run(self._write(lambda db: sql.delete_sessions(db, sessions)))
+        return await self._run(self._write(lambda db: janitor_sql.delete_sessions(db, sessions)))
 
     async def expired_temps(self, now: float, limit: int) -> list[SessionRecord]:
-        return await self._run(lambda db: sql.expired_temps(db, now, limit))
+        return await self._run(lambda db: janitor_sql.expired_temps(db, now, limit))
 
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
-        return await self._run(self._write(lambda db: sql.clear_temps(db, sessions)))
+        return await self._run(self._write(lambda db: janitor_sql.clear_temps(db, sessions)))
 
-    async def shorten_session_timers(self, timeouts: SessionTimeouts) -> int:
-        return await self._run(self._write(lambda db: sql.shorten_session_timers(db, timeouts)))
+    async def scan_sessions(
+        self, after: SessionCursor | None, limit: int
+    ) -> tuple[list[SessionRecord], SessionCursor | None]:
+        return await self._run(lambda db: janitor_sql.scan_sessions(db, after, limit))
+
+    async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
+        return await self._run(self._write(lambda db: janitor_sql.update_sessions(db, updates)))
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
-        return await self._run(self._write(lambda db: sql.delete_expired_kvs(db, now, limit)))
+        return await self._run(
+            self._write(lambda db: janitor_sql.delete_expired_kvs(db, now, limit))
+        )
 
     async def get_meta(self, name: str) -> str | None:
-        return await self._soon(lambda db: sql.get_meta(db, name))
+        return await self._soon(lambda db: schema.get_meta(db, name))
 
     async def set_meta(self, name: str, value: str) -> None:
-        await self._soon(self._write(lambda db: sql.set_meta(db, name, value)))
+        await self._soon(self._write(lambda db: schema.set_meta(db, name, value)))

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from botmemory.durations import parse_duration
 from botmemory.storage.base import KvsRecord, SessionRecord, TurnWrite, VarKey
-from botmemory.storage.redis_layout import (
+from botmemory.storage.redis.layout import (
     BotKeys,
     KvsKeys,
     kvs_keys,

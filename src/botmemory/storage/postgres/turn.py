@@ -20,7 +20,7 @@ A commit is one short transaction of three statements:
    (:func:`~botmemory.storage.base.add_to_number`).
 3. Write everything, every row with the commit's version, in one statement.
 
-Both statements hold only the parts a turn needs (:mod:`.postgres_turn_sql`).
+Both statements hold only the parts a turn needs (:mod:`.turn_sql`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from botmemory.errors import ConflictError
-from botmemory.storage import postgres_sql as sql
-from botmemory.storage import postgres_turn_sql as turn_sql
 from botmemory.storage.base import (
     KvsRecord,
     SessionRecord,
@@ -40,8 +38,9 @@ from botmemory.storage.base import (
     VarKey,
     add_to_number,
 )
-from botmemory.storage.postgres_pool import lock_key
-from botmemory.storage.postgres_turn_sql import ReadShape, WriteShape
+from botmemory.storage.postgres import sql, turn_sql
+from botmemory.storage.postgres.pool import lock_key
+from botmemory.storage.postgres.turn_sql import ReadShape, WriteShape
 
 __all__ = [
     "commit_locks",

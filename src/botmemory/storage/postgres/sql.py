@@ -327,16 +327,20 @@ many and the last expiry. A row renewed meanwhile has a new address: it stays. S
 where the previous batch ended, a run never walks the index entries of the rows it
 deleted, which stay in the index until VACUUM."""
 
-SESSION_BOTS: Final = "SELECT DISTINCT bot_id FROM sessions"
-SHORTEN_TIMERS: Final = """
-    UPDATE sessions SET
-        version = DEFAULT,
-        expires_at = LEAST(expires_at, last_seen + $1),
-        temp_expires_at = CASE WHEN temp_expires_at IS NULL THEN NULL
-            ELSE LEAST(temp_expires_at, last_seen + $2, last_seen + $1) END
-    WHERE bot_id = $3
-        AND (expires_at > last_seen + $1 OR temp_expires_at > LEAST(last_seen + $2, last_seen + $1))
+SCAN_SESSIONS: Final = f"""
+    SELECT {SESSION_ROW} FROM sessions WHERE (bot_id, key) > ($1, $2)
+    ORDER BY bot_id, key LIMIT $3
 """
+UPDATE_SESSIONS: Final = """
+    UPDATE sessions s
+    SET expires_at = u.expires_at, temp_expires_at = u.temp_expires_at, version = u.new_version
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::float8[], $6::bigint[])
+        AS u (bot_id, key, version, expires_at, temp_expires_at, new_version)
+    WHERE s.bot_id = u.bot_id AND s.key = u.key AND s.version = u.version
+    RETURNING s.bot_id, s.key
+"""
+"""Set the timers of sessions ($1-$2) whose version is still the one read ($3); return
+the keys of those updated."""
 GET_META: Final = "SELECT value FROM meta WHERE name = $1"
 SET_META: Final = """
     INSERT INTO meta (name, value) VALUES ($1, $2)

@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from botmemory.durations import Seconds
-from botmemory.storage.redis_scripts import Scripts
+from botmemory.storage.redis.scripts import Scripts
 from botmemory.tasks import cancel_and_wait
 
 __all__ = ["Lease", "Leases"]

@@ -1,6 +1,6 @@
 """The Lua scripts of the Redis backend: each runs atomically and names every key in KEYS.
 
-Guards compare strings written by :mod:`botmemory.storage.redis_layout` (times are
+Guards compare strings written by :mod:`botmemory.storage.redis.layout` (times are
 ``repr(float)``), so no float is ever parsed to decide whether a record changed.
 """
 
@@ -11,7 +11,7 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from botmemory.storage.redis_commit import COMMIT_TURN
+from botmemory.storage.redis.commit import COMMIT_TURN
 
 __all__ = ["Scripts"]
 
@@ -108,26 +108,29 @@ end
 return cleared
 """
 
-SHORTEN_SESSIONS: Final = """
+UPDATE_SESSIONS: Final = """
 -- KEYS[1]: due:sessions, KEYS[2]: due:temps; KEYS[i + 2]: the record of session i
 -- ARGV per session: version read, session key, expires_at, temp_expires_at ('' none),
 -- new version. A session that a turn or the janitor rewrote since it was read is left
--- alone: whoever rewrote it set its timers from the timeouts in force.
-local changed = 0
+-- alone, and one deleted since stays deleted. Returns the numbers of those updated.
+local applied = {}
 for i = 1, #KEYS - 2 do
     local a, record = (i - 1) * 5, KEYS[i + 2]
-    local exists = redis.call('EXISTS', record) == 1  -- deleted since the read: left so
+    local exists = redis.call('EXISTS', record) == 1
     if exists and (redis.call('HGET', record, 'ver') or '1') == ARGV[a + 1] then
         redis.call('HSET', record, 'expires', ARGV[a + 3], 'ver', ARGV[a + 5])
         redis.call('ZADD', KEYS[1], ARGV[a + 3], ARGV[a + 2])
-        if ARGV[a + 4] ~= '' then
+        if ARGV[a + 4] == '' then
+            redis.call('HDEL', record, 'temp')
+            redis.call('ZREM', KEYS[2], ARGV[a + 2])
+        else
             redis.call('HSET', record, 'temp', ARGV[a + 4])
             redis.call('ZADD', KEYS[2], ARGV[a + 4], ARGV[a + 2])
         end
-        changed = changed + 1
+        applied[#applied + 1] = i
     end
 end
-return changed
+return applied
 """
 
 DELETE_EXPIRED_KVS: Final = """
@@ -178,11 +181,11 @@ class Scripts:
         """Delete sessions whose ``last_seen`` still matches, with their variables."""
         self.clear_temps: AsyncScript = client.register_script(CLEAR_TEMPS)
         """Empty temp memories whose ``temp_expires_at`` still matches (or is unset)."""
-        self.shorten_sessions: AsyncScript = client.register_script(SHORTEN_SESSIONS)
-        """Lower the timers of sessions whose version still matches."""
+        self.update_sessions: AsyncScript = client.register_script(UPDATE_SESSIONS)
+        """Set the timers of sessions whose version still matches."""
         self.delete_expired_kvs: AsyncScript = client.register_script(DELETE_EXPIRED_KVS)
         """Delete KVS keys that are still expired."""
         self.purge: AsyncScript = client.register_script(PURGE)
         """Drop index entries whose record is gone."""
         self.commit_turn: AsyncScript = client.register_script(COMMIT_TURN)
-        """Check a turn's read set and apply its writes (see redis_commit)."""
+        """Check a turn's read set and apply its writes (see :mod:`.commit`)."""
