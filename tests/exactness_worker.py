@@ -83,7 +83,10 @@ def _body(mode: str, target: str) -> Callable[[TurnState], Awaitable[None]]:
         state.bot.incr("n")
         state.user.incr("n")
 
-    return {"rmw": read_modify_write, "incr": increment}[mode]
+    async def add_in_store(state: TurnState) -> None:
+        await state.kvs.add("n")
+
+    return {"rmw": read_modify_write, "incr": increment, "kvs-add": add_in_store}[mode]
 
 
 async def _count(

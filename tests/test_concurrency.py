@@ -369,3 +369,15 @@ async def test_a_kvs_key_read_live_that_expired_before_the_commit_conflicts(
             state.bot["used_offer"] = 2
     async with mem.turn("b", "u1") as state:
         assert state.bot["used_offer"] == 1
+
+
+async def test_an_increment_of_a_value_no_longer_a_number_writes_nothing(mem: Memory) -> None:
+    with pytest.raises(ConflictError, match="no longer a number"):
+        async with mem.turn("b", "u1") as outer:
+            outer.bot.incr("visits")
+            outer.user["name"] = "Ada"
+            async with mem.turn("b", "u2") as inner:
+                inner.bot["visits"] = "many"
+    async with mem.turn("b", "u1") as state:
+        assert "name" not in state.user
+        assert state.bot["visits"] == "many"

@@ -179,6 +179,15 @@ async def test_increments_from_four_processes_never_conflict(shared_url: str, ta
     assert [s["conflicts"] for s in stats] == [0] * PROCESSES
 
 
+async def test_kvs_additions_from_four_processes_never_conflict(shared_url: str) -> None:
+    """Every turn adds one to the bot's key ``n`` (``kvs.add``), each task in a session of
+    its own: a delta at commit, so no turn conflicts and no addition is lost."""
+    stats = await run_counting(shared_url, "kvs-add", "user-many", TASKS)
+    async with await Memory.open(shared_url) as mem:
+        assert await mem.kvs.for_bot("b").get("n") == PROCESSES * TASKS * TURNS
+    assert [s["conflicts"] for s in stats] == [0] * PROCESSES
+
+
 # -- 3. SIGKILL during turns that write the KVS -----------------------------------------------
 COMMAND = (sys.executable, "-m", "tests.exactness_worker", "turns-until-killed")
 

@@ -15,7 +15,7 @@ from botmemory.clock import Clock
 from botmemory.durations import DurationInput, Seconds, parse_duration
 from botmemory.errors import InvalidDurationError, InvalidValueError
 from botmemory.ids import Identity, validate_bot_id, validate_id
-from botmemory.storage.base import KvsModifier, KvsRecord, Storage
+from botmemory.storage.base import KvsDelta, KvsModifier, KvsRecord, Storage
 from botmemory.values import MISSING, JsonValue, get_path, loads, parse_path, set_path, to_json_text
 
 __all__ = [
@@ -45,6 +45,9 @@ class KvsPrimitives(Protocol):
     async def kvs_delete(self, namespace: str, key: str, now: float) -> bool: ...
     async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]: ...
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int: ...
+    async def kvs_add(
+        self, namespace: str, key: str, now: float, delta: KvsDelta, add: KvsModifier[KvsRecord]
+    ) -> None: ...
 
 
 GLOBAL_NAMESPACE = ""
@@ -221,28 +224,55 @@ class KeyValueStore:
         """Add ``by`` to the number under ``key`` (0 if absent) atomically; return the result.
 
         With ``expiry`` the key expires that long from now; without, it keeps its expiry.
+        Inside a turn the result is checked at commit: another turn that changes the
+        key meanwhile makes this one run again (:meth:`add` never does).
         """
+        delta, now = self._delta(key, by, expiry)
+        adder = number_adder(delta, self._max_bytes)
+        record = await self._storage.kvs_modify(self.namespace, delta.key, now, adder)
+        total: int | float = loads(record.value)  # type: ignore[assignment]  # checked
+        return total
+
+    async def add(self, key: str, by: int | float = 1, expiry: Expiry = None) -> None:
+        """Add ``by`` to the number under ``key`` (0 if absent), without reading it.
+
+        Like :meth:`incr`, but it returns nothing, so inside a turn it is a delta added
+        at commit: turns that add to one key (a message counter, say) never conflict,
+        and none of their additions is lost. A stored value that is not a number then
+        fails the commit (:class:`~botmemory.errors.ConflictError`); outside a turn, or
+        once the turn has read the key, it raises :class:`InvalidValueError` at once.
+        """
+        delta, now = self._delta(key, by, expiry)
+        adder = number_adder(delta, self._max_bytes)
+        await self._storage.kvs_add(self.namespace, delta.key, now, delta, adder)
+
+    def _delta(self, key: str, by: object, expiry: Expiry) -> tuple[KvsDelta, float]:
         key = self._key(key)
         if isinstance(by, bool) or not isinstance(by, int | float):
-            raise InvalidValueError(f"incr by {by!r}: give a number")
+            raise InvalidValueError(f"add {by!r} to kvs[{key!r}]: give a number")
+        to_json_text(by, f"add to kvs[{key!r}]", self._max_bytes)  # finite, in range
         seconds = parse_expiry(expiry)
         now = self._clock()
+        expires_at = None if seconds is None else now + seconds
+        return KvsDelta(self.namespace, key, by, expires_at), now
 
-        def add(record: KvsRecord | None) -> tuple[KvsRecord, int | float]:
-            current = 0 if record is None else loads(record.value)
-            if isinstance(current, bool) or not isinstance(current, int | float):
-                raise InvalidValueError(
-                    f"kvs[{key!r}] holds {current!r}, not a number to increment"
-                )
-            total = current + by
-            expires_at = record.expires_at if record is not None else None
-            if seconds is not None:
-                expires_at = now + seconds
-            return KvsRecord(
-                to_json_text(total, f"kvs[{key!r}]", self._max_bytes), expires_at
-            ), total
 
-        return await self._storage.kvs_modify(self.namespace, key, now, add)
+def number_adder(delta: KvsDelta, max_bytes: int) -> KvsModifier[KvsRecord]:
+    """The modifier that adds ``delta`` to a live record (``None``: 0) and returns the
+    record it stores; :class:`InvalidValueError` when the value is not a number."""
+
+    def add(record: KvsRecord | None) -> tuple[KvsRecord, KvsRecord]:
+        current = 0 if record is None else loads(record.value)
+        if isinstance(current, bool) or not isinstance(current, int | float):
+            raise InvalidValueError(
+                f"kvs[{delta.key!r}] holds {current!r}, not a number to increment"
+            )
+        total = to_json_text(current + delta.by, f"kvs[{delta.key!r}]", max_bytes)
+        kept = None if record is None else record.expires_at
+        added = KvsRecord(total, kept if delta.expires_at is None else delta.expires_at)
+        return added, added
+
+    return add
 
 
 class KvsAccess:

@@ -88,6 +88,10 @@ class SyncKeyValueStore:
         """See :meth:`KeyValueStore.incr`."""
         return self._loop.run(self._kvs.incr(key, by, expiry))
 
+    def add(self, key: str, by: int | float = 1, expiry: Expiry = None) -> None:
+        """See :meth:`KeyValueStore.add`."""
+        self._loop.run(self._kvs.add(key, by, expiry))
+
 
 class SyncMemory:
     """Blocking version of :class:`~botmemory.memory.Memory`."""

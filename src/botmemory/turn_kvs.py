@@ -6,6 +6,11 @@ with their version; writes wait in the turn. The turn's commit checks every key 
 (and every prefix listed) and applies the writes in the same transaction; a turn that
 fails or runs again leaves no trace in the store. Later reads of the turn see its
 own writes.
+
+An addition to a key the turn has neither read nor written (``kvs.add``) is a delta:
+nothing is read and nothing checked, the commit adds it to whatever is stored then,
+so turns that count in one key never conflict. Reading the key later in the turn
+reads it (checked) and turns the delta into a write.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import TypeVar
 from botmemory.clock import Clock
 from botmemory.storage.base import (
     KvsCheck,
+    KvsDelta,
     KvsModifier,
     KvsPrefixCheck,
     KvsRecord,
@@ -43,6 +49,7 @@ class TurnKvs:
         self._read: dict[_Key, KvsRecord | None] = {}
         self._writes: dict[_Key, KvsRecord | None] = {}
         self._listed: dict[_Key, tuple[tuple[str, int], ...]] = {}
+        self._deltas: dict[_Key, tuple[KvsDelta, KvsModifier[KvsRecord]]] = {}
 
     async def _stored(self, namespace: str, key: str, now: float) -> KvsRecord | None:
         """The record as storage holds it, read once per turn."""
@@ -54,13 +61,30 @@ class TurnKvs:
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
         """Return the live record of ``key`` as this turn sees it."""
         where = (namespace, key)
+        if where in self._deltas:  # read it after all: the delta becomes a checked write
+            _, add = self._deltas.pop(where)
+            self._writes[where] = add(_live(await self._stored(namespace, key, now), now))[0]
         if where in self._writes:
             return _live(self._writes[where], now)
         return _live(await self._stored(namespace, key, now), now)
 
     async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
         """Write ``record`` when the turn commits."""
+        self._deltas.pop((namespace, key), None)
         self._writes[(namespace, key)] = record
+
+    async def kvs_add(
+        self, namespace: str, key: str, now: float, delta: KvsDelta, add: KvsModifier[KvsRecord]
+    ) -> None:
+        """Add ``delta`` at commit; to a key this turn read or wrote, add it now."""
+        where = (namespace, key)
+        if where in self._read or where in self._writes:
+            await self.kvs_modify(namespace, key, now, add)
+            return
+        earlier = self._deltas.get(where)
+        if earlier is not None:
+            delta, add = _after(earlier[0], delta), _composed(earlier[1], add)
+        self._deltas[where] = (delta, add)
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         """Read ``key`` (checked at commit), apply ``modify``, write at commit."""
@@ -76,6 +100,8 @@ class TurnKvs:
 
     async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
         """Return the live keys under ``prefix`` as this turn sees them (checked at commit)."""
+        for ns, key in [w for w in self._deltas if w[0] == namespace and w[1].startswith(prefix)]:
+            await self.kvs_get(ns, key, now)  # a listing sees what the deltas create
         listed = self._listed.get((namespace, prefix))
         if listed is None:
             stored = await self._storage.kvs_keys(namespace, prefix, now)
@@ -105,11 +131,15 @@ class TurnKvs:
     @property
     def used(self) -> bool:
         """Whether the turn read, listed or wrote a key (else the commit has nothing of it)."""
-        return bool(self._read or self._writes or self._listed)
+        return bool(self._read or self._writes or self._listed or self._deltas)
 
     def writes(self) -> list[KvsWrite]:
         """The records to store (``None``: delete), in the order of their keys."""
         return [KvsWrite(ns, key, record) for (ns, key), record in sorted(self._writes.items())]
+
+    def deltas(self) -> list[KvsDelta]:
+        """The additions to keys the turn did not read, in the order of their keys."""
+        return [delta for _, (delta, _) in sorted(self._deltas.items(), key=lambda d: d[0])]
 
     def checks(self) -> list[KvsCheck]:
         """Every key read, with the version it had (``0``: absent or expired)."""
@@ -124,3 +154,20 @@ class TurnKvs:
             KvsPrefixCheck(ns, prefix, versions)
             for (ns, prefix), versions in sorted(self._listed.items())
         ]
+
+
+def _after(first: KvsDelta, then: KvsDelta) -> KvsDelta:
+    """One delta that does what ``first`` then ``then`` do."""
+    expires_at = first.expires_at if then.expires_at is None else then.expires_at
+    return first._replace(by=first.by + then.by, expires_at=expires_at)
+
+
+def _composed(
+    first: KvsModifier[KvsRecord], then: KvsModifier[KvsRecord]
+) -> KvsModifier[KvsRecord]:
+    """The modifier that applies ``first``, then ``then`` to what it left."""
+
+    def both(record: KvsRecord | None) -> tuple[KvsRecord | None, KvsRecord]:
+        return then(first(record)[0])
+
+    return both

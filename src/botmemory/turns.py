@@ -324,6 +324,7 @@ def finish_turn(
         kvs_writes=kvs.writes() if kvs is not None else (),
         kvs_checks=kvs.checks() if kvs is not None else (),
         kvs_prefix_checks=kvs.prefix_checks() if kvs is not None else (),
+        kvs_deltas=kvs.deltas() if kvs is not None else (),
         now=now,
         version=version,
         loaded_stamp=loaded.stamp,

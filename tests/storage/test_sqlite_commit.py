@@ -161,3 +161,34 @@ async def test_turns_of_one_group_commit_that_touch_nothing_of_each_other_both_c
         assert results == [None, None]
         async with mem.turn("b", "seed") as state:
             assert state.bot["n"] == 2
+
+
+async def test_a_group_commit_on_the_event_loop_leaves_what_its_slice_cannot_take(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no time to spare (a slice of 0), each pass of the loop commits one queued
+    turn and leaves the others, in order, to the next passes: every turn commits, each
+    once, and the loop never runs more than one commit at a time."""
+    monkeypatch.setattr("botmemory.storage.sqlite.storage.SLICE", 0.0)
+    async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
+        storage = mem.storage
+        assert isinstance(storage, SqliteStorage)
+        queued: list[int] = []
+        original = storage._apply_turns
+
+        def counting(db: sqlite3.Connection, batch: list[object], *args: object) -> None:
+            queued.append(len(batch))
+            original(db, batch, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(storage, "_apply_turns", counting)
+
+        async def visit(n: int) -> None:
+            async with mem.turn("b", f"u{n}") as state:
+                state.user["n"] = n
+                state.bot.incr("visits")
+
+        await asyncio.wait_for(asyncio.gather(*(visit(n) for n in range(40))), 60)
+        assert max(queued) > 1  # turns did queue up together...
+        assert len(queued) >= 40  # ...and were committed one pass each
+        async with mem.turn("b", "u7") as state:
+            assert (state.bot["visits"], state.user["n"]) == (40, 7)

@@ -40,6 +40,7 @@ from botmemory.durations import Seconds
 
 __all__ = [
     "KvsCheck",
+    "KvsDelta",
     "KvsModifier",
     "KvsPrefixCheck",
     "KvsRecord",
@@ -61,6 +62,7 @@ __all__ = [
     "VarUpdate",
     "add_to_number",
     "cleared_version",
+    "kvs_added",
     "new_version",
 ]
 
@@ -168,6 +170,29 @@ class KvsWrite(NamedTuple):
     namespace: str
     key: str
     record: KvsRecord | None
+
+
+class KvsDelta(NamedTuple):
+    """Add ``by`` to the number under ``key`` at commit time, whatever it is then.
+
+    A missing or expired key counts as ``0``. ``expires_at`` is the key's new expiry;
+    ``None`` keeps the expiry of a live key (none for a key it creates). A stored value
+    that is not a number makes the commit raise :class:`~botmemory.errors.ConflictError`.
+    """
+
+    namespace: str
+    key: str
+    by: int | float
+    expires_at: float | None = None
+
+
+def kvs_added(record: KvsRecord | None, delta: KvsDelta, now: float) -> KvsRecord:
+    """The record ``delta`` leaves, added to ``record`` (as stored: live or not at ``now``)."""
+    live = record is not None and (record.expires_at is None or record.expires_at > now)
+    base = record if live else None
+    kept = None if base is None else base.expires_at
+    expires_at = kept if delta.expires_at is None else delta.expires_at
+    return KvsRecord(add_to_number(None if base is None else base.value, delta.by), expires_at)
 
 
 def add_to_number(text: str | None, by: int | float) -> str:
@@ -289,8 +314,8 @@ class TurnWrite:
     First every check: the session's ``session_version``, ``checks``, ``scope_checks``,
     ``kvs_checks`` and ``kvs_prefix_checks``; if one fails, raise
     :class:`~botmemory.errors.ConflictError` and write nothing. Then, in this order:
-    resets, deletes, upserts, deltas, the session record, KVS writes. Every row written
-    gets ``version``.
+    resets, deletes, upserts, deltas, the session record, KVS writes, KVS deltas. Every
+    row written gets ``version``.
     """
 
     session: SessionRecord | None
@@ -309,6 +334,8 @@ class TurnWrite:
     kvs_writes: Sequence[KvsWrite] = ()
     kvs_checks: Sequence[KvsCheck] = ()
     kvs_prefix_checks: Sequence[KvsPrefixCheck] = ()
+    kvs_deltas: Sequence[KvsDelta] = ()
+    """Additions to KVS numbers: never checked, so turns adding to one key never conflict."""
     now: float = 0.0
     """The commit's time: ``changed_at`` of deltas; KVS and delta expiry is judged at it."""
     version: int = field(default_factory=new_version)
@@ -426,6 +453,13 @@ class Storage(ABC):
     @abstractmethod
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         """Atomically read ``key``, apply ``modify`` and store what it returns."""
+
+    async def kvs_add(
+        self, namespace: str, key: str, now: float, delta: KvsDelta, add: KvsModifier[KvsRecord]
+    ) -> None:
+        """Add ``delta`` to the number under ``key``: here, ``add`` applied atomically (a
+        turn's view buffers ``delta`` for its commit instead)."""
+        await self.kvs_modify(namespace, key, now, add)
 
     @abstractmethod
     async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:

@@ -27,6 +27,7 @@ from botmemory.storage.base import (
     VarUpdate,
     add_to_number,
     cleared_version,
+    kvs_added,
     new_version,
 )
 
@@ -64,6 +65,11 @@ class MemoryStorage(Storage):
 
     async def commit_turn(self, write: TurnWrite) -> None:
         self._check(write)
+        added = self._var_deltas(write)  # before any write: a delta may still conflict
+        kvs_added_records = [
+            (d, kvs_added(self._kvs.get(d.namespace, {}).get(d.key), d, write.now))
+            for d in write.kvs_deltas
+        ]
         session, version = write.session, write.version
         if session is not None and write.reset_session:
             self._vars.pop(("session", session.bot_id, session.key), None)
@@ -75,12 +81,9 @@ class MemoryStorage(Storage):
             k = var.key
             owned = self._vars.setdefault((k.scope, k.bot_id, k.owner), {})
             owned[k.name] = var if var.version == version else StoredVar(*var[:5], version)
-        for delta in write.deltas:
+        for delta, text in zip(write.deltas, added, strict=True):
             k = delta.key
             owned = self._vars.setdefault((k.scope, k.bot_id, k.owner), {})
-            current = owned.get(k.name)
-            base = None if current is None or _expired(current, write.now) else current.value
-            text = add_to_number(base, delta.by)
             owned[k.name] = StoredVar(k, text, write.now, delta.expires_at, None, version)
         if session is not None:
             if session.version != version:
@@ -89,6 +92,29 @@ class MemoryStorage(Storage):
         for w in write.kvs_writes:
             record = None if w.record is None else replace(w.record, version=version)
             self._store_kvs(w.namespace, w.key, record)
+        for kd, record in kvs_added_records:
+            self._store_kvs(kd.namespace, kd.key, replace(record, version=version))
+
+    def _var_deltas(self, write: TurnWrite) -> list[str]:
+        """The text each delta of ``write`` leaves, added to what its earlier steps leave
+        (an upsert of the variable, nothing after its delete or its scope's reset)."""
+        upserted = {v.key: v for v in write.upserts}
+        deleted = set(write.deletes)
+        s = write.session
+        reset: set[str] = set()
+        if s is not None and (write.reset_session or write.reset_temp):
+            reset = {"session", "temp"} if write.reset_session else {"temp"}
+        texts: list[str] = []
+        for delta in write.deltas:
+            k = delta.key
+            current = upserted.get(k)
+            if current is None and k not in deleted:
+                own_reset = s is not None and (k.bot_id, k.owner) == (s.bot_id, s.key)
+                if not (own_reset and k.scope in reset):
+                    current = self._vars.get((k.scope, k.bot_id, k.owner), {}).get(k.name)
+            base = None if current is None or _expired(current, write.now) else current.value
+            texts.append(add_to_number(base, delta.by))
+        return texts
 
     def _check(self, write: TurnWrite) -> None:
         """Raise ConflictError unless every check of ``write`` holds (nothing written yet)."""

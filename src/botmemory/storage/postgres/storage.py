@@ -141,8 +141,10 @@ class PostgresStorage(Storage):
             try:
                 await conn.execute(sql.begin_locked(keys, exclusive), timeout=self.db.lock_wait)
                 rows = [] if read is None else await conn.fetch(read[0], *read[1])
-                variables = turn.final_vars(write, turn.verify(write, rows))
-                statement, params = turn.write_statement(write, variables)
+                current = turn.verify(write, rows)
+                variables = turn.final_vars(write, current.vars)
+                records = turn.final_kvs(write, current.kvs)
+                statement, params = turn.write_statement(write, variables, records)
                 await conn.execute(statement, *params)
             except BaseException:
                 await _rollback(conn)

@@ -16,7 +16,8 @@ A commit is one short transaction of three statements:
    values it checks, ``FOR KEY SHARE`` the rows of a scope whose names it checks (only a
    delete changes those; turns listing the same scope do not wait for each other).
    Compare the versions in Python; on a difference, roll back and raise
-   :class:`ConflictError`. Deltas are added here, with Python's own arithmetic
+   :class:`ConflictError`. Deltas (of variables and of KVS numbers, whose rows are read
+   locked too) are added here, with Python's own arithmetic
    (:func:`~botmemory.storage.base.add_to_number`).
 3. Write everything, every row with the commit's version, in one statement.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from botmemory.errors import ConflictError
 from botmemory.storage.base import (
@@ -37,6 +38,7 @@ from botmemory.storage.base import (
     TurnWrite,
     VarKey,
     add_to_number,
+    kvs_added,
 )
 from botmemory.storage.postgres import sql, turn_sql
 from botmemory.storage.postgres.pool import lock_key
@@ -44,6 +46,7 @@ from botmemory.storage.postgres.turn_sql import ReadShape, WriteShape
 
 __all__ = [
     "commit_locks",
+    "final_kvs",
     "final_vars",
     "kvs_locks",
     "read_statement",
@@ -53,7 +56,16 @@ __all__ = [
 ]
 
 Locks = tuple[list[int], list[bool]]
-Current = dict[VarKey, tuple[str, float | None]]
+CurrentVars = dict[VarKey, tuple[str, float | None]]
+KvsRows = dict[tuple[str, str], KvsRecord | None]
+
+
+class Current(NamedTuple):
+    """What a commit's read found for its deltas: variables (value, expiry) and KVS
+    records, expired or not."""
+
+    vars: CurrentVars
+    kvs: KvsRows
 
 
 def _sorted_locks(wanted: dict[int, bool]) -> Locks:
@@ -89,14 +101,21 @@ def commit_locks(schema: str, write: TurnWrite) -> Locks:
         want(True, "session-row", s.bot_id, s.key)
         for scope in _reset_scopes(write):
             want(True, "scope", s.bot_id, scope, s.key)
-    for ns, key in [(c.namespace, c.key) for c in write.kvs_checks] + [
-        (w.namespace, w.key) for w in write.kvs_writes
-    ]:
+    for ns, key in _kvs_keys(write, checked=True):
         want(True, "kvs", ns, key)
         want(False, "kvs-namespace", ns)
     for pc in write.kvs_prefix_checks:
         want(True, "kvs-namespace", pc.namespace)
     return _sorted_locks(wanted)
+
+
+def _kvs_keys(write: TurnWrite, *, checked: bool) -> list[tuple[str, str]]:
+    """The KVS keys ``write`` adds to and writes, and with ``checked`` those it checks."""
+    keys = [(d.namespace, d.key) for d in write.kvs_deltas]
+    keys += [(w.namespace, w.key) for w in write.kvs_writes]
+    if checked:
+        keys += [(c.namespace, c.key) for c in write.kvs_checks]
+    return keys
 
 
 def _var_keys(write: TurnWrite) -> dict[VarKey, bool]:
@@ -125,11 +144,12 @@ def read_statement(write: TurnWrite) -> tuple[str, list[Any]] | None:
     s = write.session
     checks_session = s is not None and write.session_version is not None
     prefixes = [(p.namespace, p.prefix, sql.prefix_end(p.prefix)) for p in write.kvs_prefix_checks]
+    keyed = sorted({(c.namespace, c.key) for c in write.kvs_checks} | set(_delta_keys(write)))
     shape = ReadShape(
         bool(var_keys),
         bool(write.scope_checks),
         checks_session,
-        bool(write.kvs_checks),
+        bool(keyed),
         any(p[2] is not None for p in prefixes),
         any(p[2] is None for p in prefixes),
     )
@@ -143,21 +163,26 @@ def read_statement(write: TurnWrite) -> tuple[str, list[Any]] | None:
     if s is not None and checks_session:
         params += [s.bot_id, s.key]
     if shape.keyed:
-        params += _columns([(c.namespace, c.key) for c in write.kvs_checks], 2)
+        params += _columns(keyed, 2)
     if shape.prefixed or shape.prefixed_open:
         params += _columns(prefixes, 3) * (shape.prefixed + shape.prefixed_open)
     return turn_sql.read_statement(shape), params
 
 
+def _delta_keys(write: TurnWrite) -> list[tuple[str, str]]:
+    return [(d.namespace, d.key) for d in write.kvs_deltas]
+
+
 def verify(write: TurnWrite, rows: Iterable[Sequence[Any]]) -> Current:
     """Raise :class:`ConflictError` unless every check of ``write`` holds against ``rows``.
 
-    Return the current value and expiry of each variable read (for the deltas).
+    Return what the deltas add to: the value and expiry of each variable read, and the
+    record of each KVS key read.
     """
-    current: Current = {}
+    current: CurrentVars = {}
     versions: dict[VarKey, int] = {}
     scopes: dict[tuple[str, str, str], list[tuple[str, int]]] = defaultdict(list)
-    keyed: dict[tuple[str, str], tuple[float | None, int]] = {}
+    keyed: dict[tuple[str, str], KvsRecord] = {}
     prefixed: dict[int, list[tuple[str, int]]] = defaultdict(list)
     session_version = 0
     for kind, a, b, c, d, value, expires_at, version in rows:
@@ -169,7 +194,7 @@ def verify(write: TurnWrite, rows: Iterable[Sequence[Any]]) -> Current:
         elif kind == "r":
             session_version = version
         elif kind == "k":
-            keyed[(a, b)] = (expires_at, version)
+            keyed[(a, b)] = KvsRecord(value, expires_at, version)
         elif _live(expires_at, write.now):
             prefixed[int(a)].append((b, version))
     s = write.session
@@ -183,20 +208,32 @@ def verify(write: TurnWrite, rows: Iterable[Sequence[Any]]) -> Current:
         if {name for name, _ in scopes.get((sc.bot_id, sc.scope, sc.owner), [])} != sc.names:
             raise ConflictError(f"{sc.scope} memory changed since the turn read it all")
     for kc in write.kvs_checks:
-        expires_at, version = keyed.get((kc.namespace, kc.key), (None, 0))
-        if (version if _live(expires_at, write.now) else 0) != kc.version:
+        record = keyed.get((kc.namespace, kc.key))
+        live = record is not None and _live(record.expires_at, write.now)
+        if (record.version if record is not None and live else 0) != kc.version:
             raise ConflictError(f"key {kc.key!r} changed since the turn read it")
     for i, pc in enumerate(write.kvs_prefix_checks, start=1):
         if tuple(sorted(prefixed.get(i, []))) != pc.versions:
             raise ConflictError(f"keys under {pc.prefix!r} changed since the turn listed them")
-    return current
+    return Current(current, {key: keyed.get(key) for key in _delta_keys(write)})
 
 
 def _live(expires_at: float | None, now: float) -> bool:
     return expires_at is None or expires_at > now
 
 
-def final_vars(write: TurnWrite, current: Current) -> list[StoredVar]:
+def final_kvs(write: TurnWrite, current: KvsRows) -> KvsRows:
+    """Return the KVS records ``write`` stores (``None``: deleted): its writes, then its
+    deltas added to what the writes left, else to the stored record."""
+    records: KvsRows = {(w.namespace, w.key): w.record for w in write.kvs_writes}
+    for delta in write.kvs_deltas:
+        key = (delta.namespace, delta.key)
+        base = records[key] if key in records else current.get(key)
+        records[key] = kvs_added(base, delta, write.now)
+    return records
+
+
+def final_vars(write: TurnWrite, current: CurrentVars) -> list[StoredVar]:
     """Return the variables ``write`` stores: its upserts, then its deltas added.
 
     A delta adds to what the commit's earlier steps left: an upsert of the same
@@ -224,17 +261,18 @@ def final_vars(write: TurnWrite, current: Current) -> list[StoredVar]:
     return list(rows.values())
 
 
-def write_statement(write: TurnWrite, variables: Sequence[StoredVar]) -> tuple[str, list[Any]]:
-    """Return the write of ``write`` with its final ``variables``, and its parameters."""
+def write_statement(
+    write: TurnWrite, variables: Sequence[StoredVar], records: KvsRows | None = None
+) -> tuple[str, list[Any]]:
+    """Return the write of ``write`` with its final ``variables`` and KVS ``records``
+    (default: its KVS writes), and its parameters."""
     s, reset = write.session, _reset_scopes(write)
     upserts = sorted(  # one order in which all writers lock rows
         (k.bot_id, k.scope, k.owner, k.name, v.value, v.changed_at, v.expires_at, v.field_times)
         for v in variables
         for k in (v.key,)
     )
-    kvs: dict[tuple[str, str], KvsRecord | None] = {
-        (w.namespace, w.key): w.record for w in write.kvs_writes
-    }
+    kvs = {(w.namespace, w.key): w.record for w in write.kvs_writes} if records is None else records
     stored = sorted((ns, key, r.value, r.expires_at) for (ns, key), r in kvs.items() if r)
     gone = sorted((ns, key) for (ns, key), r in kvs.items() if r is None)
     deletes = [(k.bot_id, k.scope, k.owner, k.name) for k in write.deletes]

@@ -55,11 +55,11 @@ _READS: Final = {
         "SELECT 'r', NULL, NULL, NULL, NULL, NULL, NULL, version FROM session",
     ),
     "keyed": (
-        """SELECT k.namespace, k.key, k.expires_at, k.version
+        """SELECT k.namespace, k.key, k.value, k.expires_at, k.version
         FROM unnest($?::text[], $?::text[]) AS q (namespace, key)
         JOIN kvs k ON k.namespace = q.namespace AND k.key = q.key
         FOR UPDATE OF k""",
-        "SELECT 'k', namespace, key, NULL, NULL, NULL, expires_at, version FROM keyed",
+        "SELECT 'k', namespace, key, NULL, NULL, value, expires_at, version FROM keyed",
     ),
     "prefixed": (
         """SELECT p.i, k.key, k.expires_at, k.version
@@ -100,11 +100,11 @@ def read_statement(shape: ReadShape) -> str:
     Kinds: ``v`` a variable ($ bot, scope, owner, name arrays), ``s`` a variable of a
     whole scope (bot, scope, owner arrays; its rows locked against deletes only, so that
     turns that list the same scope do not wait for each other), ``r`` the session (bot,
-    key), ``k`` a KVS key (namespace, key arrays), ``p`` a key under a prefix, with the
-    prefix's 1-based number (namespace, prefix, end-or-NULL arrays, twice: for the
-    prefixes with an end, then those without); parameters in that order. A prefix with an end is an
-    index range; one without (see ``prefix_end``) runs to the namespace's end, all its
-    own keys.
+    key), ``k`` a KVS key checked or added to (namespace, key arrays), ``p`` a key under
+    a prefix, with the prefix's 1-based number (namespace, prefix, end-or-NULL arrays,
+    twice: for the prefixes with an end, then those without); parameters in that order.
+    A prefix with an end is an index range; one without (see ``prefix_end``) runs to the
+    namespace's end, all its own keys.
     """
     names = [name for name, wanted in zip(_READS, shape, strict=True) if wanted]
     ctes = ",\n".join(f"{name} AS ({_READS[name][0]})" for name in names)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from botmemory.durations import parse_duration
-from botmemory.storage.base import KvsRecord, SessionRecord, TurnWrite, VarKey
+from botmemory.storage.base import KvsDelta, KvsRecord, SessionRecord, TurnWrite, VarKey
 from botmemory.storage.redis.layout import (
     BotKeys,
     KvsKeys,
@@ -228,6 +228,29 @@ for i, d in ipairs(doc.deltas) do
     shadow[id] = results[i]
 end
 
+-- KVS deltas, added to what this commit's KVS writes leave, else to the stored record
+local kvs_shadow, kvs_results = {}, {}
+for _, w in ipairs(doc.kvs_writes) do kvs_shadow[w.d] = w.r end
+for i, d in ipairs(doc.kvs_deltas) do
+    local raw = kvs_shadow[d.d]
+    if raw == nil then raw = redis.call('GET', KEYS[d.d]) end
+    local value, expires = nil, ''
+    local _, body = split_version(raw ~= '' and raw or nil)
+    if body then
+        local eol = string.find(body, '\n', 1, true)
+        local stored = string.sub(body, 1, eol - 1)
+        if stored == '' or tonumber(stored) > now then
+            value, expires = string.sub(body, eol + 1), stored
+        end
+    end
+    local text = add(value, d.by)
+    if not text then return conflict('key ' .. d.key .. ' is no longer a number') end
+    local keep = d.e == '' and expires ~= ''  -- the live key's expiry, and its TTL, stay
+    if d.e ~= '' then expires = d.e end
+    kvs_results[i] = {'v' .. doc.id .. '\n' .. expires .. '\n' .. text, expires, keep}
+    kvs_shadow[d.d] = kvs_results[i][1]
+end
+
 -- writes ---------------------------------------------------------------------------------
 local function index_user(u, expires)
     redis.call('ZADD', KEYS[u.users], 0, u.o)
@@ -288,6 +311,22 @@ for _, w in ipairs(doc.kvs_writes) do
         end
     end
 end
+for i, d in ipairs(doc.kvs_deltas) do
+    local record, expires, keep = unpack(kvs_results[i])
+    if keep then
+        redis.call('SET', KEYS[d.d], record, 'KEEPTTL')
+    elseif expires == '' then
+        redis.call('SET', KEYS[d.d], record)
+    else
+        redis.call('SET', KEYS[d.d], record, 'PX', d.ttl)
+    end
+    redis.call('ZADD', KEYS[d.names], 0, d.key)
+    if expires == '' then
+        redis.call('ZREM', KEYS[d.due], d.key)
+    else
+        redis.call('ZADD', KEYS[d.due], expires, d.key)
+    end
+end
 
 redis.call('ZADD', KEYS[doc.ids], doc.wall, doc.id)
 redis.call('ZREMRANGEBYSCORE', KEYS[doc.ids], '-inf', '(' .. doc.oldest)
@@ -341,6 +380,7 @@ def _home(write: TurnWrite) -> str | None:
     bots = [k.bot_id for k in var_keys] + [c.key.bot_id for c in write.checks]
     bots += [c.bot_id for c in write.scope_checks]
     kvs = [w.namespace for w in write.kvs_writes] + [c.namespace for c in write.kvs_checks]
+    kvs += [d.namespace for d in write.kvs_deltas]
     kvs += [c.namespace for c in write.kvs_prefix_checks]
     found = bots + kvs
     return found[0] if found else None
@@ -391,6 +431,7 @@ class _Builder:
             "upserts": [self.upsert(v._replace(version=w.version)) for v in w.upserts],
             "deltas": [self.delta(d.key, d.by, d.expires_at) for d in w.deltas],
             "kvs_writes": [self.kvs_write(x.namespace, x.key, x.record) for x in w.kvs_writes],
+            "kvs_deltas": [self.kvs_delta(d) for d in w.kvs_deltas],
         }
         if w.session is not None:
             doc["session"] = self.session(w.session, w.session_version)
@@ -433,12 +474,22 @@ class _Builder:
                 "e": expires}  # fmt: skip
 
     def delta(self, key: VarKey, by: float, expires_at: float | None) -> dict[str, Any]:
-        if isinstance(by, bool):
-            by = int(by)
-        by_text = str(by) if isinstance(by, int) else json.dumps(float(by))
         expires = "" if expires_at is None else num(expires_at)
-        return {"h": self.var(key), "n": key.name, "by": by_text, "e": expires,
+        return {"h": self.var(key), "n": key.name, "by": _number_text(by), "e": expires,
                 "u": self.user_index(key)}  # fmt: skip
+
+    def kvs_delta(self, delta: KvsDelta) -> dict[str, Any]:
+        ns = kvs_keys(self.prefix, delta.namespace)
+        expires = delta.expires_at
+        return {
+            "d": self.keys(ns.data(delta.key)),
+            "names": self.keys(ns.names),
+            "due": self.keys(ns.due),
+            "key": delta.key,
+            "by": _number_text(delta.by),
+            "e": "" if expires is None else num(expires),
+            "ttl": "" if expires is None else str(self.ttl_ms(expires)),
+        }
 
     def session(self, s: SessionRecord, check: int | None) -> dict[str, Any]:
         k = self.bot(s.bot_id)
@@ -476,6 +527,13 @@ class _Builder:
             found["e"] = "" if expires is None else num(expires)
             found["ttl"] = "" if expires is None else str(self.ttl_ms(expires))
         return found
+
+
+def _number_text(by: int | float) -> str:
+    """``by`` as the script reads numbers: integers exactly, floats as JSON."""
+    if isinstance(by, bool):
+        by = int(by)
+    return str(by) if isinstance(by, int) else json.dumps(float(by))
 
 
 def _without_none(value: Any) -> Any:

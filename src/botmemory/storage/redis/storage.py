@@ -392,7 +392,8 @@ def _vars(scope: Scope, bot_id: str, owner: str, found: dict[str, str]) -> list[
 
 def _bots_of(write: TurnWrite) -> set[str]:
     var_keys = [*write.deletes, *(var.key for var in write.upserts), *(d.key for d in write.deltas)]
-    bots = {key.bot_id for key in var_keys} | {w.namespace for w in write.kvs_writes if w.namespace}
+    namespaces = [w.namespace for w in write.kvs_writes] + [d.namespace for d in write.kvs_deltas]
+    bots = {key.bot_id for key in var_keys} | {ns for ns in namespaces if ns}
     return bots if write.session is None else bots | {write.session.bot_id}
 
 

@@ -27,6 +27,7 @@ from botmemory.storage.base import (
     VarDelta,
     VarKey,
     add_to_number,
+    kvs_added,
     new_version,
 )
 from botmemory.storage.sqlite.schema import set_busy_timeout
@@ -156,7 +157,7 @@ def read_data_version(db: sqlite3.Connection) -> int:
 
 
 def apply_turn(db: sqlite3.Connection, write: TurnWrite, *, rows_unchanged: bool = False) -> None:
-    """Check a turn, then write it: resets, deletes, upserts, deltas, session, KVS.
+    """Check a turn, then write it: resets, deletes, upserts, deltas, session, KVS, KVS deltas.
 
     ``rows_unchanged``: no row the turn read changed since it loaded them (the caller
     knows): only its KVS checks, which judge liveness at the commit's time, run.
@@ -194,6 +195,9 @@ def apply_turn(db: sqlite3.Connection, write: TurnWrite, *, rows_unchanged: bool
         )
     for w in write.kvs_writes:
         kvs_store(db, w.namespace, w.key, w.record, version)
+    for kd in write.kvs_deltas:
+        record = kvs_added(kvs_row(db, kd.namespace, kd.key), kd, write.now)
+        kvs_store(db, kd.namespace, kd.key, record, version)
 
 
 def apply_delta(db: sqlite3.Connection, delta: VarDelta, now: float, version: int) -> None:
@@ -263,6 +267,15 @@ def kvs_live(db: sqlite3.Connection, namespace: str, key: str, now: float) -> Kv
         "SELECT value, expires_at, version FROM kvs WHERE namespace = ? AND key = ? "
         "AND (expires_at IS NULL OR expires_at > ?)",
         (namespace, key, now),
+    ).fetchone()
+    return None if row is None else KvsRecord(row[0], row[1], row[2])
+
+
+def kvs_row(db: sqlite3.Connection, namespace: str, key: str) -> KvsRecord | None:
+    """Return the record of ``key`` as stored, expired or not."""
+    row = db.execute(
+        "SELECT value, expires_at, version FROM kvs WHERE namespace = ? AND key = ?",
+        (namespace, key),
     ).fetchone()
     return None if row is None else KvsRecord(row[0], row[1], row[2])
 

@@ -56,7 +56,7 @@ from botmemory.storage.base import (
 from botmemory.storage.file_locks import KeyLocks
 from botmemory.storage.footprint import Footprint
 from botmemory.storage.sqlite import janitor_sql, schema, sql
-from botmemory.storage.sqlite.connection import SqliteConnection, WouldWaitError
+from botmemory.storage.sqlite.connection import SLICE, SqliteConnection, WouldWaitError
 from botmemory.storage.sqlite.schema import MIGRATIONS
 from botmemory.storage.worker import settle
 
@@ -242,14 +242,20 @@ class SqliteStorage(Storage):
             self._worker.post(self._commit_queued)
 
     def _commit_queued(self, *, here: bool = False) -> None:
-        """Commit every queued turn in one transaction; raise WouldWaitError (``here``)
-        with the turns left queued if that cannot be done without waiting."""
+        """Commit the queued turns in one transaction; raise WouldWaitError (``here``)
+        with the turns left queued if that cannot be done without waiting.
+
+        On the event loop a transaction takes the turns that fit in ``SLICE`` (one at
+        least) and leaves the others queued for the next pass of the loop, so that many
+        turns at once do not stall it; the worker thread takes them all.
+        """
         with self._queue_lock:
             batch, self._queued = self._queued, []
         if not batch:
             return
         outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]] = []
-        commit = self._write(lambda db: self._apply_turns(db, batch, outcomes))
+        deadline = time.perf_counter() + SLICE if here else None
+        commit = self._write(lambda db: self._apply_turns(db, batch, outcomes, deadline))
         try:
             (self._conn.here if here else self._conn.call)(commit)
         except WouldWaitError:
@@ -259,6 +265,11 @@ class SqliteStorage(Storage):
         except Exception as exc:
             failure = exc if isinstance(exc, BotMemoryError) else self._conn.translate(exc)
             outcomes = [(future, None, failure) for _, future in batch]
+        left = batch[len(outcomes) :]  # only here: the worker thread takes them all
+        if left:  # ahead of those queued since, in the next pass
+            with self._queue_lock:
+                self._queued[:0] = left
+            asyncio.get_running_loop().call_soon(self._flush)
         settle(outcomes, asyncio.get_running_loop() if here else None)
 
     def _apply_turns(
@@ -266,7 +277,10 @@ class SqliteStorage(Storage):
         db: sqlite3.Connection,
         batch: list[tuple[TurnWrite, asyncio.Future[None]]],
         outcomes: list[tuple[asyncio.Future[None], None, BaseException | None]],
+        deadline: float | None = None,
     ) -> None:
+        """Apply the turns of ``batch`` in order, an outcome each, until ``deadline``
+        (``perf_counter``) has passed: the caller queues the others again."""
         # a turn that loaded the database as it is now, and that no turn before it in
         # this batch wrote a row it checks, has nothing to check but the KVS
         self._data_version = sql.read_data_version(db)  # for the stamps of later loads
@@ -289,6 +303,8 @@ class SqliteStorage(Storage):
                 outcomes.append((future, None, None))
             db.execute("RELEASE turn")
             written.add(write)
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
 
     @staticmethod
     def _apply_turn(db: sqlite3.Connection, write: TurnWrite, unchanged: bool) -> None:

@@ -8,5 +8,6 @@ from botmemory.turns import TurnState
 
 
 async def hook(event: Event | None, state: TurnState, kvs: KeyValueStore) -> None:
-    """Add one to ``stats/messages``."""
-    await kvs.incr("stats/messages")
+    """Add one to ``stats/messages``: a delta added at commit, so that turns of several
+    users counting at once never conflict (``incr`` would read and check the count)."""
+    await kvs.add("stats/messages")
