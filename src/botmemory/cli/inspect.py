@@ -99,8 +99,8 @@ def _scope_table(view: MemoryView, scope: Scope) -> Table | str:
     table.add_column("variable", style="bold")
     table.add_column("value", overflow="fold")
     table.add_column("expires")
+    rule = EXPIRY_RULES[scope]
     for name, var in variables:
-        rule = EXPIRY_RULES[scope]
         table.add_row(name, dumps(var.value), _expiry(var.expires_at, view.now, rule))
     return table
 
