@@ -70,8 +70,9 @@ async def main() -> None:
         await look("61 days later: email (60d) is gone too; the name has no policy")
         report = await mem.janitor.run_once()
         print(f"\n{report.summary()}")
-        print("\nexport of ada:", json.dumps(await mem.export_user("welcome", "ada"), indent=2))
-        print("forget ada:", await mem.forget_user("welcome", "ada"))
+        exported = (await mem.export_user("welcome", "ada")).to_json()
+        print("\nexport of ada:", json.dumps(exported, indent=2))
+        print("forget ada:", (await mem.forget_user("welcome", "ada")).to_json())
 
 
 if __name__ == "__main__":

@@ -319,9 +319,9 @@ async def test_a_message_id_runs_once_and_answers_the_same_replies(mem: Memory) 
         assert "\x01messageIds" not in state.session  # hidden from the bot
         assert len(state.session["lastMessages"]) == 2  # type: ignore[arg-type]
     view = await mem.peek("b", "u1")
-    assert "\x01messageIds" not in view["scopes"]["session"]  # type: ignore[index,operator]
+    assert "\x01messageIds" not in view.scopes["session"]
     exported = await mem.export_user("b", "u1")
-    assert "messageIds" not in str(exported)
+    assert "messageIds" not in str(exported.to_json())
 
 
 async def test_a_session_remembers_its_last_message_ids(open_memory: OpenMemory) -> None:

@@ -105,9 +105,9 @@ async def created(url: str) -> str:
 async def peek_scopes(url: str, user: str, thread: str | None = None) -> dict[str, Any]:
     """``{scope: {name: value}}`` as a turn of ``user`` in ``thread`` would see them."""
     async with await Memory.open(url) as mem:
-        scopes: Any = (await mem.peek("b", user, "api", thread))["scopes"]
+        scopes = (await mem.peek("b", user, "api", thread)).scopes
     return {
-        scope: {name: entry["value"] for name, entry in variables.items()}
+        scope: {name: entry.value for name, entry in variables.items()}
         for scope, variables in scopes.items()
     }
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from botmemory import InvalidValueError, ManualClock, Memory
+from botmemory import InvalidValueError, ManualClock, Memory, VariableView
 from botmemory.storage.base import SessionRecord
 from tests.conftest import DAY, START, OpenMemory
 
@@ -22,18 +22,18 @@ async def test_peek_shows_every_scope_with_expiries_and_changes_nothing(
         state.bot["motd"] = "hello"
     clock.advance(timedelta(seconds=60))
     view = await mem.peek("b", "u1")
-    scopes = view["scopes"]
-    assert view["now"] == START + 60
-    assert view["sessionId"] == "b::api::u1"
-    assert scopes["user"] == {  # type: ignore[index]
-        "mood": {"value": "ok", "expiresAt": START + DAY},
-        "name": {"value": "Ada", "expiresAt": None},
+    scopes = view.scopes
+    assert view.now == START + 60
+    assert view.session_id == "b::api::u1"
+    assert scopes["user"] == {
+        "mood": VariableView("ok", START + DAY),
+        "name": VariableView("Ada", None),
     }
-    assert scopes["session"]["topic"] == {"value": "x", "expiresAt": START + 30 * 60}  # type: ignore[index]
-    assert scopes["temp"]["step"] == {"value": 1, "expiresAt": START + 5 * 60}  # type: ignore[index]
-    assert scopes["bot"]["motd"] == {"value": "hello", "expiresAt": None}  # type: ignore[index]
+    assert scopes["session"]["topic"] == VariableView("x", START + 30 * 60)
+    assert scopes["temp"]["step"] == VariableView(1, START + 5 * 60)
+    assert scopes["bot"]["motd"] == VariableView("hello", None)
     clock.advance(timedelta(seconds=29 * 60))  # peeking did not keep the session alive
-    assert (await mem.peek("b", "u1"))["scopes"]["session"] == {}  # type: ignore[index]
+    assert (await mem.peek("b", "u1")).scopes["session"] == {}
 
 
 async def test_edit_changes_memory_without_keeping_the_session_alive(
@@ -57,8 +57,8 @@ async def test_edit_of_a_user_without_session_creates_none(mem: Memory) -> None:
     async with mem.edit("b", "new") as state:
         state.user["name"] = "Bob"
     data = await mem.export_user("b", "new")
-    assert data["sessions"] == []
-    assert data["user"]["name"]["value"] == "Bob"  # type: ignore[index,call-overload]
+    assert data.sessions == ()
+    assert data.user["name"].value == "Bob"
     with pytest.raises(InvalidValueError, match="cannot be edited"):
         async with mem.edit("b", "new") as state:
             state.session["x"] = 1

@@ -128,15 +128,15 @@ async def replay(url: str, ops: list[tuple[str, str, str, int]]) -> None:
 async def check(mem: Memory, model: Model) -> None:
     for user in USERS:
         view = await mem.peek("b", user)
-        scopes: Any = view["scopes"]
-        assert {n: e["value"] for n, e in scopes["user"].items()} == model.visible_user(user)
+        scopes = view.scopes
+        assert {n: e.value for n, e in scopes["user"].items()} == model.visible_user(user)
         last = model.last_turn.get(user)
         alive = last is not None and model.now < last + SESSION
         expected_session = model.session.get(user, {}) if alive else {}
-        assert {n: e["value"] for n, e in scopes["session"].items()} == expected_session
+        assert {n: e.value for n, e in scopes["session"].items()} == expected_session
         temp_alive = alive and last is not None and model.now < last + TEMP
         expected_temp = model.temp.get(user, {}) if temp_alive else {}
-        assert {n: e["value"] for n, e in scopes["temp"].items()} == expected_temp
+        assert {n: e.value for n, e in scopes["temp"].items()} == expected_temp
     kvs = mem.kvs.for_bot("b")
     live = {k: v for k, (v, exp) in model.kvs.items() if exp is None or exp > model.now}
     assert {k: await kvs.get(k) for k in await kvs.keys()} == live

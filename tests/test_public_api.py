@@ -62,3 +62,24 @@ def test_no_assert_guards_a_runtime_path() -> None:
         if isinstance(node, ast.Assert)
     ]
     assert found == []
+
+
+def test_the_types_public_methods_return_are_exported() -> None:
+    from botmemory.turns import LoadedTurn, begin_turn
+
+    for name in [
+        "ErasureCounts",
+        "ExportedSession",
+        "ExportedVariable",
+        "JanitorTotals",
+        "KvsEntry",
+        "MemoryView",
+        "SessionView",
+        "SyncKeyValueStore",
+        "UserExport",
+        "VariableView",
+    ]:
+        assert name in botmemory.__all__, name
+        assert getattr(botmemory, name).__doc__, name
+    assert begin_turn.__annotations__["return"] == "tuple[TurnState, LoadedTurn]"
+    assert LoadedTurn.__doc__

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from botmemory import ManualClock, SyncMemory
-from tests.conftest import DAY
+from botmemory import ManualClock, SessionView, SyncMemory, VariableView
+from tests.conftest import DAY, START
 
 
 def test_sync_memory_does_what_memory_does(tmp_path: Path, clock: ManualClock) -> None:
@@ -28,5 +28,30 @@ def test_sync_memory_does_what_memory_does(tmp_path: Path, clock: ManualClock) -
         clock.advance(timedelta(seconds=DAY))
         report = mem.run_janitor()
         assert (report.user_variables, report.kvs) == (1, 1)
-        assert mem.export_user("b", "u1")["user"]["name"]["value"] == "Ada"  # type: ignore[index,call-overload]
-        assert mem.forget_user("b", "u1")["user_variables"] == 1
+        assert mem.export_user("b", "u1").user["name"].value == "Ada"
+        assert mem.forget_user("b", "u1").user_variables == 1
+
+
+def test_sync_memory_peeks_edits_and_ends_sessions(tmp_path: Path, clock: ManualClock) -> None:
+    with SyncMemory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        with mem.turn("b", "u1") as state:
+            state.session["topic"] = "tea"
+        clock.advance(timedelta(seconds=60))
+        view = mem.peek("b", "u1")
+        assert view.session == SessionView(alive=True, expires_at=START + 30 * 60)
+        assert view.scopes["session"]["topic"] == VariableView("tea", START + 30 * 60)
+        with mem.edit("b", "u1") as state:
+            state.session["topic"] = "coffee"
+            state.user["name"] = "Ada"
+        with pytest.raises(RuntimeError), mem.edit("b", "u1") as state:
+            state.user["name"] = "lost"
+            raise RuntimeError
+        view = mem.peek("b", "u1")
+        assert view.scopes["session"]["topic"].value == "coffee"
+        assert view.scopes["user"]["name"].value == "Ada"
+        assert view.session.expires_at == START + 30 * 60  # the edit kept nothing alive
+        assert mem.end_session("b", "u1") is True
+        assert mem.end_session("b", "u1") is False
+        view = mem.peek("b", "u1")
+        assert (view.session.alive, dict(view.scopes["session"])) == (False, {})
+        assert view.scopes["user"]["name"].value == "Ada"

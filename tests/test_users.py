@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from botmemory import ManualClock, Memory, UserErasedError
+from botmemory import ErasureCounts, ManualClock, Memory, UserErasedError
 from botmemory.ids import Identity
 from botmemory.kvs import conversation_storage_key, user_storage_key
 from tests.conftest import DAY, OpenMemory
@@ -33,10 +33,10 @@ async def test_export_returns_everything_stored_for_the_user(
     mem = await open_memory({"dataRetention": {"policies": {"email": "60d"}}})
     await populate(mem)
     await populate(mem, user="u2")
-    data = await mem.export_user("b", "u1")
+    export = await mem.export_user("b", "u1")
+    data = export.to_json()
     json.dumps(data)  # serialisable as it is
-    assert data["botId"] == "b"
-    assert data["userId"] == "u1"
+    assert (export.bot_id, export.user_id) == ("b", "u1")
     assert data["user"] == {
         "name": {"value": "Ada", "changedAt": "2023-11-14T22:13:20.000Z", "expiresAt": None},
         "email": {
@@ -45,11 +45,11 @@ async def test_export_returns_everything_stored_for_the_user(
             "expiresAt": "2024-01-13T22:13:20.000Z",
         },
     }
-    sessions = sorted(data["sessions"], key=lambda s: s["sessionId"])  # type: ignore[arg-type,index]
-    assert [s["sessionId"] for s in sessions] == ["b::api::u1", "b::api::u1::t1"]  # type: ignore[index]
-    assert sessions[0]["variables"]["topic"] == "billing"  # type: ignore[index]
-    assert sessions[0]["temp"] == {"step": 2}  # type: ignore[index]
-    assert data["kvs"] == {"storage/users/u1/score": 10}
+    sessions = sorted(export.sessions, key=lambda s: s.session_id)
+    assert [s.session_id for s in sessions] == ["b::api::u1", "b::api::u1::t1"]
+    assert sessions[0].variables["topic"] == "billing"
+    assert sessions[0].temp == {"step": 2}
+    assert export.kvs == {"storage/users/u1/score": 10}
 
 
 async def test_export_leaves_out_what_has_expired(
@@ -59,8 +59,8 @@ async def test_export_leaves_out_what_has_expired(
     await populate(mem)
     clock.advance(timedelta(seconds=61 * DAY))
     data = await mem.export_user("b", "u1")
-    assert set(data["user"]) == {"name"}  # type: ignore[arg-type]
-    assert data["sessions"] == []
+    assert set(data.user) == {"name"}
+    assert data.sessions == ()
 
 
 async def test_forget_removes_everything_and_only_that_user(mem: Memory) -> None:
@@ -68,11 +68,11 @@ async def test_forget_removes_everything_and_only_that_user(mem: Memory) -> None
     await populate(mem, user="u2")
     await populate(mem, bot="other")
     counts = await mem.forget_user("b", "u1")
-    assert counts == {"user_variables": 2, "sessions": 2, "session_variables": 4, "kvs": 1}
+    assert counts == ErasureCounts(user_variables=2, sessions=2, session_variables=4, kvs=1)
     data = await mem.export_user("b", "u1")
-    assert (data["user"], data["sessions"], data["kvs"]) == ({}, [], {})
-    assert (await mem.export_user("b", "u2"))["user"] != {}
-    assert (await mem.export_user("other", "u1"))["user"] != {}
+    assert (data.user, data.sessions, data.kvs) == ({}, (), {})
+    assert (await mem.export_user("b", "u2")).user != {}
+    assert (await mem.export_user("other", "u1")).user != {}
     async with mem.turn("b", "u1") as state:
         assert dict(state.user) == {}
         assert state.is_new_session
@@ -81,7 +81,7 @@ async def test_forget_removes_everything_and_only_that_user(mem: Memory) -> None
 
 
 async def test_forget_an_unknown_user_removes_nothing(mem: Memory) -> None:
-    assert await mem.forget_user("b", "nobody") == {
+    assert (await mem.forget_user("b", "nobody")).to_json() == {
         "user_variables": 0,
         "sessions": 0,
         "session_variables": 0,
@@ -95,7 +95,7 @@ async def test_a_user_id_with_a_slash_never_reaches_another_users_keys(mem: Memo
     await kvs.set(user_storage_key("a", "cart"), ["a's own"])
     assert user_storage_key("a/b", "cart") == "storage/users/a%2Fb/cart"
     exported = await mem.export_user("b", "a")
-    assert exported["kvs"] == {"storage/users/a/cart": ["a's own"]}
+    assert exported.kvs == {"storage/users/a/cart": ["a's own"]}
     await mem.forget_user("b", "a")
     assert await kvs.get(user_storage_key("a/b", "cart")) == ["secret of user a/b"]
 
@@ -128,13 +128,13 @@ async def test_export_and_forget_cover_the_users_conversations_ended_or_not(
     others.append(key)
     assert len(set(mine + others)) == len(mine + others)  # no two sessions share a key
     exported = await mem.export_user("b", "u1")
-    assert sorted(exported["kvs"]) == sorted(mine)  # type: ignore[arg-type]
+    assert sorted(exported.kvs) == sorted(mine)
     counts = await mem.forget_user("b", "u1")
-    assert (counts["sessions"], counts["kvs"]) == (2, 3)
+    assert (counts.sessions, counts.kvs) == (2, 3)
     kvs = mem.kvs.for_bot("b")
     assert [await kvs.exists(k) for k in mine] == [False] * 3
     assert [await kvs.exists(k) for k in others] == [True] * len(others)
-    assert (await mem.export_user("b", "u1"))["kvs"] == {}
+    assert (await mem.export_user("b", "u1")).kvs == {}
 
 
 async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memory) -> None:
@@ -155,7 +155,7 @@ async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memor
     with pytest.raises(UserErasedError):
         await task
     exported = await mem.export_user("b", "u1")
-    assert (exported["user"], exported["sessions"]) == ({}, [])
+    assert (exported.user, exported.sessions) == ({}, ())
     async with mem.turn("b", "u1") as state:  # the next turn works as usual
         assert dict(state.user) == {}
 
@@ -172,4 +172,4 @@ async def test_export_hides_temp_timed_out_under_the_current_setting(
     second = await open_memory({"dialog": {"timeoutInterval": "1m"}})
     clock.advance(timedelta(seconds=120))
     exported = await second.export_user("b", "u1")
-    assert exported["sessions"][0]["temp"] == {}  # type: ignore[index]
+    assert exported.sessions[0].temp == {}

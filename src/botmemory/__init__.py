@@ -35,12 +35,21 @@ from botmemory.errors import (
     ValueTooLargeError,
 )
 from botmemory.ids import Identity
-from botmemory.janitor import Janitor, JanitorReport
-from botmemory.kvs import KeyValueStore, KvsAccess
+from botmemory.janitor import Janitor, JanitorReport, JanitorTotals
+from botmemory.kvs import KeyValueStore, KvsAccess, KvsEntry
 from botmemory.memory import Memory
 from botmemory.scopes import ScopeMemory
-from botmemory.sync import SyncMemory
+from botmemory.sync import SyncKeyValueStore, SyncMemory
 from botmemory.turns import TurnState
+from botmemory.views import (
+    ErasureCounts,
+    ExportedSession,
+    ExportedVariable,
+    MemoryView,
+    SessionView,
+    UserExport,
+    VariableView,
+)
 
 __version__ = "0.1.0"
 
@@ -54,29 +63,39 @@ __all__ = [
     "ConflictError",
     "DuplicateMessageError",
     "DurationInput",
+    "ErasureCounts",
     "ErasurePendingError",
+    "ExportedSession",
+    "ExportedVariable",
     "Identity",
     "InvalidDurationError",
     "InvalidIdError",
     "InvalidValueError",
     "Janitor",
     "JanitorReport",
+    "JanitorTotals",
     "KeyValueStore",
     "KvsAccess",
+    "KvsEntry",
     "LockTimeoutError",
     "ManualClock",
     "Memory",
+    "MemoryView",
     "MessageTooLargeError",
     "MissingDependencyError",
     "SchemaVersionError",
     "ScopeMemory",
     "Seconds",
     "SessionNotAliveError",
+    "SessionView",
     "Settings",
+    "SyncKeyValueStore",
     "SyncMemory",
     "TurnState",
     "UserErasedError",
+    "UserExport",
     "ValueTooLargeError",
+    "VariableView",
     "__version__",
     "format_duration",
     "load_data_dir",

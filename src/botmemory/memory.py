@@ -22,7 +22,7 @@ from functools import lru_cache
 from types import TracebackType
 from typing import Final, TypeVar
 
-from botmemory.clock import Clock, iso_time, system_clock
+from botmemory.clock import Clock, system_clock
 from botmemory.config import BotSettings, Settings, load_data_dir, load_settings
 from botmemory.durations import Seconds
 from botmemory.errors import (
@@ -41,6 +41,7 @@ from botmemory.retention import RetentionPolicies
 from botmemory.stats import MemoryStats
 from botmemory.storage import Storage, create_storage
 from botmemory.storage.base import (
+    Scope,
     SessionCursor,
     SessionRecord,
     SessionUpdate,
@@ -52,6 +53,15 @@ from botmemory.storage.base import (
 from botmemory.turn_kvs import TurnKvs
 from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn
 from botmemory.values import JsonValue, dumps, loads, to_json_text
+from botmemory.views import (
+    ErasureCounts,
+    ExportedSession,
+    ExportedVariable,
+    MemoryView,
+    SessionView,
+    UserExport,
+    VariableView,
+)
 
 __all__ = ["Memory", "check_message_size"]
 
@@ -346,12 +356,13 @@ class Memory:
 
     async def peek(
         self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
-    ) -> dict[str, JsonValue]:
+    ) -> MemoryView:
         """Return the four memories of a session as a turn would see them, changing nothing.
 
-        Each variable comes with ``expiresAt`` (epoch seconds, or ``None``): a user
-        variable's retention, the session's or temp memory's timeout. ``now`` is the
-        clock's time, so that a client can count down without trusting its own clock.
+        Each variable comes with when it expires (epoch seconds, or ``None``): a user
+        variable by its retention, the session's or temp memory's by their timeout.
+        ``now`` is the clock's time, so that a client can count down without trusting
+        its own clock. ``to_json()`` gives the view as the HTTP API shows it.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         settings = self.settings.for_bot(bot_id)
@@ -360,22 +371,22 @@ class Memory:
         snapshot = await self.storage.load_turn(keys)
         state, _ = begin_turn(identity, snapshot, settings, self.policies_for(bot_id), now, None)
         session_expiry, temp_expiry = _timeouts(snapshot.session, settings, state)
-        scopes: dict[str, JsonValue] = {
-            "user": {n: _entry(v, state.user.expiry(n)) for n, v in state.user.items()},
-            "session": {n: _entry(v, session_expiry) for n, v in state.session.items()},
-            "temp": {n: _entry(v, temp_expiry) for n, v in state.temp.items()},
-            "bot": {n: _entry(v, None) for n, v in state.bot.items()},
+        scopes: dict[Scope, dict[str, VariableView]] = {
+            "user": {n: VariableView(v, state.user.expiry(n)) for n, v in state.user.items()},
+            "session": {n: VariableView(v, session_expiry) for n, v in state.session.items()},
+            "temp": {n: VariableView(v, temp_expiry) for n, v in state.temp.items()},
+            "bot": {n: VariableView(v, None) for n, v in state.bot.items()},
         }
-        return {
-            "botId": bot_id,
-            "userId": user_id,
-            "channel": channel,
-            "threadId": thread_id,
-            "sessionId": identity.session_id,
-            "now": now,
-            "session": {"alive": not state.is_new_session, "expiresAt": session_expiry},
-            "scopes": scopes,
-        }
+        return MemoryView(
+            bot_id=bot_id,
+            user_id=user_id,
+            channel=channel,
+            thread_id=thread_id,
+            session_id=identity.session_id,
+            now=now,
+            session=SessionView(not state.is_new_session, session_expiry),
+            scopes=scopes,
+        )
 
     async def end_session(
         self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
@@ -403,10 +414,8 @@ class Memory:
         return await self.janitor.end_sessions([ended]) == 1
 
     # -- users -------------------------------------------------------------------------
-    async def export_user(
-        self, bot_id: str, user_id: str, channel: str = "api"
-    ) -> dict[str, JsonValue]:
-        """Return everything stored for one user, as a JSON-serialisable dict.
+    async def export_user(self, bot_id: str, user_id: str, channel: str = "api") -> UserExport:
+        """Return everything stored for one user; ``to_json()`` gives the export document.
 
         Only what is still alive is exported: expired data is already gone for users.
         ``kvs`` holds the bot's keys of the user (``storage/users/<userId>/``) and of their
@@ -418,12 +427,12 @@ class Memory:
         records = await self.storage.load_user(bot_id, identity.user_key)
         policies = self.policies_for(bot_id)
         settings = self.settings.for_bot(bot_id)
-        user: dict[str, JsonValue] = {}
+        user: dict[str, ExportedVariable] = {}
         for row in records.user:
             exported = _export_user_var(row, policies, now)
             if exported is not None:
                 user[row.key.name] = exported
-        sessions: list[JsonValue] = []
+        sessions: list[ExportedSession] = []
         for s in records.sessions:
             if now >= min(s.expires_at, s.last_seen + settings.session_timeout):
                 continue
@@ -431,24 +440,17 @@ class Memory:
                 s.temp_expires_at, s.last_seen + settings.dialog_timeout
             )
             sessions.append(
-                {
-                    "sessionId": _session_id(bot_id, s.key),
-                    "startedAt": iso_time(s.started_at),
-                    "lastSeen": iso_time(s.last_seen),
-                    "expiresAt": iso_time(s.expires_at),
-                    "variables": _plain(records.session_vars, s.key),
-                    "temp": _plain(records.temp_vars, s.key) if temp_alive else {},
-                }
+                ExportedSession(
+                    session_id=_session_id(bot_id, s.key),
+                    started_at=s.started_at,
+                    last_seen=s.last_seen,
+                    expires_at=s.expires_at,
+                    variables=_plain(records.session_vars, s.key),
+                    temp=_plain(records.temp_vars, s.key) if temp_alive else {},
+                )
             )
-        return {
-            "botId": bot_id,
-            "channel": channel,
-            "userId": user_id,
-            "exportedAt": iso_time(now),
-            "user": user,
-            "sessions": sessions,
-            "kvs": await self._user_kvs(identity),
-        }
+        kvs = await self._user_kvs(identity)
+        return UserExport(bot_id, channel, user_id, now, user, tuple(sessions), kvs)
 
     async def _user_kvs(self, identity: Identity) -> dict[str, JsonValue]:
         """The live keys of the bot's store under :func:`~botmemory.kvs.user_key_prefixes`."""
@@ -461,7 +463,7 @@ class Memory:
                     stored[key] = entry.value
         return stored
 
-    async def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> dict[str, int]:
+    async def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> ErasureCounts:
         """Erase everything stored for one user; return how much of each kind was removed.
 
         Everything :meth:`export_user` shows, expired or not: user variables, sessions with
@@ -478,7 +480,7 @@ class Memory:
             self._erasures += 1
             self._erased[(bot_id, identity.user_key)] = self._erasures
         prefixes = user_key_prefixes(identity)
-        return await self.storage.delete_user(bot_id, identity.user_key, prefixes)
+        return ErasureCounts.of(await self.storage.delete_user(bot_id, identity.user_key, prefixes))
 
     # -- retention policies changed since the last start ---------------------------------
     async def _reconcile_retention(self) -> None:
@@ -572,10 +574,6 @@ def _database_url(url: str | None, settings: Settings) -> str:
     return url
 
 
-def _entry(value: JsonValue, expires_at: float | None) -> JsonValue:
-    return {"value": value, "expiresAt": expires_at}
-
-
 def _timeouts(
     record: SessionRecord | None, settings: BotSettings, state: TurnState | None
 ) -> tuple[float | None, float | None]:
@@ -619,15 +617,13 @@ def _check_message(message: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
     return checked
 
 
-def _export_user_var(row: StoredVar, policies: RetentionPolicies, now: float) -> JsonValue:
+def _export_user_var(
+    row: StoredVar, policies: RetentionPolicies, now: float
+) -> ExportedVariable | None:
     ev = policies.evaluate_row(row, now)
     if ev.expired:
         return None
-    return {
-        "value": ev.value,
-        "changedAt": iso_time(row.changed_at),
-        "expiresAt": None if ev.expires_at is None else iso_time(ev.expires_at),
-    }
+    return ExportedVariable(ev.value, row.changed_at, ev.expires_at)
 
 
 def _plain(rows: list[StoredVar], owner: str) -> dict[str, JsonValue]:

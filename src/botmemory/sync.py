@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from botmemory.kvs import Expiry, KeyValueStore
 from botmemory.memory import Memory, retry_wait
 from botmemory.turns import TurnState
 from botmemory.values import JsonValue
+from botmemory.views import ErasureCounts, MemoryView, UserExport
 
 __all__ = ["SyncKeyValueStore", "SyncMemory"]
 
@@ -138,6 +139,20 @@ class SyncMemory:
         manager = self.memory.turn(
             bot_id, user_id, channel, thread_id, message, message_id=message_id
         )
+        with self._entered(manager) as state:
+            yield state
+
+    @contextmanager
+    def edit(
+        self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
+    ) -> Iterator[TurnState]:
+        """See :meth:`Memory.edit`: the body runs in the caller's thread."""
+        with self._entered(self.memory.edit(bot_id, user_id, channel, thread_id)) as state:
+            yield state
+
+    @contextmanager
+    def _entered(self, manager: AbstractAsyncContextManager[TurnState]) -> Iterator[TurnState]:
+        """Enter and exit ``manager`` on the loop, running the body in the caller's thread."""
         state = self._loop.run(manager.__aenter__())
         try:
             yield state
@@ -183,11 +198,23 @@ class SyncMemory:
         """See :meth:`Janitor.run_once`."""
         return self._loop.run(self.memory.janitor.run_once())
 
-    def export_user(self, bot_id: str, user_id: str, channel: str = "api") -> dict[str, JsonValue]:
+    def peek(
+        self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
+    ) -> MemoryView:
+        """See :meth:`Memory.peek`."""
+        return self._loop.run(self.memory.peek(bot_id, user_id, channel, thread_id))
+
+    def end_session(
+        self, bot_id: str, user_id: str, channel: str = "api", thread_id: str | None = None
+    ) -> bool:
+        """See :meth:`Memory.end_session`."""
+        return self._loop.run(self.memory.end_session(bot_id, user_id, channel, thread_id))
+
+    def export_user(self, bot_id: str, user_id: str, channel: str = "api") -> UserExport:
         """See :meth:`Memory.export_user`."""
         return self._loop.run(self.memory.export_user(bot_id, user_id, channel))
 
-    def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> dict[str, int]:
+    def forget_user(self, bot_id: str, user_id: str, channel: str = "api") -> ErasureCounts:
         """See :meth:`Memory.forget_user`."""
         return self._loop.run(self.memory.forget_user(bot_id, user_id, channel))
 

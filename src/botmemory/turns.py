@@ -36,6 +36,7 @@ from botmemory.values import MISSING, JsonValue, dumps, loads, truncate_text
 __all__ = [
     "LAST_MESSAGES",
     "MESSAGE_IDS",
+    "LoadedTurn",
     "TurnState",
     "begin_turn",
     "finish_turn",
@@ -113,8 +114,13 @@ class TurnState:
 
 
 @dataclass
-class _Loaded:
-    """What a turn needs at commit time from what it loaded."""
+class LoadedTurn:
+    """What a turn needs at commit time from what it loaded.
+
+    :func:`begin_turn` returns it next to the :class:`TurnState`; pass both back to
+    :func:`finish_turn`. Its fields are the turn's bookkeeping: read them, do not
+    change them (except ``kvs``, which the memory sets to the turn's key-value view).
+    """
 
     session: SessionRecord | None
     session_alive: bool
@@ -139,7 +145,7 @@ def begin_turn(
     resume: bool = False,
     edit: bool = False,
     message_id: str | None = None,
-) -> tuple[TurnState, _Loaded]:
+) -> tuple[TurnState, LoadedTurn]:
     """Build the state a turn sees at ``now`` from what storage holds.
 
     With ``resume``, a timed-out session and temp memory are shown as they were, and
@@ -159,7 +165,7 @@ def begin_turn(
     )
     shown_session = alive or (resume and record is not None)
     shown_temp = temp_alive or (resume and record is not None)
-    loaded = _Loaded(
+    loaded = LoadedTurn(
         record,
         shown_session,
         reset_temp=bool(shown_session and not shown_temp and snapshot.temp_vars),
@@ -211,7 +217,11 @@ def _refuse_duplicate(identity: Identity, seen: list[JsonValue], message_id: str
 
 
 def _load_user(
-    rows: list[StoredVar], policies: RetentionPolicies, now: float, loaded: _Loaded, max_bytes: int
+    rows: list[StoredVar],
+    policies: RetentionPolicies,
+    now: float,
+    loaded: LoadedTurn,
+    max_bytes: int,
 ) -> ScopeMemory:
     texts: dict[str, str] = {}
     values: dict[str, JsonValue] = {}
@@ -263,7 +273,7 @@ def _remember_message(
 
 def finish_turn(
     state: TurnState,
-    loaded: _Loaded,
+    loaded: LoadedTurn,
     settings: BotSettings,
     policies: RetentionPolicies,
     now: float,
@@ -364,7 +374,9 @@ def _user_delta(
     return VarDelta(key, by, ev.expires_at)
 
 
-def _message_ids(state: TurnState, loaded: _Loaded, settings: BotSettings, now: float) -> StoredVar:
+def _message_ids(
+    state: TurnState, loaded: LoadedTurn, settings: BotSettings, now: float
+) -> StoredVar:
     """The session's remembered message ids, with this one and its replies."""
     kept = loaded.message_ids if loaded.session_alive else []
     entry: JsonValue = [loaded.message_id, list(state.replies)]
@@ -374,7 +386,7 @@ def _message_ids(state: TurnState, loaded: _Loaded, settings: BotSettings, now: 
 
 
 def _session_record(
-    state: TurnState, loaded: _Loaded, settings: BotSettings, now: float, version: int
+    state: TurnState, loaded: LoadedTurn, settings: BotSettings, now: float, version: int
 ) -> SessionRecord | None:
     """The session's timers after this turn; a resumed turn leaves them as they were."""
     ident, record = state.identity, loaded.session
@@ -398,7 +410,7 @@ def _session_record(
 
 
 def _edited_session(
-    state: TurnState, loaded: _Loaded, settings: BotSettings, now: float
+    state: TurnState, loaded: LoadedTurn, settings: BotSettings, now: float
 ) -> SessionRecord | None:
     """An edit keeps the session's timers; it cannot bring a session to life."""
     record = loaded.session
@@ -424,7 +436,7 @@ def _edited_session(
 
 def _user_var(
     state: TurnState,
-    loaded: _Loaded,
+    loaded: LoadedTurn,
     policies: RetentionPolicies,
     key: VarKey,
     text: str,

@@ -1,11 +1,12 @@
-"""The read-only memory view behind ``/memory``."""
+"""The read-only memory view behind ``/memory`` and ``botmemory memory show``."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from botmemory import ManualClock
-from botmemory.dialog import memory_view
+from botmemory.cli.memory_text import EXPIRY_RULES, dialog_position, memory_lines, shown_variables
+from botmemory.storage.base import SCOPES
 from tests.dialog.conftest import MakeEngine, flow, node, set_var
 
 
@@ -32,10 +33,13 @@ async def test_the_view_shows_each_variable_with_its_expiry_and_changes_nothing(
     )
     await engine.process("b", "u1", text="hi")
     now = clock()
-    view = await memory_view(engine.memory, "b", "u1")
+    view = await engine.memory.peek("b", "u1")
     found = {
-        scope: {v.name: (v.value, v.expires_at, v.rule) for v in vs}
-        for scope, vs in view.scopes.items()
+        scope: {
+            name: (v.value, v.expires_at, EXPIRY_RULES[scope])
+            for name, v in shown_variables(view, scope)
+        }
+        for scope in SCOPES
     }
     assert found["user"] == {
         "name": ("Ada", None, "retention policy"),
@@ -44,8 +48,8 @@ async def test_the_view_shows_each_variable_with_its_expiry_and_changes_nothing(
     assert found["session"]["topic"] == ("tea", now + 30 * 60, "session timeout")
     assert found["temp"] == {"step": (1, now + 5 * 60, "dialog timeout")}
     assert found["bot"] == {"count": (1, None, "never")}
-    assert view.position == {"flow": "main.flow.json", "node": "n", "stack": []}
-    lines = view.lines()
+    assert dialog_position(view) == {"flow": "main.flow.json", "node": "n", "stack": []}
+    lines = memory_lines(view)
     assert '  mood = "ok"  (retention policy: expires 2023-11-15T22:13:20.000Z, in 1d)' in lines
     assert '  name = "Ada"  (never expires)' in lines
     # looking kept nothing alive: the session still times out 30 minutes after the message

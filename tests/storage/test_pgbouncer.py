@@ -53,8 +53,8 @@ async def _advisory_locks_held(keys: Iterable[int]) -> set[int]:
 
 
 async def _value(mem: Memory, user: str, scope: str) -> Any:
-    scopes: Any = (await mem.peek("b", user))["scopes"]
-    return scopes[scope]["n"]["value"]
+    scopes = (await mem.peek("b", user)).scopes
+    return scopes[scope]["n"].value  # type: ignore[index]
 
 
 async def test_a_session_lock_outlives_its_client_behind_pgbouncer(

@@ -75,7 +75,7 @@ async def test_erased_values_are_gone_from_the_file_and_its_wal(
         secrets = await store_secrets(mem)
         assert len({s.split(" ")[0] for s in left_in_files(tmp_path, secrets)}) == 6
         counts = await mem.forget_user("b", "u1")
-        assert (counts["user_variables"], counts["kvs"]) == (2, 3)
+        assert (counts.user_variables, counts.kvs) == (2, 3)
         assert left_in_files(tmp_path, secrets) == []
 
 
@@ -105,11 +105,11 @@ async def test_an_erasure_a_reader_outlasts_says_so_and_the_next_call_finishes_i
             await mem.forget_user("b", "u1")
         assert (pending.value.counts["sessions"], pending.value.counts["kvs"]) == (1, 3)
         exported = await mem.export_user("b", "u1")  # deleted all the same
-        assert (exported["user"], exported["sessions"], exported["kvs"]) == ({}, [], {})
+        assert (exported.user, exported.sessions, exported.kvs) == ({}, (), {})
         assert left_in_files(tmp_path, secrets) != []  # the reader still sees them
         reader.execute("COMMIT")
         reader.close()
-        assert (await mem.forget_user("b", "u1"))["kvs"] == 0
+        assert (await mem.forget_user("b", "u1")).kvs == 0
         assert left_in_files(tmp_path, secrets) == []
 
 
@@ -185,8 +185,8 @@ async def test_a_failing_write_in_a_group_commit_fails_alone(
     assert isinstance(results[1], BackendError)
     monkeypatch.undo()
     assert storage._worker._thread.is_alive()
-    assert (await mem.export_user("b", "bad"))["user"] == {}
-    assert (await mem.export_user("b", "good"))["user"] != {}
+    assert (await mem.export_user("b", "bad")).user == {}
+    assert (await mem.export_user("b", "good")).user != {}
     await mem.close()
 
 

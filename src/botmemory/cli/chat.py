@@ -9,7 +9,8 @@ import threading
 import click
 
 from botmemory.cli.common import DATA_DIR, run
-from botmemory.dialog import DialogEngine, Event, ReplySink, memory_view
+from botmemory.cli.memory_text import memory_lines
+from botmemory.dialog import DialogEngine, Event, ReplySink
 
 __all__ = ["chat"]
 
@@ -53,8 +54,8 @@ async def _handle(engine: DialogEngine, line: str, bot_id: str, user_id: str, ch
     if line == "/quit":
         return False
     if line == "/memory":
-        view = await memory_view(engine.memory, bot_id, user_id, channel)
-        click.echo("\n".join(view.lines()))
+        view = await engine.memory.peek(bot_id, user_id, channel)
+        click.echo("\n".join(memory_lines(view)))
     elif line.startswith("/"):
         click.echo(f"Unknown command {line}. {HELP}")
     else:

@@ -17,11 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from botmemory.cli.common import DATA_DIR, EXPIRY, run
+from botmemory.cli.memory_text import EXPIRY_RULES, dialog_position, shown_variables
 from botmemory.clock import iso_time
-from botmemory.dialog.view import SCOPES, MemoryView, memory_view
 from botmemory.durations import Seconds, format_duration
 from botmemory.memory import Memory
+from botmemory.storage.base import SCOPES, Scope
 from botmemory.values import JsonValue, dumps
+from botmemory.views import MemoryView
 
 __all__ = ["kvs_group", "memory_group"]
 
@@ -77,27 +79,29 @@ def memory_show(
 
     Example: botmemory memory show ./data welcome user-42
     """
+    view = _with_memory(data_dir, bot, lambda m: m.peek(bot, user, channel, thread))
     if as_json:
-        _print_json(_with_memory(data_dir, bot, lambda m: m.peek(bot, user, channel, thread)))
+        _print_json(view.to_json())
         return
-    view = _with_memory(data_dir, bot, lambda m: memory_view(m, bot, user, channel, thread))
     console = Console(highlight=False, soft_wrap=True)
     for scope in SCOPES:
         console.print(_scope_table(view, scope))
-    if view.position is not None:
-        console.print(f"dialog position: {dumps(view.position)}")
+    position = dialog_position(view)
+    if position is not None:
+        console.print(f"dialog position: {dumps(position)}")
 
 
-def _scope_table(view: MemoryView, scope: str) -> Table | str:
-    variables = view.scopes.get(scope, ())
+def _scope_table(view: MemoryView, scope: Scope) -> Table | str:
+    variables = shown_variables(view, scope)
     if not variables:
         return f"[bold]{scope} memory[/bold]: (empty)\n"
     table = Table(title=f"{scope} memory", title_justify="left", show_lines=False)
     table.add_column("variable", style="bold")
     table.add_column("value", overflow="fold")
     table.add_column("expires")
-    for var in variables:
-        table.add_row(var.name, dumps(var.value), _expiry(var.expires_at, view.now, var.rule))
+    rule = EXPIRY_RULES[scope]
+    for name, var in variables:
+        table.add_row(name, dumps(var.value), _expiry(var.expires_at, view.now, rule))
     return table
 
 
@@ -127,7 +131,7 @@ def memory_export(data_dir: str, bot: str, user: str, channel: str, output: str 
 
     Example: botmemory memory export ./data welcome user-42 -o user-42.json
     """
-    exported = _with_memory(data_dir, bot, lambda m: m.export_user(bot, user, channel))
+    exported = _with_memory(data_dir, bot, lambda m: m.export_user(bot, user, channel)).to_json()
     if output is None:
         _print_json(exported)
         return
@@ -149,7 +153,7 @@ def memory_forget(data_dir: str, bot: str, user: str, channel: str, yes: bool) -
     if not yes:
         click.confirm(f"Erase everything {bot} stores for {user} ({channel})?", abort=True)
     counts = _with_memory(data_dir, bot, lambda m: m.forget_user(bot, user, channel))
-    removed = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+    removed = ", ".join(f"{n} {kind}" for kind, n in counts.to_json().items()) or "nothing"
     click.echo(f"erased {user}: {removed}")
 
 

@@ -32,7 +32,6 @@ from botmemory.dialog.flows import flow_schema
 from botmemory.dialog.hooks import HOOK_NAMES, HookFunction
 from botmemory.dialog.runner import POSITION_KEY
 from botmemory.dialog.templates import Template, compile_template
-from botmemory.dialog.view import MemoryView, VariableView, memory_view
 
 __all__ = [
     "BUILTIN_ACTIONS",
@@ -52,18 +51,15 @@ __all__ = [
     "ExpressionError",
     "HookError",
     "HookFunction",
-    "MemoryView",
     "ReplySink",
     "Template",
     "TemplateError",
     "TransitionLoopError",
     "UnknownBotError",
-    "VariableView",
     "action",
     "compile_condition",
     "compile_template",
     "flow_schema",
     "load_bot",
     "load_bots",
-    "memory_view",
 ]

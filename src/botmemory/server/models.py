@@ -2,6 +2,8 @@
 
 Attributes are snake_case in Python and camelCase on the wire. Every time is given as
 epoch seconds (``expiresAt``), with an ISO 8601 UTC twin (``expiresAtIso``) for people.
+The models of what :class:`~botmemory.memory.Memory` answers are built from its records
+(:mod:`botmemory.views`) by their ``of`` class methods.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from botmemory import views
 from botmemory.clock import iso_time
-from botmemory.storage.base import Scope
+from botmemory.storage.base import SCOPES, Scope
 
 __all__ = [
     "ApiModel",
@@ -121,6 +124,16 @@ class Scopes(ApiModel):
     temp: dict[str, Any]
     bot: dict[str, Any]
 
+    @classmethod
+    def plain(cls, view: views.MemoryView) -> Scopes:
+        """The plain values of ``view``'s memories, as the converse API returns them."""
+        return cls(
+            **{
+                scope: {name: var.value for name, var in view.scopes.get(scope, {}).items()}
+                for scope in SCOPES
+            }
+        )
+
 
 class ConverseResponse(ApiModel):
     """The bot's replies, and with ``?include=state`` the four memories after the turn."""
@@ -139,6 +152,12 @@ class Variable(ApiModel):
     """Epoch seconds; ``null`` when it never expires."""
     expires_at_iso: str | None
 
+    @classmethod
+    def of(cls, variable: views.VariableView) -> Variable:
+        """Map a variable of :meth:`Memory.peek`'s view."""
+        expires = variable.expires_at
+        return cls(value=variable.value, expires_at=expires, expires_at_iso=iso_or_none(expires))
+
 
 class SessionInfo(ApiModel):
     """Whether the session is alive and when it times out."""
@@ -146,6 +165,12 @@ class SessionInfo(ApiModel):
     alive: bool
     expires_at: float | None
     expires_at_iso: str | None
+
+    @classmethod
+    def of(cls, session: views.SessionView) -> SessionInfo:
+        """Map the session of :meth:`Memory.peek`'s view."""
+        expires = session.expires_at
+        return cls(alive=session.alive, expires_at=expires, expires_at_iso=iso_or_none(expires))
 
 
 class MemoryView(ApiModel):
@@ -162,6 +187,26 @@ class MemoryView(ApiModel):
     session: SessionInfo
     scopes: Scopes
     """Each scope maps a variable name to a :class:`Variable`."""
+
+    @classmethod
+    def of(cls, view: views.MemoryView) -> MemoryView:
+        """Map :meth:`Memory.peek`'s view."""
+        return cls(
+            bot_id=view.bot_id,
+            user_id=view.user_id,
+            channel=view.channel,
+            thread_id=view.thread_id,
+            session_id=view.session_id,
+            now=view.now,
+            now_iso=iso_time(view.now),
+            session=SessionInfo.of(view.session),
+            scopes=Scopes(
+                **{
+                    scope: {n: Variable.of(v) for n, v in view.scopes.get(scope, {}).items()}
+                    for scope in SCOPES
+                }
+            ),
+        )
 
 
 class MemoryPut(ApiModel):
@@ -201,11 +246,30 @@ class UserExport(ApiModel):
     sessions: list[dict[str, Any]]
     kvs: dict[str, Any]
 
+    @classmethod
+    def of(cls, export: views.UserExport) -> UserExport:
+        """Map :meth:`Memory.export_user`'s record (its variables and sessions as in
+        :meth:`~botmemory.views.UserExport.to_json`)."""
+        return cls(
+            bot_id=export.bot_id,
+            channel=export.channel,
+            user_id=export.user_id,
+            exported_at=iso_time(export.exported_at),
+            user={name: variable.to_json() for name, variable in export.user.items()},
+            sessions=[session.to_json() for session in export.sessions],
+            kvs=dict(export.kvs),
+        )
+
 
 class ForgetResult(ApiModel):
     """How many rows of each kind erasing a user removed."""
 
     deleted: dict[str, int]
+
+    @classmethod
+    def of(cls, counts: views.ErasureCounts) -> ForgetResult:
+        """Map :meth:`Memory.forget_user`'s counts."""
+        return cls(deleted=counts.to_json())
 
 
 # -- key-value store -------------------------------------------------------------------------

@@ -16,10 +16,9 @@ from starlette.responses import Response
 from botmemory.dialog import DialogEngine
 from botmemory.server.auth import converse_access
 from botmemory.server.errors import ApiError, error_responses
-from botmemory.server.models import ConverseRequest, ConverseResponse
+from botmemory.server.models import ConverseRequest, ConverseResponse, Scopes
 from botmemory.server.params import UserId
 from botmemory.server.state import server_state
-from botmemory.server.views import memory_view, plain_scopes
 
 __all__ = ["JsonBytesResponse", "converse_response", "router"]
 
@@ -94,10 +93,8 @@ async def converse_response(
     if with_state:
         memories = answer.memories
         if memories is None:  # nothing was written (a repeated id, a failed turn): as stored
-            view = await memory_view(
-                engine.memory, bot_id, user_id, message.channel, message.thread_id
-            )
-            memories = plain_scopes(view).model_dump()
+            view = await engine.memory.peek(bot_id, user_id, message.channel, message.thread_id)
+            memories = Scopes.plain(view).model_dump()
         body["state"] = memories
     return JsonBytesResponse(body)
 

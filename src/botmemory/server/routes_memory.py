@@ -23,10 +23,10 @@ from botmemory.server.models import (
     SessionEnd,
     UserExport,
     VariableRef,
+    iso_or_none,
 )
 from botmemory.server.params import Channel, OwnerId, ThreadId, UserId, VariableName
 from botmemory.server.state import server_state
-from botmemory.server.views import memory_view
 from botmemory.storage.base import Scope
 
 __all__ = ["router"]
@@ -56,7 +56,8 @@ async def get_memory(
     Reading changes nothing and does not keep the session alive. ``now`` is the
     server's clock: count expiries down from it.
     """
-    return await memory_view(server_state(request).memory, bot_id, user_id, channel, thread_id)
+    memory = server_state(request).memory
+    return MemoryView.of(await memory.peek(bot_id, user_id, channel, thread_id))
 
 
 @router.put("/memory/{scope}/{ownerId}/{name}", response_model=VariableRef, responses=_WRITE)
@@ -75,8 +76,8 @@ async def put_variable(
     memory = server_state(request).memory
     async with memory.edit(bot_id, user_id, channel, thread_id) as state:
         getattr(state, scope)[validate_id(name, "variable name")] = body.value
-    view = await memory_view(memory, bot_id, user_id, channel, thread_id)
-    found = getattr(view.scopes, scope).get(name)
+    view = await memory.peek(bot_id, user_id, channel, thread_id)
+    found = view.scopes[scope].get(name)
     if found is None:  # deleted again by a concurrent change
         return VariableRef(scope=scope, owner_id=owner_id, name=name, value=None)
     return VariableRef(
@@ -85,7 +86,7 @@ async def put_variable(
         name=name,
         value=found.value,
         expires_at=found.expires_at,
-        expires_at_iso=found.expires_at_iso,
+        expires_at_iso=iso_or_none(found.expires_at),
     )
 
 
@@ -137,7 +138,7 @@ async def export_user(
     """Everything still stored for a user: user memory, live sessions, the bot's keys of
     the user and of their conversations (ended ones included)."""
     exported = await server_state(request).memory.export_user(bot_id, user_id, channel)
-    return UserExport.model_validate(exported)
+    return UserExport.of(exported)
 
 
 @router.delete("/users/{userId}", response_model=ForgetResult, responses=_ERASE)
@@ -151,7 +152,7 @@ async def forget_user(
     transaction: the data is erased, its bytes not yet; send the request again to finish.
     """
     counts = await server_state(request).memory.forget_user(bot_id, user_id, channel)
-    return ForgetResult(deleted=counts)
+    return ForgetResult.of(counts)
 
 
 def _user_of(bot_id: str, scope: str, owner_id: str) -> str:
