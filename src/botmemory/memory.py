@@ -434,11 +434,10 @@ class Memory:
                 user[row.key.name] = exported
         sessions: list[ExportedSession] = []
         for s in records.sessions:
-            if now >= min(s.expires_at, s.last_seen + settings.session_timeout):
+            if now >= s.session_ends(settings.session_timeout):
                 continue
-            temp_alive = s.temp_expires_at is not None and now < min(
-                s.temp_expires_at, s.last_seen + settings.dialog_timeout
-            )
+            dialog_ends = s.dialog_ends(settings.session_timeout, settings.dialog_timeout)
+            temp_alive = s.temp_expires_at is not None and now < dialog_ends
             sessions.append(
                 ExportedSession(
                     session_id=_session_id(bot_id, s.key),
