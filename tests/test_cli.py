@@ -144,7 +144,7 @@ def test_config_check_reports_everything_serve_refuses_at_once(tmp_path: Path) -
     expected = [
         "database.url",  # unsupported scheme
         "mysql://***",  # the password is not shown
-        "line 3: auth.botTokens.ghost: there is no bot 'ghost'",
+        "line 3: auth.botTokens.ghost: no bot 'ghost' (no folder bots/ghost/)",
         "dataRetention.policies.mood: '5' has no unit",
         "dataRetention.policies.email:",
         "policy key 'a..b'",

@@ -711,4 +711,4 @@ def test_bot_tokens_for_a_bot_without_a_folder(tmp_path: Path) -> None:
         tmp_path, GLOBAL_FILE, f"{{auth: {{botTokens: {{shop: ['{token}'], gone: ['{token}']}}}}}}"
     )
     problem = one_problem(load_data_dir, tmp_path)
-    assert "auth.botTokens.gone: there is no bot 'gone'" in problem
+    assert "auth.botTokens.gone: no bot 'gone' (no folder bots/gone/)" in problem

@@ -63,3 +63,10 @@ def test_an_identity_comes_back_from_its_session_key(thread_id: str | None) -> N
 def test_a_broken_session_key_is_an_invalid_id(key: str) -> None:
     with pytest.raises(InvalidIdError):
         Identity.from_key("b", key)
+
+
+def test_an_unknown_bot_is_named_with_the_bots_there_are() -> None:
+    from botmemory.ids import unknown_bot
+
+    assert unknown_bot("x", ["welcome", "echo"]) == "no bot 'x': the bots are echo, welcome"
+    assert unknown_bot("x", [], "here") == "no bot 'x' here: the bots are none"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from json.encoder import encode_basestring as _json_text
@@ -17,7 +18,7 @@ from typing import Final
 
 from botmemory.errors import InvalidIdError
 
-__all__ = ["BOT_ID_PATTERN", "Identity", "validate_bot_id", "validate_id"]
+__all__ = ["BOT_ID_PATTERN", "Identity", "unknown_bot", "validate_bot_id", "validate_id"]
 
 BOT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -32,6 +33,12 @@ def validate_bot_id(bot_id: object) -> str:
             f"bot id {bot_id!r} is invalid: use 1 to 64 letters, digits, '_' or '-'"
         )
     return bot_id
+
+
+def unknown_bot(bot_id: str, known: Iterable[str], where: str = "") -> str:
+    """The message for a bot id that names no bot: ``no bot 'x' <where>: the bots are ...``."""
+    names = ", ".join(sorted(known)) or "none"
+    return f"no bot {bot_id!r}{' ' + where if where else ''}: the bots are {names}"
 
 
 def validate_id(value: object, kind: str, *, max_length: int = MAX_ID_LENGTH) -> str:

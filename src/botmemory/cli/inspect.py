@@ -20,6 +20,7 @@ from botmemory.cli.common import DATA_DIR, EXPIRY, run
 from botmemory.cli.memory_text import EXPIRY_RULES, dialog_position, shown_variables
 from botmemory.clock import iso_time
 from botmemory.durations import Seconds, format_duration
+from botmemory.ids import unknown_bot
 from botmemory.memory import Memory
 from botmemory.storage.base import SCOPES, Scope
 from botmemory.values import JsonValue, dumps
@@ -44,10 +45,8 @@ def _with_memory(data_dir: str, bot_id: str, use: Callable[[Memory], Awaitable[T
         memory = await Memory.from_data_dir(data_dir)
         try:
             if bot_id not in memory.settings.bots:
-                known = ", ".join(memory.settings.bots) or "none"
-                raise click.ClickException(
-                    f"no bot {bot_id!r} in {data_dir}/bots: the bots are {known}"
-                )
+                found = unknown_bot(bot_id, memory.settings.bots, f"in {data_dir}/bots")
+                raise click.ClickException(found)
             return await use(memory)
         finally:
             await memory.close()

@@ -21,7 +21,7 @@ from botmemory.config.files import BOT_FILE, GLOBAL_FILE, BotFile, GlobalFile, S
 from botmemory.config.problems import Document, key_problem, read_document, validate
 from botmemory.durations import Seconds, format_duration
 from botmemory.errors import ConfigError
-from botmemory.ids import BOT_ID_PATTERN
+from botmemory.ids import BOT_ID_PATTERN, unknown_bot
 from botmemory.urls import mask_url
 
 __all__ = [
@@ -162,8 +162,7 @@ def _check_bot_tokens(doc: Document | None, bot_ids: list[str], problems: list[s
     tokens = auth.get("botTokens") if isinstance(auth, dict) else None
     for bot_id in tokens if isinstance(tokens, dict) else ():
         if bot_id not in bot_ids:
-            known = ", ".join(bot_ids) or "none"
-            message = f"there is no bot {bot_id!r} (no folder bots/{bot_id}/): the bots are {known}"
+            message = unknown_bot(str(bot_id), bot_ids, f"(no folder bots/{bot_id}/)")
             problems.append(key_problem(doc, ["auth", "botTokens", str(bot_id)], message))
 
 

@@ -40,7 +40,7 @@ from botmemory.errors import (
     InvalidValueError,
     LockTimeoutError,
 )
-from botmemory.ids import Identity
+from botmemory.ids import Identity, unknown_bot
 from botmemory.memory import Memory, check_message_size
 from botmemory.turns import TurnState
 from botmemory.values import JsonValue, to_json_text
@@ -129,10 +129,9 @@ class DialogEngine:
         """Return the loaded bot ``bot_id``, or raise :class:`UnknownBotError`."""
         found = self.bots.get(bot_id)
         if found is None:
-            known = ", ".join(sorted(self.bots)) or "none"
             raise UnknownBotError(
-                f"no bot {bot_id!r} with flows: the bots are {known} "
-                "(a bot is a folder bots/<botId>/ with flows/main.flow.json)"
+                unknown_bot(bot_id, self.bots, "with flows")
+                + " (a bot is a folder bots/<botId>/ with flows/main.flow.json)"
             )
         return found
 

@@ -13,6 +13,7 @@ from fastapi import Request
 
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine, UnknownBotError
+from botmemory.ids import unknown_bot
 from botmemory.memory import Memory
 from botmemory.server.drain import Drain
 from botmemory.server.events import EventHub
@@ -65,8 +66,7 @@ class ServerState:
     def require_bot(self, bot_id: str) -> str:
         """Return ``bot_id`` if this server knows it, else raise :class:`UnknownBotError`."""
         if bot_id not in self.engine.bots and bot_id not in self.settings.bots:
-            known = ", ".join(self.bot_ids()) or "none"
-            raise UnknownBotError(f"no bot {bot_id!r} here: the bots are {known}")
+            raise UnknownBotError(unknown_bot(bot_id, self.bot_ids(), "here"))
         return bot_id
 
     def converse_public(self, bot_id: str) -> bool:
