@@ -252,13 +252,17 @@ for i, d in ipairs(doc.kvs_deltas) do
 end
 
 -- writes ---------------------------------------------------------------------------------
+local function due_at(due, member, expires)  -- '' for no expiry
+    if expires == '' then
+        redis.call('ZREM', KEYS[due], member)
+    else
+        redis.call('ZADD', KEYS[due], expires, member)
+    end
+end
+
 local function index_user(u, expires)
     redis.call('ZADD', KEYS[u.users], 0, u.o)
-    if expires == '' then
-        redis.call('ZREM', KEYS[u.due], u.m)
-    else
-        redis.call('ZADD', KEYS[u.due], expires, u.m)
-    end
+    due_at(u.due, u.m, expires)
 end
 
 for _, k in ipairs(doc.resets) do redis.call('DEL', KEYS[k]) end
@@ -304,11 +308,7 @@ for _, w in ipairs(doc.kvs_writes) do
             redis.call('SET', KEYS[w.d], w.r, 'PX', w.ttl)
         end
         redis.call('ZADD', KEYS[w.names], 0, w.key)
-        if w.e == '' then
-            redis.call('ZREM', KEYS[w.due], w.key)
-        else
-            redis.call('ZADD', KEYS[w.due], w.e, w.key)
-        end
+        due_at(w.due, w.key, w.e)
     end
 end
 for i, d in ipairs(doc.kvs_deltas) do
@@ -321,11 +321,7 @@ for i, d in ipairs(doc.kvs_deltas) do
         redis.call('SET', KEYS[d.d], record, 'PX', d.ttl)
     end
     redis.call('ZADD', KEYS[d.names], 0, d.key)
-    if expires == '' then
-        redis.call('ZREM', KEYS[d.due], d.key)
-    else
-        redis.call('ZADD', KEYS[d.due], expires, d.key)
-    end
+    due_at(d.due, d.key, expires)
 end
 
 redis.call('ZADD', KEYS[doc.ids], doc.wall, doc.id)
