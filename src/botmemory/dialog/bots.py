@@ -11,10 +11,10 @@ from botmemory.dialog.builtin_actions import BUILTIN_ACTIONS
 from botmemory.dialog.errors import BotLoadError
 from botmemory.dialog.flows import Flow, load_flows
 from botmemory.dialog.hooks import HookSpec, load_hooks
-from botmemory.dialog.loader import import_file
+from botmemory.dialog.loader import import_file, unload
 from botmemory.ids import BOT_ID_PATTERN
 
-__all__ = ["Bot", "load_bot", "load_bots"]
+__all__ = ["Bot", "load_bot", "load_bots", "unload_bot"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,12 @@ class Bot:
     flows: Mapping[str, Flow]
     actions: Mapping[str, ActionSpec]
     hooks: Mapping[str, Sequence[HookSpec]]
+
+
+def unload_bot(bot: Bot) -> None:
+    """Let go of the Python files ``bot`` loaded (a reload replaced or removed it)."""
+    hooks = [spec.function for specs in bot.hooks.values() for spec in specs]
+    unload([*(spec.function for spec in bot.actions.values()), *hooks])
 
 
 def load_bots(data_dir: str | Path) -> dict[str, Bot]:

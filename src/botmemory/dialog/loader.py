@@ -7,13 +7,15 @@ import itertools
 import re
 import sys
 import traceback
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["import_file"]
+__all__ = ["import_file", "unload"]
 
 _COUNTER: Final = itertools.count(1)
+_PREFIX: Final = "_botmemory_bots_"
 _UNSAFE: Final = re.compile(r"\W")
 
 
@@ -24,7 +26,7 @@ def import_file(path: Path, bot_id: str, kind: str, label: str) -> ModuleType | 
     two bots, or two loads of one bot, never share or replace each other's code.
     """
     stem = _UNSAFE.sub("_", path.stem)
-    name = f"_botmemory_bots_{next(_COUNTER)}_{_UNSAFE.sub('_', bot_id)}_{kind}_{stem}"
+    name = f"{_PREFIX}{next(_COUNTER)}_{_UNSAFE.sub('_', bot_id)}_{kind}_{stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         return f"{label}: cannot be imported as a Python module"
@@ -36,6 +38,15 @@ def import_file(path: Path, bot_id: str, kind: str, label: str) -> ModuleType | 
         del sys.modules[name]
         return f"{label}{_line(exc, path)}: cannot be imported: {type(exc).__name__}: {exc}"
     return module
+
+
+def unload(functions: Iterable[Callable[..., Any]]) -> None:
+    """Forget the modules :func:`import_file` made for ``functions`` (their bot was
+    replaced): else every reload would keep the previous version's modules for good."""
+    for function in functions:
+        name = getattr(function, "__module__", None) or ""
+        if name.startswith(_PREFIX):
+            sys.modules.pop(name, None)
 
 
 def _line(exc: BaseException, path: Path) -> str:

@@ -19,6 +19,7 @@ from botmemory import __version__
 from botmemory.config import Settings
 from botmemory.dialog import DialogEngine
 from botmemory.server import (
+    heap,
     routes_admin,
     routes_converse,
     routes_events,
@@ -108,9 +109,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.memory.janitor.start()
     if state.reloader is not None:
         state.reloader.start()
+    heap.freeze_started()
     try:
         yield
     finally:
+        heap.unfreeze()
         if state.reloader is not None:
             await state.reloader.stop()
         if state.run_janitor:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from botmemory.config import load_data_dir
-from botmemory.dialog.bots import load_bot
+from botmemory.dialog.bots import load_bot, unload_bot
 from botmemory.errors import ConfigError
+from botmemory.server import heap
 
 if TYPE_CHECKING:
     from botmemory.server.state import ServerState
@@ -95,6 +96,7 @@ class Reloader:
         for bot_id in sorted(bots):
             self._reload_bot(bot_id)
         self.generation += 1
+        heap.refreeze()
 
     async def _reload_config(self) -> None:
         try:
@@ -117,7 +119,8 @@ class Reloader:
         engine = self.state.engine
         folder = self.root / "bots" / bot_id
         if not (folder / "flows").is_dir():
-            if engine.bots.pop(bot_id, None) is not None:
+            if (gone := engine.bots.pop(bot_id, None)) is not None:
+                unload_bot(gone)
                 log.info("reload: bot %s has no flows folder any more: it no longer runs", bot_id)
             self.problems.pop(bot_id, None)
             return
@@ -126,7 +129,9 @@ class Reloader:
         except ConfigError as exc:
             self._refuse(bot_id, exc.problems)
             return
-        engine.bots[bot_id] = bot
+        replaced, engine.bots[bot_id] = engine.bots.get(bot_id), bot
+        if replaced is not None:
+            unload_bot(replaced)
         self._accept(bot_id, f"bot {bot_id}")
 
     def _refuse(self, key: str, problems: list[str]) -> None:
