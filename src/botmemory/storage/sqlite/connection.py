@@ -9,7 +9,7 @@ operation) run on the event loop's thread. None of them may wait without bound t
   at once, is rolled back and runs again on the worker thread, which waits up to the
   busy timeout (5 s) like before;
 - while the worker thread has calls to run, new calls go behind them, in order;
-- once a pass of the event loop has spent ``SLICE`` (1 ms) since its first call here,
+- once a pass of the event loop has spent ``SLICE`` (0.5 ms) since its first call here,
   the next call waits for the next pass, so that many turns at once do not stall it;
 - long calls always run on the worker thread: opening (migrations), the janitor's
   batches, an erasure (its secure delete and its checkpoint), and reads of as many
@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("botmemory.storage")
 
-SLICE: Final = Seconds(0.001)
+SLICE: Final = Seconds(0.0005)
 """How long a pass of the event loop runs calls here before other callbacks' turn."""
 CHECKPOINT_EVERY: Final = 100
 """Writes between two checkpoints of the WAL."""
