@@ -12,6 +12,9 @@ from botmemory.values import JsonValue
 def count_conversation(
     event: Event, state: TurnState, args: dict[str, JsonValue], kvs: KeyValueStore
 ) -> None:
-    """Add one to ``bot.conversations``: shared by every user of the bot."""
-    count = state.bot.get("conversations", 0)
-    state.bot["conversations"] = (count if isinstance(count, int) else 0) + 1
+    """Add one to ``bot.conversations``: shared by every user of the bot.
+
+    An increment, added at commit time: conversations that start at once never conflict
+    (reading the count, then writing it plus one, would make them run again).
+    """
+    state.bot.incr("conversations")
