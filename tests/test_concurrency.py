@@ -381,3 +381,15 @@ async def test_an_increment_of_a_value_no_longer_a_number_writes_nothing(mem: Me
     async with mem.turn("b", "u1") as state:
         assert "name" not in state.user
         assert state.bot["visits"] == "many"
+
+
+async def test_an_increment_whose_sum_went_out_of_range_meanwhile_conflicts(mem: Memory) -> None:
+    with pytest.raises(ConflictError, match="in range"):
+        async with mem.turn("b", "u1") as outer:
+            outer.bot.incr("n")
+            async with mem.turn("b", "u2") as inner:
+                inner.bot["n"] = 2**64 - 1
+    async with mem.turn("b", "u1") as state:
+        assert state.bot["n"] == 2**64 - 1
+        with pytest.raises(InvalidValueError):
+            state.bot.incr("n")  # the fresh load tells what is wrong

@@ -130,7 +130,7 @@ async def test_an_addition_to_a_non_number_fails_the_commit_and_writes_nothing(
     mem: Memory,
 ) -> None:
     await mem.kvs.for_bot("b").set("n", "many")
-    with pytest.raises(ConflictError, match="no longer a number"):
+    with pytest.raises(InvalidValueError, match="not a number"):
         async with mem.turn("b", "u1") as state:
             state.user["name"] = "Ada"
             await state.kvs.set("other", 1)
@@ -199,3 +199,64 @@ async def test_global_and_bot_additions_stay_apart(mem: Memory) -> None:
     assert await mem.kvs.for_bot("b").get("n") == 1
     assert await mem.kvs.for_global().get("n") == 5
     assert await mem.kvs.for_bot("other").get("n") == 7
+
+
+@pytest.mark.parametrize(
+    ("stored", "by"),
+    [(1.7e308, 1.7e308), (2**64 - 1, 1), (-(2**63), -1)],
+    ids=["float-overflow", "int-over-64-bits", "int-under-64-bits"],
+)
+async def test_a_sum_out_of_range_fails_the_commit_and_writes_nothing(
+    mem: Memory, stored: float, by: float
+) -> None:
+    """Stored, ``inf`` could never be read back, nor a 65-bit integer as one."""
+    kvs = mem.kvs.for_bot("b")
+    await kvs.set("n", stored)
+    with pytest.raises(InvalidValueError, match="out of range"):
+        async with mem.turn("b", "u1") as state:
+            await state.kvs.set("other", 1)
+            await state.kvs.add("n", by)
+    assert (await kvs.get("n"), await kvs.get("other")) == (stored, None)
+    with pytest.raises(InvalidValueError):
+        await kvs.add("n", by)  # outside a turn, at once
+    assert await kvs.get("n") == stored
+
+
+async def test_a_sum_at_the_edge_of_the_range_is_stored(mem: Memory) -> None:
+    kvs = mem.kvs.for_bot("b")
+    await kvs.set("n", 2**64 - 2)
+    async with mem.turn("b", "u1") as state:
+        await state.kvs.add("n", 1)
+    assert await kvs.get("n") == 2**64 - 1
+
+
+async def test_deleting_or_listing_after_an_addition_needs_no_number(mem: Memory) -> None:
+    kvs = mem.kvs.for_bot("b")
+    await kvs.set("t/a", "text")
+    await kvs.set("t/b", "text")
+    async with mem.turn("b", "u1") as state:
+        await state.kvs.add("t/a")
+        await state.kvs.add("t/b")
+        await state.kvs.add("t/new")
+        assert await state.kvs.delete("t/a") is True
+        assert await state.kvs.keys("t/") == ["t/b", "t/new"]
+        assert await state.kvs.delete_prefix("t/") == 2
+    assert await kvs.keys() == []
+
+
+async def test_additions_of_one_turn_add_one_after_the_other(mem: Memory) -> None:
+    await mem.kvs.for_bot("b").set("f", 0.1)
+    async with mem.turn("b", "u1") as state:
+        await state.kvs.add("f", 0.2)
+        await state.kvs.add("f", 0.3)
+    assert await mem.kvs.for_bot("b").get("f") == (0.1 + 0.2) + 0.3  # not 0.1 + (0.2 + 0.3)
+
+
+async def test_a_failed_read_after_an_addition_keeps_the_addition(mem: Memory) -> None:
+    await mem.kvs.for_bot("b").set("n", "text")
+    async with mem.turn("b", "u1") as state:
+        await state.kvs.add("n", 1)
+        with pytest.raises(InvalidValueError):
+            await state.kvs.get("n")
+        await state.kvs.set("n", 5)  # the turn goes on, and a set still wins
+    assert await mem.kvs.for_bot("b").get("n") == 5

@@ -238,9 +238,9 @@ class KeyValueStore:
 
         Like :meth:`incr`, but it returns nothing, so inside a turn it is a delta added
         at commit: turns that add to one key (a message counter, say) never conflict,
-        and none of their additions is lost. A stored value that is not a number then
-        fails the commit (:class:`~botmemory.errors.ConflictError`); outside a turn, or
-        once the turn has read the key, it raises :class:`InvalidValueError` at once.
+        and none of their additions is lost. A stored value that is not a number, or a
+        sum out of range, then fails the commit with :class:`InvalidValueError`, nothing
+        written; outside a turn, or once the turn has read the key, it raises at once.
         """
         delta, now = self._delta(key, by, expiry)
         adder = number_adder(delta, self._max_bytes)

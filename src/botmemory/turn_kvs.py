@@ -10,7 +10,8 @@ own writes.
 An addition to a key the turn has neither read nor written (``kvs.add``) is a delta:
 nothing is read and nothing checked, the commit adds it to whatever is stored then,
 so turns that count in one key never conflict. Reading the key later in the turn
-reads it (checked) and turns the delta into a write.
+reads it (checked) and turns the delta into a write; a listing shows the key, a
+deletion drops the delta.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class TurnKvs:
         self._read: dict[_Key, KvsRecord | None] = {}
         self._writes: dict[_Key, KvsRecord | None] = {}
         self._listed: dict[_Key, tuple[tuple[str, int], ...]] = {}
-        self._deltas: dict[_Key, tuple[KvsDelta, KvsModifier[KvsRecord]]] = {}
+        self._deltas: dict[_Key, tuple[tuple[KvsDelta, ...], KvsModifier[KvsRecord]]] = {}
+        """Additions to keys not read, in order, and the modifier doing them all."""
 
     async def _stored(self, namespace: str, key: str, now: float) -> KvsRecord | None:
         """The record as storage holds it, read once per turn."""
@@ -62,8 +64,9 @@ class TurnKvs:
         """Return the live record of ``key`` as this turn sees it."""
         where = (namespace, key)
         if where in self._deltas:  # read it after all: the delta becomes a checked write
-            _, add = self._deltas.pop(where)
+            _, add = self._deltas[where]
             self._writes[where] = add(_live(await self._stored(namespace, key, now), now))[0]
+            del self._deltas[where]
         if where in self._writes:
             return _live(self._writes[where], now)
         return _live(await self._stored(namespace, key, now), now)
@@ -82,9 +85,10 @@ class TurnKvs:
             await self.kvs_modify(namespace, key, now, add)
             return
         earlier = self._deltas.get(where)
-        if earlier is not None:
-            delta, add = _after(earlier[0], delta), _composed(earlier[1], add)
-        self._deltas[where] = (delta, add)
+        if earlier is None:
+            self._deltas[where] = ((delta,), add)
+        else:  # added one after the other, as Python would (floats are not associative)
+            self._deltas[where] = ((*earlier[0], delta), _composed(earlier[1], add))
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         """Read ``key`` (checked at commit), apply ``modify``, write at commit."""
@@ -94,14 +98,15 @@ class TurnKvs:
 
     async def kvs_delete(self, namespace: str, key: str, now: float) -> bool:
         """Delete ``key`` when the turn commits; return whether it is live now."""
-        live = await self.kvs_get(namespace, key, now) is not None
+        if self._deltas.pop((namespace, key), None) is not None:
+            live = True  # the addition made it live: the deletion wins, unread
+        else:
+            live = await self.kvs_get(namespace, key, now) is not None
         self._writes[(namespace, key)] = None
         return live
 
     async def kvs_keys(self, namespace: str, prefix: str, now: float) -> list[str]:
         """Return the live keys under ``prefix`` as this turn sees them (checked at commit)."""
-        for ns, key in [w for w in self._deltas if w[0] == namespace and w[1].startswith(prefix)]:
-            await self.kvs_get(ns, key, now)  # a listing sees what the deltas create
         listed = self._listed.get((namespace, prefix))
         if listed is None:
             stored = await self._storage.kvs_keys(namespace, prefix, now)
@@ -112,6 +117,7 @@ class TurnKvs:
                     versions.append((key, record.version))
             listed = self._listed[(namespace, prefix)] = tuple(versions)
         keys = {key for key, _ in listed}
+        keys.update(k for ns, k in self._deltas if ns == namespace and k.startswith(prefix))
         for (ns, key), record in self._writes.items():
             if ns == namespace and key.startswith(prefix):
                 if _live(record, now) is None:
@@ -122,8 +128,9 @@ class TurnKvs:
 
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
         """Delete the live keys under ``prefix`` when the turn commits; return how many."""
-        keys = await self.kvs_keys(namespace, prefix, self._clock())
+        keys = await self.kvs_keys(namespace, prefix, self._clock())  # deltas' keys too
         for key in keys:
+            self._deltas.pop((namespace, key), None)
             self._writes[(namespace, key)] = None
         return len(keys)
 
@@ -139,7 +146,8 @@ class TurnKvs:
 
     def deltas(self) -> list[KvsDelta]:
         """The additions to keys the turn did not read, in the order of their keys."""
-        return [delta for _, (delta, _) in sorted(self._deltas.items(), key=lambda d: d[0])]
+        ordered = sorted(self._deltas.items(), key=lambda item: item[0])
+        return [delta for _, (deltas, _) in ordered for delta in deltas]
 
     def checks(self) -> list[KvsCheck]:
         """Every key read, with the version it had (``0``: absent or expired)."""
@@ -154,12 +162,6 @@ class TurnKvs:
             KvsPrefixCheck(ns, prefix, versions)
             for (ns, prefix), versions in sorted(self._listed.items())
         ]
-
-
-def _after(first: KvsDelta, then: KvsDelta) -> KvsDelta:
-    """One delta that does what ``first`` then ``then`` do."""
-    expires_at = first.expires_at if then.expires_at is None else then.expires_at
-    return first._replace(by=first.by + then.by, expires_at=expires_at)
 
 
 def _composed(

@@ -78,6 +78,15 @@ def to_json_text(value: object, where: str, max_bytes: int) -> str:
     return text
 
 
+def is_json_number(value: object) -> bool:
+    """Whether ``value`` is a number botmemory stores: finite, an integer in range."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value in _INT_RANGE
+    return isinstance(value, float) and math.isfinite(value)
+
+
 def truncate_text(text: str, max_json_bytes: int) -> str:
     """Return ``text``, cut (ending in "…") so that its JSON string fits in ``max_json_bytes``."""
     size = len(dumps(text).encode())

@@ -264,14 +264,15 @@ async def test_expired_kvs_keys_are_absent_to_checks(open_storage: OpenStorage) 
     [
         (None, 1, 1),
         (41, 1, 42),
-        (2**70, 1, 2**70 + 1),  # exact beyond doubles
-        (-(2**70), 2**70 - 5, -5),
+        (2**63, 1, 2**63 + 1),  # exact beyond doubles
+        (2**64 - 2, 1, 2**64 - 1),  # the largest integer stored
+        (-(2**63), 2**63 - 5, -5),
         (12345678901234567890, -12345678901234567890, 0),
         (1, 0.5, 1.5),
         (0.1, 0.2, 0.1 + 0.2),
         (1.5, 0.5, 2.0),  # stays a float
         (10**15, 0.5, 10**15 + 0.5),
-        (2**70, 1.0, 2**70 + 1.0),
+        (2**63, 1.0, 2**63 + 1.0),
         (-0.0, 0, 0.0),
         (-0.0, -0.0, -0.0),
         (1e300, 1e300, 2e300),
@@ -291,6 +292,21 @@ async def test_deltas_add_as_python_does(
     assert type(result) is type(expected)
     if isinstance(expected, float):
         assert repr(result) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    ("start", "by"), [(2**64 - 1, 1), (-(2**63), -1), (1.7e308, 1.7e308), (-1.7e308, -1.7e308)]
+)
+async def test_a_delta_out_of_range_conflicts_and_writes_nothing(
+    open_storage: OpenStorage, start: float, by: float
+) -> None:
+    storage = await open_storage()
+    key = var("bot", "n")
+    await storage.commit_turn(TurnWrite(None, upserts=[stored(key, start)], now=NOW))
+    with pytest.raises(ConflictError, match="in range"):
+        await storage.commit_turn(TurnWrite(None, deltas=[VarDelta(key, by)], now=NOW))
+    (row,) = (await storage.load_turn(KEYS)).bot
+    assert json.loads(row.value) == start
 
 
 async def test_a_delta_starts_from_zero_on_what_expired_or_this_commit_removed(

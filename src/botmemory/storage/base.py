@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Literal, NamedTuple, TypeVar
 
 from botmemory.durations import Seconds
+from botmemory.values import is_json_number
 
 __all__ = [
     "KvsCheck",
@@ -177,7 +178,8 @@ class KvsDelta(NamedTuple):
 
     A missing or expired key counts as ``0``. ``expires_at`` is the key's new expiry;
     ``None`` keeps the expiry of a live key (none for a key it creates). A stored value
-    that is not a number makes the commit raise :class:`~botmemory.errors.ConflictError`.
+    that is not a number, or a sum out of range (infinite, an integer beyond 64 bits),
+    makes the commit raise :class:`~botmemory.errors.InvalidValueError`: nothing written.
     """
 
     namespace: str
@@ -192,21 +194,41 @@ def kvs_added(record: KvsRecord | None, delta: KvsDelta, now: float) -> KvsRecor
     base = record if live else None
     kept = None if base is None else base.expires_at
     expires_at = kept if delta.expires_at is None else delta.expires_at
-    return KvsRecord(add_to_number(None if base is None else base.value, delta.by), expires_at)
+    total = number_sum(None if base is None else base.value, delta.by)
+    if total is None:
+        from botmemory.errors import InvalidValueError
+
+        raise InvalidValueError(  # nothing was read: running the turn again would not help
+            f"kvs[{delta.key!r}]: cannot add {delta.by!r} to {base.value if base else 0}: "
+            "not a number, or the sum is out of range; the turn wrote nothing"
+        )
+    return KvsRecord(total, expires_at)
+
+
+def number_sum(text: str | None, by: int | float) -> str | None:
+    """The JSON text of ``text`` (a JSON number, or ``None`` for 0) plus ``by``; ``None``
+    when ``text`` is not a number or the sum is not one botmemory stores (infinite, an
+    integer out of range)."""
+    current = 0 if text is None else json.loads(text)
+    if not is_json_number(current):
+        return None
+    total = current + by
+    return json.dumps(total) if is_json_number(total) else None
 
 
 def add_to_number(text: str | None, by: int | float) -> str:
     """Return the JSON text of ``text`` (a JSON number, or ``None`` for 0) plus ``by``.
 
-    Raise :class:`~botmemory.errors.ConflictError` when ``text`` is not a number: the
-    value changed since the turn checked it, so the turn must run again.
+    Raise :class:`~botmemory.errors.ConflictError` when ``text`` is not a number, or the
+    sum is out of range: the value changed since the turn checked it, so the turn must
+    run again (and its fresh load then tells what is wrong).
     """
-    from botmemory.errors import ConflictError
+    total = number_sum(text, by)
+    if total is None:
+        from botmemory.errors import ConflictError
 
-    current = 0 if text is None else json.loads(text)
-    if isinstance(current, bool) or not isinstance(current, int | float):
-        raise ConflictError(f"cannot add {by!r} to {text}: it is no longer a number")
-    return json.dumps(current + by)
+        raise ConflictError(f"cannot add {by!r} to {text}: it is no longer a number in range")
+    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from botmemory.errors import ConflictError
 from botmemory.storage.base import (
+    KvsDelta,
     KvsModifier,
     KvsRecord,
     SessionCursor,
@@ -66,10 +67,7 @@ class MemoryStorage(Storage):
     async def commit_turn(self, write: TurnWrite) -> None:
         self._check(write)
         added = self._var_deltas(write)  # before any write: a delta may still conflict
-        kvs_added_records = [
-            (d, kvs_added(self._kvs.get(d.namespace, {}).get(d.key), d, write.now))
-            for d in write.kvs_deltas
-        ]
+        kvs_added_records = self._kvs_deltas(write)
         session, version = write.session, write.version
         if session is not None and write.reset_session:
             self._vars.pop(("session", session.bot_id, session.key), None)
@@ -94,6 +92,18 @@ class MemoryStorage(Storage):
             self._store_kvs(w.namespace, w.key, record)
         for kd, record in kvs_added_records:
             self._store_kvs(kd.namespace, kd.key, replace(record, version=version))
+
+    def _kvs_deltas(self, write: TurnWrite) -> list[tuple[KvsDelta, KvsRecord]]:
+        """The record each KVS delta of ``write`` leaves, added to what the commit's KVS
+        writes leave, else to the stored record."""
+        records = {(w.namespace, w.key): w.record for w in write.kvs_writes}
+        added: list[tuple[KvsDelta, KvsRecord]] = []
+        for d in write.kvs_deltas:
+            where = (d.namespace, d.key)
+            base = records[where] if where in records else self._kvs.get(d.namespace, {}).get(d.key)
+            records[where] = record = kvs_added(base, d, write.now)
+            added.append((d, record))
+        return added
 
     def _var_deltas(self, write: TurnWrite) -> list[str]:
         """The text each delta of ``write`` leaves, added to what its earlier steps leave

@@ -40,7 +40,7 @@ from botmemory.storage.redis.layout import (
     user_var_member,
 )
 
-__all__ = ["APPLIED", "COMMIT_IDS_KEPT", "COMMIT_TURN", "CONFLICT", "CommitArgs"]
+__all__ = ["APPLIED", "COMMIT_IDS_KEPT", "COMMIT_TURN", "CONFLICT", "INVALID", "CommitArgs"]
 
 COMMIT_IDS_KEPT: Final = parse_duration("10m")
 """How long (wall clock) a commit id is remembered: a resend within it is not applied."""
@@ -49,6 +49,8 @@ APPLIED: Final = 1
 """Script reply code: this commit id was applied before; nothing was done now."""
 CONFLICT: Final = 2
 """Script reply code: a check failed; nothing was written. The message follows."""
+INVALID: Final = 3
+"""Script reply code: a KVS delta met a value it cannot add to; nothing was written."""
 
 COMMIT_TURN: Final = r"""
 local doc = cjson.decode(ARGV[1])
@@ -160,16 +162,30 @@ local function float_text(x)
     return s
 end
 
-local function add(base, by)  -- JSON text of base + by, nil if base is not a number
+local INT_MAX, INT_MIN = '18446744073709551615', '9223372036854775808'  -- 2^64-1, -(2^63)
+
+local function in_range(int)  -- an integer's decimal string, within what JSON stores
+    if string.sub(int, 1, 1) == '-' then return cmp_abs(string.sub(int, 2), INT_MIN) <= 0 end
+    return cmp_abs(int, INT_MAX) <= 0
+end
+
+local function add(base, by)  -- JSON text of base + by; nil: base not a number, or out of range
     local kb, b = parse_number(base)
     if not kb then return nil end
     local kd, d = parse_number(by)
-    if kb == 'i' and kd == 'i' then return add_int(b, d) end
-    return float_text(tonumber(b) + tonumber(d))
+    if kb == 'i' and kd == 'i' then
+        local sum = add_int(b, d)
+        if in_range(sum) then return sum end
+        return nil
+    end
+    local sum = tonumber(b) + tonumber(d)
+    if sum ~= sum or sum == math.huge or sum == -math.huge then return nil end
+    return float_text(sum)
 end
 
 -- checks: nothing is written before they all hold ----------------------------------------
 local function conflict(message) return {2, message} end
+local function invalid(message) return {3, message} end
 
 if redis.call('ZSCORE', KEYS[doc.ids], doc.id) then return {1} end
 
@@ -223,7 +239,7 @@ for i, d in ipairs(doc.deltas) do
     local raw = shadow[id]
     if raw == nil and not cleared[d.h] then raw = redis.call('HGET', KEYS[d.h], d.n) end
     local text = add(live_var_value(raw or nil), d.by)
-    if not text then return conflict('variable ' .. d.n .. ' is no longer a number') end
+    if not text then return conflict('variable ' .. d.n .. ' is no longer a number in range') end
     results[i] = 'v' .. doc.id .. '\n' .. doc.now .. '\n' .. d.e .. '\n\n' .. text
     shadow[id] = results[i]
 end
@@ -244,7 +260,10 @@ for i, d in ipairs(doc.kvs_deltas) do
         end
     end
     local text = add(value, d.by)
-    if not text then return conflict('key ' .. d.key .. ' is no longer a number') end
+    if not text then
+        return invalid('kvs[' .. d.key .. ']: cannot add ' .. d.by .. ' to ' .. (value or '0')
+            .. ': not a number, or the sum is out of range; the turn wrote nothing')
+    end
     local keep = d.e == '' and expires ~= ''  -- the live key's expiry, and its TTL, stay
     if d.e ~= '' then expires = d.e end
     kvs_results[i] = {'v' .. doc.id .. '\n' .. expires .. '\n' .. text, expires, keep}

@@ -33,6 +33,7 @@ from botmemory.durations import Seconds, format_duration
 from botmemory.errors import (
     BackendUnavailableError,
     ConflictError,
+    InvalidValueError,
     LockTimeoutError,
     SchemaVersionError,
 )
@@ -53,7 +54,7 @@ from botmemory.storage.base import (
     VarUpdate,
 )
 from botmemory.storage.redis.client import CallSlots, RedisOptions, open_client
-from botmemory.storage.redis.commit import APPLIED, CONFLICT, CommitArgs
+from botmemory.storage.redis.commit import APPLIED, CONFLICT, INVALID, CommitArgs
 from botmemory.storage.redis.errors import driver_errors
 from botmemory.storage.redis.expiry import ExpiryIndexes
 from botmemory.storage.redis.kvs import RedisKvs, raise_if_broken
@@ -245,6 +246,8 @@ class RedisStorage(Storage):
             reply = await self._scripts.commit_turn(keys=call.keys, args=call.args)
             if reply[0] == CONFLICT:
                 raise ConflictError(f"{reply[1]} since the turn read it: run the turn again")
+            if reply[0] == INVALID:
+                raise InvalidValueError(str(reply[1]))
             if reply[0] != APPLIED and reply[1] and call.bot_id is not None:
                 await self._expiry.register_again(call.bot_id)  # Redis had lost the registry
 
