@@ -434,7 +434,8 @@ class Memory:
                 user[row.key.name] = exported
         sessions: list[ExportedSession] = []
         for s in records.sessions:
-            if now >= s.session_ends(settings.session_timeout):
+            session_ends = s.session_ends(settings.session_timeout)
+            if now >= session_ends:
                 continue
             dialog_ends = s.dialog_ends(settings.session_timeout, settings.dialog_timeout)
             temp_alive = s.temp_expires_at is not None and now < dialog_ends
@@ -443,7 +444,7 @@ class Memory:
                     session_id=_session_id(bot_id, s.key),
                     started_at=s.started_at,
                     last_seen=s.last_seen,
-                    expires_at=s.expires_at,
+                    expires_at=session_ends,
                     variables=_plain(records.session_vars, s.key),
                     temp=_plain(records.temp_vars, s.key) if temp_alive else {},
                 )

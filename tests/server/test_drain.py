@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -204,7 +205,53 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
                 wait_for(lambda: http.get("/readyz").status_code == 200, "the new worker")
                 answer = http.post("/api/v1/bots/echo/converse/u1", json={"text": f"m{i}"})
                 assert answer.json()["responses"] == [{"type": "text", "text": f"echo: m{i}"}]
-    assert "stopped (-9): replaced" in served.output
+    assert "stopped (-9): a new one starts in 0.5s" in served.output  # it died young
+
+
+def test_workers_dying_young_are_replaced_ever_more_slowly(tmp_path: Path) -> None:
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with serving(data, "--workers", "2") as served:
+        supervisor = served.process.pid
+        wait_for(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+        for _ in range(3):
+            before = worker_pids(supervisor)
+            os.kill(min(before), signal.SIGKILL)
+            wait_for(lambda: len(worker_pids(supervisor) - before) == 1, "a new worker")  # noqa: B023
+    waits = re.findall(r"stopped \(-9\): a new one starts in ([0-9.]+)s", served.output)
+    assert len(waits) == 3
+    assert sorted(float(w) for w in waits)[-1] >= 1.0  # a slot's second quick death waits longer
+
+
+def test_a_replacement_that_cannot_start_waits_and_the_others_serve_on(tmp_path: Path) -> None:
+    """After the start, a replacement that fails to start (here: a broken configuration
+    edit) does not stop the server: the other worker serves, and the slot is tried again
+    until the configuration is fixed."""
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    config = data / "global" / "botmemory.config.json"
+    good = config.read_text()
+    with serving(data, "--workers", "2") as served:
+        supervisor = served.process.pid
+        wait_for(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+        survivor, killed = sorted(worker_pids(supervisor))
+        config.write_text("{ broken")
+        os.kill(killed, signal.SIGKILL)
+        seen: set[int] = set()
+
+        def failed_replacement() -> bool:
+            now = worker_pids(supervisor) - {survivor}
+            gone = seen - now - {killed}
+            seen.update(now)
+            return bool(gone)
+
+        wait_for(failed_replacement, "a replacement failing to start")
+        for i in range(4):  # the survivor serves meanwhile
+            with httpx.Client(base_url=served.url, headers=bearer(ADMIN), timeout=10) as http:
+                answer = http.post("/api/v1/bots/echo/converse/u1", json={"text": f"m{i}"})
+                assert answer.status_code == 200
+        config.write_text(good)
+        wait_for(lambda: len(worker_pids(supervisor)) == 2, "the slot's worker back")
+    assert "could not start: stopping" not in served.output
+    assert "stopped (3): a new one starts in" in served.output
 
 
 def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
@@ -219,3 +266,16 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "could not start: stopping" in done.stderr
+
+
+def test_sigterm_to_the_whole_group_drains_once(tmp_path: Path) -> None:
+    """A service manager (systemd's default) signals every process of the service: each
+    worker gets SIGTERM from it and again from the supervisor, and drains all the same."""
+    with holding(tmp_path, "--workers", "2", own_group=True) as held:
+        server = held.served.process
+        os.killpg(server.pid, signal.SIGTERM)
+        assert_draining(held.served)
+        assert server.poll() is None  # still draining: the request is held
+        held.release()
+        assert_echoed(held.answer())
+        assert server.wait(timeout=WITHIN) == 0

@@ -8,8 +8,12 @@ one folder (``PROMETHEUS_MULTIPROC_DIR``, a temporary folder unless you set one)
 that ``/metrics`` answers for the whole server.
 
 Stopping: the first SIGTERM or Ctrl-C drains every worker (requests in progress finish
-for up to ``--grace``, new ones get 503); a second one stops them at once. A worker that
-dies is replaced; one that cannot start stops the server.
+for up to ``--grace``, new ones get 503); a second one stops them at once. Workers drain
+on SIGTERM, which they may get twice (from this process and from a service manager that
+signals the whole group) and stop at once on SIGQUIT; they ignore Ctrl-C, which this
+process passes on. A worker that dies is replaced, after a wait that grows while
+replacements die soon after their start; one that cannot start at first stops the
+server.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +46,11 @@ _TICK: Final = 0.2
 """Seconds between two looks at the workers."""
 _STARTUP_FAILURE: Final = 3
 """The status of a uvicorn server whose app failed to start."""
+_QUICK_DEATH: Final = 10.0
+"""A worker that dies sooner than this after its start is replaced after a wait..."""
+_BACKOFF_FIRST: Final = 0.5
+_BACKOFF_MAX: Final = 30.0
+"""...which doubles with each such death in a row, from 0.5 s up to 30 s."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class _Worker:
         self.config.configure_logging()
         server = server_class(uvicorn.Server, self.grace, supervised=True)(self.config)
         server.run(sockets=[listener])
+        if not server.started:  # uvicorn before 0.53 returns, instead of exiting so
+            sys.exit(_STARTUP_FAILURE)
 
 
 def serve_workers(
@@ -96,14 +108,31 @@ def serve_workers(
     return started
 
 
+@dataclass
+class _Slot:
+    """One worker's place: its process, and how its restarts have gone."""
+
+    process: SpawnProcess
+    started_at: float
+    first: bool = True
+    """Still the worker started with the server (not a replacement)."""
+    quick_deaths: int = 0
+    """Deaths in a row, each soon after its start."""
+    restart_at: float | None = None
+    """When to start a replacement (``monotonic``), once it died."""
+    told: int = 0
+    """How many of the supervisor's signals its process was given."""
+
+
 class _Supervisor:
-    """Keeps ``count`` workers running until a signal; passes each signal on as SIGTERM."""
+    """Keeps ``count`` workers running until a signal. The first SIGTERM or Ctrl-C
+    reaches them as SIGTERM (drain), any later one as SIGQUIT (stop at once)."""
 
     def __init__(self, worker: _Worker, listener: socket.socket, count: int) -> None:
         self.worker = worker
         self.listener = listener
         self.count = count
-        self.processes: list[SpawnProcess] = []
+        self.slots: list[_Slot] = []
         self.signals = 0
         self.failed = False
 
@@ -114,43 +143,67 @@ class _Supervisor:
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         self.signals += 1
-        self._stop_workers()
+        self._pass_on()
 
-    def _stop_workers(self) -> None:
-        for process in self.processes:
-            if process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signal.SIGTERM)
+    def _pass_on(self) -> None:
+        """Give each worker the signals it has not had (also one started meanwhile)."""
+        for slot in self.slots:
+            process = slot.process
+            if slot.told < self.signals and process.pid is not None and process.exitcode is None:
+                slot.told = self.signals
+                os.kill(process.pid, signal.SIGTERM if self.signals == 1 else signal.SIGQUIT)
 
     def run(self) -> bool:
         """Supervise until every worker stopped; False if one failed to start."""
         handled = (signal.SIGINT, signal.SIGTERM)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         try:
-            self.processes = [self._start() for _ in range(self.count)]
-            if self.signals:  # one came while they started
-                self._stop_workers()
+            for _ in range(self.count):
+                self.slots.append(_Slot(self._start(), time.monotonic()))
             while True:
                 if not self.signals:
                     self._replace_dead()
-                if all(process.exitcode is not None for process in self.processes):
+                self._pass_on()
+                if all(slot.process.exitcode is not None for slot in self.slots):
                     break
                 time.sleep(_TICK)  # a signal runs its handler during the sleep
+        except BaseException:  # no worker outlives its supervisor
+            self.signals = max(self.signals, 1) + 1
+            self._pass_on()
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        for process in self.processes:
-            process.join()
+            for slot in self.slots:
+                slot.process.join()
         return not self.failed
 
     def _replace_dead(self) -> None:
-        for index, process in enumerate(self.processes):
-            if process.exitcode is None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.process.exitcode is None:
                 continue
-            if process.exitcode == _STARTUP_FAILURE:
-                click.echo(f"botmemory: worker {process.pid} could not start: stopping", err=True)
-                self.failed = True
-                self.signals += 1
-                self._stop_workers()
+            if slot.restart_at is None and not self._died(slot, now):
                 return
-            click.echo(f"botmemory: worker {process.pid} stopped ({process.exitcode}): replaced")
-            self.processes[index] = self._start()
+            if slot.restart_at is not None and now >= slot.restart_at:
+                slot.process, slot.started_at = self._start(), time.monotonic()
+                slot.first, slot.restart_at, slot.told = False, None, 0
+
+    def _died(self, slot: _Slot, now: float) -> bool:
+        """Plan the replacement of ``slot``'s dead worker; False if the server must stop
+        instead (the first worker of a slot could not start: the app cannot)."""
+        process = slot.process
+        if process.exitcode == _STARTUP_FAILURE and slot.first:
+            click.echo(f"botmemory: worker {process.pid} could not start: stopping", err=True)
+            self.failed = True
+            self._on_signal(signal.SIGTERM, None)
+            return False
+        quick = now - slot.started_at < _QUICK_DEATH
+        slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
+        delay = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (slot.quick_deaths - 1)) if quick else 0
+        slot.restart_at = now + delay
+        click.echo(
+            f"botmemory: worker {process.pid} stopped ({process.exitcode}): "
+            f"a new one starts in {delay:.1f}s"
+        )
+        return True

@@ -37,6 +37,7 @@ __all__ = ["DRAIN_GRACE", "Drain", "DrainGuard", "server_class"]
 DRAIN_GRACE: Final = parse_duration("30s")
 """How long a stopping server lets requests in progress finish (``serve --grace``)."""
 _ALIVE = "/healthz"
+_STOPS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 class Drain:
@@ -90,9 +91,11 @@ def server_class(
     Draining: new requests are answered 503 while those in progress finish, for
     ``grace`` at most; then the server stops. A second signal stops it at once.
 
-    A ``supervised`` server (a worker of ``serve --workers``) drains on SIGTERM only and
-    ignores Ctrl-C: its supervisor passes every stop on as SIGTERM, and a terminal's
-    Ctrl-C, which reaches the whole process group, must not count twice.
+    A ``supervised`` server (a worker of ``serve --workers``) drains on SIGTERM, however
+    many come (its supervisor passes one on, and a service manager may signal the whole
+    process group too), stops at once on SIGQUIT (the supervisor's second signal), and
+    ignores Ctrl-C, which reaches the whole process group and which the supervisor
+    passes on.
 
     uvicorn re-raises the signal after a graceful shutdown, which would kill the process
     before the engine is closed (and make Ctrl-C an error): here both simply stop it.
@@ -105,10 +108,14 @@ def server_class(
             return app_state(self.config.app)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            """The first signal drains; a second one stops at once."""
+            """The first signal drains; a second one stops at once (supervised: SIGTERM
+            drains, SIGQUIT stops)."""
             state = self._state()
             drain = None if state is None else state.drain
-            if drain is None or drain.draining or self.should_exit:  # type: ignore[has-type]
+            if supervised and sig == signal.SIGTERM and drain is not None and drain.draining:
+                return  # the same stop, heard twice
+            stop_now = supervised and sig == signal.SIGQUIT
+            if stop_now or drain is None or drain.draining or self.should_exit:  # type: ignore[has-type]
                 super().handle_exit(sig, frame)
                 return
             drain.start()
@@ -132,7 +139,7 @@ def server_class(
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
-            handled = (signal.SIGTERM,) if supervised else (signal.SIGINT, signal.SIGTERM)
+            handled = (signal.SIGTERM, signal.SIGQUIT) if supervised else _STOPS
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
             if supervised:
                 previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -6,6 +6,11 @@ which the event loop serves nobody, a few times a minute under load. Once starte
 server moves them out of the collector's sight (:func:`gc.freeze`), so collections
 scan only what requests create; a reload of a bot, which replaces some of them, lets
 the collector take the old ones first; stopping lets it see them all again.
+
+The price: a start-up object that later becomes garbage in a reference cycle (rare: a
+pool's connection replaced after a drop, say) stays until the next reload or the stop.
+``gc.unfreeze`` is process-wide: of two servers in one process, the first to stop gives
+the other's objects back to the collector too.
 """
 
 from __future__ import annotations
