@@ -145,12 +145,18 @@ def test_sigterm_finishes_requests_in_progress_and_refuses_new_ones(
         assert server.wait(timeout=WITHIN) == 0
 
 
-def test_ctrl_c_on_a_terminal_drains_the_workers_once(tmp_path: Path) -> None:
-    """A terminal sends Ctrl-C to the whole process group: the workers must not take it
-    as a second signal on top of the one their supervisor passes on."""
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c-on-a-terminal", "a-service-manager"]
+)
+def test_a_signal_to_the_whole_group_drains_the_workers_once(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A terminal's Ctrl-C, and a service manager's SIGTERM (systemd's default), reach
+    every process of the group: a worker must not take what its supervisor passes on as
+    a second signal, which would stop it at once."""
     with holding(tmp_path, "--workers", "2", own_group=True) as held:
         server = held.served.process
-        os.killpg(server.pid, signal.SIGINT)
+        os.killpg(server.pid, sig)
         assert_draining(held.served)
         assert server.poll() is None  # still draining: the request is held
         held.release()
@@ -266,16 +272,3 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "could not start: stopping" in done.stderr
-
-
-def test_sigterm_to_the_whole_group_drains_once(tmp_path: Path) -> None:
-    """A service manager (systemd's default) signals every process of the service: each
-    worker gets SIGTERM from it and again from the supervisor, and drains all the same."""
-    with holding(tmp_path, "--workers", "2", own_group=True) as held:
-        server = held.served.process
-        os.killpg(server.pid, signal.SIGTERM)
-        assert_draining(held.served)
-        assert server.poll() is None  # still draining: the request is held
-        held.release()
-        assert_echoed(held.answer())
-        assert server.wait(timeout=WITHIN) == 0
