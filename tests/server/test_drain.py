@@ -189,6 +189,14 @@ def worker_pids(supervisor: int) -> set[int]:
     return {int(pid) for pid in children if b"spawn_main" in command_line(int(pid))}
 
 
+def opened(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    try:
+        return any(fd.resolve() == path.resolve() for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, PermissionError):  # the process or a descriptor just ended
+        return False
+
+
 def command_line(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -212,6 +220,26 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
                 answer = http.post("/api/v1/bots/echo/converse/u1", json={"text": f"m{i}"})
                 assert answer.json()["responses"] == [{"type": "text", "text": f"echo: m{i}"}]
     assert "stopped (-9): a new one starts in 0.5s" in served.output  # it died young
+    assert "Exception in 'lifespan'" not in served.output  # each worker closed cleanly
+
+
+def test_a_stopped_worker_is_killed_and_replaced(tmp_path: Path) -> None:
+    """SIGSTOP freezes a worker (its heartbeat thread too): the supervisor kills it once
+    its question goes unanswered, which frees what it held, and starts another."""
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with serving(data, "--workers", "2") as served:
+        supervisor = served.process.pid
+        wait_for(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+        first = worker_pids(supervisor)
+        stopped = min(first)
+        os.kill(stopped, signal.SIGSTOP)
+        wait_for(lambda: stopped not in worker_pids(supervisor), "the stopped worker's end")
+        wait_for(lambda: len(worker_pids(supervisor) - first) == 1, "a new worker")
+        for i in range(4):
+            with httpx.Client(base_url=served.url, headers=bearer(ADMIN), timeout=10) as http:
+                answer = http.post("/api/v1/bots/echo/converse/u1", json={"text": f"m{i}"})
+                assert answer.status_code == 200
+    assert f"worker {stopped} did not answer for 10s: killed" in served.output
 
 
 def test_workers_dying_young_are_replaced_ever_more_slowly(tmp_path: Path) -> None:
@@ -239,6 +267,9 @@ def test_a_replacement_that_cannot_start_waits_and_the_others_serve_on(tmp_path:
         supervisor = served.process.pid
         wait_for(lambda: len(worker_pids(supervisor)) == 2, "two workers")
         survivor, killed = sorted(worker_pids(supervisor))
+        # both have read the configuration (else the one still starting fails on the edit)
+        wait_for(lambda: all(opened(pid, data / "memory.db") for pid in (survivor, killed)),
+                 "both workers' start")  # fmt: skip
         config.write_text("{ broken")
         os.kill(killed, signal.SIGKILL)
         seen: set[int] = set()

@@ -13,7 +13,8 @@ on SIGTERM, which they may get twice (from this process and from a service manag
 signals the whole group) and stop at once on SIGQUIT; they ignore Ctrl-C, which this
 process passes on. A worker that dies is replaced, after a wait that grows while
 replacements die soon after their start; one that cannot start at first stops the
-server.
+server. A worker that leaves the supervisor's heartbeat unanswered for 10 s (stopped,
+stuck) is killed, which frees its connections and locks, and replaced.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from types import FrameType
@@ -51,6 +54,10 @@ _QUICK_DEATH: Final = 10.0
 _BACKOFF_FIRST: Final = 0.5
 _BACKOFF_MAX: Final = 30.0
 """...which doubles with each such death in a row, from 0.5 s up to 30 s."""
+_HEARTBEAT: Final = 5.0
+"""Seconds between two questions to a worker: are you there?"""
+_HEARTBEAT_TIMEOUT: Final = 10.0
+"""A worker that leaves a question this long unanswered (stopped, stuck) is killed."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +67,52 @@ class _Worker:
     config: uvicorn.Config
     grace: Seconds
 
-    def __call__(self, listener: socket.socket) -> None:
+    def __call__(self, listener: socket.socket, heartbeat: Connection) -> None:
         import uvicorn
 
         from botmemory.server.drain import server_class
 
+        threading.Thread(target=_answer, args=(heartbeat,), daemon=True).start()
         self.config.configure_logging()
         server = server_class(uvicorn.Server, self.grace, supervised=True)(self.config)
         server.run(sockets=[listener])
         if not server.started:  # uvicorn before 0.53 returns, instead of exiting so
             sys.exit(_STARTUP_FAILURE)
+
+
+def _answer(heartbeat: Connection) -> None:
+    """Answer the supervisor's questions, from a thread of the worker, until it is gone."""
+    try:
+        while True:
+            heartbeat.recv()
+            heartbeat.send(b"!")
+    except (EOFError, OSError):
+        return
+
+
+class _Heartbeat:
+    """The supervisor's side: a question every ``_HEARTBEAT`` seconds, and its answer."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.asked_at: float | None = None
+        self.next_at = time.monotonic() + _HEARTBEAT
+
+    def stalled(self, now: float) -> bool:
+        """Ask, or read the answer; True once a question went unanswered too long."""
+        try:
+            if self.asked_at is None:
+                if now >= self.next_at:
+                    self.conn.send(b"?")
+                    self.asked_at = now
+            elif self.conn.poll():
+                self.conn.recv()
+                self.asked_at, self.next_at = None, now + _HEARTBEAT
+            elif now - self.asked_at > _HEARTBEAT_TIMEOUT:
+                return True
+        except (EOFError, OSError):
+            pass  # the worker is gone: its exit code tells the rest
+        return False
 
 
 def serve_workers(
@@ -113,6 +156,7 @@ class _Slot:
     """One worker's place: its process, and how its restarts have gone."""
 
     process: SpawnProcess
+    heartbeat: _Heartbeat
     started_at: float
     first: bool = True
     """Still the worker started with the server (not a replacement)."""
@@ -136,10 +180,12 @@ class _Supervisor:
         self.signals = 0
         self.failed = False
 
-    def _start(self) -> SpawnProcess:
-        process = _SPAWN.Process(target=self.worker, args=(self.listener,), daemon=False)
+    def _start(self) -> tuple[SpawnProcess, _Heartbeat]:
+        ours, theirs = _SPAWN.Pipe()
+        process = _SPAWN.Process(target=self.worker, args=(self.listener, theirs), daemon=False)
         process.start()
-        return process
+        theirs.close()
+        return process, _Heartbeat(ours)
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         self.signals += 1
@@ -159,8 +205,9 @@ class _Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         try:
             for _ in range(self.count):
-                self.slots.append(_Slot(self._start(), time.monotonic()))
+                self.slots.append(_Slot(*self._start(), time.monotonic()))
             while True:
+                self._kill_stalled()
                 if not self.signals:
                     self._replace_dead()
                 self._pass_on()
@@ -186,8 +233,24 @@ class _Supervisor:
             if slot.restart_at is None and not self._died(slot, now):
                 return
             if slot.restart_at is not None and now >= slot.restart_at:
-                slot.process, slot.started_at = self._start(), time.monotonic()
+                slot.heartbeat.conn.close()
+                slot.process, slot.heartbeat = self._start()
+                slot.started_at = time.monotonic()
                 slot.first, slot.restart_at, slot.told = False, None, 0
+
+    def _kill_stalled(self) -> None:
+        """Kill a worker that no longer answers (stopped, stuck): its death replaces it,
+        and frees what it held (its connections, its locks)."""
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.process.exitcode is None and slot.heartbeat.stalled(now):
+                click.echo(
+                    f"botmemory: worker {slot.process.pid} did not answer for "
+                    f"{_HEARTBEAT_TIMEOUT:.0f}s: killed",
+                    err=True,
+                )
+                slot.process.kill()
+                slot.process.join()
 
     def _died(self, slot: _Slot, now: float) -> bool:
         """Plan the replacement of ``slot``'s dead worker; False if the server must stop

@@ -15,6 +15,7 @@ start-up with its problems. ``docs/operations.md`` has the command lines.
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -65,11 +66,22 @@ class DataDirApp:
         async def receive_again() -> Message:
             return pending.pop() if pending else await receive()
 
+        async def close_then_send(message: MutableMapping[str, Any]) -> None:
+            # closed before the server hears the shutdown is complete: after that, it
+            # stops its event loop and would cut the closing off
+            if message["type"] == "lifespan.shutdown.complete":
+                await close()
+            await send(message)
+
+        async def close() -> None:
+            if self._app is app:
+                self._app = None
+                await engine.close()
+
         try:
-            await app(scope, receive_again, send)
+            await app(scope, receive_again, close_then_send)
         finally:
-            self._app = None
-            await engine.close()
+            await close()
 
 
 def _data_dir() -> str:
