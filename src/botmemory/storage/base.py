@@ -40,11 +40,13 @@ from botmemory.durations import Seconds
 from botmemory.values import is_json_number
 
 __all__ = [
+    "CurrentVars",
     "KvsCheck",
     "KvsDelta",
     "KvsModifier",
     "KvsPrefixCheck",
     "KvsRecord",
+    "KvsRows",
     "KvsWrite",
     "Scope",
     "ScopeCheck",
@@ -63,8 +65,11 @@ __all__ = [
     "VarUpdate",
     "add_to_number",
     "cleared_version",
+    "final_kvs",
+    "final_vars",
     "kvs_added",
     "new_version",
+    "reset_scopes",
 ]
 
 Scope = Literal["user", "session", "temp", "bot"]
@@ -600,3 +605,60 @@ class Storage(ABC):
 @asynccontextmanager
 async def _always_true() -> AsyncIterator[bool]:
     yield True
+
+
+# -- what a commit leaves: for backends that add deltas in Python ----------------------------
+CurrentVars = dict[VarKey, tuple[str, float | None]]
+"""The stored value and expiry of variables a commit adds deltas to."""
+KvsRows = dict[tuple[str, str], KvsRecord | None]
+"""KVS records by ``(namespace, key)``; ``None``: absent, or deleted."""
+
+
+def reset_scopes(write: TurnWrite) -> list[str]:
+    """The scopes of its session that ``write`` empties first."""
+    if write.session is None:
+        return []
+    return ["session", "temp"] if write.reset_session else ["temp"] if write.reset_temp else []
+
+
+def final_kvs(write: TurnWrite, current: KvsRows) -> KvsRows:
+    """Return the KVS records ``write`` stores (``None``: deleted): its writes, then its
+    deltas added to what the writes left, else to the stored record."""
+    records: KvsRows = {(w.namespace, w.key): w.record for w in write.kvs_writes}
+    for delta in write.kvs_deltas:
+        key = (delta.namespace, delta.key)
+        base = records[key] if key in records else current.get(key)
+        records[key] = kvs_added(base, delta, write.now)
+    return records
+
+
+def final_vars(write: TurnWrite, current: CurrentVars) -> list[StoredVar]:
+    """Return the variables ``write`` stores: its upserts, then its deltas added.
+
+    A delta adds to what the commit's earlier steps left: an upsert of the same
+    variable, nothing after a reset or delete of it, else the stored value; an expired
+    value counts as nothing.
+    """
+    rows: dict[VarKey, StoredVar] = {v.key: v for v in write.upserts}
+    if not write.deltas:
+        return list(rows.values())
+    s, reset = write.session, reset_scopes(write)
+    deleted = set(write.deletes)
+    for delta in write.deltas:
+        k = delta.key
+        base: tuple[str, float | None] | None
+        if k in rows:
+            base = (rows[k].value, rows[k].expires_at)
+        elif k in deleted or (
+            s is not None and (k.bot_id, k.owner) == (s.bot_id, s.key) and k.scope in reset
+        ):
+            base = None
+        else:
+            base = current.get(k)
+        text = base[0] if base is not None and _live_at(base[1], write.now) else None
+        rows[k] = StoredVar(k, add_to_number(text, delta.by), write.now, delta.expires_at)
+    return list(rows.values())
+
+
+def _live_at(expires_at: float | None, now: float) -> bool:
+    return expires_at is None or expires_at > now

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from botmemory.errors import ConflictError
 from botmemory.storage.base import (
-    KvsDelta,
+    CurrentVars,
     KvsModifier,
     KvsRecord,
     SessionCursor,
@@ -26,9 +26,9 @@ from botmemory.storage.base import (
     UserRecords,
     VarKey,
     VarUpdate,
-    add_to_number,
     cleared_version,
-    kvs_added,
+    final_kvs,
+    final_vars,
     new_version,
 )
 
@@ -66,65 +66,41 @@ class MemoryStorage(Storage):
 
     async def commit_turn(self, write: TurnWrite) -> None:
         self._check(write)
-        added = self._var_deltas(write)  # before any write: a delta may still conflict
-        kvs_added_records = self._kvs_deltas(write)
+        # what the deltas leave, before any write: a delta may still fail the commit
+        variables = final_vars(write, self._delta_bases(write))
+        records = final_kvs(write, {(d.namespace, d.key): self._kvs_row(d.namespace, d.key)
+                                    for d in write.kvs_deltas})  # fmt: skip
         session, version = write.session, write.version
         if session is not None and write.reset_session:
             self._vars.pop(("session", session.bot_id, session.key), None)
         if session is not None and (write.reset_session or write.reset_temp):
             self._vars.pop(("temp", session.bot_id, session.key), None)
-        for key in write.deletes:
-            self._vars.get((key.scope, key.bot_id, key.owner), {}).pop(key.name, None)
-        for var in write.upserts:
+        for gone in write.deletes:
+            self._vars.get((gone.scope, gone.bot_id, gone.owner), {}).pop(gone.name, None)
+        for var in variables:
             k = var.key
             owned = self._vars.setdefault((k.scope, k.bot_id, k.owner), {})
-            owned[k.name] = var if var.version == version else StoredVar(*var[:5], version)
-        for delta, text in zip(write.deltas, added, strict=True):
-            k = delta.key
-            owned = self._vars.setdefault((k.scope, k.bot_id, k.owner), {})
-            owned[k.name] = StoredVar(k, text, write.now, delta.expires_at, None, version)
+            owned[k.name] = var if var.version == version else var._replace(version=version)
         if session is not None:
             if session.version != version:
                 session = replace(session, version=version)
             self._sessions[(session.bot_id, session.key)] = session
-        for w in write.kvs_writes:
-            record = None if w.record is None else replace(w.record, version=version)
-            self._store_kvs(w.namespace, w.key, record)
-        for kd, record in kvs_added_records:
-            self._store_kvs(kd.namespace, kd.key, replace(record, version=version))
+        for (namespace, name), record in records.items():
+            stored = None if record is None else replace(record, version=version)
+            self._store_kvs(namespace, name, stored)
 
-    def _kvs_deltas(self, write: TurnWrite) -> list[tuple[KvsDelta, KvsRecord]]:
-        """The record each KVS delta of ``write`` leaves, added to what the commit's KVS
-        writes leave, else to the stored record."""
-        records = {(w.namespace, w.key): w.record for w in write.kvs_writes}
-        added: list[tuple[KvsDelta, KvsRecord]] = []
-        for d in write.kvs_deltas:
-            where = (d.namespace, d.key)
-            base = records[where] if where in records else self._kvs.get(d.namespace, {}).get(d.key)
-            records[where] = record = kvs_added(base, d, write.now)
-            added.append((d, record))
-        return added
+    def _delta_bases(self, write: TurnWrite) -> CurrentVars:
+        """The stored value and expiry of each variable ``write`` adds a delta to."""
+        bases: CurrentVars = {}
+        for k in (d.key for d in write.deltas):
+            row = self._vars.get((k.scope, k.bot_id, k.owner), {}).get(k.name)
+            if row is not None:
+                bases[k] = (row.value, row.expires_at)
+        return bases
 
-    def _var_deltas(self, write: TurnWrite) -> list[str]:
-        """The text each delta of ``write`` leaves, added to what its earlier steps leave
-        (an upsert of the variable, nothing after its delete or its scope's reset)."""
-        upserted = {v.key: v for v in write.upserts}
-        deleted = set(write.deletes)
-        s = write.session
-        reset: set[str] = set()
-        if s is not None and (write.reset_session or write.reset_temp):
-            reset = {"session", "temp"} if write.reset_session else {"temp"}
-        texts: list[str] = []
-        for delta in write.deltas:
-            k = delta.key
-            current = upserted.get(k)
-            if current is None and k not in deleted:
-                own_reset = s is not None and (k.bot_id, k.owner) == (s.bot_id, s.key)
-                if not (own_reset and k.scope in reset):
-                    current = self._vars.get((k.scope, k.bot_id, k.owner), {}).get(k.name)
-            base = None if current is None or _expired(current, write.now) else current.value
-            texts.append(add_to_number(base, delta.by))
-        return texts
+    def _kvs_row(self, namespace: str, key: str) -> KvsRecord | None:
+        """The record of ``key`` as stored, expired or not."""
+        return self._kvs.get(namespace, {}).get(key)
 
     def _check(self, write: TurnWrite) -> None:
         """Raise ConflictError unless every check of ``write`` holds (nothing written yet)."""

@@ -48,6 +48,8 @@ from botmemory.storage.base import (
     UserRecords,
     VarKey,
     VarUpdate,
+    final_kvs,
+    final_vars,
     new_version,
 )
 from botmemory.storage.postgres import sql, turn
@@ -142,8 +144,8 @@ class PostgresStorage(Storage):
                 await conn.execute(sql.begin_locked(keys, exclusive), timeout=self.db.lock_wait)
                 rows = [] if read is None else await conn.fetch(read[0], *read[1])
                 current = turn.verify(write, rows)
-                variables = turn.final_vars(write, current.vars)
-                records = turn.final_kvs(write, current.kvs)
+                variables = final_vars(write, current.vars)
+                records = final_kvs(write, current.kvs)
                 statement, params = turn.write_statement(write, variables, records)
                 await conn.execute(statement, *params)
             except BaseException:

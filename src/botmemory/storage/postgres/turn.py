@@ -32,13 +32,14 @@ from typing import Any, NamedTuple
 
 from botmemory.errors import ConflictError
 from botmemory.storage.base import (
+    CurrentVars,
     KvsRecord,
+    KvsRows,
     SessionRecord,
     StoredVar,
     TurnWrite,
     VarKey,
-    add_to_number,
-    kvs_added,
+    reset_scopes,
 )
 from botmemory.storage.postgres import sql, turn_sql
 from botmemory.storage.postgres.pool import lock_key
@@ -46,8 +47,6 @@ from botmemory.storage.postgres.turn_sql import ReadShape, WriteShape
 
 __all__ = [
     "commit_locks",
-    "final_kvs",
-    "final_vars",
     "kvs_locks",
     "read_statement",
     "session_params",
@@ -56,8 +55,6 @@ __all__ = [
 ]
 
 Locks = tuple[list[int], list[bool]]
-CurrentVars = dict[VarKey, tuple[str, float | None]]
-KvsRows = dict[tuple[str, str], KvsRecord | None]
 
 
 class Current(NamedTuple):
@@ -99,7 +96,7 @@ def commit_locks(schema: str, write: TurnWrite) -> Locks:
     s = write.session
     if s is not None:
         want(True, "session-row", s.bot_id, s.key)
-        for scope in _reset_scopes(write):
+        for scope in reset_scopes(write):
             want(True, "scope", s.bot_id, scope, s.key)
     for ns, key in _kvs_keys(write, checked=True):
         want(True, "kvs", ns, key)
@@ -130,12 +127,6 @@ def _var_keys(write: TurnWrite) -> dict[VarKey, bool]:
     for k in [*write.deletes, *(d.key for d in write.deltas)]:
         keys[k] = True
     return keys
-
-
-def _reset_scopes(write: TurnWrite) -> list[str]:
-    if write.session is None:
-        return []
-    return ["session", "temp"] if write.reset_session else ["temp"] if write.reset_temp else []
 
 
 def read_statement(write: TurnWrite) -> tuple[str, list[Any]] | None:
@@ -222,51 +213,12 @@ def _live(expires_at: float | None, now: float) -> bool:
     return expires_at is None or expires_at > now
 
 
-def final_kvs(write: TurnWrite, current: KvsRows) -> KvsRows:
-    """Return the KVS records ``write`` stores (``None``: deleted): its writes, then its
-    deltas added to what the writes left, else to the stored record."""
-    records: KvsRows = {(w.namespace, w.key): w.record for w in write.kvs_writes}
-    for delta in write.kvs_deltas:
-        key = (delta.namespace, delta.key)
-        base = records[key] if key in records else current.get(key)
-        records[key] = kvs_added(base, delta, write.now)
-    return records
-
-
-def final_vars(write: TurnWrite, current: CurrentVars) -> list[StoredVar]:
-    """Return the variables ``write`` stores: its upserts, then its deltas added.
-
-    A delta adds to what the commit's earlier steps left: an upsert of the same
-    variable, nothing after a reset or delete of it, else the stored value; an expired
-    value counts as nothing.
-    """
-    rows: dict[VarKey, StoredVar] = {v.key: v for v in write.upserts}
-    if not write.deltas:
-        return list(rows.values())
-    s, reset = write.session, _reset_scopes(write)
-    deleted = set(write.deletes)
-    for delta in write.deltas:
-        k = delta.key
-        base: tuple[str, float | None] | None
-        if k in rows:
-            base = (rows[k].value, rows[k].expires_at)
-        elif k in deleted or (
-            s is not None and (k.bot_id, k.owner) == (s.bot_id, s.key) and k.scope in reset
-        ):
-            base = None
-        else:
-            base = current.get(k)
-        text = base[0] if base is not None and _live(base[1], write.now) else None
-        rows[k] = StoredVar(k, add_to_number(text, delta.by), write.now, delta.expires_at)
-    return list(rows.values())
-
-
 def write_statement(
     write: TurnWrite, variables: Sequence[StoredVar], records: KvsRows | None = None
 ) -> tuple[str, list[Any]]:
     """Return the write of ``write`` with its final ``variables`` and KVS ``records``
     (default: its KVS writes), and its parameters."""
-    s, reset = write.session, _reset_scopes(write)
+    s, reset = write.session, reset_scopes(write)
     upserts = sorted(  # one order in which all writers lock rows
         (k.bot_id, k.scope, k.owner, k.name, v.value, v.changed_at, v.expires_at, v.field_times)
         for v in variables
