@@ -35,25 +35,34 @@ FILL_SQLITE = """
     WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
     INSERT INTO kvs (namespace, key, value, expires_at)
     SELECT 'b' || (i % {ns}), printf('k%09d', i), '{{"v":1}}',
-        CASE WHEN {expired} THEN ?2 - 1 - (i * 7919) % ?1 ELSE ?2 + 86400 END
+        CASE WHEN {expired} THEN ?2 - 1 - {age} ELSE ?2 + 86400 END
     FROM n
 """
 FILL_POSTGRES = """
     INSERT INTO kvs (namespace, key, value, expires_at)
     SELECT 'b' || (i % {ns}), 'k' || lpad(i::text, 9, '0'), '{{"v":1}}',
-        CASE WHEN {expired} THEN $2::float8 - 1 - (i::bigint * 7919) % $1 ELSE $2 + 86400 END
+        CASE WHEN {expired} THEN $2::float8 - 1 - {age} ELSE $2 + 86400 END
     FROM generate_series(0, $1 - 1) AS i
 """
 
 
 def expired_test(layout: str, every: int) -> str:
     """The SQL condition under which row ``i`` of ``N`` (``?1``/``$1``) has expired."""
-    return f"i % {every} = 0" if layout == "spread" else f"i < {{n}} / {every}"
+    # Row i is key i // NAMESPACES of namespace i % NAMESPACES: "spread" expires every
+    # ``every``-th key of each namespace, "clustered" the first keys of each.
+    if layout == "spread":
+        return f"(i / {NAMESPACES}) % {every} = 0"
+    return f"i < {{n}} / {every}"
 
 
 def fill_sql(template: str, layout: str, every: int, size: int) -> str:
+    """The fill statement: spread rows expired each at its own random time, clustered
+    ones all at the same instant (their expiry order is their key order)."""
     test = expired_test(layout, every).format(n=size)
-    return template.format(ns=NAMESPACES, expired=test)
+    age = "0"
+    if layout == "spread":
+        age = "abs(random() % ?1)" if template is FILL_SQLITE else "floor(random() * $1)"
+    return template.format(ns=NAMESPACES, expired=test, age=age)
 
 
 async def measure(url: str, fill: str, size: int, vacuum: bool) -> tuple[int, float, float]:
@@ -131,6 +140,7 @@ async def main() -> None:
     parser.add_argument("--backends", default="sqlite", help="sqlite and/or PostgreSQL URLs")
     parser.add_argument("--runs", type=int, default=1, help="runs per case (median, min-max)")
     parser.add_argument("--expired-share", type=float, default=0.1)
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="clustered and/or spread")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     every = round(1 / args.expired_share)
@@ -141,7 +151,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="botmemory-bench-") as folder:
         for backend in args.backends.split(","):
             name = "sqlite" if backend == "sqlite" else "postgres"
-            for layout in LAYOUTS:
+            for layout in args.layouts.split(","):
                 rates: dict[int, float] = {}
                 for size in sizes:
                     runs = [

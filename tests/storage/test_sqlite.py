@@ -327,6 +327,29 @@ async def test_the_wal_is_checkpointed_by_a_thread_that_close_ends(
     assert [t.name for t in threading.enumerate() if t.ident not in before] == []
 
 
+async def test_a_janitor_batch_wakes_the_checkpointer_at_once(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A janitor batch may change a page per row: the WAL is copied after it, not after
+    100 writes, so that a long run does not grow it by hundreds of megabytes."""
+    checkpoints = threading.Semaphore(0)
+    catch_up = sqlite_connection._catch_up
+
+    def counted(db: sqlite3.Connection) -> None:
+        catch_up(db)
+        checkpoints.release()
+
+    monkeypatch.setattr(sqlite_connection, "_catch_up", counted)
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        kvs = mem.kvs.for_bot("b")
+        for n in range(10):  # far fewer writes than CHECKPOINT_EVERY
+            await kvs.set(f"k{n}", n, expiry="1m")
+        clock.advance("61s")
+        assert not checkpoints.acquire(timeout=0.2)  # not yet
+        assert (await mem.janitor.run_once()).kvs == 10
+        assert await asyncio.to_thread(checkpoints.acquire, timeout=10)
+
+
 async def test_many_turns_at_once_let_the_event_loop_run_between_their_loads(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

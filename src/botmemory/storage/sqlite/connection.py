@@ -16,7 +16,8 @@ operation) run on the event loop's thread. None of them may wait without bound t
   rows as there are (a user's records, a listing of keys);
 - the event loop's connection never checkpoints the WAL (``wal_autocheckpoint`` is 0):
   a :class:`Checkpointer` thread, with a connection of its own, copies the WAL into the
-  file after every 100 writes, without blocking writers or readers (``PASSIVE``), and
+  file after every 100 writes and after every bulk write (a janitor batch, a prefix deletion:
+  a page per row), without blocking writers or readers (``PASSIVE``), and
   only holds up writers for an instant when they never pause (see :func:`_catch_up`).
 """
 
@@ -145,10 +146,11 @@ class SqliteConnection:
                     raise WouldWaitError from exc
                 raise
 
-    def wrote(self) -> None:
-        """Count a committed write; wake the checkpointer every ``CHECKPOINT_EVERY``."""
+    def wrote(self, *, bulk: bool = False) -> None:
+        """Count a committed write; wake the checkpointer every ``CHECKPOINT_EVERY``,
+        or after this one if it is ``bulk``."""
         if self.checkpointer is not None:
-            self.checkpointer.wrote()
+            self.checkpointer.wrote(bulk=bulk)
 
     def close(self) -> None:
         """Stop the checkpointer, then close the connection (on the worker thread)."""
@@ -171,10 +173,11 @@ class Checkpointer:
         self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def wrote(self) -> None:
-        """Count a write; every ``CHECKPOINT_EVERY`` writes, wake the thread."""
+    def wrote(self, *, bulk: bool = False) -> None:
+        """Count a write; every ``CHECKPOINT_EVERY`` writes, or after a bulk one, wake
+        the thread."""
         self._writes += 1
-        if self._writes >= CHECKPOINT_EVERY:
+        if bulk or self._writes >= CHECKPOINT_EVERY:
             self._writes = 0
             with self._starting:  # the event loop's thread and the worker both write
                 if self._thread is None and not self._stopping:

@@ -72,6 +72,7 @@ def configure(db: sqlite3.Connection) -> None:
             time.sleep(0.1)
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA secure_delete = ON")
+    db.execute("PRAGMA cache_size = -32768")  # 32 MiB: a large table's inner pages
     db.execute("PRAGMA foreign_keys = OFF")
     db.execute("PRAGMA wal_autocheckpoint = 0")  # a thread of its own checkpoints
     version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -108,7 +108,12 @@ class SqliteStorage(Storage):
         """Run a short call on the event loop, unless it would wait for a lock."""
         return await self._conn.soon(fn)
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    def _write(
+        self, fn: Callable[[sqlite3.Connection], T], *, bulk: bool = False
+    ) -> Callable[[sqlite3.Connection], T]:
+        """``fn`` in a write transaction. A ``bulk`` write (a janitor batch, a prefix deletion)
+        may change a page per row: the checkpointer copies the WAL after each one."""
+
         def in_transaction(db: sqlite3.Connection) -> T:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -117,7 +122,7 @@ class SqliteStorage(Storage):
                 db.rollback()
                 raise
             db.commit()
-            self._conn.wrote()
+            self._conn.wrote(bulk=bulk)
             return result
 
         return in_transaction
@@ -330,7 +335,9 @@ class SqliteStorage(Storage):
         return await self._run(lambda db: sql.kvs_keys(db, namespace, prefix, now))
 
     async def kvs_delete_prefix(self, namespace: str, prefix: str) -> int:
-        return await self._run(self._write(lambda db: sql.kvs_delete_prefix(db, namespace, prefix)))
+        return await self._run(
+            self._write(lambda db: sql.kvs_delete_prefix(db, namespace, prefix), bulk=True)
+        )
 
     # -- users -------------------------------------------------------------------------
     async def load_user(self, bot_id: str, user_key: str) -> UserRecords:
@@ -387,19 +394,25 @@ class SqliteStorage(Storage):
         return await self._run(lambda db: janitor_sql.scan_user_vars(db, bot_id, after, limit))
 
     async def update_user_vars(self, updates: Sequence[VarUpdate]) -> list[VarUpdate]:
-        return await self._run(self._write(lambda db: janitor_sql.update_user_vars(db, updates)))
+        return await self._run(
+            self._write(lambda db: janitor_sql.update_user_vars(db, updates), bulk=True)
+        )
 
     async def expired_sessions(self, now: float, limit: int) -> list[SessionRecord]:
         return await self._run(lambda db: janitor_sql.expired_sessions(db, now, limit))
 
     async def delete_sessions(self, sessions: Sequence[SessionRecord]) -> int:
-        return await self._run(self._write(lambda db: janitor_sql.delete_sessions(db, sessions)))
+        return await self._run(
+            self._write(lambda db: janitor_sql.delete_sessions(db, sessions), bulk=True)
+        )
 
     async def expired_temps(self, now: float, limit: int) -> list[SessionRecord]:
         return await self._run(lambda db: janitor_sql.expired_temps(db, now, limit))
 
     async def clear_temps(self, sessions: Sequence[SessionRecord]) -> int:
-        return await self._run(self._write(lambda db: janitor_sql.clear_temps(db, sessions)))
+        return await self._run(
+            self._write(lambda db: janitor_sql.clear_temps(db, sessions), bulk=True)
+        )
 
     async def scan_sessions(
         self, after: SessionCursor | None, limit: int
@@ -407,11 +420,13 @@ class SqliteStorage(Storage):
         return await self._run(lambda db: janitor_sql.scan_sessions(db, after, limit))
 
     async def update_sessions(self, updates: Sequence[SessionUpdate]) -> list[SessionUpdate]:
-        return await self._run(self._write(lambda db: janitor_sql.update_sessions(db, updates)))
+        return await self._run(
+            self._write(lambda db: janitor_sql.update_sessions(db, updates), bulk=True)
+        )
 
     async def delete_expired_kvs(self, now: float, limit: int) -> int:
         return await self._run(
-            self._write(lambda db: janitor_sql.delete_expired_kvs(db, now, limit))
+            self._write(lambda db: janitor_sql.delete_expired_kvs(db, now, limit), bulk=True)
         )
 
     async def get_meta(self, name: str) -> str | None:
