@@ -398,7 +398,7 @@ def test_wrong_type_in_a_file_has_its_line(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("value", [0, "0s", "-5m", -5, "never", "1 month", "", "60x", 1, None])
+@pytest.mark.parametrize("value", [0, "0s", "-5m", -5, "never", "1 fortnight", "", "60x", 1, None])
 @pytest.mark.parametrize(
     ("section", "key"),
     [
@@ -414,7 +414,7 @@ def test_bad_intervals(section: str, key: str, value: object) -> None:
     assert problem.startswith(f"config: {section}.{key}: {value!r} ")
 
 
-@pytest.mark.parametrize("value", [0, "0s", "0ms", "-5m", -5, "1 month", "", "60x", True, None])
+@pytest.mark.parametrize("value", [0, "0s", "0ms", "-5m", -5, "1 fortnight", "", "60x", True, None])
 def test_bad_policies_never_mean_instant_expiry(value: object) -> None:
     problem = one_problem(
         load_settings, {}, {"b": {"dataRetention": {"policies": {"email": value}}}}
@@ -560,10 +560,10 @@ def test_quoted_keys_have_their_line(tmp_path: Path) -> None:
     write(
         tmp_path,
         GLOBAL_FILE,
-        "{\n  dataRetention: {policies: {\n    'tmp_*': '2 months',\n  }},\n}",
+        "{\n  dataRetention: {policies: {\n    'tmp_*': '2 fortnights',\n  }},\n}",
     )
     assert one_problem(load_data_dir, tmp_path).startswith(
-        f"{GLOBAL_FILE}, line 3: dataRetention.policies.tmp_*: '2 months' has an unknown unit"
+        f"{GLOBAL_FILE}, line 3: dataRetention.policies.tmp_*: '2 fortnights' has an unknown unit"
     )
 
 

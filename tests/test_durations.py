@@ -30,13 +30,14 @@ from botmemory.storage.redis import RedisOptions
 from botmemory.storage.sqlite import SqliteStorage
 
 UNITS = {
-    0.001: ["ms"],
+    0.001: ["ms", "msec", "msecs", "millisecond", "milliseconds"],
     1.0: ["s", "sec", "secs", "second", "seconds"],
     60.0: ["m", "min", "mins", "minute", "minutes"],
     3600.0: ["h", "hr", "hrs", "hour", "hours"],
     86400.0: ["d", "day", "days"],
     604800.0: ["w", "week", "weeks"],
-    31536000.0: ["y", "yr", "yrs", "year", "years"],
+    2629800.0: ["mo", "month", "months"],
+    31557600.0: ["y", "yr", "yrs", "year", "years"],
 }
 SPELLINGS = [(unit, size) for size, units in UNITS.items() for unit in units]
 
@@ -116,13 +117,13 @@ def test_never_where_not_allowed(text: str) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        "1 month",
+        "1 fortnight",
         "",
         "   ",
         "60x",
         "-5m",
         "5 m s",
-        "5  m",
+        "5\tm",
         "m",
         "5m5s",
         "1e3s",
@@ -147,7 +148,7 @@ def test_values_that_are_not_durations(value: object) -> None:
 @pytest.mark.parametrize(
     ("value", "words"),
     [
-        ("1 month", "unknown unit 'month'"),
+        ("1 fortnight", "unknown unit 'fortnight'"),
         ("60x", "unknown unit 'x'"),
         ("", "not a duration"),
         ("-5m", "not a duration"),
@@ -175,7 +176,9 @@ def test_interval_shorter_than_the_minimum(value: object) -> None:
         parse_interval(value, where="dialog.janitorInterval")
 
 
-@pytest.mark.parametrize("value", ["1 month", "", "60x", "-5m", -5, True, None, "never", math.inf])
+@pytest.mark.parametrize(
+    "value", ["1 fortnight", "", "60x", "-5m", -5, True, None, "never", math.inf]
+)
 def test_interval_refuses_what_is_not_a_duration(value: object) -> None:
     with pytest.raises(InvalidDurationError):
         parse_interval(value)
@@ -204,7 +207,9 @@ def test_interval_with_its_own_minimum() -> None:
         (120.0, "2m"),
         (90.0, "90s"),
         (604800.0, "1w"),
-        (31536000.0, "1y"),
+        (31557600.0, "1y"),
+        (2629800.0, "1mo"),
+        (365 * 86400.0, "365d"),
         (1.5, "1500ms"),
         (0.25, "250ms"),
         (0.0, "0ms"),
@@ -321,3 +326,74 @@ def test_the_manual_clock_moves_by_durations_with_units_only() -> None:
         with pytest.raises(InvalidDurationError, match="unit"):
             clock.advance(bare)  # type: ignore[arg-type]
     assert clock() == 1061.5
+
+
+# What Botpress's duration parser, ``ms``, reads, from its own tests (src/parse.test.ts and
+# src/whitespace.test.ts), in seconds rather than milliseconds.
+MS_PARSES = [
+    ("1m", 60.0),
+    ("1h", 3600.0),
+    ("2d", 172800.0),
+    ("3w", 1814400.0),
+    ("1s", 1.0),
+    ("100ms", 0.1),
+    ("1y", 31557600.0),
+    ("1.5h", 5400.0),
+    ("1   s", 1.0),
+    ("53 YeArS", 1672552800.0),
+    ("53 WeEkS", 32054400.0),
+    ("53 DaYS", 4579200.0),
+    ("53 HoUrs", 190800.0),
+    ("53 MiLliSeCondS", 0.053),
+    (".5ms", 0.0005),
+    ("53 milliseconds", 0.053),
+    ("17 msecs", 0.017),
+    ("1 sec", 1.0),
+    ("1 min", 60.0),
+    ("1 hr", 3600.0),
+    ("2 days", 172800.0),
+    ("1 week", 604800.0),
+    ("1 month", 2629800.0),
+    ("1 year", 31557600.0),
+    ("1.5 hours", 5400.0),
+    (" 1h ", 3600.0),
+    ("\t1 h\n", 3600.0),
+    (" 5m ", 300.0),
+    (" 1.5s ", 1.5),
+]
+
+
+@pytest.mark.parametrize(("text", "seconds"), MS_PARSES)
+def test_what_botpress_ms_parses_means_the_same(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u2603",
+        "10-.5",
+        "foo",
+        "",
+        "   ",
+        "\n\t ",
+        "\u25b2" * 101,
+        # ms reads these; botmemory refuses them on purpose: a bare number is
+        # milliseconds to ms but has no unit here, and no expiry is negative
+        "100",
+        "-100ms",
+        "-1.5h",
+        "-.5h",
+        "-100 milliseconds",
+        " -3d ",
+    ],
+)
+def test_what_botpress_ms_refuses_or_botmemory_refuses_on_purpose(text: str) -> None:
+    with pytest.raises(InvalidDurationError):
+        parse_duration(text)
+
+
+def test_a_duration_is_at_most_100_characters() -> None:
+    assert parse_duration("1" + " " * 98 + "s") == 1.0
+    with pytest.raises(InvalidDurationError, match="101 characters long"):
+        parse_duration("1" + " " * 99 + "s")

@@ -91,7 +91,7 @@ async def test_set_without_expiry_clears_an_earlier_one(mem: Memory, clock: Manu
     assert await kvs.get("k") == 2
 
 
-@pytest.mark.parametrize("expiry", ["1 month", "", "60x", "-5m", 0, "0s", -1, True, [1]])
+@pytest.mark.parametrize("expiry", ["1 fortnight", "", "60x", "-5m", 0, "0s", -1, True, [1]])
 async def test_invalid_expiry_is_an_error_not_an_instant_expiry(
     mem: Memory, expiry: object
 ) -> None:

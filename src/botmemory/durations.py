@@ -1,13 +1,14 @@
 """Parse durations: one parser for every setting and argument.
 
-A duration is written as a number, an optional space and a unit (``"60d"``,
-``"2 min"``, ``"1.5h"``), given from Python as a :class:`datetime.timedelta`, or
-``"never"`` where an expiry may be switched off. It is parsed once, where it was
-written, into :data:`Seconds`, the one type a duration has inside the code (a ``float``
-that mypy tells apart from other numbers); nothing parses it twice, and no bare number
-travels where a duration is meant. A bare number (``5``, ``1.5``, ``"5"``) has no unit
-and raises :class:`~botmemory.errors.InvalidDurationError`, as does anything else that
-is not a duration: a bad value is never read as an instant expiry.
+A duration is written as a number, optional spaces and a unit (``"60d"``,
+``"2 min"``, ``"1.5h"``; the units of Botpress's ``ms``, a year being 365.25 days),
+given from Python as a :class:`datetime.timedelta`, or ``"never"`` where an expiry may
+be switched off. It is parsed once, where it was written, into :data:`Seconds`, the one
+type a duration has inside the code (a ``float`` that mypy tells apart from other
+numbers); nothing parses it twice, and no bare number travels where a duration is
+meant. A bare number (``5``, ``1.5``, ``"5"``) has no unit and raises
+:class:`~botmemory.errors.InvalidDurationError`, as does anything else that is not a
+duration: a bad value is never read as an instant expiry.
 """
 
 from __future__ import annotations
@@ -42,21 +43,26 @@ plus a ``Seconds`` is an instant.
 DurationInput = str | timedelta
 """What a user may write for a duration: text with a unit, or (from Python) a timedelta."""
 
+_YEAR: Final = 365.25 * 86400.0
+"""A year as Botpress's ``ms`` counts it (365.25 days); a month is a twelfth of it."""
 _UNITS: Final[dict[str, float]] = {}
 for _seconds, _names in (
-    (0.001, ("ms",)),
+    (0.001, ("ms", "msec", "msecs", "millisecond", "milliseconds")),
     (1.0, ("s", "sec", "secs", "second", "seconds")),
     (60.0, ("m", "min", "mins", "minute", "minutes")),
     (3600.0, ("h", "hr", "hrs", "hour", "hours")),
     (86400.0, ("d", "day", "days")),
     (604800.0, ("w", "week", "weeks")),
-    (31536000.0, ("y", "yr", "yrs", "year", "years")),
+    (_YEAR / 12, ("mo", "month", "months")),
+    (_YEAR, ("y", "yr", "yrs", "year", "years")),
 ):
     for _name in _names:
         _UNITS[_name] = _seconds
 
-_PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+) ?(?P<unit>[a-z]*)", re.ASCII)
-MAX_SECONDS: Final = Seconds(1000 * 31536000.0)
+_PATTERN: Final = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+) *(?P<unit>[a-z]*)", re.ASCII)
+MAX_LENGTH: Final = 100
+"""The longest text read as a duration, in characters (as ``ms``)."""
+MAX_SECONDS: Final = Seconds(1000 * _YEAR)
 """The longest duration accepted (1000 years); for longer, no expiry ('never')."""
 _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
 _NUMERIC: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?", re.ASCII)
@@ -111,7 +117,7 @@ def format_duration(duration: Seconds | None) -> str:
     if duration is None:
         return NEVER
     value = round(duration, 6)
-    for unit in ("y", "w", "d", "h", "m", "s"):
+    for unit in ("y", "mo", "w", "d", "h", "m", "s"):
         size = _UNITS[unit]
         if value >= size and (value / size).is_integer():
             return f"{int(value / size)}{unit}"
@@ -144,6 +150,10 @@ def _to_seconds(value: object, where: str) -> float | None:
     if not isinstance(value, str):
         raise InvalidDurationError(
             f"{where}: {value!r} is a {type(value).__name__}, not a duration; {_HINT}"
+        )
+    if len(value) > MAX_LENGTH:
+        raise InvalidDurationError(
+            f"{where}: {value[:20]!r}... is {len(value)} characters long, not a duration; " + _HINT
         )
     text = value.strip().lower()
     if text == NEVER:
