@@ -8,7 +8,8 @@ Storage (the key-value store of the bot, outside the turn's transaction):
 ``builtin.set/getUserVariable`` (``storage/users/<userId>/<name>``),
 ``builtin.set/getConversationVariable`` (``storage/conversation/<sessionId>/<name>``),
 ``builtin.set/get/resetGlobalVariable`` (``storage/global/<name>``, in this bot's space).
-Setters take ``name``, ``value``, optional ``expiry`` (a duration or ``"never"``); getters take
+Setters take ``name``, ``value``, optional ``expiry`` (a duration or ``"never"``) and
+optional ``output`` (the value is also written into ``temp[output]``); getters take
 ``name`` and ``output`` and write the value into ``temp[output]``.
 
 ``builtin.resetSession`` empties session (keeping ``lastMessages``) and temp;
@@ -234,10 +235,15 @@ def _global_key(state: TurnState, name: str) -> str:
 def _setter(key_of: KeyOf) -> ActionFunction:
     async def store(event: Event, state: TurnState, args: Args, kvs: KeyValueStore) -> None:
         key, value = key_of(state, _name(args)), args.get("value")
+        output = _name(args, "output") if args.get("output") is not None else None
         if value in EMPTY:
             await kvs.delete(key)
-        else:
-            await kvs.set(key, value, expiry=_expiry(args))
+            if output is not None:
+                state.temp.pop(output, None)
+            return
+        await kvs.set(key, value, expiry=_expiry(args))
+        if output is not None:
+            state.temp[output] = value
 
     return store
 
@@ -278,7 +284,7 @@ def _builtin(name: str, function: ActionFunction, check: ArgsCheck) -> tuple[str
     return name, ActionSpec(name, function, "builtin", check)
 
 
-_SET = _params(("name", "value"), ("expiry",))
+_SET = _params(("name", "value"), ("expiry", "output"))
 _GET = _params(("name", "output"))
 
 BUILTIN_ACTIONS: Final[Mapping[str, ActionSpec]] = dict(
