@@ -17,12 +17,14 @@ Following langchain-ai/langgraph:
   test_omit_expired_refresh_ttl_only_refreshes_live_rows.
 - libs/checkpoint-sqlite/tests/test_async_store.py and
   libs/checkpoint-postgres/tests/test_async_store.py: test_abatch_order, the batch
-  op tests, test_no_running_loop, test_large_batches, test_large_batches_async (10x
-  fewer operations), test_basic_store_ops, test_list_namespaces, test_search_items.
+  op tests, test_no_running_loop, test_large_batches and test_large_batches_async
+  (400 and 600 operations, not 6,000), test_basic_store_ops, test_list_namespaces,
+  test_search_items.
 - libs/checkpoint-sqlite/tests/test_ttl.py: test_ttl_sweeper, test_async_ttl_sweeper,
   test_async_asearch_refresh_ttl.
-- libs/checkpoint/tests/test_store.py and the namespace validation tests
-  (test_base_rejects_invalid_labels, test_search_and_listing_preserve_prefixes).
+- libs/checkpoint/tests/test_store.py (the reserved "langgraph" root) and
+  test_store_namespace_validation.py (test_base_rejects_invalid_labels,
+  test_async_rejects_invalid_labels, test_search_and_listing_preserve_prefixes).
 - libs/checkpoint-postgres/tests/unit/test_store_filter_conditions.py: order operators
   compare numbers as numbers and strings as text.
 
