@@ -18,7 +18,8 @@ The hierarchy::
      │    ├── SchemaVersionError            database schema newer than this code
      │    ├── ErasurePendingError           erased, but bytes remain in the files for now
      │    └── LockTimeoutError (TimeoutError)
-     ├── WrongLoopError (RuntimeError)     a blocking call made on the memory's event loop
+     ├── WrongLoopError (RuntimeError, asyncio.InvalidStateError)
+     │                                      a blocking call made on the memory's event loop
      └── MissingDependencyError (ImportError)  an optional driver is not installed
 
 Drivers' own exceptions are translated into these at the storage boundary: a user
@@ -26,6 +27,8 @@ never has to catch ``sqlite3.Error`` or ``asyncpg.PostgresError``.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 __all__ = [
     "BackendError",
@@ -150,6 +153,7 @@ class MissingDependencyError(BotMemoryError, ImportError):
     """An optional driver is not installed; the message says what to install."""
 
 
-class WrongLoopError(BotMemoryError, RuntimeError):
+class WrongLoopError(BotMemoryError, RuntimeError, asyncio.InvalidStateError):
     """A blocking call was made on the event loop the memory runs on: await its
-    asynchronous version instead."""
+    asynchronous version instead. An ``asyncio.InvalidStateError`` too, as LangGraph's
+    asynchronous stores raise for the same mistake."""

@@ -3,7 +3,9 @@
 The semantics of LangGraph's own stores: each filter key names a top-level field of
 the value; a plain value must equal the field (a dict compares field by field, a list
 element by element); a dict of operators (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
-``$lte``) applies each. A comparison with a missing or non-numeric field is false.
+``$lte``) applies each. An order comparison is between numbers, or between strings
+(by code point, as LangGraph's SQL stores compare text); with a missing field, or one
+of another type, it is false.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from botmemory.errors import InvalidValueError
 
 __all__ = ["check_filter", "keeps"]
 
-_ORDER: Final[dict[str, Callable[[float, float], bool]]] = {
+_ORDER: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "$gt": operator.gt,
     "$gte": operator.ge,
     "$lt": operator.lt,
@@ -64,6 +66,8 @@ def _apply(found: Any, op: str, operand: Any) -> bool:
         return bool(found == operand)
     if op == "$ne":
         return bool(found != operand)
+    if isinstance(operand, str):
+        return isinstance(found, str) and bool(_ORDER[op](found, operand))
     try:
         return _ORDER[op](float(found), float(operand))
     except (TypeError, ValueError):
