@@ -274,6 +274,31 @@ async def test_a_turn_that_cannot_get_its_session_in_time_fails_and_writes_nothi
         await impatient.close()
 
 
+async def test_a_turn_behind_a_turn_of_its_process_waits_at_most_the_lock_wait(
+    server_url: tuple[str, str], clock: ManualClock
+) -> None:
+    # Rasa's test_lock_error as it is written: both messages reach one server process,
+    # and the second waits at most its wait time for the conversation's lock. Within a
+    # process turns of one session queue on a lock of the process first: that wait has
+    # the same limit as the wait for the other processes.
+    url, wait = server_url
+    mem = await Memory.open(f"{url}&{wait}=200ms", clock=clock)
+    try:
+        async with mem.turn("b", "u1") as state:
+            state.session["n"] = 1
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError, match=wait):
+                async with asyncio.timeout(10), mem.turn("b", "u1") as other:
+                    other.session["n"] = 100  # pragma: no cover - never runs
+            assert 0.15 <= time.monotonic() - started < 5
+            assert mem.storage.turn_in_progress("b", SESSION)
+        async with mem.turn("b", "u1") as state:
+            assert state.session["n"] == 1
+        assert not mem.storage.turn_in_progress("b", SESSION)
+    finally:
+        await mem.close()
+
+
 # -- several processes: Rasa's workers sharing one lock store ----------------------------------
 def _worker(url: str, number: int, turns: int, start: Any, results: Any) -> None:
     """Append ``(number, i)`` to one shared session's log, ``turns`` times."""
