@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import pytest
 
-from botmemory import ConfigError, ManualClock, Memory
+from botmemory import ConfigError, ManualClock, Memory, SessionNotAliveError
 from tests.conftest import OpenMemory
 
 TIMEOUT = timedelta(minutes=30)
@@ -263,3 +263,39 @@ async def test_an_expired_session_is_gone_before_and_after_the_janitor(
         assert state.is_new_session
         assert "topic" not in state.session
         assert state.user["name"] == "Ada"
+
+
+async def test_a_session_start_is_stamped_with_its_first_turn(
+    mem: Memory, clock: ManualClock
+) -> None:
+    # Rasa's SessionStarted event carries the time the session started; later
+    # messages of the session move its last activity, not its start.
+    first = clock()
+    await start_session(mem)
+    clock.advance(timedelta(minutes=20))
+    async with mem.turn("b", "u1"):
+        pass
+    (session,) = (await mem.export_user("b", "u1")).sessions
+    assert (session.started_at, session.last_seen) == (first, clock())
+    assert session.expires_at == clock() + TIMEOUT.total_seconds()
+    clock.advance(TIMEOUT)
+    async with mem.turn("b", "u1"):
+        pass
+    (session,) = (await mem.export_user("b", "u1")).sessions
+    assert session.started_at == session.last_seen == clock()
+
+
+async def test_ending_or_editing_a_session_at_its_last_millisecond_and_after(
+    mem: Memory, clock: ManualClock
+) -> None:
+    await start_session(mem)
+    await start_session(mem, "u2")
+    clock.advance(TIMEOUT - MS)
+    async with mem.edit("b", "u1") as state:
+        state.session["note"] = "still alive"
+    assert await mem.end_session("b", "u2")
+    clock.advance(MS)
+    with pytest.raises(SessionNotAliveError):
+        async with mem.edit("b", "u1") as state:
+            state.session["note"] = "too late"
+    assert not await mem.end_session("b", "u1")  # already over: nothing to end

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from botmemory import Identity, LockTimeoutError, ManualClock, Memory
+from botmemory.turns import TurnState
 from tests.conftest import OpenMemory
 
 SPAWN: SpawnContext = multiprocessing.get_context("spawn")
@@ -405,3 +406,36 @@ async def test_a_dead_holder_neither_blocks_the_session_nor_leaves_a_write(
         view = await mem.peek("b", "u1")
         assert view.scopes["session"]["by"].value == "the next process"
         assert view.scopes["user"] == {}
+
+
+async def test_a_session_swept_by_another_process_during_its_turn_is_not_brought_back(
+    shared_url: str, clock: ManualClock
+) -> None:
+    # Rasa decides a session's expiry when a message arrives. Here a turn that loaded
+    # its session in the session's last millisecond, and whose session another
+    # process's janitor removed before it committed, writes nothing (a conflict): it
+    # never brings back half of an ended session. Run again, it starts a new one.
+    first = await Memory.open(shared_url, clock=clock)
+    other = await Memory.open(shared_url, clock=clock)
+    try:
+        async with first.turn("b", "u1") as state:
+            state.session["topic"] = "billing"
+            state.session["step"] = 1
+        clock.advance(timedelta(minutes=30) - MS)
+        attempts: list[bool] = []
+
+        async def body(state: TurnState) -> None:
+            attempts.append(state.is_new_session)
+            state.session["step"] = 2
+            if len(attempts) == 1:
+                clock.advance(MS)
+                assert (await other.janitor.run_once()).sessions == 1
+
+        await first.run_turn(body, "b", "u1")
+        assert attempts == [False, True]
+        view = await other.peek("b", "u1")
+        assert view.session.alive
+        assert {n: v.value for n, v in view.scopes["session"].items()} == {"step": 2}
+    finally:
+        await first.close()
+        await other.close()
