@@ -299,3 +299,33 @@ async def test_ending_or_editing_a_session_at_its_last_millisecond_and_after(
         async with mem.edit("b", "u1") as state:
             state.session["note"] = "too late"
     assert not await mem.end_session("b", "u1")  # already over: nothing to end
+
+
+async def test_the_last_session_stays_readable_for_timeout_handling_until_swept(
+    mem: Memory, clock: ManualClock
+) -> None:
+    # Rasa's retrieve() gives the events since the last session start, and
+    # retrieve_full_tracker() the previous sessions too. Here a timed-out session is
+    # hidden from turns at once, a timeout handler's resumed turn still sees it (and
+    # does not bring it back to life), and once the janitor swept it, it is gone: a
+    # resumed turn then starts no session (it did, so that the user's next message
+    # found a session it never had).
+    await start_session(mem)
+    clock.advance(TIMEOUT)
+    async with mem.turn("b", "u1", resume=True) as state:
+        assert state.session_expired
+        assert state.session["topic"] == "billing"
+    assert not (await mem.peek("b", "u1")).session.alive
+    assert (await mem.janitor.run_once()).sessions == 1
+    async with mem.turn("b", "u1", resume=True) as state:  # a handler come too late
+        assert state.session_expired
+        assert "topic" not in state.session
+        state.user["seen"] = True  # user memory can still change
+    assert (await mem.export_user("b", "u1")).sessions == ()  # it started no session
+    with pytest.raises(SessionNotAliveError, match="not stored"):
+        async with mem.turn("b", "u1", resume=True) as state:
+            state.session["topic"] = "brought back"
+    async with mem.turn("b", "u1") as state:
+        assert state.is_new_session
+        assert "topic" not in state.session
+        assert (state.user["name"], state.user["seen"]) == ("Ada", True)

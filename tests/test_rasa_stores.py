@@ -238,6 +238,31 @@ async def test_a_turn_holds_its_session_and_releases_it_when_done(mem: Memory) -
         assert state.session.get("never") is None
 
 
+async def test_a_waiting_turn_given_up_leaves_no_ticket_behind(mem: Memory) -> None:
+    # Rasa's remove_expired_tickets: a ticket nobody serves any more does not hold the
+    # conversation. Here a turn cancelled while it waits for its session (its client
+    # went away) neither runs nor delays the turns after it.
+    ran: list[str] = []
+    async with mem.turn("b", "u1") as state:
+        state.session["n"] = 1
+
+        async def abandoned() -> None:
+            async with mem.turn("b", "u1") as other:
+                ran.append("abandoned")
+                other.session["n"] = 100
+
+        waiting = asyncio.ensure_future(abandoned())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    assert not mem.storage.turn_in_progress("b", SESSION)
+    async with asyncio.timeout(10), mem.turn("b", "u1") as state:
+        assert state.session["n"] == 1
+    assert ran == []
+
+
 @pytest.fixture(
     params=[
         pytest.param("postgres", marks=pytest.mark.postgres),
