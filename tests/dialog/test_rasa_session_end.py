@@ -22,9 +22,9 @@ TRAIL = """
 async def test_a_session_already_removed_runs_no_end_hook_and_starts_no_session(
     make_engine: MakeEngine, clock: ManualClock
 ) -> None:
-    # Two janitors (two processes) that both found the session timed out: the first
-    # handles its end and removes it; the second comes late and must not handle it again,
-    # nor leave a session behind that the user's next message would find.
+    # A janitor that found the session timed out reaches it after another run handled
+    # its end and removed it: it must not handle it again, nor leave a session behind
+    # that the user's next message would find.
     engine = await make_engine(
         {"main.flow.json": flow(node("n", say="hello"))},
         hooks={"on_session_end": {"a.py": TRAIL}},
@@ -40,3 +40,23 @@ async def test_a_session_already_removed_runs_no_end_hook_and_starts_no_session(
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         assert state.user["ends"] == 1
+
+
+async def test_a_user_erased_while_the_janitor_runs_gets_no_end_hook(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    # The user is erased (another process's forget_user) between the janitor finding
+    # their timed-out session and running its end hooks: nothing of theirs comes back.
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", say="hello"))},
+        hooks={"on_session_end": {"a.py": TRAIL}},
+    )
+    mem = engine.memory
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(minutes=30))
+    found = await mem.storage.expired_sessions(clock(), 100)
+    await mem.forget_user("b", "u1")
+    (hook,) = mem.janitor.session_end_hooks()
+    await hook(found)
+    export = await mem.export_user("b", "u1")
+    assert (export.user, export.sessions) == ({}, ())
