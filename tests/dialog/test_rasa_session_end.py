@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from botmemory import ManualClock
-from tests.dialog.conftest import MakeEngine, flow, node
+from tests.dialog.conftest import MakeEngine, flow, node, set_var
 
 TRAIL = """
     def hook(event, state, kvs):
@@ -57,6 +57,31 @@ async def test_a_user_erased_while_the_janitor_runs_gets_no_end_hook(
     found = await mem.storage.expired_sessions(clock(), 100)
     await mem.forget_user("b", "u1")
     (hook,) = mem.janitor.session_end_hooks()
+    await hook(found)
+    export = await mem.export_user("b", "u1")
+    assert (export.user, export.sessions) == ({}, ())
+
+
+async def test_a_user_erased_before_their_dialog_timeout_is_handled_gets_no_session(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    # The same race for the dialog timeout: the handler finds nothing to resume and
+    # leaves nothing behind.
+    waiting = node(
+        "ask",
+        enter=[set_var("temp", "t", "kept")],
+        say="question?",
+        receive=[],
+        next=[{"node": "END"}],
+    )
+    engine = await make_engine({"main.flow.json": flow(waiting)})
+    mem = engine.memory
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(minutes=5))
+    found = await mem.storage.expired_temps(clock(), 100)
+    assert len(found) == 1
+    await mem.forget_user("b", "u1")
+    (hook,) = mem.janitor.dialog_timeout_hooks()
     await hook(found)
     export = await mem.export_user("b", "u1")
     assert (export.user, export.sessions) == ({}, ())
