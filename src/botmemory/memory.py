@@ -210,7 +210,8 @@ class Memory:
         ``resume=True`` is for timeout handlers (see ``Janitor.on_dialog_timeout``):
         the session and temp memory are shown even if they timed out
         (``state.session_expired`` and ``state.temp_expired`` tell), and their timers
-        are left as they were, so the turn does not keep the session alive.
+        are left as they were, so the turn does not keep the session alive; nor does it
+        start one when none is stored.
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         checked = self._check_message(bot_id, message)

@@ -169,7 +169,7 @@ def begin_turn(
         record,
         shown_session,
         reset_temp=bool(shown_session and not shown_temp and snapshot.temp_vars),
-        resumed=resume and record is not None,
+        resumed=resume,
         edit=edit,
         stamp=snapshot.stamp,
     )
@@ -392,7 +392,14 @@ def _session_record(
     ident, record = state.identity, loaded.session
     if loaded.edit:
         return _edited_session(state, loaded, settings, now)
-    if loaded.resumed and record is not None:
+    if loaded.resumed:
+        if record is None:  # swept or never started: resuming it cannot start one
+            _refuse_session_changes(
+                state,
+                f"session {state.session_id!r} is not stored (swept, ended or never started): "
+                "a resumed turn cannot change its session and temp memory",
+            )
+            return None
         temp_expires_at = record.temp_expires_at if len(state.temp) else None
         return replace(record, temp_expires_at=temp_expires_at)
     started = record.started_at if record is not None and loaded.session_alive else now
@@ -415,11 +422,11 @@ def _edited_session(
     """An edit keeps the session's timers; it cannot bring a session to life."""
     record = loaded.session
     if record is None or not loaded.session_alive:
-        if state.session.changes() != ({}, []) or state.temp.changes() != ({}, []):
-            raise SessionNotAliveError(
-                f"session {state.session_id!r} has timed out or never started: "
-                "its session and temp memory cannot be edited"
-            )
+        _refuse_session_changes(
+            state,
+            f"session {state.session_id!r} has timed out or never started: "
+            "its session and temp memory cannot be edited",
+        )
         return None
     if not len(state.temp):
         return replace(record, temp_expires_at=None)
@@ -432,6 +439,12 @@ def _edited_session(
     if record.temp_expires_at is None:
         return replace(record, temp_expires_at=dialog_ends)
     return record
+
+
+def _refuse_session_changes(state: TurnState, message: str) -> None:
+    """Raise :class:`SessionNotAliveError` if the turn changed session or temp memory."""
+    if state.session.changes() != ({}, []) or state.temp.changes() != ({}, []):
+        raise SessionNotAliveError(message)
 
 
 def _user_var(

@@ -95,7 +95,8 @@ class DialogTimeouts:
         event = _event("session_end", record)
 
         async def body(state: TurnState) -> None:
-            if state.session_expired:
+            # is_new_session: nothing stored to resume (another run ended it already)
+            if state.session_expired and not state.is_new_session:
                 await run_hooks(hooks, None, state, state.kvs)
 
         try:

@@ -20,6 +20,7 @@ URL query parameters read by botmemory (the others go to redis-py): ``prefix`` (
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -167,7 +168,7 @@ class RedisStorage(Storage):
 
     @asynccontextmanager
     async def _session_lease(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
-        async with self._local_session_lock(bot_id, session_key):
+        async with self._queued(bot_id, session_key):
             lease = await self._take(self._bot(bot_id).lease(session_key), self.options.lock_wait)
             if lease is None:
                 raise LockTimeoutError(
@@ -179,6 +180,21 @@ class RedisStorage(Storage):
                 yield
             finally:
                 await self._leases.release(lease)
+
+    @asynccontextmanager
+    async def _queued(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
+        """Hold the session's lock of this process, waited for up to ``lock_wait``."""
+        wait = self.options.lock_wait
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(wait):
+                    await stack.enter_async_context(self._local_session_lock(bot_id, session_key))
+            except TimeoutError as exc:
+                raise LockTimeoutError(
+                    f"another turn of session {session_key} of bot {bot_id!r} in this process "
+                    f"held it longer than lock_wait={format_duration(wait)}"
+                ) from exc
+            yield
 
     def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
         """Hold the bot's retry lease, waited for up to ``lock_wait`` (then go on without)."""
