@@ -34,7 +34,7 @@ def import_file(path: Path, bot_id: str, kind: str, label: str) -> ModuleType | 
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a bot's file must not end botmemory
         del sys.modules[name]
         return f"{label}{_line(exc, path)}: cannot be imported: {type(exc).__name__}: {exc}"
     return module
