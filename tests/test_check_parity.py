@@ -94,6 +94,23 @@ REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
         database_url("sqlite:///{data}/bots"),
         "is a folder, not a file",
     ),
+    # a function that cannot take its arguments started, then failed the first turn using it
+    "action parameters": (
+        bot_file(
+            "actions/greet.py",
+            "from botmemory.dialog import action\n\n\n@action('welcome.greet')\n"
+            "def greet(event, state):\n    pass\n",
+        ),
+        "bots/welcome/actions/greet.py: action 'welcome.greet': greet(event, state) cannot be "
+        "called as greet(event, state, args, kvs)",
+    ),
+    "hook parameters": (
+        bot_file(
+            "hooks/before_outgoing/tag.py", "async def hook(event, reply, state, kvs):\n    pass\n"
+        ),
+        "bots/welcome/hooks/before_outgoing/tag.py: hook(event, reply, state, kvs) cannot be "
+        "called as hook(event, state, kvs)",
+    ),
     # sys.exit() while importing ended the command without a word (exit code 3)
     "action exits": (
         bot_file("actions/leave.py", "import sys\nsys.exit(3)\n"),
@@ -170,6 +187,20 @@ def test_sqlite_folders_that_do_not_exist_yet_are_created(tmp_path: Path) -> Non
     assert check(data)[0] == 0
     open_engine(data)
     assert (data / "new" / "deeper" / "memory.db").is_file()
+
+
+def test_functions_that_can_take_their_arguments_are_accepted(tmp_path: Path) -> None:
+    data = make_data(tmp_path)
+    bot_file(
+        "actions/loose.py",
+        "from botmemory.dialog import action\n\n\n@action('welcome.loose')\n"
+        "def loose(*args, extra=1):\n    pass\n",
+    )(data)
+    bot_file(
+        "hooks/on_session_end/defaults.py", "def hook(event, state, kvs=None, n=2):\n    pass\n"
+    )(data)
+    assert check(data)[0] == 0
+    open_engine(data)
 
 
 def serve(data: Path, *options: str) -> subprocess.CompletedProcess[str]:
