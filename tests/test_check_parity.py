@@ -9,6 +9,7 @@ starts. The reverse cases are accepted by both.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from botmemory.config import GLOBAL_FILE
 from botmemory.dialog import DialogEngine
 from botmemory.errors import BotMemoryError
 from botmemory.storage import create_storage
+from tests.server.live import free_port
 
 TOKEN = "admin-token-0123456789"
 
@@ -234,3 +236,22 @@ def test_serve_refuses_a_bad_url_with_the_words_of_check(tmp_path: Path) -> None
     assert "Traceback" not in served.stderr
     assert "unknown parameter 'pool_mx'" in served.stderr
     assert "unknown parameter 'pool_mx'" in check(data)[1]
+
+
+def test_the_asgi_app_fails_its_start_with_the_problem_check_reports(tmp_path: Path) -> None:
+    data = make_data(tmp_path)
+    breaks, expected = REFUSED["action parameters"]
+    breaks(data)
+    assert expected in check(data)[1]
+    command = [sys.executable, "-m", "uvicorn", "botmemory.server.asgi:app"]
+    port = str(free_port())
+    process = subprocess.run(
+        [*command, "--port", port, "--log-level", "warning"],
+        env={**os.environ, "BOTMEMORY_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode != 0
+    assert expected in process.stderr
