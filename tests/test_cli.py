@@ -34,7 +34,7 @@ def test_config_check_prints_the_resolved_settings(tmp_path: Path) -> None:
     )
     (tmp_path / "bots" / "shop").mkdir(parents=True)
     (tmp_path / "bots" / "shop" / "bot.config.json").write_text("{sessionIntervalTimeout: '2m'}")
-    result = botmemory("config", "check", str(tmp_path))
+    result = botmemory("config", "check", str(tmp_path), "--allow-empty")  # shop has no flows
     assert result.returncode == 0, result.stderr
     settings = json.loads(result.stdout)
     assert settings["bots"]["shop"]["dialog"]["sessionTimeoutInterval"] == "2m"

@@ -16,7 +16,9 @@ from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn
 from rich.progress import Progress as RichProgress
 
 from botmemory.cli.common import DATA_DIR, run
+from botmemory.cli.serve import no_bot_problem
 from botmemory.config import DATABASE_URL_ENV, GLOBAL_FILE, Settings, load_data_dir
+from botmemory.config.problems import Document, key_problem, read_document
 from botmemory.errors import BotMemoryError, ConfigError
 from botmemory.janitor import Progress
 from botmemory.memory import Memory
@@ -33,23 +35,29 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("data_dir", type=DATA_DIR)
-def config_check(data_dir: str) -> None:
+@click.option(
+    "--allow-empty", is_flag=True, help="Accept a data folder that has no bot yet, as serve does."
+)
+def config_check(data_dir: str, allow_empty: bool) -> None:
     """Print the resolved settings of every bot, or every problem found.
 
     Checks all that ``serve`` checks before it starts: the config files, every bot's
-    flows, actions and hooks, and the database URL (without connecting). Every problem
-    is printed at once, and the exit code is 1.
+    flows, actions and hooks, that there is a bot (unless --allow-empty), and the
+    database URL with its parameters (without connecting). Every problem is printed
+    at once, and the exit code is 1.
 
     Example: botmemory config check ./data
     """
-    settings, problems = check_data_dir(data_dir)
+    settings, problems = check_data_dir(data_dir, allow_empty=allow_empty)
     if settings is None or problems:
         click.echo(str(ConfigError(problems)), err=True)
         raise SystemExit(1)
     click.echo(json.dumps(settings.describe(), indent=2))
 
 
-def check_data_dir(data_dir: str) -> tuple[Settings | None, list[str]]:
+def check_data_dir(
+    data_dir: str, *, allow_empty: bool = False
+) -> tuple[Settings | None, list[str]]:
     """Return the settings of ``data_dir`` and every problem ``serve`` would refuse."""
     from botmemory.dialog.bots import load_bots
 
@@ -64,13 +72,24 @@ def check_data_dir(data_dir: str) -> tuple[Settings | None, list[str]]:
             load_bots(data_dir)
         except ConfigError as exc:
             problems += exc.problems
+        if not allow_empty and (problem := no_bot_problem(data_dir)) is not None:
+            problems.append(problem)
     if settings is not None and settings.database_url is not None:
         try:
             create_storage(settings.database_url)
         except BotMemoryError as exc:
-            where = f"{DATABASE_URL_ENV}" if os.environ.get(DATABASE_URL_ENV) else GLOBAL_FILE
-            problems.append(f"{where}: database.url: {exc}")
+            problems += _url_problems(Path(data_dir), exc)
     return settings, problems
+
+
+def _url_problems(root: Path, exc: BotMemoryError) -> list[str]:
+    """The problems of the database URL, each naming where the URL was set."""
+    texts = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+    reasons = [text.removeprefix("database.url").removeprefix(":").strip() for text in texts]
+    if os.environ.get(DATABASE_URL_ENV):
+        return [f"{DATABASE_URL_ENV}: {reason}" for reason in reasons]
+    doc = read_document(root.resolve(), GLOBAL_FILE, []) or Document(GLOBAL_FILE, {})
+    return [key_problem(doc, ["database", "url"], reason) for reason in reasons]
 
 
 @click.command("migrate")

@@ -167,10 +167,17 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def check_has_bots(data_dir: str) -> None:
     """Refuse a data folder without any bot folder with flows: it is likely the wrong one."""
+    problem = no_bot_problem(data_dir)
+    if problem is not None:
+        raise click.ClickException(problem)
+
+
+def no_bot_problem(data_dir: str) -> str | None:
+    """Why ``serve`` refuses ``data_dir`` without ``--allow-empty``; ``None`` if it has a bot."""
     bots = Path(data_dir) / "bots"
     if bots.is_dir() and any((folder / "flows").is_dir() for folder in bots.iterdir()):
-        return
-    raise click.ClickException(
+        return None
+    return (
         f"no bot in {data_dir!r}: a bot is a folder bots/<botId>/ with flows/main.flow.json "
         "(botmemory init creates one); pass --allow-empty to serve it anyway"
     )

@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from botmemory.durations import Seconds, parse_duration, parse_interval
 from botmemory.errors import InvalidDurationError, InvalidValueError
+from botmemory.storage import SCHEMES
 from botmemory.values import parse_path
 
 GLOBAL_FILE: Final = "global/botmemory.config.json"
@@ -30,7 +31,7 @@ BOT_FILE: Final = "bot.config.json"
 DEFAULT_ERROR_REPLY: Final = "Sorry, something went wrong on my side. Please try again."
 """What a bot answers when a turn fails, unless ``dialog.errorReply`` says otherwise."""
 MIN_TOKEN_LENGTH: Final = 16
-URL_SCHEMES: Final = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss")
+URL_SCHEMES: Final = SCHEMES
 """The schemes of ``database.url`` that a backend serves."""
 
 _WHERE: Final = "value"

@@ -11,7 +11,7 @@ from botmemory.dialog.builtin_actions import BUILTIN_ACTIONS
 from botmemory.dialog.errors import BotLoadError
 from botmemory.dialog.flows import Flow, load_flows
 from botmemory.dialog.hooks import HookSpec, load_hooks
-from botmemory.dialog.loader import import_file, unload
+from botmemory.dialog.loader import call_problem, import_file, unload
 from botmemory.ids import BOT_ID_PATTERN
 
 __all__ = ["Bot", "load_bot", "load_bots", "unload_bot"]
@@ -81,7 +81,10 @@ def _load_actions(
             problems.append(module)
             continue
         for spec in collect_actions(module, where):
-            if spec.name.startswith(RESERVED_PREFIXES):
+            problem = call_problem(spec.function, ("event", "state", "args", "kvs"))
+            if problem is not None:
+                problems.append(f"{where}: action {spec.name!r}: {problem}")
+            elif spec.name.startswith(RESERVED_PREFIXES):
                 problems.append(
                     f"{where}: action {spec.name!r}: names starting with "
                     f"{' or '.join(RESERVED_PREFIXES)} are reserved for builtin actions"

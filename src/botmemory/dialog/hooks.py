@@ -25,7 +25,7 @@ from typing import Final
 
 from botmemory.dialog.errors import HookError
 from botmemory.dialog.events import Event
-from botmemory.dialog.loader import import_file
+from botmemory.dialog.loader import call_problem, import_file
 from botmemory.kvs import KeyValueStore
 from botmemory.turns import TurnState
 
@@ -95,6 +95,10 @@ def _load_one(
     function = getattr(module, HOOK_FUNCTION, None)
     if not callable(function):
         problems.append(f"{label}: defines no function {HOOK_FUNCTION}(event, state, kvs)")
+        return None
+    problem = call_problem(function, ("event", "state", "kvs"))
+    if problem is not None:
+        problems.append(f"{label}: {problem}")
         return None
     return HookSpec(hook, function, label)
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import itertools
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-__all__ = ["import_file", "unload"]
+__all__ = ["call_problem", "import_file", "unload"]
 
 _COUNTER: Final = itertools.count(1)
 _PREFIX: Final = "_botmemory_bots_"
@@ -34,10 +35,28 @@ def import_file(path: Path, bot_id: str, kind: str, label: str) -> ModuleType | 
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a bot's file must not end botmemory
         del sys.modules[name]
         return f"{label}{_line(exc, path)}: cannot be imported: {type(exc).__name__}: {exc}"
     return module
+
+
+def call_problem(function: Callable[..., object], params: Sequence[str]) -> str | None:
+    """Why ``function`` cannot be called with the arguments ``params``; ``None`` if it can.
+
+    Checked on loading, so that a bot's function with the wrong parameters is a problem
+    at start-up, not a failed turn on the first message that runs it.
+    """
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return None
+    try:
+        signature.bind(*params)
+    except TypeError:
+        name = getattr(function, "__name__", "function")
+        return f"{name}{signature} cannot be called as {name}({', '.join(params)})"
+    return None
 
 
 def unload(functions: Iterable[Callable[..., Any]]) -> None:

@@ -27,7 +27,7 @@ from botmemory.errors import BotMemoryError, MissingDependencyError
 from botmemory.storage.base import Storage
 from botmemory.urls import mask_url
 
-__all__ = ["Storage", "create_storage"]
+__all__ = ["SCHEMES", "Storage", "create_storage"]
 
 _BACKENDS: Final[dict[str, tuple[str, str, str | None]]] = {
     "memory": ("botmemory.storage.memory", "MemoryStorage", None),
@@ -39,6 +39,8 @@ _BACKENDS: Final[dict[str, tuple[str, str, str | None]]] = {
     "redis+cluster": ("botmemory.storage.redis", "RedisStorage", "redis"),
     "rediss+cluster": ("botmemory.storage.redis", "RedisStorage", "redis"),
 }
+SCHEMES: Final = tuple(_BACKENDS)
+"""The schemes of the URLs :func:`create_storage` takes (``database.url`` takes the same)."""
 
 
 def create_storage(url: str) -> Storage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -24,6 +25,8 @@ OPTIONS: Final = (
     "pgbouncer",
 )
 """botmemory's own options in a PostgreSQL URL (see :class:`PostgresOptions`)."""
+SSL_MODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+"""The values of ``sslmode`` (libpq's)."""
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _LOCK_TIMEOUT: Final = parse_duration("30s")
 _CONNECT_TIMEOUT: Final = parse_duration("10s")
@@ -55,6 +58,7 @@ def parse_postgres_url(url: str) -> PostgresOptions:
     parts = urlsplit(url)
     own, rest = split_options(parts.query, OPTIONS)
     query = dict(rest)
+    _check_driver_options(query)
     query.setdefault("application_name", "botmemory")
     schema = own.get("schema", "public")
     if not _SCHEMA_NAME.fullmatch(schema):
@@ -77,6 +81,28 @@ def parse_postgres_url(url: str) -> PostgresOptions:
     if options.pool_min > options.pool_max:
         raise ConfigError([f"database.url: pool_min={options.pool_min} is over pool_max"])
     return options
+
+
+def _check_driver_options(query: dict[str, str]) -> None:
+    """Refuse what the server would refuse on connecting: a misspelt botmemory option
+    (asyncpg sends unknown names to the server as settings) and a bad ``sslmode``.
+
+    Any other name is a server setting (``statement_timeout=5s``): only the server knows
+    its settings, so those are checked when connecting.
+    """
+    problems = []
+    for name in query:
+        hint = difflib.get_close_matches(name, OPTIONS, n=1, cutoff=0.9)
+        if hint:
+            problems.append(
+                f"database.url: unknown parameter {name!r}: did you mean {hint[0]!r}? "
+                "(the server would refuse it as a setting)"
+            )
+    mode = query.get("sslmode")
+    if mode is not None and mode not in SSL_MODES:
+        problems.append(f"database.url: sslmode={mode!r} must be one of {', '.join(SSL_MODES)}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def _duration(own: dict[str, str], name: str, default: str) -> Seconds | None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import difflib
+import inspect
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Final, cast
 from urllib.parse import urlencode
@@ -27,6 +29,7 @@ from urllib.parse import urlencode
 from redis import exceptions as rx
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -157,7 +160,39 @@ def open_client(options: RedisOptions, masked_url: str) -> Redis:
         )
     except (ValueError, rx.RedisClusterException) as exc:
         raise ConfigError([f"database.url {masked_url!r}: {exc}"]) from exc
+    _check_options(pool.connection_kwargs, _parameters(pool.connection_class))
     return Redis.from_pool(pool)
+
+
+def _parameters(cls: type) -> set[str]:
+    """The keyword parameters that ``cls(...)`` takes, its base classes' included."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            params = inspect.signature(init).parameters.values()
+            names.update(p.name for p in params if p.kind in kinds)
+    return names
+
+
+def _check_options(given: Collection[str], accepted: Collection[str]) -> None:
+    """Refuse the URL parameters that neither botmemory nor redis-py reads.
+
+    redis-py hands them to its connections, which would fail with a TypeError on the
+    first command instead of at start-up.
+    """
+    unknown = sorted(set(given) - set(accepted))
+    if not unknown:
+        return
+    problems = []
+    for name in unknown:
+        hint = difflib.get_close_matches(name, [*OPTIONS, *accepted], n=1)
+        why = f"did you mean {hint[0]!r}?" if hint else f"botmemory's are {', '.join(OPTIONS)}"
+        problems.append(
+            f"database.url: unknown parameter {name!r} (not botmemory's nor redis-py's): {why}"
+        )
+    raise ConfigError(problems)
 
 
 def _cluster(options: RedisOptions, common: dict[str, Any]) -> RedisCluster:
@@ -168,6 +203,7 @@ def _cluster(options: RedisOptions, common: dict[str, Any]) -> RedisCluster:
     first, *others = hosts.split(",")
     _node(first)  # each node names its port, the first too
     url = f"{_CLUSTER_SCHEMES[scheme.lower()]}://{credentials}{at}{first}{slash}{tail}"
+    _check_options(parse_url(url), _parameters(RedisCluster))
     client = RedisCluster.from_url(
         url,
         startup_nodes=[_node(host) for host in others],

@@ -36,6 +36,7 @@ from botmemory.durations import Seconds, format_duration, parse_duration
 from botmemory.errors import (
     BackendUnavailableError,
     BotMemoryError,
+    ConfigError,
     ErasurePendingError,
 )
 from botmemory.storage.base import (
@@ -75,6 +76,29 @@ def sqlite_path(url: str) -> str:
     return rest[1:] if rest.startswith("/") else rest
 
 
+def check_sqlite_path(path: str) -> None:
+    """Raise :class:`ConfigError` when no database file can be created or opened at ``path``.
+
+    The folders that do not exist yet are created on opening; the nearest one that
+    exists must be a folder this process may write in.
+    """
+    if path in ("", ":memory:"):
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError([f"database.url: SQLite database {path}: is a folder, not a file"])
+    if target.exists():
+        return
+    folder = next(p for p in target.absolute().parents if p.exists())
+    if not folder.is_dir():
+        reason = f"{folder} is a file, so no folder can be created in it"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        reason = f"cannot create files in {folder}"
+    else:
+        return
+    raise ConfigError([f"database.url: SQLite database {path}: {reason}"])
+
+
 _CHECKPOINT_WAIT: Final = parse_duration("5s")
 
 
@@ -88,6 +112,7 @@ class SqliteStorage(Storage):
         super().__init__()
         self.url = url
         self.path = sqlite_path(url)
+        check_sqlite_path(self.path)
         self._conn = SqliteConnection(self.path)
         self._worker = self._conn.worker
         self._closing = False
