@@ -219,7 +219,8 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
                 wait_for(lambda: http.get("/readyz").status_code == 200, "the new worker")
                 answer = http.post("/api/v1/bots/echo/converse/u1", json={"text": f"m{i}"})
                 assert answer.json()["responses"] == [{"type": "text", "text": f"echo: m{i}"}]
-    assert "stopped (-9): a new one starts in 0.5s" in served.output  # it died young
+    # 0.5s if it died young, within 10s of its start (a loaded machine may start slower)
+    assert re.search(r"stopped \(-9\): a new one starts in (0\.5|0\.0)s", served.output)
     assert "Exception in 'lifespan'" not in served.output  # each worker closed cleanly
 
 
@@ -247,13 +248,16 @@ def test_workers_dying_young_are_replaced_ever_more_slowly(tmp_path: Path) -> No
     with serving(data, "--workers", "2") as served:
         supervisor = served.process.pid
         wait_for(lambda: len(worker_pids(supervisor)) == 2, "two workers")
-        for _ in range(3):
+        target = min(worker_pids(supervisor))
+        for _ in range(3):  # the same slot each time: its replacement, killed as it starts
             before = worker_pids(supervisor)
-            os.kill(min(before), signal.SIGKILL)
+            os.kill(target, signal.SIGKILL)
             wait_for(lambda: len(worker_pids(supervisor) - before) == 1, "a new worker")  # noqa: B023
+            (target,) = worker_pids(supervisor) - before
     waits = re.findall(r"stopped \(-9\): a new one starts in ([0-9.]+)s", served.output)
     assert len(waits) == 3
-    assert sorted(float(w) for w in waits)[-1] >= 1.0  # a slot's second quick death waits longer
+    first, second, third = (float(w) for w in waits)  # the first is 0.0 if it died old
+    assert (second, third) == (1.0, 2.0) if first else (second, third) == (0.5, 1.0)
 
 
 def test_a_replacement_that_cannot_start_waits_and_the_others_serve_on(tmp_path: Path) -> None:
