@@ -22,7 +22,7 @@ from botmemory.cli.admin import config_check
 from botmemory.cli.serve import init
 from botmemory.config import GLOBAL_FILE
 from botmemory.dialog import DialogEngine
-from botmemory.errors import BotMemoryError
+from botmemory.errors import BotMemoryError, ConfigError
 from botmemory.storage import create_storage
 from tests.server.live import free_port
 
@@ -166,6 +166,11 @@ def test_check_names_the_environment_variable_that_set_the_url(
 ACCEPTED: dict[str, str] = {
     "redis-py parameters": "redis://127.0.0.1:6379/0?socket_timeout=5&client_name=bots",
     "redis cluster parameters": "redis+cluster://127.0.0.1:7000/?socket_timeout=5",
+    "redis over TLS": "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none",
+    "redis cluster over TLS": "rediss+cluster://127.0.0.1:7000,127.0.0.1:7001/?socket_timeout=5",
+    "postgres sslmode spelt as asyncpg also reads it": (
+        "postgresql://postgres@127.0.0.1:5432/test?sslmode=verify_full"
+    ),
     "postgres server settings": (
         "postgresql://postgres@127.0.0.1:5432/test?statement_timeout=5s&deadlock_timeout=1s"
         "&sslmode=prefer&pool_max=4"
@@ -181,6 +186,20 @@ def test_check_accepts_the_urls_the_backends_accept(case: str, tmp_path: Path) -
     database_url(url)(data)
     code, output = check(data)
     assert code == 0, output
+
+
+def test_a_sqlite_path_the_system_refuses_is_a_configuration_error(tmp_path: Path) -> None:
+    """An error of the file system on the way (here a name too long; a folder this
+    process may not search is another) is the URL's problem, not a traceback."""
+    url = f"sqlite:///{tmp_path}/{'x' * 300}/memory.db"
+    with pytest.raises(ConfigError, match="File name too long"):
+        create_storage(url)
+    data = make_data(tmp_path)
+    database_url(url)(data)
+    code, output = check(data)
+    assert code != 0
+    assert "File name too long" in output
+    assert "Traceback" not in output
 
 
 def test_sqlite_folders_that_do_not_exist_yet_are_created(tmp_path: Path) -> None:
@@ -201,7 +220,17 @@ def test_functions_that_can_take_their_arguments_are_accepted(tmp_path: Path) ->
     bot_file(
         "hooks/on_session_end/defaults.py", "def hook(event, state, kvs=None, n=2):\n    pass\n"
     )(data)
-    assert check(data)[0] == 0
+    bot_file(  # a decorator that supplies an argument: the wrapper is what is called
+        "actions/wrapped.py",
+        "import functools\nfrom botmemory.dialog import action\n\n\n"
+        "def with_db(fn):\n    @functools.wraps(fn)\n"
+        "    async def wrapper(event, state, args, kvs):\n"
+        "        return await fn(event, state, args, kvs, 'db')\n    return wrapper\n\n\n"
+        "@action('welcome.wrapped')\n@with_db\n"
+        "async def wrapped(event, state, args, kvs, db):\n    pass\n",
+    )(data)
+    code, output = check(data)
+    assert code == 0, output
     open_engine(data)
 
 

@@ -325,7 +325,14 @@ async def test_the_last_session_stays_readable_for_timeout_handling_until_swept(
     with pytest.raises(SessionNotAliveError, match="not stored"):
         async with mem.turn("b", "u1", resume=True) as state:
             state.session["topic"] = "brought back"
+    for scope in ("session", "temp"):  # an addition is a change too
+        with pytest.raises(SessionNotAliveError, match="not stored"):
+            async with mem.turn("b", "u1", resume=True) as state:
+                getattr(state, scope).incr("count")
     async with mem.turn("b", "u1") as state:
         assert state.is_new_session
         assert "topic" not in state.session
+        assert "count" not in state.session
+    async with mem.turn("b", "u1") as state:  # nothing was stored for a later turn either
+        assert ("count" not in state.session, "count" not in state.temp) == (True, True)
         assert (state.user["name"], state.user["seen"]) == ("Ada", True)

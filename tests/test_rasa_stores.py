@@ -325,6 +325,40 @@ async def test_a_turn_behind_a_turn_of_its_process_waits_at_most_the_lock_wait(
         await mem.close()
 
 
+@pytest.mark.redis
+async def test_the_wait_in_the_process_and_for_the_lease_share_one_lock_wait(
+    redis_url: str, clock: ManualClock
+) -> None:
+    """A turn that waited for a turn of its process, then for another process's lease,
+    gives up once ``lock_wait`` has passed in all: not a whole ``lock_wait`` for each."""
+    other = await Memory.open(redis_url, clock=clock)
+    mem = await Memory.open(f"{redis_url}&lock_wait=1s", clock=clock)
+    try:
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_lease() -> None:
+            async with other.turn("b", "u1"):
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold_lease())
+        await holding.wait()
+        local = mem.storage._local_session_lock("b", SESSION)  # a turn of this process
+        await local.__aenter__()
+        started = time.monotonic()
+        waiting = asyncio.create_task(mem.turn("b", "u1").__aenter__())
+        await asyncio.sleep(0.6)
+        await local.__aexit__(None, None, None)
+        with pytest.raises(LockTimeoutError, match="another process"):
+            await waiting
+        assert 0.9 <= time.monotonic() - started < 1.4  # 1s in all, not 0.6s + 1s
+        release.set()
+        await holder
+    finally:
+        await mem.close()
+        await other.close()
+
+
 # -- several processes: Rasa's workers sharing one lock store ----------------------------------
 def _worker(url: str, number: int, turns: int, start: Any, results: Any) -> None:
     """Append ``(number, i)`` to one shared session's log, ``turns`` times."""

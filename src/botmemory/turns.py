@@ -431,7 +431,7 @@ def _edited_session(
     if not len(state.temp):
         return replace(record, temp_expires_at=None)
     dialog_ends = record.dialog_ends(settings.session_timeout, settings.dialog_timeout)
-    if now >= dialog_ends and state.temp.changes() != ({}, []):
+    if now >= dialog_ends and _changed(state.temp):
         raise SessionNotAliveError(
             f"the dialog of session {state.session_id!r} has timed out: "
             "its temp memory cannot be edited"
@@ -443,8 +443,13 @@ def _edited_session(
 
 def _refuse_session_changes(state: TurnState, message: str) -> None:
     """Raise :class:`SessionNotAliveError` if the turn changed session or temp memory."""
-    if state.session.changes() != ({}, []) or state.temp.changes() != ({}, []):
+    if _changed(state.session) or _changed(state.temp):
         raise SessionNotAliveError(message)
+
+
+def _changed(scope: ScopeMemory) -> bool:
+    """Whether the turn wrote, deleted or added to a variable of ``scope``."""
+    return scope.changes() != ({}, []) or bool(scope.deltas())
 
 
 def _user_var(

@@ -48,7 +48,8 @@ def call_problem(function: Callable[..., object], params: Sequence[str]) -> str 
     at start-up, not a failed turn on the first message that runs it.
     """
     try:
-        signature = inspect.signature(function)
+        # the function called is the wrapper, whatever a decorator says it wraps
+        signature = inspect.signature(function, follow_wrapped=False)
     except (TypeError, ValueError):  # no signature to read: let the call decide
         return None
     try:

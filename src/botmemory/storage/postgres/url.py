@@ -99,7 +99,7 @@ def _check_driver_options(query: dict[str, str]) -> None:
                 "(the server would refuse it as a setting)"
             )
     mode = query.get("sslmode")
-    if mode is not None and mode not in SSL_MODES:
+    if mode is not None and mode.replace("_", "-") not in SSL_MODES:  # asyncpg reads both
         problems.append(f"database.url: sslmode={mode!r} must be one of {', '.join(SSL_MODES)}")
     if problems:
         raise ConfigError(problems)

@@ -172,7 +172,7 @@ def _parameters(cls: type) -> set[str]:
         if init is not None:
             kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
             params = inspect.signature(init).parameters.values()
-            names.update(p.name for p in params if p.kind in kinds)
+            names.update(p.name for p in params if p.kind in kinds and p.name != "self")
     return names
 
 
@@ -203,7 +203,8 @@ def _cluster(options: RedisOptions, common: dict[str, Any]) -> RedisCluster:
     first, *others = hosts.split(",")
     _node(first)  # each node names its port, the first too
     url = f"{_CLUSTER_SCHEMES[scheme.lower()]}://{credentials}{at}{first}{slash}{tail}"
-    _check_options(parse_url(url), _parameters(RedisCluster))
+    given = set(parse_url(url)) - {"connection_class"}  # rediss: from_url takes it
+    _check_options(given, _parameters(RedisCluster))
     client = RedisCluster.from_url(
         url,
         startup_nodes=[_node(host) for host in others],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypeVar, cast
@@ -168,33 +169,25 @@ class RedisStorage(Storage):
 
     @asynccontextmanager
     async def _session_lease(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
-        async with self._queued(bot_id, session_key):
-            lease = await self._take(self._bot(bot_id).lease(session_key), self.options.lock_wait)
-            if lease is None:
-                raise LockTimeoutError(
-                    f"session {session_key} of bot {bot_id!r} stayed locked by another process "
-                    f"for {format_duration(self.options.lock_wait)}: raise lock_wait in the URL "
-                    "if turns run that long"
-                )
-            try:
-                yield
-            finally:
-                await self._leases.release(lease)
-
-    @asynccontextmanager
-    async def _queued(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
-        """Hold the session's lock of this process, waited for up to ``lock_wait``."""
+        """The session's lock of this process, then its lease: both within ``lock_wait``."""
         wait = self.options.lock_wait
+        deadline = time.monotonic() + wait
+        locked_by = f"session {session_key} of bot {bot_id!r} stayed locked by"
+        hint = f"for {format_duration(wait)}: raise lock_wait in the URL if turns run that long"
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with asyncio.timeout(wait):
                     await stack.enter_async_context(self._local_session_lock(bot_id, session_key))
             except TimeoutError as exc:
-                raise LockTimeoutError(
-                    f"another turn of session {session_key} of bot {bot_id!r} in this process "
-                    f"held it longer than lock_wait={format_duration(wait)}"
-                ) from exc
-            yield
+                raise LockTimeoutError(f"{locked_by} another turn of this process {hint}") from exc
+            left = Seconds(max(0.0, deadline - time.monotonic()))
+            lease = await self._take(self._bot(bot_id).lease(session_key), left)
+            if lease is None:
+                raise LockTimeoutError(f"{locked_by} another process {hint}")
+            try:
+                yield
+            finally:
+                await self._leases.release(lease)
 
     def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
         """Hold the bot's retry lease, waited for up to ``lock_wait`` (then go on without)."""

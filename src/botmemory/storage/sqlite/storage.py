@@ -84,19 +84,25 @@ def check_sqlite_path(path: str) -> None:
     """
     if path in ("", ":memory:"):
         return
-    target = Path(path)
+    try:
+        reason = _path_problem(Path(path))
+    except OSError as exc:  # a folder on the way that this process may not search
+        reason = exc.strerror or str(exc)
+    if reason is not None:
+        raise ConfigError([f"database.url: SQLite database {path}: {reason}"])
+
+
+def _path_problem(target: Path) -> str | None:
     if target.is_dir():
-        raise ConfigError([f"database.url: SQLite database {path}: is a folder, not a file"])
+        return "is a folder, not a file"
     if target.exists():
-        return
+        return None
     folder = next(p for p in target.absolute().parents if p.exists())
     if not folder.is_dir():
-        reason = f"{folder} is a file, so no folder can be created in it"
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        reason = f"cannot create files in {folder}"
-    else:
-        return
-    raise ConfigError([f"database.url: SQLite database {path}: {reason}"])
+        return f"{folder} is a file, so no folder can be created in it"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create files in {folder}"
+    return None
 
 
 _CHECKPOINT_WAIT: Final = parse_duration("5s")
