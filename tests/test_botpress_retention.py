@@ -56,7 +56,9 @@ async def test_changing_a_field_again_pushes_its_expiry_back(
         state.user["mood"] = "sad"
     clock.advance(timedelta(hours=20))
     assert await user_memory(mem) == {"mood": "sad"}
-    clock.advance(timedelta(hours=4))
+    clock.advance(timedelta(hours=4) - timedelta(milliseconds=1))
+    assert await user_memory(mem) == {"mood": "sad"}  # a day after the change, less 1 ms
+    clock.advance(timedelta(milliseconds=1))
     assert await user_memory(mem) == {}
 
 
@@ -70,7 +72,9 @@ async def test_writing_the_same_value_again_does_not_push_it_back(
     clock.advance(timedelta(hours=20))
     async with mem.turn("b", "u1") as state:
         state.user["mood"] = "happy"
-    clock.advance(timedelta(hours=4))
+    clock.advance(timedelta(hours=4) - timedelta(milliseconds=1))
+    assert await user_memory(mem) == {"mood": "happy"}  # a day after the first write, less 1 ms
+    clock.advance(timedelta(milliseconds=1))
     assert await user_memory(mem) == {}
 
 
@@ -87,7 +91,9 @@ async def test_a_dotted_policy_expires_only_that_field(
         profile = state.user["profile"]
         assert isinstance(profile, dict)
         profile["city"] = "Lyon"  # another field: the phone's expiry stays
-    clock.advance(timedelta(days=1))
+    clock.advance(timedelta(days=1) - timedelta(milliseconds=1))
+    assert await user_memory(mem) == {"profile": {"phone": "555", "city": "Lyon"}}
+    clock.advance(timedelta(milliseconds=1))
     assert await user_memory(mem) == {"profile": {"city": "Lyon"}}
     await mem.janitor.run_once()
     assert await user_memory(mem) == {"profile": {"city": "Lyon"}}
@@ -136,7 +142,9 @@ async def test_policies_are_per_user_and_channel(
         state.user["mood"] = "sad"
     async with mem.turn("b", "u2") as state:
         state.user["mood"] = "calm"
-    clock.advance(timedelta(hours=12))
+    clock.advance(timedelta(hours=12) - timedelta(milliseconds=1))
+    assert await user_memory(mem) == {"mood": "happy"}
+    clock.advance(timedelta(milliseconds=1))
     assert await user_memory(mem) == {}
     assert (await mem.peek("b", "u1", "web")).scopes["user"]["mood"].value == "sad"
     assert (await mem.peek("b", "u2")).scopes["user"]["mood"].value == "calm"

@@ -252,7 +252,7 @@ async def test_a_waiting_turn_given_up_leaves_no_ticket_behind(mem: Memory) -> N
                 other.session["n"] = 100
 
         waiting = asyncio.ensure_future(abandoned())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a real lock: on PostgreSQL and Redis, a round trip
         assert not waiting.done()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -347,7 +347,7 @@ async def test_the_wait_in_the_process_and_for_the_lease_share_one_lock_wait(
         await local.__aenter__()
         started = time.monotonic()
         waiting = asyncio.create_task(mem.turn("b", "u1").__aenter__())
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # lock waits are real time (a lease is Redis' clock)
         await local.__aexit__(None, None, None)
         with pytest.raises(LockTimeoutError, match="another process"):
             await waiting
@@ -451,7 +451,7 @@ async def test_a_dead_holder_neither_blocks_the_session_nor_leaves_a_write(
                 return seen
 
             waiting = asyncio.ensure_future(next_turn())
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the holder is a real process
             assert not waiting.done()  # the live holder has the session
             holder.kill()
             started = time.monotonic()

@@ -327,6 +327,12 @@ async def test_the_wal_is_checkpointed_by_a_thread_that_close_ends(
     assert [t.name for t in threading.enumerate() if t.ident not in before] == []
 
 
+async def test_the_page_cache_is_32_mib(tmp_path: Path, clock: ManualClock) -> None:
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        db = mem.storage._conn.db  # type: ignore[attr-defined]
+        assert db.execute("PRAGMA cache_size").fetchone()[0] == -32768  # KiB
+
+
 async def test_a_janitor_batch_wakes_the_checkpointer_at_once(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
