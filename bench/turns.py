@@ -7,7 +7,10 @@ database, in the same run; so does LangGraph's blocking SqliteStore (bench/langg
 Targets: botmemory on SQLite at 60% of the floor or better with one conversation, 70%
 with 32 at once, twice LangGraph's rate. While the turns run, a task that sleeps 1 ms
 records how late the event loop wakes it: the loop's stalls (target: p99 under 2 ms); the
-turns are run again for that, so that the probe costs the timed runs nothing.
+turns are run again for that, so that the probe costs the timed runs nothing. Once a
+backend is filled and warm, the objects made so far leave the garbage collector's sight
+(``gc.freeze``), as ``serve`` does once started: else each full collection of the
+modules this script imports (LangGraph's among them) stalls the loop about 20 ms.
 
 Then, per backend, 64 users at once each run turns through ``Memory.run_turn`` that add
 one to one bot variable: by read-modify-write (``state.bot["visits"] = ... + 1``, which
@@ -41,6 +44,7 @@ from langgraph_turns import langgraph_turn_rate
 from botmemory import ManualClock, Memory
 from botmemory.errors import ConflictError
 from botmemory.ids import Identity
+from botmemory.server.heap import freeze_started
 from botmemory.storage.base import SessionRecord, StoredVar, TurnWrite, VarKey
 from botmemory.storage.sqlite import sqlite_path
 from botmemory.turns import TurnState
@@ -159,6 +163,7 @@ async def bench_backend(
     else:
         await populate(mem, users)
     await run_turns(mem, users, 200, 1)  # warm up
+    freeze_started()  # what start-up made stays out of full collections, as in `serve`
     sequential = await run_turns(mem, users, turns, 1)
     concurrent = await run_turns(mem, users, turns, concurrency)
     alone = await stalls_during_turns(mem, users, turns, 1)

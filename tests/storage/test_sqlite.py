@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from botmemory.storage.base import TurnWrite
 from botmemory.storage.sqlite import MIGRATIONS, SqliteStorage, sqlite_path
 from botmemory.storage.sqlite import connection as sqlite_connection
 from botmemory.storage.sqlite import schema as sqlite_schema
+from botmemory.storage.sqlite import sql as sqlite_sql
 
 
 def test_url_paths() -> None:
@@ -210,6 +212,42 @@ async def hold_worker_with_a_queued_write(
     while not storage._queued:  # noqa: ASYNC110 - the queue is filled by another task
         await asyncio.sleep(0)
     return task, gate
+
+
+async def test_calls_made_while_the_worker_is_busy_run_on_the_event_loop_after_it(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy worker thread holds new calls back, then they run on the event loop: they
+    used to queue behind it, so that under a steady stream of turns it never ran dry."""
+    ran_on: list[str] = []
+    for name in ("load_turn", "apply_turn"):
+        original = getattr(sqlite_sql, name)
+
+        def recorded(*args: object, _original: Any = original, **kwargs: object) -> object:
+            ran_on.append(threading.current_thread().name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(sqlite_sql, name, recorded)
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+        gate = threading.Event()
+        storage._worker.post(gate.wait)  # busy for a while
+
+        async def conversation(user: str) -> None:
+            for n in range(5):
+                async with mem.turn("b", user) as state:
+                    state.user["n"] = n
+
+        talks = asyncio.gather(*(conversation(f"u{i}") for i in range(8)))
+        for _ in range(20):  # every conversation is waiting for its first load by now
+            await asyncio.sleep(0)
+        assert ran_on == []  # nothing ran, and nothing went behind the worker's call
+        gate.set()
+        await asyncio.wait_for(talks, 10)
+        assert len(ran_on) == 2 * 8 * 5
+        assert set(ran_on) == {threading.current_thread().name}
+        for i in range(8):
+            assert (await mem.export_user("b", f"u{i}")).user["n"].value == 4
 
 
 async def test_a_turn_cancelled_while_its_write_is_queued_writes_nothing(

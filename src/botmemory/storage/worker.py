@@ -35,6 +35,7 @@ class Worker:
         self._stopped = False
         self._count_lock = threading.Lock()
         self._unfinished = 0
+        self._when_idle: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -58,6 +59,23 @@ class Worker:
         """Whether every submitted function has returned (none waits or runs)."""
         return self._unfinished == 0
 
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the running event loop once every function submitted
+        so far, and any submitted meanwhile, has returned (in the next pass if none
+        is left now)."""
+        loop = asyncio.get_running_loop()
+        with self._count_lock:
+            if self._unfinished:
+                self._when_idle.append((loop, callback))
+                return
+        loop.call_soon(callback)
+
+    async def drained(self) -> None:
+        """Return once the thread has no function left to run (see :meth:`when_idle`)."""
+        done = asyncio.get_running_loop().create_future()
+        self.when_idle(lambda: None if done.done() else done.set_result(None))
+        await done
+
     def _submit(self, job: _Job) -> None:
         with self._count_lock:
             self._unfinished += 1
@@ -66,6 +84,12 @@ class Worker:
     def _finished(self) -> None:
         with self._count_lock:
             self._unfinished -= 1
+            if self._unfinished or not self._when_idle:
+                return
+            waiting, self._when_idle = self._when_idle, []
+        for loop, callback in waiting:
+            with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
+                loop.call_soon_threadsafe(callback)
 
     def stop(self) -> None:
         """Finish the calls already submitted, then end the thread; later calls fail."""

@@ -51,9 +51,15 @@ LOAD_TURN: Final = f"""
     SELECT 2, {_LOADED} FROM variables WHERE bot_id = ?1 AND scope = 'session' AND owner = ?3
     UNION ALL
     SELECT 3, {_LOADED} FROM variables WHERE bot_id = ?1 AND scope = 'temp' AND owner = ?3
+    UNION ALL
+    SELECT 4, user_key, started_at, last_seen, expires_at, temp_expires_at, version
+        FROM sessions WHERE bot_id = ?1 AND key = ?3
 """
-"""A turn's variables: the key's scope as a number (its bot and owner are the
-parameters), then the rest of the row; fewer columns, fewer objects."""
+"""A turn's variables and its session, in one statement (so one snapshot, without a
+transaction around it): the key's scope as a number (its bot and owner are the
+parameters), then the rest of the row; fewer columns, fewer objects. The session's
+row (scope 4) is ``user_key`` and the rest of ``SESSION_COLUMNS`` after it."""
+_SESSION: Final = 4
 UPSERT_VAR: Final = (
     f"INSERT INTO variables ({VAR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (bot_id, scope, owner, name) DO UPDATE SET value = excluded.value, "
@@ -73,19 +79,27 @@ def var_from_row(row: Sequence[Any]) -> StoredVar:
     return StoredVar(VarKey(row[1], row[0], row[2], row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
-def vars_by_scope(rows: Iterable[Sequence[Any]], keys: TurnKeys) -> list[list[StoredVar]]:
-    """Build the variables of rows of ``LOAD_TURN``: user, bot, session and temp.
+def vars_by_scope(
+    rows: Iterable[Sequence[Any]], keys: TurnKeys
+) -> tuple[list[list[StoredVar]], SessionRecord | None]:
+    """Build the variables of rows of ``LOAD_TURN`` (user, bot, session and temp) and
+    its session, if it has one.
 
     The named tuples are made by ``tuple.__new__`` (twice as fast: a turn loads dozens).
     """
     b, u, s = keys.bot_id, keys.user_key, keys.session_key
     owners = (("user", b, u), ("bot", b, ""), ("session", b, s), ("temp", b, s))
     found: list[list[StoredVar]] = [[], [], [], []]
+    session: SessionRecord | None = None
     new: Any = tuple.__new__
     for r in rows:
-        key = new(VarKey, (*owners[r[0]], r[1]))
-        found[r[0]].append(new(StoredVar, (key, r[2], r[3], r[4], r[5], r[6])))
-    return found
+        scope = r[0]
+        if scope == _SESSION:
+            session = SessionRecord(b, s, *r[1:])
+            continue
+        key = new(VarKey, (*owners[scope], r[1]))
+        found[scope].append(new(StoredVar, (key, r[2], r[3], r[4], r[5], r[6])))
+    return found, session
 
 
 def session_from_row(row: Sequence[Any]) -> SessionRecord:
@@ -113,31 +127,16 @@ def var_params(v: StoredVar, version: int) -> tuple[object, ...]:
 def load_turn(
     db: sqlite3.Connection, keys: TurnKeys, data_version: int | None = None
 ) -> TurnSnapshot:
-    """Read a turn's variables and session in one read transaction.
+    """Read a turn's variables and session, in one statement: one snapshot.
 
     ``data_version``: the value of ``PRAGMA data_version`` last seen on ``db``, if the
     caller keeps it (it is read here otherwise). An older one is safe: the stamp then
     only differs more often, and the commit checks more.
     """
-    db.execute("BEGIN")
-    try:
-        loaded = stamp(db, data_version)  # no newer than the snapshot the reads below see
-        rows = db.execute(LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
-        user, bot, session_vars, temp = vars_by_scope(rows, keys)
-        session = db.execute(
-            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE bot_id = ? AND key = ?",
-            (keys.bot_id, keys.session_key),
-        ).fetchone()
-    finally:
-        db.commit()
-    return TurnSnapshot(
-        user,
-        bot,
-        None if session is None else session_from_row(session),
-        session_vars,
-        temp,
-        loaded,
-    )
+    loaded = stamp(db, data_version)  # no newer than the snapshot the read below sees
+    rows = db.execute(LOAD_TURN, (keys.bot_id, keys.user_key, keys.session_key))
+    (user, bot, session_vars, temp), session = vars_by_scope(rows, keys)
+    return TurnSnapshot(user, bot, session, session_vars, temp, loaded)
 
 
 def stamp(db: sqlite3.Connection, data_version: int | None = None) -> tuple[int, int, int]:

@@ -57,7 +57,12 @@ from botmemory.storage.base import (
 from botmemory.storage.file_locks import KeyLocks
 from botmemory.storage.footprint import Footprint
 from botmemory.storage.sqlite import janitor_sql, schema, sql
-from botmemory.storage.sqlite.connection import SLICE, SqliteConnection, WouldWaitError
+from botmemory.storage.sqlite.connection import (
+    SLICE,
+    SqliteConnection,
+    WorkerBusyError,
+    WouldWaitError,
+)
 from botmemory.storage.sqlite.schema import MIGRATIONS
 from botmemory.storage.worker import settle
 
@@ -271,9 +276,12 @@ class SqliteStorage(Storage):
             raise
 
     def _flush(self) -> None:
-        """Commit the queued turns here, or have the worker thread do it."""
+        """Commit the queued turns here once the worker thread has no calls left, or have
+        the worker thread do it if that would wait for another connection's lock."""
         try:
             self._commit_queued(here=True)
+        except WorkerBusyError:
+            self._worker.when_idle(self._flush)
         except WouldWaitError:
             self._worker.post(self._commit_queued)
 
