@@ -250,6 +250,71 @@ async def test_calls_made_while_the_worker_is_busy_run_on_the_event_loop_after_i
             assert (await mem.export_user("b", f"u{i}")).user["n"].value == 4
 
 
+async def test_a_long_call_waits_for_the_calls_the_busy_worker_held_back(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Turns go before background work: a janitor batch asked for while a turn's load
+    waits for the worker thread runs after that load, not before it (else back-to-back
+    batches would let a turn take one step per batch)."""
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+        order: list[str] = []
+        gate = threading.Event()
+        storage._worker.post(gate.wait)  # a janitor batch running
+
+        async def turn() -> None:
+            async with mem.turn("b", "u1") as state:
+                order.append("loaded")
+                state.user["x"] = 1
+            order.append("committed")
+
+        talk = asyncio.create_task(turn())
+        for _ in range(5):  # the load is held back by the busy worker
+            await asyncio.sleep(0)
+        batch = asyncio.create_task(storage._run(lambda db: order.append("next batch")))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(talk, batch), 10)
+        assert order.index("loaded") < order.index("next batch")
+
+
+async def test_a_long_call_waits_for_the_commits_the_busy_worker_held_back(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with await Memory.open(f"sqlite:///{tmp_path}/m.db", clock=clock) as mem:
+        storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+        task, gate = await hold_worker_with_a_queued_write(mem)
+        seen = asyncio.create_task(
+            storage._run(lambda db: db.execute("SELECT value FROM variables").fetchall())
+        )
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gate.set()
+        await task
+        assert await seen == [("1",)]  # the queued turn committed first
+
+
+async def test_a_call_made_before_close_while_the_worker_is_busy_runs(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    mem = await Memory.open(url, clock=clock)
+    storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+    gate = threading.Event()
+    storage._worker.post(gate.wait)  # busy
+    put = asyncio.create_task(mem.kvs.for_bot("b").set("k", 1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    closing = asyncio.create_task(mem.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(put, closing), 10)
+    async with await Memory.open(url, clock=clock) as again:
+        assert await again.kvs.for_bot("b").get("k") == 1
+
+
 async def test_a_turn_cancelled_while_its_write_is_queued_writes_nothing(
     tmp_path: Path, clock: ManualClock
 ) -> None:

@@ -11,6 +11,8 @@ operation) run on the event loop's thread. None of them may wait without bound t
 - while the worker thread has calls to run, new calls wait until it has none left, then
   run here (they used to go to the worker thread behind them: under a steady stream
   of turns the worker then never ran dry, and nearly every call paid two hand-offs);
+  a long call (a janitor batch) waits for the calls held back that way to have run,
+  so that turns go before background work rather than one step per janitor batch;
 - once a pass of the event loop has spent ``SLICE`` (0.25 ms) since its first call here,
   the next call waits for the next pass, so that many turns at once do not stall it;
 - long calls always run on the worker thread: opening (migrations), the janitor's
@@ -73,6 +75,10 @@ class SqliteConnection:
         """Held by whichever thread uses ``db``: the event loop's or the worker."""
         self._pass_started: float | None = None
         """When this pass of the event loop first ran a call here (``perf_counter``)."""
+        self._held_back = 0
+        """Calls waiting for the worker thread to run dry, to run here then."""
+        self._after_held_back: list[asyncio.Future[None]] = []
+        """Long calls waiting for those to have run."""
         in_file = path not in ("", ":memory:")
         self.checkpointer = Checkpointer(path) if in_file else None
 
@@ -85,20 +91,52 @@ class SqliteConnection:
         return translate(self.path, exc)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the worker thread, waiting for locks up to the busy timeout."""
+        """Run ``fn`` on the worker thread, waiting for locks up to the busy timeout,
+        once the calls the worker thread held back have run (see :meth:`hold_back`)."""
+        await self.after_held_back()
         return await self.worker.call(lambda: self.call(fn))
 
     async def soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` here once the worker thread has no calls left, or on the worker
         thread if it would wait for another connection's lock."""
-        while True:
-            await self._fair()
-            try:
-                return self.here(fn)
-            except WorkerBusyError:
-                await self.worker.drained()
-            except WouldWaitError:
-                return await self.run(fn)
+        held_back = False
+        try:
+            while True:
+                await self._fair()
+                try:
+                    return self.here(fn)
+                except WorkerBusyError:
+                    if not held_back:
+                        held_back = True
+                        self.hold_back()
+                    await self.worker.drained()
+                except WouldWaitError:
+                    return await self.worker.call(lambda: self.call(fn))
+        finally:
+            if held_back:
+                self.let_go()
+
+    def hold_back(self) -> None:
+        """Count a call that waits for the worker thread to run dry, to run here then:
+        long calls wait for it (:meth:`run`), so a janitor's batches cannot keep it
+        waiting one after the other."""
+        self._held_back += 1
+
+    def let_go(self) -> None:
+        """The call counted by :meth:`hold_back` has run (or failed)."""
+        self._held_back -= 1
+        if not self._held_back:
+            waiting, self._after_held_back = self._after_held_back, []
+            for done in waiting:
+                if not done.done():
+                    done.set_result(None)
+
+    async def after_held_back(self) -> None:
+        """Return once no call waits for the worker thread to run dry."""
+        while self._held_back:
+            done = asyncio.get_running_loop().create_future()
+            self._after_held_back.append(done)
+            await done
 
     async def _fair(self) -> None:
         """Let the event loop's other callbacks run first if this pass of the loop has
@@ -132,7 +170,7 @@ class SqliteConnection:
         (:class:`WorkerBusyError` while the worker thread has calls to run)."""
         if not self.worker.idle():
             raise WorkerBusyError
-        if not self._lock.acquire(blocking=False):  # closing
+        if not self._lock.acquire(blocking=False):  # another thread uses it (closing)
             raise WouldWaitError
         try:
             return self._guarded(self._open_db(), fn, wait=False)

@@ -4,8 +4,8 @@ The schema is in :mod:`.schema`, the janitor's SQL in :mod:`.janitor_sql`. Each
 function runs the SQL of one storage operation on a ``sqlite3.Connection``,
 synchronously, on the event loop's thread or the backend's worker thread
 (:mod:`.connection`). The caller owns the transaction
-(``SqliteStorage._write``) and translates driver errors; only :func:`load_turn`
-opens its own read transaction, so that its two queries see one snapshot.
+(``SqliteStorage._write``) and translates driver errors; :func:`load_turn` reads in
+one statement, so that it sees one snapshot without a transaction.
 """
 
 from __future__ import annotations

@@ -131,6 +131,8 @@ class SqliteStorage(Storage):
         self._queued: list[tuple[TurnWrite, asyncio.Future[None]]] = []
         self._data_version: int | None = None
         """``PRAGMA data_version`` as the last group commit found it."""
+        self._commits_held_back = False
+        """Whether queued turns wait for the worker thread to run dry."""
         in_file = self.path not in ("", ":memory:")
         self._turn_locks = KeyLocks(
             f"{self.path}.sessions.lock" if in_file else "", schema.BUSY_TIMEOUT
@@ -189,6 +191,7 @@ class SqliteStorage(Storage):
         if self._closing:
             return
         self._closing = True
+        await self._conn.after_held_back()  # calls made before close() run first
         with contextlib.suppress(BackendUnavailableError):
             await self._worker.call(self._shutdown)
         self._worker.stop()
@@ -281,9 +284,16 @@ class SqliteStorage(Storage):
         try:
             self._commit_queued(here=True)
         except WorkerBusyError:
+            if not self._commits_held_back:  # long calls wait for them (see hold_back)
+                self._commits_held_back = True
+                self._conn.hold_back()
             self._worker.when_idle(self._flush)
+            return
         except WouldWaitError:
             self._worker.post(self._commit_queued)
+        if self._commits_held_back and not self._queued:
+            self._commits_held_back = False
+            self._conn.let_go()
 
     def _commit_queued(self, *, here: bool = False) -> None:
         """Commit the queued turns in one transaction; raise WouldWaitError (``here``)
