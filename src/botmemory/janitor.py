@@ -22,7 +22,7 @@ from botmemory.clock import Clock
 from botmemory.durations import Seconds, parse_duration
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import notify
-from botmemory.storage.base import SessionRecord, Storage
+from botmemory.storage.base import SessionRecord, Storage, TurnKeys
 from botmemory.tasks import cancel_and_wait
 
 __all__ = [
@@ -39,6 +39,10 @@ log = logging.getLogger("botmemory.janitor")
 
 DEFAULT_BATCH_SIZE = 1000
 HISTORY_SIZE = 50
+END_WAIT: Final = parse_duration("5s")
+"""How long :meth:`Janitor.end_now` waits for a run of the janitor to end before it
+leaves the session it ended to the janitor's runs."""
+_END_POLL: Final = parse_duration("50ms")
 STOP_GRACE: Final = parse_duration("30s")
 """How long :meth:`Janitor.stop` lets a run finish its batch before cancelling it."""
 
@@ -299,6 +303,48 @@ class Janitor:
             self._advance(kind, removed)
             if len(found) < self.batch_size or not done or self._stopping.is_set():
                 return removed
+
+    async def end_now(self, session: SessionRecord, wait: Seconds | None = None) -> bool:
+        """Run the hooks of ``session``, which was just ended (stored as timed out), and
+        delete it, as a run would; return ``False`` if a turn started it anew meanwhile.
+
+        This holds the janitor's locks, so that no run, in this process or another,
+        ends the session too (its hooks would run twice). A run holding them is waited
+        for up to ``wait`` (``END_WAIT``); after that the session is left to the janitor's
+        runs, which end it as any timed-out session, and this returns ``True``.
+        """
+        wait = END_WAIT if wait is None else wait
+        deadline = time.monotonic() + wait
+        try:
+            async with asyncio.timeout(wait):
+                await self._lock.acquire()
+        except TimeoutError:
+            log.info("a janitor run kept session %s waiting: the janitor ends it", session.key)
+            return True
+        try:
+            while True:
+                async with self._storage.janitor_lock() as acquired:
+                    if acquired:
+                        return await self._end_if_stored(session)
+                if time.monotonic() >= deadline:
+                    log.info(
+                        "another process's janitor run kept session %s waiting: "
+                        "the janitor ends it",
+                        session.key,
+                    )
+                    return True
+                await asyncio.sleep(_END_POLL)
+        finally:
+            self._lock.release()
+
+    async def _end_if_stored(self, session: SessionRecord) -> bool:
+        keys = TurnKeys(session.bot_id, session.user_key, session.key)
+        stored = (await self._storage.load_turn(keys)).session
+        if stored is None:  # a run of another process ended it meanwhile
+            return True
+        if stored.version != session.version:  # a turn started it anew
+            return False
+        return await self.end_sessions([session]) == 1
 
     async def end_sessions(self, sessions: list[SessionRecord]) -> int:
         """Run the hooks of these timed-out sessions and delete them; return how many went.

@@ -397,6 +397,10 @@ class Memory:
         The session and its temp memory are marked as timed out now; then, as the janitor
         would, ``on_dialog_timeout`` runs (when temp memory holds something),
         ``on_session_end`` runs, and the session is deleted. User and bot memory stay.
+        That part holds the janitor's locks, so that the hooks run once: if a janitor
+        run (of any process) holds them for more than 5 s, the session is left to the
+        janitor's runs, which end it as any timed-out session (see
+        :meth:`Janitor.end_now <botmemory.janitor.Janitor.end_now>`).
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
@@ -412,7 +416,7 @@ class Memory:
             write = TurnWrite(ended, session_version=record.version, now=now)
             await self.storage.commit_turn(write)
             ended = replace(ended, version=write.version)
-        return await self.janitor.end_sessions([ended]) == 1
+        return await self.janitor.end_now(ended)
 
     # -- users -------------------------------------------------------------------------
     async def export_user(self, bot_id: str, user_id: str, channel: str = "api") -> UserExport:
