@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -84,11 +86,22 @@ async def test_end_session_waits_for_a_janitor_run_of_this_process(
     assert report.sessions == 1
 
 
-def hold_janitor_file(path: Path) -> int:
-    """Take the janitor's lock file as another process's run does (``flock``)."""
-    fd = os.open(f"{path}.janitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
+@contextlib.asynccontextmanager
+async def session_beside_another_run(
+    tmp_path: Path, clock: ManualClock
+) -> AsyncIterator[tuple[Memory, list[str], int]]:
+    """A SQLite memory with a live session u1 (its ends counted), and the janitor's
+    lock file taken as another process's run does (``flock``): close the descriptor
+    to end that run."""
+    path = tmp_path / "m.db"
+    async with await Memory.open(f"sqlite:///{path}", clock=clock) as mem:
+        calls: list[str] = []
+        mem.janitor.on_session_end = counting(calls)
+        async with mem.turn("b", "u1") as state:
+            state.session["topic"] = "billing"
+        fd = os.open(f"{path}.janitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield mem, calls, fd
 
 
 async def test_end_session_leaves_the_session_to_another_process_s_janitor_run(
@@ -97,13 +110,7 @@ async def test_end_session_leaves_the_session_to_another_process_s_janitor_run(
     """Another process's run holds the janitor's lock longer than ``END_WAIT``: the
     hooks do not run here; a later run ends the session, once."""
     monkeypatch.setattr("botmemory.janitor.END_WAIT", Seconds(0.2))
-    path = tmp_path / "m.db"
-    async with await Memory.open(f"sqlite:///{path}", clock=clock) as mem:
-        calls: list[str] = []
-        mem.janitor.on_session_end = counting(calls)
-        async with mem.turn("b", "u1") as state:
-            state.session["topic"] = "billing"
-        fd = hold_janitor_file(path)
+    async with session_beside_another_run(tmp_path, clock) as (mem, calls, fd):
         try:
             assert await mem.end_session("b", "u1")
             assert calls == []
@@ -117,13 +124,7 @@ async def test_end_session_leaves_the_session_to_another_process_s_janitor_run(
 async def test_end_session_ends_it_once_another_process_s_run_lets_go(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    path = tmp_path / "m.db"
-    async with await Memory.open(f"sqlite:///{path}", clock=clock) as mem:
-        calls: list[str] = []
-        mem.janitor.on_session_end = counting(calls)
-        async with mem.turn("b", "u1") as state:
-            state.session["topic"] = "billing"
-        fd = hold_janitor_file(path)
+    async with session_beside_another_run(tmp_path, clock) as (mem, calls, fd):
         ending = asyncio.create_task(mem.end_session("b", "u1"))
         await asyncio.sleep(0.2)  # real time: end_session polls a real file lock
         assert calls == []
