@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Final, Protocol
 
@@ -22,7 +22,7 @@ from botmemory.clock import Clock
 from botmemory.durations import Seconds, parse_duration
 from botmemory.retention import RetentionPolicies
 from botmemory.stats import notify
-from botmemory.storage.base import SessionRecord, Storage, TurnKeys
+from botmemory.storage.base import SessionRecord, Storage
 from botmemory.tasks import cancel_and_wait
 
 __all__ = [
@@ -39,10 +39,6 @@ log = logging.getLogger("botmemory.janitor")
 
 DEFAULT_BATCH_SIZE = 1000
 HISTORY_SIZE = 50
-END_WAIT: Final = parse_duration("5s")
-"""How long :meth:`Janitor.end_now` waits for a run of the janitor to end before it
-leaves the session it ended to the janitor's runs."""
-_END_POLL: Final = parse_duration("50ms")
 STOP_GRACE: Final = parse_duration("30s")
 """How long :meth:`Janitor.stop` lets a run finish its batch before cancelling it."""
 
@@ -185,6 +181,8 @@ class Janitor:
         """Called with each batch of timed-out sessions, before they are deleted (after
         the hooks of :meth:`add_hooks`)."""
         self._hooks: list[_Hooks] = []
+        self._ending: dict[tuple[str, str], int] = {}
+        """Sessions that :meth:`ending` keeps runs from ending (how many callers each)."""
 
     def add_hooks(
         self,
@@ -291,12 +289,12 @@ class Janitor:
         """Hand timed-out sessions to ``hooks``, then ``remove`` their expired parts.
 
         A session with a turn running in this process is left for the next run: the
-        turn may revive it.
+        turn may revive it. So is one that ``Memory.end_session`` is ending.
         """
         removed = 0
         while True:
             found = await select(now, self.batch_size)
-            batch = [s for s in found if not self._storage.turn_in_progress(s.bot_id, s.key)]
+            batch = [s for s in found if not self._left_alone(s)]
             await self._call(hooks(), batch)
             done = await remove(batch) if batch else 0
             removed += done
@@ -304,47 +302,27 @@ class Janitor:
             if len(found) < self.batch_size or not done or self._stopping.is_set():
                 return removed
 
-    async def end_now(self, session: SessionRecord, wait: Seconds | None = None) -> bool:
-        """Run the hooks of ``session``, which was just ended (stored as timed out), and
-        delete it, as a run would; return ``False`` if a turn started it anew meanwhile.
-
-        This holds the janitor's locks, so that no run, in this process or another,
-        ends the session too (its hooks would run twice). A run holding them is waited
-        for up to ``wait`` (``END_WAIT``); after that the session is left to the janitor's
-        runs, which end it as any timed-out session, and this returns ``True``.
-        """
-        wait = END_WAIT if wait is None else wait
-        deadline = time.monotonic() + wait
+    @contextlib.contextmanager
+    def ending(self, bot_id: str, session_key: str) -> Iterator[None]:
+        """While the block runs, runs of this janitor leave the session alone: the caller
+        ends it (:meth:`Memory.end_session <botmemory.Memory.end_session>`), so its
+        hooks run once."""
+        key = (bot_id, session_key)
+        self._ending[key] = self._ending.get(key, 0) + 1
         try:
-            async with asyncio.timeout(wait):
-                await self._lock.acquire()
-        except TimeoutError:
-            log.info("a janitor run kept session %s waiting: the janitor ends it", session.key)
-            return True
-        try:
-            while True:
-                async with self._storage.janitor_lock() as acquired:
-                    if acquired:
-                        return await self._end_if_stored(session)
-                if time.monotonic() >= deadline:
-                    log.info(
-                        "another process's janitor run kept session %s waiting: "
-                        "the janitor ends it",
-                        session.key,
-                    )
-                    return True
-                await asyncio.sleep(_END_POLL)
+            yield
         finally:
-            self._lock.release()
+            self._ending[key] -= 1
+            if not self._ending[key]:
+                del self._ending[key]
 
-    async def _end_if_stored(self, session: SessionRecord) -> bool:
-        keys = TurnKeys(session.bot_id, session.user_key, session.key)
-        stored = (await self._storage.load_turn(keys)).session
-        if stored is None:  # a run of another process ended it meanwhile
-            return True
-        if stored.version != session.version:  # a turn started it anew
-            return False
-        return await self.end_sessions([session]) == 1
+    def _left_alone(self, session: SessionRecord) -> bool:
+        """A turn of this process runs in the session (it may revive it), or a caller of
+        :meth:`ending` ends it."""
+        return (
+            self._storage.turn_in_progress(session.bot_id, session.key)
+            or (session.bot_id, session.key) in self._ending
+        )
 
     async def end_sessions(self, sessions: list[SessionRecord]) -> int:
         """Run the hooks of these timed-out sessions and delete them; return how many went.

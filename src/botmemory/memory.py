@@ -397,26 +397,26 @@ class Memory:
         The session and its temp memory are marked as timed out now; then, as the janitor
         would, ``on_dialog_timeout`` runs (when temp memory holds something),
         ``on_session_end`` runs, and the session is deleted. User and bot memory stay.
-        That part holds the janitor's locks, so that the hooks run once: if a janitor
-        run (of any process) holds them for more than 5 s, the session is left to the
-        janitor's runs, which end it as any timed-out session (see
-        :meth:`Janitor.end_now <botmemory.janitor.Janitor.end_now>`).
+        Meanwhile the janitor's runs in this process leave the session alone, so that
+        its hooks run once (a run of another process sharing the database may still
+        reach it: see docs/memory.md).
         """
         identity = Identity.of(bot_id, user_id, channel, thread_id)
         keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
         settings = self.settings.for_bot(bot_id)
-        async with self.storage.session_lock(bot_id, identity.session_key):
-            record = (await self.storage.load_turn(keys)).session
-            now = self.clock()
-            ends = _timeouts(record, settings, None)[0]
-            if record is None or ends is None or now >= ends:
-                return False
-            temp = None if record.temp_expires_at is None else now
-            ended = replace(record, expires_at=now, temp_expires_at=temp)
-            write = TurnWrite(ended, session_version=record.version, now=now)
-            await self.storage.commit_turn(write)
-            ended = replace(ended, version=write.version)
-        return await self.janitor.end_now(ended)
+        with self.janitor.ending(bot_id, identity.session_key):  # from before it times out
+            async with self.storage.session_lock(bot_id, identity.session_key):
+                record = (await self.storage.load_turn(keys)).session
+                now = self.clock()
+                ends = _timeouts(record, settings, None)[0]
+                if record is None or ends is None or now >= ends:
+                    return False
+                temp = None if record.temp_expires_at is None else now
+                ended = replace(record, expires_at=now, temp_expires_at=temp)
+                write = TurnWrite(ended, session_version=record.version, now=now)
+                await self.storage.commit_turn(write)
+                ended = replace(ended, version=write.version)
+            return await self.janitor.end_sessions([ended]) == 1
 
     # -- users -------------------------------------------------------------------------
     async def export_user(self, bot_id: str, user_id: str, channel: str = "api") -> UserExport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,35 @@ async def test_a_long_call_waits_for_the_commits_the_busy_worker_held_back(
         gate.set()
         await task
         assert await seen == [("1",)]  # the queued turn committed first
+
+
+async def test_a_held_back_commit_that_meets_another_writer_lets_long_calls_go(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Held back by the busy worker, then refused the write lock by another connection,
+    a group commit goes to the worker: long calls and close() must not wait for it."""
+    path = tmp_path / "m.db"
+    mem = await Memory.open(f"sqlite:///{path}", clock=clock)
+    storage: SqliteStorage = mem.storage  # type: ignore[assignment]
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+
+    async def other_writes_for_a_while() -> None:
+        await asyncio.sleep(0.6)  # real time: a real lock held by another connection
+        other.execute("COMMIT")
+
+    try:
+        async with mem.turn("b", "u1") as state:
+            state.session["topic"] = "billing"
+            busy = asyncio.create_task(storage._worker.call(lambda: time.sleep(0.3)))
+            await asyncio.sleep(0.01)  # real time: the worker thread starts its call
+            other.execute("BEGIN IMMEDIATE")  # another process starts writing
+            writing = asyncio.create_task(other_writes_for_a_while())
+        await busy
+        await writing
+        await asyncio.wait_for(storage.expired_sessions(clock(), 10), 5)  # a long call
+    finally:
+        other.close()
+        await asyncio.wait_for(mem.close(), 5)
 
 
 async def test_a_call_made_before_close_while_the_worker_is_busy_runs(

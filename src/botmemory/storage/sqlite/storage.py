@@ -290,8 +290,8 @@ class SqliteStorage(Storage):
             self._worker.when_idle(self._flush)
             return
         except WouldWaitError:
-            self._worker.post(self._commit_queued)
-        if self._commits_held_back and not self._queued:
+            self._worker.post(self._commit_queued)  # ahead of any later long call
+        if self._commits_held_back:  # they commit now, or on the worker before long calls
             self._commits_held_back = False
             self._conn.let_go()
 
