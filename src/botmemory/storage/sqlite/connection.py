@@ -111,6 +111,9 @@ class SqliteConnection:
                         self.hold_back()
                     await self.worker.drained()
                 except WouldWaitError:
+                    if held_back:  # on the worker, it goes before any later long call
+                        held_back = False
+                        self.let_go()
                     return await self.worker.call(lambda: self.call(fn))
         finally:
             if held_back:
