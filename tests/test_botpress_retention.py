@@ -27,6 +27,16 @@ async def user_memory(mem: Memory) -> dict[str, object]:
     return {name: variable.value for name, variable in view.scopes["user"].items()}
 
 
+async def expiry_is_at(
+    mem: Memory, clock: ManualClock, after: timedelta, before: object, at: object
+) -> None:
+    """User memory shows ``before`` 1 ms before ``after`` from now, and ``at`` then."""
+    clock.advance(after - timedelta(milliseconds=1))
+    assert await user_memory(mem) == before
+    clock.advance(timedelta(milliseconds=1))
+    assert await user_memory(mem) == at
+
+
 async def test_a_changed_field_expires_its_policy_later(
     open_memory: OpenMemory, clock: ManualClock
 ) -> None:
@@ -56,10 +66,8 @@ async def test_changing_a_field_again_pushes_its_expiry_back(
         state.user["mood"] = "sad"
     clock.advance(timedelta(hours=20))
     assert await user_memory(mem) == {"mood": "sad"}
-    clock.advance(timedelta(hours=4) - timedelta(milliseconds=1))
-    assert await user_memory(mem) == {"mood": "sad"}  # a day after the change, less 1 ms
-    clock.advance(timedelta(milliseconds=1))
-    assert await user_memory(mem) == {}
+    # expires a day after the change
+    await expiry_is_at(mem, clock, timedelta(hours=4), {"mood": "sad"}, {})
 
 
 async def test_writing_the_same_value_again_does_not_push_it_back(
@@ -72,10 +80,8 @@ async def test_writing_the_same_value_again_does_not_push_it_back(
     clock.advance(timedelta(hours=20))
     async with mem.turn("b", "u1") as state:
         state.user["mood"] = "happy"
-    clock.advance(timedelta(hours=4) - timedelta(milliseconds=1))
-    assert await user_memory(mem) == {"mood": "happy"}  # a day after the first write, less 1 ms
-    clock.advance(timedelta(milliseconds=1))
-    assert await user_memory(mem) == {}
+    # expires a day after the first write
+    await expiry_is_at(mem, clock, timedelta(hours=4), {"mood": "happy"}, {})
 
 
 async def test_a_dotted_policy_expires_only_that_field(
@@ -91,10 +97,13 @@ async def test_a_dotted_policy_expires_only_that_field(
         profile = state.user["profile"]
         assert isinstance(profile, dict)
         profile["city"] = "Lyon"  # another field: the phone's expiry stays
-    clock.advance(timedelta(days=1) - timedelta(milliseconds=1))
-    assert await user_memory(mem) == {"profile": {"phone": "555", "city": "Lyon"}}
-    clock.advance(timedelta(milliseconds=1))
-    assert await user_memory(mem) == {"profile": {"city": "Lyon"}}
+    await expiry_is_at(
+        mem,
+        clock,
+        timedelta(days=1),
+        {"profile": {"phone": "555", "city": "Lyon"}},
+        {"profile": {"city": "Lyon"}},
+    )
     await mem.janitor.run_once()
     assert await user_memory(mem) == {"profile": {"city": "Lyon"}}
 
@@ -109,10 +118,7 @@ async def test_a_list_is_one_value(open_memory: OpenMemory, clock: ManualClock) 
         tags = state.user["tags"]
         assert isinstance(tags, list)
         tags[1] = "c"
-    clock.advance(timedelta(days=2) - timedelta(milliseconds=1))
-    assert await user_memory(mem) == {"tags": ["a", "c"]}
-    clock.advance(timedelta(milliseconds=1))
-    assert await user_memory(mem) == {}
+    await expiry_is_at(mem, clock, timedelta(days=2), {"tags": ["a", "c"]}, {})
 
 
 async def test_variables_without_a_policy_and_other_memories_never_expire(
@@ -142,9 +148,6 @@ async def test_policies_are_per_user_and_channel(
         state.user["mood"] = "sad"
     async with mem.turn("b", "u2") as state:
         state.user["mood"] = "calm"
-    clock.advance(timedelta(hours=12) - timedelta(milliseconds=1))
-    assert await user_memory(mem) == {"mood": "happy"}
-    clock.advance(timedelta(milliseconds=1))
-    assert await user_memory(mem) == {}
+    await expiry_is_at(mem, clock, timedelta(hours=12), {"mood": "happy"}, {})
     assert (await mem.peek("b", "u1", "web")).scopes["user"]["mood"].value == "sad"
     assert (await mem.peek("b", "u2")).scopes["user"]["mood"].value == "calm"

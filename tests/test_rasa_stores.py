@@ -179,15 +179,16 @@ async def test_a_long_conversation_keeps_its_last_messages_and_every_variable(
 # -- lock stores: one conversation's messages one at a time, in order -----------------------------
 async def test_messages_of_one_conversation_are_processed_in_arrival_order(mem: Memory) -> None:
     # Rasa's test_message_order: 10 messages of one sender, each holding the lock a
-    # little less long than the one before, are processed in the order they came.
+    # little less long than the one before (passes of the event loop, not real time),
+    # are processed in the order they came.
     incoming: list[int] = []
     processed: list[int] = []
-    holds = [0.02 - 0.0015 * i for i in range(10)]
 
     async def handle(i: int) -> None:
         incoming.append(i)
         async with mem.turn("b", "u1", message=text(f"sender {i}")) as state:
-            await asyncio.sleep(holds[i])  # the message's work, while the lock is held
+            for _ in range(20 - 2 * i):  # the message's work, while the lock is held
+                await asyncio.sleep(0)
             log = state.session.get("log", [])
             assert isinstance(log, list)
             state.session["log"] = [*log, i]

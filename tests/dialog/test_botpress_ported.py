@@ -206,6 +206,15 @@ async def test_without_any_timeout_target_the_dialog_is_still_dropped(
     assert await engine.process("b", "u1", text="hi") == ["waiting"]  # main again
 
 
+def dialog_settings(name: str, global_value: str | None, bot_value: str | None) -> Any:
+    """``make_engine``'s ``config`` and ``bot_configs`` setting ``dialog.<name>`` globally
+    and for bot ``b``, each only when given."""
+    return {
+        "config": {"dialog": {name: global_value}} if global_value else None,
+        "bot_configs": {"b": {"dialog": {name: bot_value}}} if bot_value else None,
+    }
+
+
 @pytest.mark.parametrize(
     ("global_interval", "bot_interval", "minutes"),
     [(None, None, 5), ("2m", None, 2), ("2m", "10m", 10)],
@@ -222,8 +231,7 @@ async def test_a_dialog_times_out_exactly_after_its_timeout_interval(
     # setting, else the global one) is stale; a message before keeps it alive.
     engine = await make_engine(
         {"main.flow.json": flow(waiting(), target("timeout"))},
-        config={"dialog": {"timeoutInterval": global_interval}} if global_interval else None,
-        bot_configs={"b": {"dialog": {"timeoutInterval": bot_interval}}} if bot_interval else None,
+        **dialog_settings("timeoutInterval", global_interval, bot_interval),
     )
     outbox = Outbox()
     engine.on_timeout_replies = outbox
@@ -252,12 +260,7 @@ async def test_session_memory_lasts_the_session_timeout_interval(
     # createExpiry: dialog.sessionTimeoutInterval of the bot, else the global one.
     engine = await make_engine(
         on_every_message(set_var("session", "topic", "{{event.text}}")),
-        config=(
-            {"dialog": {"sessionTimeoutInterval": global_interval}} if global_interval else None
-        ),
-        bot_configs=(
-            {"b": {"dialog": {"sessionTimeoutInterval": bot_interval}}} if bot_interval else None
-        ),
+        **dialog_settings("sessionTimeoutInterval", global_interval, bot_interval),
     )
     await engine.process("b", "u1", text="billing")
     clock.advance(timedelta(seconds=minutes * MINUTE - 0.001))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from botmemory import ManualClock
+from botmemory import ManualClock, Memory
+from botmemory.storage.base import SessionRecord
 from tests.dialog.conftest import MakeEngine, flow, node, set_var
 
 TRAIL = """
@@ -19,20 +20,26 @@ TRAIL = """
 """
 
 
+async def timed_out_session(
+    make_engine: MakeEngine, clock: ManualClock
+) -> tuple[Memory, list[SessionRecord]]:
+    """An engine whose end hook counts ``ends``, and u1's session, timed out and found."""
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", say="hello"))},
+        hooks={"on_session_end": {"a.py": TRAIL}},
+    )
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(minutes=30))
+    return engine.memory, await engine.memory.storage.expired_sessions(clock(), 100)
+
+
 async def test_a_session_already_removed_runs_no_end_hook_and_starts_no_session(
     make_engine: MakeEngine, clock: ManualClock
 ) -> None:
     # A janitor that found the session timed out reaches it after another run handled
     # its end and removed it: it must not handle it again, nor leave a session behind
     # that the user's next message would find.
-    engine = await make_engine(
-        {"main.flow.json": flow(node("n", say="hello"))},
-        hooks={"on_session_end": {"a.py": TRAIL}},
-    )
-    mem = engine.memory
-    await engine.process("b", "u1", text="hi")
-    clock.advance(timedelta(minutes=30))
-    found = await mem.storage.expired_sessions(clock(), 100)
+    mem, found = await timed_out_session(make_engine, clock)
     assert (await mem.janitor.run_once()).sessions == 1
     (hook,) = mem.janitor.session_end_hooks()
     await hook(found)  # the late janitor
@@ -47,14 +54,7 @@ async def test_a_user_erased_while_the_janitor_runs_gets_no_end_hook(
 ) -> None:
     # The user is erased (another process's forget_user) between the janitor finding
     # their timed-out session and running its end hooks: nothing of theirs comes back.
-    engine = await make_engine(
-        {"main.flow.json": flow(node("n", say="hello"))},
-        hooks={"on_session_end": {"a.py": TRAIL}},
-    )
-    mem = engine.memory
-    await engine.process("b", "u1", text="hi")
-    clock.advance(timedelta(minutes=30))
-    found = await mem.storage.expired_sessions(clock(), 100)
+    mem, found = await timed_out_session(make_engine, clock)
     await mem.forget_user("b", "u1")
     (hook,) = mem.janitor.session_end_hooks()
     await hook(found)
