@@ -320,10 +320,9 @@ class Memory:
         started = time.perf_counter()
         self._turns_running += 1
         try:
-            async with self.storage.session_lock(bot_id, identity.session_key):
+            erasures = self._erasures  # an erasure from now on makes the turn fail
+            async with self.storage.locked_turn(keys) as snapshot:
                 self.stats.lock_waited(time.perf_counter() - started)
-                erasures = self._erasures
-                snapshot = await self.storage.load_turn(keys)
                 state, loaded = begin_turn(
                     identity,
                     snapshot,
@@ -405,8 +404,8 @@ class Memory:
         keys = TurnKeys(bot_id, identity.user_key, identity.session_key)
         settings = self.settings.for_bot(bot_id)
         with self.janitor.ending(bot_id, identity.session_key):  # from before it times out
-            async with self.storage.session_lock(bot_id, identity.session_key):
-                record = (await self.storage.load_turn(keys)).session
+            async with self.storage.locked_turn(keys) as snapshot:
+                record = snapshot.session
                 now = self.clock()
                 ends = _timeouts(record, settings, None)[0]
                 if record is None or ends is None or now >= ends:

@@ -62,7 +62,7 @@ class StatsSink(Protocol):
         """A turn attempt runs again after a conflict."""
 
     def lock_waited(self, seconds: float) -> None:
-        """A turn waited ``seconds`` for an earlier turn of its session."""
+        """A turn waited ``seconds`` for an earlier turn of its session and its load."""
 
 
 @dataclass
@@ -82,7 +82,7 @@ class MemoryStats:
     turn_seconds: Histogram = field(default_factory=Histogram)
     """Wall-clock duration of a turn, lock wait included."""
     lock_wait_seconds: Histogram = field(default_factory=Histogram)
-    """Time a turn waited for an earlier turn of its session."""
+    """Time a turn waited for an earlier turn of its session, its load included."""
     sinks: list[StatsSink] = field(default_factory=list, repr=False)
     """Told of every event counted here."""
 

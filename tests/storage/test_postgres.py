@@ -213,6 +213,37 @@ async def test_janitor_and_turn_queries_use_indexes(postgres_url: str, admin: An
     # the turn's commit statements: tests/storage/test_postgres_plans.py
 
 
+def test_lock_keys_are_the_same_in_every_version() -> None:
+    """Processes of two versions sharing a database must lock the same keys."""
+    from botmemory.storage.postgres.pool import lock_key
+
+    assert lock_key("session", "public", "b", '["api", "u1", null]') == -1593042523968526806
+
+
+async def test_the_locking_load_returns_the_load_and_holds_the_lock(
+    postgres_url: str, admin: Any, clock: ManualClock
+) -> None:
+    """Migration 3 holds a copy of ``LOAD_TURN`` in ``botmemory_lock_load_turn``."""
+    async with await Memory.open(postgres_url, clock=clock) as mem, mem.turn("b", "u1") as state:
+        state.user["name"] = "Ann"
+        state.session["topic"] = "x"
+        state.temp["step"] = 1
+        state.bot["greeting"] = "hi"
+    session = await admin.fetchval("SELECT key FROM sessions")
+    args = ("b", '["api", "u1"]', session)
+    expected = sorted(map(tuple, await admin.fetch(sql.LOAD_TURN, *args)))
+    assert len(expected) == 4
+    conn = await asyncpg.connect(
+        POSTGRES_URL, server_settings={"search_path": schema_of(postgres_url)}
+    )
+    try:
+        assert sorted(map(tuple, await conn.fetch(sql.LOCK_LOAD_TURN, *args, 42))) == expected
+        assert not await admin.fetchval("SELECT pg_try_advisory_lock(42)")
+        assert await conn.fetchval(sql.UNLOCK, 42)
+    finally:
+        await conn.close()
+
+
 # -- locks across processes ----------------------------------------------------------------
 async def waiting_for_advisory_lock(admin: Any, application_name: str) -> bool:
     return bool(
@@ -227,6 +258,8 @@ async def waiting_for_advisory_lock(admin: Any, application_name: str) -> bool:
 async def test_a_turn_waits_for_the_same_session_in_another_process(
     postgres_url: str, admin: Any, clock: ManualClock
 ) -> None:
+    """The waiting turn loads what the first committed: its load starts once the lock is
+    granted (a load in the statement that waits for the lock would not see it)."""
     url, name = named(postgres_url)
     first = await Memory.open(postgres_url, clock=clock)
     second = await Memory.open(url, clock=clock)

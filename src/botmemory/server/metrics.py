@@ -70,7 +70,7 @@ class PrometheusExport:
         )
         self.lock_wait_seconds = Histogram(
             "botmemory_lock_wait_seconds",
-            "Time a turn waited for an earlier turn of its session.",
+            "Time a turn waited for an earlier turn of its session, its load included.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

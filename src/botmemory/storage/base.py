@@ -20,7 +20,8 @@ Guarantees every backend gives:
   (or the start-up reconciling) then deletes or updates exactly those, guarded against
   a turn that changed them in between.
 - ``session_lock`` serializes turns of one session (in-process by default; backends
-  shared by several processes extend it across processes).
+  shared by several processes extend it across processes). ``locked_turn`` holds it
+  and loads the turn, which a backend may do in one round trip.
 """
 
 from __future__ import annotations
@@ -459,6 +460,16 @@ class Storage(ABC):
     @abstractmethod
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
         """Return every stored user, bot, session and temp variable of the turn."""
+
+    def locked_turn(self, keys: TurnKeys) -> AbstractAsyncContextManager[TurnSnapshot]:
+        """Hold the session's lock (:meth:`session_lock`) and yield what
+        :meth:`load_turn` returns once it was granted."""
+        return self._lock_then_load(keys)
+
+    @asynccontextmanager
+    async def _lock_then_load(self, keys: TurnKeys) -> AsyncIterator[TurnSnapshot]:
+        async with self.session_lock(keys.bot_id, keys.session_key):
+            yield await self.load_turn(keys)
 
     @abstractmethod
     async def commit_turn(self, write: TurnWrite) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -79,8 +80,13 @@ def _now() -> float:
     return time.monotonic()
 
 
+@functools.lru_cache(maxsize=65536)  # a turn's keys come back with its session's next turn
 def lock_key(*parts: str) -> int:
-    """Return the 64-bit advisory lock key of ``parts`` (a collision only costs waiting)."""
+    """Return the 64-bit advisory lock key of ``parts`` (a collision only costs waiting).
+
+    Every process sharing a database must compute the same keys: changing this function
+    lets processes of two versions run turns of one session at once.
+    """
     digest = hashlib.blake2b(json.dumps(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -348,15 +354,32 @@ class PostgresPool:
 
     @asynccontextmanager
     async def _session_lock(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
-        conn, acquired = await self._lock_connection(key, wait=wait)
-        if not acquired:
+        query, within = (LOCK, self.lock_wait) if wait else (TRY_LOCK, None)
+        conn, rows = await self._lock_connection(within, query, key)
+        if not rows[0][0]:
             await self._release(conn)
             yield False
             return
+        async with self._holding(conn, key):
+            yield True
+
+    @asynccontextmanager
+    async def locked_fetch(self, key: int, query: str, *args: object) -> AsyncIterator[list[Any]]:
+        """Hold session-level advisory lock ``key``, which ``query`` takes, waiting, before
+        it reads (:data:`~.sql.LOCK_LOAD_TURN`): yield its rows. One round trip where
+        :meth:`advisory_lock` and a query make two. Not behind PgBouncer."""
+        conn, rows = await self._lock_connection(self.lock_wait, query, *args)
+        async with self._holding(conn, key):
+            yield rows
+
+    @asynccontextmanager
+    async def _holding(self, conn: Any, key: int) -> AsyncIterator[None]:
+        """Lend ``conn``, on which this task holds lock ``key``, to the task's calls; then
+        unlock it (unless a statement did) and give it back."""
         held = _Held(self, conn, key)
         token = _HELD.set(held)
         try:
-            yield True
+            yield
         finally:
             _HELD.reset(token)
             held.active = False
@@ -369,13 +392,16 @@ class PostgresPool:
                 else:
                     await self._release(conn)
 
-    async def _lock_connection(self, key: int, *, wait: bool) -> tuple[Any, bool]:
-        """Take a connection and the lock on it; retry once on a connection found dead."""
+    async def _lock_connection(
+        self, within: Seconds | None, query: str, *args: object
+    ) -> tuple[Any, list[Any]]:
+        """Take a connection and run ``query``, which takes a lock on it, answered ``within``
+        (``None``: ``command_timeout``); retry once on a connection found dead."""
         for retry in (True, False):
             conn = await self._acquire()
             try:
                 async with self._guard(conn):
-                    return conn, bool(await conn.fetchval(LOCK if wait else TRY_LOCK, key))
+                    return conn, await conn.fetch(query, *args, timeout=within)
             except LockTimeoutError:
                 await self._release(conn)
                 raise

@@ -78,6 +78,42 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         END LOOP;
     END $$;
     """,
+    # 3: a turn's session lock and load in one round trip (see LOCK_LOAD_TURN).
+    """
+    CREATE FUNCTION botmemory_lock_load_turn(
+        p_bot text, p_user text, p_session text, p_lock bigint
+    ) RETURNS TABLE (
+        s_user_key text, s_started_at double precision, s_last_seen double precision,
+        s_expires_at double precision, s_temp_expires_at double precision, s_version bigint,
+        v_scope text, v_owner text, v_name text, v_value text, v_changed_at double precision,
+        v_expires_at double precision, v_field_times text, v_version bigint
+    ) LANGUAGE plpgsql VOLATILE AS $fn$
+    BEGIN
+        PERFORM pg_advisory_lock(p_lock);
+        RETURN QUERY
+        SELECT s.user_key, s.started_at, s.last_seen, s.expires_at, s.temp_expires_at,
+               s.version, v.scope, v.owner, v.name, v.value, v.changed_at, v.expires_at,
+               v.field_times, v.version
+        FROM (VALUES (1)) AS one (x)
+        LEFT JOIN sessions s ON s.bot_id = p_bot AND s.key = p_session
+        LEFT JOIN (
+            SELECT t.scope, t.owner, t.name, t.value, t.changed_at, t.expires_at,
+                   t.field_times, t.version
+            FROM variables t WHERE t.bot_id = p_bot AND t.scope = 'user' AND t.owner = p_user
+            UNION ALL SELECT t.scope, t.owner, t.name, t.value, t.changed_at, t.expires_at,
+                   t.field_times, t.version
+            FROM variables t WHERE t.bot_id = p_bot AND t.scope = 'bot' AND t.owner = ''
+            UNION ALL SELECT t.scope, t.owner, t.name, t.value, t.changed_at, t.expires_at,
+                   t.field_times, t.version
+            FROM variables t WHERE t.bot_id = p_bot AND t.scope = 'session'
+                AND t.owner = p_session
+            UNION ALL SELECT t.scope, t.owner, t.name, t.value, t.changed_at, t.expires_at,
+                   t.field_times, t.version
+            FROM variables t WHERE t.bot_id = p_bot AND t.scope = 'temp'
+                AND t.owner = p_session
+        ) AS v ON true;
+    END $fn$;
+    """,
 )
 
 
@@ -161,6 +197,15 @@ LOAD_TURN: Final = f"""
     ) AS v ON true
 """
 """One row per variable of the turn (one row of NULLs if none), each with the session."""
+LOCK_LOAD_TURN: Final = "SELECT * FROM botmemory_lock_load_turn($1, $2, $3, $4)"
+"""Take the session-level advisory lock $4, waiting, then return what ``LOAD_TURN``
+returns for $1-$3: one round trip instead of two.
+
+In one statement the lock would come too late: the statement's snapshot is taken
+before the lock it waits for, so it could miss the commit of the turn it waited for.
+The statements of a ``VOLATILE`` function each take a fresh snapshot: the load sees
+every commit made before the lock was granted.
+"""
 
 # -- key-value store --------------------------------------------------------------------
 KVS_GET: Final = """

@@ -90,6 +90,17 @@ class PostgresStorage(Storage):
 
     @asynccontextmanager
     async def _session_lock(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
+        async with self._local_lock(bot_id, session_key):
+            if self.db.options.pgbouncer:  # commits' version checks alone order turns
+                yield
+                return
+            key = lock_key("session", self.schema, bot_id, session_key)
+            async with self.db.advisory_lock(key, wait=True):
+                yield
+
+    @asynccontextmanager
+    async def _local_lock(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
+        """Hold the session's lock in this process, waiting at most ``lock_timeout``."""
         timeout = self.db.options.lock_timeout
         async with AsyncExitStack() as stack:
             try:
@@ -100,10 +111,23 @@ class PostgresStorage(Storage):
                     f"another turn of session {session_key} in this process held it longer "
                     f"than lock_timeout={format_duration(timeout)}"
                 ) from exc
-            if not self.db.options.pgbouncer:  # else commits' version checks alone order turns
-                key = lock_key("session", self.schema, bot_id, session_key)
-                await stack.enter_async_context(self.db.advisory_lock(key, wait=True))
             yield
+
+    def locked_turn(self, keys: TurnKeys) -> AbstractAsyncContextManager[TurnSnapshot]:
+        """Hold the session's lock and yield the turn's rows: one round trip for both
+        (:data:`~.sql.LOCK_LOAD_TURN`), except behind PgBouncer."""
+        if self.db.options.pgbouncer:
+            return super().locked_turn(keys)
+        return self._locked_turn(keys)
+
+    @asynccontextmanager
+    async def _locked_turn(self, keys: TurnKeys) -> AsyncIterator[TurnSnapshot]:
+        bot_id, session_key = keys.bot_id, keys.session_key
+        key = lock_key("session", self.schema, bot_id, session_key)
+        async with self._local_lock(bot_id, session_key):
+            args = (bot_id, keys.user_key, session_key, key)
+            async with self.db.locked_fetch(key, sql.LOCK_LOAD_TURN, *args) as rows:
+                yield _snapshot(keys, rows)
 
     def retry_lock(self, bot_id: str) -> AbstractAsyncContextManager[object]:
         """Hold the bot's retry lock of the database (an advisory lock)."""
@@ -117,17 +141,7 @@ class PostgresStorage(Storage):
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
         async with self.db.connection() as conn:
             rows = await conn.fetch(sql.LOAD_TURN, keys.bot_id, keys.user_key, keys.session_key)
-        first = rows[0]
-        session = (
-            None if first[0] is None else SessionRecord(keys.bot_id, keys.session_key, *first[0:6])
-        )
-        found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
-        for row in rows:
-            if row[6] is not None:
-                found[row[6]].append(
-                    StoredVar(VarKey(row[6], keys.bot_id, row[7], row[8]), *row[9:])
-                )
-        return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
+        return _snapshot(keys, rows)
 
     async def commit_turn(self, write: TurnWrite) -> None:
         """Lock, check and write in one transaction (see :mod:`.turn`).
@@ -379,3 +393,16 @@ def _var(row: Sequence[Any]) -> StoredVar:
 
 def _session(row: Sequence[Any]) -> SessionRecord:
     return SessionRecord(*row)
+
+
+def _snapshot(keys: TurnKeys, rows: Sequence[Any]) -> TurnSnapshot:
+    """Return the snapshot in the rows of :data:`~.sql.LOAD_TURN`."""
+    first = rows[0]
+    session = (
+        None if first[0] is None else SessionRecord(keys.bot_id, keys.session_key, *first[0:6])
+    )
+    found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
+    for row in rows:
+        if row[6] is not None:
+            found[row[6]].append(StoredVar(VarKey(row[6], keys.bot_id, row[7], row[8]), *row[9:]))
+    return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
