@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -40,13 +42,27 @@ async def test_include_state_is_the_turn_s_own_without_loading_again(
     client: httpx.AsyncClient, engine: DialogEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = engine.memory.storage
-    load_turn, commit_turn = storage.load_turn, storage.commit_turn
+    load_turn, locked_turn = storage.load_turn, storage.locked_turn
+    commit_turn = storage.commit_turn
     loads: list[object] = []
+    locking: list[bool] = []
     changed: list[bool] = []
 
     async def counted_load(keys: Any) -> Any:
-        loads.append(keys)
+        if not locking:  # else counted as part of the locked load
+            loads.append(keys)
         return await load_turn(keys)
+
+    @contextlib.asynccontextmanager
+    async def counted_locked_turn(keys: Any) -> AsyncIterator[Any]:
+        loads.append(keys)
+        async with contextlib.AsyncExitStack() as stack:
+            locking.append(True)
+            try:
+                snapshot = await stack.enter_async_context(locked_turn(keys))
+            finally:
+                locking.pop()
+            yield snapshot
 
     async def commit_then_change(write: Any) -> None:
         await commit_turn(write)
@@ -57,6 +73,7 @@ async def test_include_state_is_the_turn_s_own_without_loading_again(
 
     await converse(client, "hi")
     monkeypatch.setattr(storage, "load_turn", counted_load)
+    monkeypatch.setattr(storage, "locked_turn", counted_locked_turn)
     monkeypatch.setattr(storage, "commit_turn", commit_then_change)
     response = await client.post(
         "/api/v1/bots/welcome/converse/u1?include=state", json={"type": "text", "text": "Ada"}
