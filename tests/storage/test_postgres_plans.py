@@ -157,3 +157,20 @@ def test_the_check_sees_a_scan_of_a_bots_rows() -> None:
         "Plans": [{"Node Type": "Seq Scan", "Relation Name": "kvs"}],
     }
     assert len(unconfined(plan)) == 2
+
+
+async def test_a_commit_runs_cached_generic_plans(postgres_url: str) -> None:
+    """Left to itself the server plans a statement of array parameters anew at each run."""
+    async with await Memory.open(f"{postgres_url}&pool_min=1&pool_max=1") as mem:
+        for n in range(8):
+            async with mem.turn("b", "u1") as state:
+                state.user["n"] = n
+                state.session["m"] = len(state.bot)
+        async with mem.storage.db.connection() as conn:  # type: ignore[attr-defined]
+            plans = await conn.fetch(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            )
+    commits = [p for p in plans if p["statement"].lstrip().startswith("WITH")]
+    assert len(commits) >= 2  # the read and the write
+    assert [(p["statement"], p["custom_plans"]) for p in commits if p["custom_plans"]] == []
+    assert sum(p["generic_plans"] for p in commits) >= 14  # a read and a write a turn

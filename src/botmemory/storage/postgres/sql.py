@@ -165,17 +165,29 @@ XACT_LOCKS: Final = "SELECT botmemory_lock($1::bigint[], $2::boolean[])"
 """Take transaction locks $1 in this order, exclusive where $2 (else shared)."""
 
 
+BEGIN_TURN: Final = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
+"""A turn's commit runs its statements' cached generic plans, never planning them anew.
+
+Left to itself, the server keeps making a custom plan for each run of a statement whose
+parameters are arrays: planning then costs more than running. The generic plan of every
+commit statement finds its rows by their owner or key (``turn_sql``; checked by
+``tests/storage/test_postgres_plans.py``). ``SET LOCAL``: only until the commit ends.
+"""
+
+
 def begin_locked(keys: list[int], exclusive: list[bool]) -> str:
-    """Return ``BEGIN`` and ``XACT_LOCKS`` of ``keys`` as one query: one round trip.
+    """Return :data:`BEGIN_TURN` and ``XACT_LOCKS`` of ``keys`` as one query: one round
+    trip.
 
     A query of several statements takes no parameters: the keys and flags are written
     in, which is safe as they are integers and booleans.
     """
     if not keys:
-        return "BEGIN"
+        return BEGIN_TURN
     numbers = ",".join(str(int(k)) for k in keys)
     flags = ",".join("t" if e else "f" for e in exclusive)
-    return f"BEGIN; SELECT botmemory_lock('{{{numbers}}}'::bigint[], '{{{flags}}}'::boolean[])"
+    locks = f"SELECT botmemory_lock('{{{numbers}}}'::bigint[], '{{{flags}}}'::boolean[])"
+    return f"{BEGIN_TURN}; {locks}"
 
 
 # -- turns -----------------------------------------------------------------------------------
