@@ -28,6 +28,7 @@ from botmemory import (
     ManualClock,
     Memory,
     SchemaVersionError,
+    TurnState,
 )
 from botmemory.urls import mask_url
 from tests.conftest import POSTGRES_URL
@@ -304,6 +305,29 @@ async def test_a_turn_gives_up_after_lock_timeout(postgres_url: str, clock: Manu
     finally:
         await first.close()
         await impatient.close()
+
+
+async def test_a_turn_waits_for_its_session_longer_than_command_timeout(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    """A lock wait is bounded by ``lock_timeout``, not by ``command_timeout``."""
+    first = await Memory.open(postgres_url, clock=clock)
+    patient_url = f"{postgres_url}&lock_timeout=5s&command_timeout=200ms"
+    patient = await Memory.open(patient_url, clock=clock)
+
+    async def read(state: TurnState) -> object:
+        return state.session.get("n")
+
+    try:
+        async with first.turn("b", "u1") as state:
+            state.session["n"] = 1
+            later = asyncio.create_task(patient.run_turn(read, "b", "u1"))
+            await asyncio.sleep(0.5)  # the other process waits on the real lock meanwhile
+            assert not later.done()
+        assert await later == 1
+    finally:
+        await first.close()
+        await patient.close()
 
 
 async def test_one_janitor_at_a_time(postgres_url: str, clock: ManualClock) -> None:
