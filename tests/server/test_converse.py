@@ -233,7 +233,13 @@ async def test_a_storage_outage_is_a_503_not_an_apology(
     async def down(*args: object) -> None:
         raise BackendUnavailableError("the storage at memory:// cannot be reached")
 
+    @contextlib.asynccontextmanager
+    async def down_locked(*args: object) -> AsyncIterator[None]:
+        await down()
+        yield
+
     monkeypatch.setattr(engine.memory.storage, "load_turn", down)
+    monkeypatch.setattr(engine.memory.storage, "locked_turn", down_locked)
     response = await client.post("/api/v1/bots/welcome/converse/u1", json={"text": "hi"})
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
