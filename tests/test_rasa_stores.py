@@ -326,6 +326,38 @@ async def test_a_turn_behind_a_turn_of_its_process_waits_at_most_the_lock_wait(
         await mem.close()
 
 
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_without_a_wait_setting_a_turn_waits_at_most_turn_wait(
+    url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same on the backends without a setting: a turn that never ends (an action that
+    # hangs) does not keep its session's later turns waiting forever.
+    from botmemory.storage import base
+
+    monkeypatch.setattr(base, "TURN_WAIT", 0.2)
+    mem = await Memory.open(f"sqlite:///{tmp_path}/m.db" if url == "sqlite" else url, clock=clock)
+    try:
+        async with mem.turn("b", "u1") as state:
+            state.session["n"] = 1
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError, match="longer than 200ms"):
+                async with asyncio.timeout(10), mem.turn("b", "u1") as other:
+                    other.session["n"] = 100  # pragma: no cover - never runs
+            assert 0.15 <= time.monotonic() - started < 5
+            assert mem.storage.turn_in_progress("b", SESSION)
+            await asyncio.sleep(0.1)  # within the wait, a later turn still gets it in time
+            waiting = asyncio.create_task(mem.run_turn(_read_n, "b", "u1"))
+            await asyncio.sleep(0.05)
+        assert await waiting == 1
+        assert not mem.storage.turn_in_progress("b", SESSION)
+    finally:
+        await mem.close()
+
+
+async def _read_n(state: TurnState) -> object:
+    return state.session.get("n")
+
+
 @pytest.mark.redis
 async def test_the_wait_in_the_process_and_for_the_lease_share_one_lock_wait(
     redis_url: str, clock: ManualClock

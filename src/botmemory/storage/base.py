@@ -33,11 +33,12 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, NamedTuple, TypeVar
 
-from botmemory.durations import Seconds
+from botmemory.durations import Seconds, format_duration, parse_duration
+from botmemory.errors import LockTimeoutError
 from botmemory.values import is_json_number
 
 __all__ = [
@@ -75,6 +76,10 @@ __all__ = [
 
 Scope = Literal["user", "session", "temp", "bot"]
 SCOPES: Final[tuple[Scope, ...]] = ("user", "session", "temp", "bot")
+TURN_WAIT: Final = parse_duration("30s")
+"""How long a turn waits for an earlier turn of its session in its process, on the
+backends without a setting of their own (memory, SQLite): then
+:class:`~botmemory.errors.LockTimeoutError`, as PostgreSQL's default ``lock_timeout``."""
 """The four memories, in the order they are shown."""
 T = TypeVar("T")
 
@@ -431,9 +436,29 @@ class Storage(ABC):
                 del self._waiters[key]
                 del self._session_locks[key]
 
+    @asynccontextmanager
+    async def _waited_session_lock(
+        self, bot_id: str, session_key: str, wait: Seconds | None, limit: str
+    ) -> AsyncIterator[None]:
+        """Hold the session's lock of this process, waited for at most ``wait`` (``None``:
+        without end), else raise :class:`~botmemory.errors.LockTimeoutError` naming
+        ``limit``: a turn that never ends cannot keep its session's later turns waiting
+        forever."""
+        async with AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(wait):
+                    await stack.enter_async_context(self._local_session_lock(bot_id, session_key))
+            except TimeoutError as exc:
+                raise LockTimeoutError(
+                    f"another turn of session {session_key} in this process held it longer "
+                    f"than {limit}"
+                ) from exc
+            yield
+
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
-        """Serialize the turns of one session."""
-        return self._local_session_lock(bot_id, session_key)
+        """Serialize the turns of one session, each waiting at most :data:`TURN_WAIT`."""
+        wait = TURN_WAIT
+        return self._waited_session_lock(bot_id, session_key, wait, format_duration(wait))
 
     async def ping(self) -> None:
         """Raise a :class:`~botmemory.errors.BackendError` unless the storage answers."""

@@ -25,15 +25,13 @@ batch is one statement.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 from botmemory.durations import format_duration
-from botmemory.errors import LockTimeoutError
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -98,20 +96,11 @@ class PostgresStorage(Storage):
             async with self.db.advisory_lock(key, wait=True):
                 yield
 
-    @asynccontextmanager
-    async def _local_lock(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
+    def _local_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Hold the session's lock in this process, waiting at most ``lock_timeout``."""
-        timeout = self.db.options.lock_timeout
-        async with AsyncExitStack() as stack:
-            try:
-                async with asyncio.timeout(timeout):
-                    await stack.enter_async_context(self._local_session_lock(bot_id, session_key))
-            except TimeoutError as exc:
-                raise LockTimeoutError(
-                    f"another turn of session {session_key} in this process held it longer "
-                    f"than lock_timeout={format_duration(timeout)}"
-                ) from exc
-            yield
+        wait = self.db.options.lock_timeout
+        limit = f"lock_timeout={format_duration(wait)}"
+        return self._waited_session_lock(bot_id, session_key, wait, limit)
 
     def locked_turn(self, keys: TurnKeys) -> AbstractAsyncContextManager[TurnSnapshot]:
         """Hold the session's lock and yield the turn's rows: one round trip for both
