@@ -225,12 +225,16 @@ async def test_the_locking_load_returns_the_load_and_holds_the_lock(
     postgres_url: str, admin: Any, clock: ManualClock
 ) -> None:
     """Migration 3 holds a copy of ``LOAD_TURN`` in ``botmemory_lock_load_turn``."""
-    async with await Memory.open(postgres_url, clock=clock) as mem, mem.turn("b", "u1") as state:
-        state.user["name"] = "Ann"
-        state.session["topic"] = "x"
-        state.temp["step"] = 1
-        state.bot["greeting"] = "hi"
-    session = await admin.fetchval("SELECT key FROM sessions")
+    async with await Memory.open(postgres_url, clock=clock) as mem:
+        for bot, user in (("b", "u1"), ("b", "u2"), ("c", "u1")):  # only the first is read
+            async with mem.turn(bot, user) as state:
+                state.user["name"] = f"{bot} {user}"
+                state.session["topic"] = "x"
+                state.temp["step"] = 1
+                state.bot["greeting"] = bot
+    session = await admin.fetchval(
+        "SELECT key FROM sessions WHERE bot_id = 'b' AND user_key = $1", '["api", "u1"]'
+    )
     args = ("b", '["api", "u1"]', session)
     expected = sorted(map(tuple, await admin.fetch(sql.LOAD_TURN, *args)))
     assert len(expected) == 4
@@ -261,8 +265,23 @@ async def test_a_turn_waits_for_the_same_session_in_another_process(
 ) -> None:
     """The waiting turn loads what the first committed: its load starts once the lock is
     granted (a load in the statement that waits for the lock would not see it)."""
-    url, name = named(postgres_url)
-    first = await Memory.open(postgres_url, clock=clock)
+    await turns_in_turn(postgres_url, postgres_url, admin, clock)
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+async def test_a_waiting_turn_sees_the_commit_whatever_the_default_isolation(
+    postgres_url: str, admin: Any, clock: ManualClock, isolation: str
+) -> None:
+    """A database or role whose default isolation is stricter than READ COMMITTED would
+    give the load a snapshot from before the wait."""
+    stricter = f"{postgres_url}&default_transaction_isolation={isolation.replace(' ', '%20')}"
+    await turns_in_turn(postgres_url, stricter, admin, clock)
+
+
+async def turns_in_turn(first_url: str, second_url: str, admin: Any, clock: ManualClock) -> None:
+    """A turn of ``second_url``'s process waits for one of ``first_url``'s, then sees it."""
+    url, name = named(second_url)
+    first = await Memory.open(first_url, clock=clock)
     second = await Memory.open(url, clock=clock)
     order: list[str] = []
 
@@ -285,6 +304,35 @@ async def test_a_turn_waits_for_the_same_session_in_another_process(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_load_that_times_out_leaves_no_session_lock(
+    postgres_url: str, admin: Any, clock: ManualClock
+) -> None:
+    """The lock is taken before the load, which may then wait for a table's lock (a
+    migration, ``VACUUM FULL``): the connection that holds the session goes."""
+    url, name = named(f"{postgres_url}&lock_timeout=300ms")
+    mem = await Memory.open(url, clock=clock)
+    other = await Memory.open(f"{postgres_url}&lock_timeout=300ms", clock=clock)
+    try:
+        async with mem.turn("b", "u1") as state:
+            state.session["n"] = 1
+        async with admin.transaction():
+            await admin.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(LockTimeoutError):
+                async with mem.turn("b", "u1"):
+                    pass  # pragma: no cover - never runs
+        held = await admin.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1",
+            name,
+        )
+        assert held == 0
+        async with other.turn("b", "u1") as state:
+            assert state.session["n"] == 1
+    finally:
+        await mem.close()
+        await other.close()
 
 
 async def test_a_turn_gives_up_after_lock_timeout(postgres_url: str, clock: ManualClock) -> None:

@@ -132,7 +132,12 @@ class PostgresPool:
         """Create the pool and its first ``pool_min`` connections."""
         opts = self.options
         lock_ms = 0 if opts.lock_timeout is None else max(1, round(opts.lock_timeout * 1000))
-        settings = {"search_path": quote_ident(opts.schema), "lock_timeout": str(lock_ms)}
+        settings = {
+            "search_path": quote_ident(opts.schema),
+            "lock_timeout": str(lock_ms),
+            # a statement after a lock must see what committed before it was granted
+            "default_transaction_isolation": "read committed",
+        }
         async with self._guard():
             self._pool = await asyncpg.create_pool(
                 opts.dsn,
@@ -403,6 +408,8 @@ class PostgresPool:
                 async with self._guard(conn):
                     return conn, await conn.fetch(query, *args, timeout=within)
             except LockTimeoutError:
+                if query not in (LOCK, TRY_LOCK):  # a statement after the lock timed out
+                    _terminate(conn)  # the server releases the lock with the connection
                 await self._release(conn)
                 raise
             except BackendUnavailableError:

@@ -165,8 +165,12 @@ XACT_LOCKS: Final = "SELECT botmemory_lock($1::bigint[], $2::boolean[])"
 """Take transaction locks $1 in this order, exclusive where $2 (else shared)."""
 
 
-BEGIN_TURN: Final = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
-"""A turn's commit runs its statements' cached generic plans, never planning them anew.
+BEGIN_TURN: Final = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan"
+)
+"""A turn's commit reads, after its locks, what committed before they were granted (in
+READ COMMITTED, whatever the database's default), and runs its statements' cached
+generic plans, never planning them anew.
 
 Left to itself, the server keeps making a custom plan for each run of a statement whose
 parameters are arrays: planning then costs more than running. The generic plan of every
