@@ -33,7 +33,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, NamedTuple, TypeVar
 
@@ -42,6 +42,7 @@ from botmemory.errors import LockTimeoutError
 from botmemory.values import is_json_number
 
 __all__ = [
+    "TURN_WAIT",
     "CurrentVars",
     "KvsCheck",
     "KvsDelta",
@@ -76,11 +77,11 @@ __all__ = [
 
 Scope = Literal["user", "session", "temp", "bot"]
 SCOPES: Final[tuple[Scope, ...]] = ("user", "session", "temp", "bot")
+"""The four memories, in the order they are shown."""
 TURN_WAIT: Final = parse_duration("30s")
 """How long a turn waits for an earlier turn of its session in its process, on the
 backends without a setting of their own (memory, SQLite): then
 :class:`~botmemory.errors.LockTimeoutError`, as PostgreSQL's default ``lock_timeout``."""
-"""The four memories, in the order they are shown."""
 T = TypeVar("T")
 
 
@@ -422,19 +423,11 @@ class Storage(ABC):
     async def close(self) -> None:
         """Release every connection. Safe to call twice."""
 
-    @asynccontextmanager
-    async def _local_session_lock(self, bot_id: str, session_key: str) -> AsyncIterator[None]:
-        key = (bot_id, session_key)
-        lock = self._session_locks.setdefault(key, asyncio.Lock())
-        self._waiters[key] = self._waiters.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._waiters[key] -= 1
-            if not self._waiters[key]:
-                del self._waiters[key]
-                del self._session_locks[key]
+    def _local_session_lock(
+        self, bot_id: str, session_key: str
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold the session's lock of this process, waited for without end."""
+        return self._waited_session_lock(bot_id, session_key, None, "")
 
     @asynccontextmanager
     async def _waited_session_lock(
@@ -444,16 +437,30 @@ class Storage(ABC):
         without end), else raise :class:`~botmemory.errors.LockTimeoutError` naming
         ``limit``: a turn that never ends cannot keep its session's later turns waiting
         forever."""
-        async with AsyncExitStack() as stack:
+        key = (bot_id, session_key)
+        lock = self._session_locks.setdefault(key, asyncio.Lock())
+        self._waiters[key] = self._waiters.get(key, 0) + 1
+        try:
+            if wait is None or self._waiters[key] == 1:  # alone: the lock is free
+                await lock.acquire()
+            else:
+                try:
+                    async with asyncio.timeout(wait):
+                        await lock.acquire()
+                except TimeoutError as exc:
+                    raise LockTimeoutError(
+                        f"another turn of session {session_key} in this process held it "
+                        f"longer than {limit}"
+                    ) from exc
             try:
-                async with asyncio.timeout(wait):
-                    await stack.enter_async_context(self._local_session_lock(bot_id, session_key))
-            except TimeoutError as exc:
-                raise LockTimeoutError(
-                    f"another turn of session {session_key} in this process held it longer "
-                    f"than {limit}"
-                ) from exc
-            yield
+                yield
+            finally:
+                lock.release()
+        finally:
+            self._waiters[key] -= 1
+            if not self._waiters[key]:
+                del self._waiters[key]
+                del self._session_locks[key]
 
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Serialize the turns of one session, each waiting at most :data:`TURN_WAIT`."""

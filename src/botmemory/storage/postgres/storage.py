@@ -184,7 +184,7 @@ class PostgresStorage(Storage):
         locks = turn.kvs_locks(self.schema, namespace, key)
         async with self.db.connection() as conn:
             while True:
-                async with conn.transaction():
+                async with conn.transaction(isolation="read_committed"):  # reads after locks
                     await conn.execute(sql.XACT_LOCKS, *locks, timeout=self.db.lock_wait)
                     row = await conn.fetchrow(sql.KVS_LOCK_ROW, namespace, key)
                     live = row is not None and (row[1] is None or row[1] > now)

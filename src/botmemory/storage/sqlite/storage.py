@@ -204,10 +204,11 @@ class SqliteStorage(Storage):
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Serialize the turns of one session in this process, then across processes.
 
-        A turn of this process holding it longer than :data:`~..base.TURN_WAIT` (30 s)
-        fails the next with :class:`~botmemory.errors.LockTimeoutError`. A turn of another
-        process holding the session longer than the busy timeout (5 s) is not waited for
-        any more: the commit's checks keep both exact.
+        A turn of this process holding it longer than
+        :data:`~botmemory.storage.base.TURN_WAIT` (30 s) fails the next with
+        :class:`~botmemory.errors.LockTimeoutError`. A turn of another process holding the
+        session longer than the busy timeout (5 s) is not waited for any more: the
+        commit's checks keep both exact.
         """
         if not self._turn_locks.path or self._turn_locks.alone():
             return super().session_lock(bot_id, session_key)
