@@ -385,13 +385,17 @@ def _session(row: Sequence[Any]) -> SessionRecord:
 
 
 def _snapshot(keys: TurnKeys, rows: Sequence[Any]) -> TurnSnapshot:
-    """Return the snapshot in the rows of :data:`~.sql.LOAD_TURN`."""
-    first = rows[0]
-    session = (
-        None if first[0] is None else SessionRecord(keys.bot_id, keys.session_key, *first[0:6])
-    )
+    """Return the snapshot in the rows of :data:`~.sql.LOAD_TURN`.
+
+    The named tuples are made by ``tuple.__new__`` (twice as fast: a turn loads dozens).
+    """
+    first, bot = rows[0], keys.bot_id
+    session = None if first[0] is None else SessionRecord(bot, keys.session_key, *first[0:6])
     found: dict[str, list[StoredVar]] = {"user": [], "bot": [], "session": [], "temp": []}
+    new: Any = tuple.__new__
     for row in rows:
-        if row[6] is not None:
-            found[row[6]].append(StoredVar(VarKey(row[6], keys.bot_id, row[7], row[8]), *row[9:]))
+        scope = row[6]
+        if scope is not None:
+            key = new(VarKey, (scope, bot, row[7], row[8]))
+            found[scope].append(new(StoredVar, (key, row[9], row[10], row[11], row[12], row[13])))
     return TurnSnapshot(found["user"], found["bot"], session, found["session"], found["temp"])
