@@ -427,16 +427,16 @@ class Storage(ABC):
         self, bot_id: str, session_key: str
     ) -> AbstractAsyncContextManager[None]:
         """Hold the session's lock of this process, waited for without end."""
-        return self._waited_session_lock(bot_id, session_key, None, "")
+        return self._waited_session_lock(bot_id, session_key, None)
 
     @asynccontextmanager
     async def _waited_session_lock(
-        self, bot_id: str, session_key: str, wait: Seconds | None, limit: str
+        self, bot_id: str, session_key: str, wait: Seconds | None, setting: str = ""
     ) -> AsyncIterator[None]:
         """Hold the session's lock of this process, waited for at most ``wait`` (``None``:
-        without end), else raise :class:`~botmemory.errors.LockTimeoutError` naming
-        ``limit``: a turn that never ends cannot keep its session's later turns waiting
-        forever."""
+        without end), else raise :class:`~botmemory.errors.LockTimeoutError` naming the
+        ``setting`` that sets it, if any: a turn that never ends cannot keep its
+        session's later turns waiting forever."""
         key = (bot_id, session_key)
         lock = self._session_locks.setdefault(key, asyncio.Lock())
         self._waiters[key] = self._waiters.get(key, 0) + 1
@@ -448,6 +448,9 @@ class Storage(ABC):
                     async with asyncio.timeout(wait):
                         await lock.acquire()
                 except TimeoutError as exc:
+                    limit = (
+                        f"{setting}={format_duration(wait)}" if setting else format_duration(wait)
+                    )
                     raise LockTimeoutError(
                         f"another turn of session {session_key} in this process held it "
                         f"longer than {limit}"
@@ -464,8 +467,7 @@ class Storage(ABC):
 
     def session_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Serialize the turns of one session, each waiting at most :data:`TURN_WAIT`."""
-        wait = TURN_WAIT
-        return self._waited_session_lock(bot_id, session_key, wait, format_duration(wait))
+        return self._waited_session_lock(bot_id, session_key, TURN_WAIT)
 
     async def ping(self) -> None:
         """Raise a :class:`~botmemory.errors.BackendError` unless the storage answers."""

@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
-from botmemory.durations import format_duration
 from botmemory.storage.base import (
     KvsModifier,
     KvsRecord,
@@ -98,9 +97,9 @@ class PostgresStorage(Storage):
 
     def _local_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Hold the session's lock in this process, waiting at most ``lock_timeout``."""
-        wait = self.db.options.lock_timeout
-        limit = f"lock_timeout={format_duration(wait)}"
-        return self._waited_session_lock(bot_id, session_key, wait, limit)
+        return self._waited_session_lock(
+            bot_id, session_key, self.db.options.lock_timeout, "lock_timeout"
+        )
 
     def locked_turn(self, keys: TurnKeys) -> AbstractAsyncContextManager[TurnSnapshot]:
         """Hold the session's lock and yield the turn's rows: one round trip for both
