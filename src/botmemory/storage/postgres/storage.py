@@ -91,9 +91,13 @@ class PostgresStorage(Storage):
             if self.db.options.pgbouncer:  # commits' version checks alone order turns
                 yield
                 return
-            key = lock_key("session", self.schema, bot_id, session_key)
+            key = self._session_key(bot_id, session_key)
             async with self.db.advisory_lock(key, wait=True):
                 yield
+
+    def _session_key(self, bot_id: str, session_key: str) -> int:
+        """The advisory lock key of a session, which its turns hold from load to commit."""
+        return lock_key("session", self.schema, bot_id, session_key)
 
     def _local_lock(self, bot_id: str, session_key: str) -> AbstractAsyncContextManager[None]:
         """Hold the session's lock in this process, waiting at most ``lock_timeout``."""
@@ -111,7 +115,7 @@ class PostgresStorage(Storage):
     @asynccontextmanager
     async def _locked_turn(self, keys: TurnKeys) -> AsyncIterator[TurnSnapshot]:
         bot_id, session_key = keys.bot_id, keys.session_key
-        key = lock_key("session", self.schema, bot_id, session_key)
+        key = self._session_key(bot_id, session_key)
         async with self._local_lock(bot_id, session_key):
             args = (bot_id, keys.user_key, session_key, key)
             async with self.db.locked_fetch(key, sql.LOCK_LOAD_TURN, *args) as rows:
@@ -140,7 +144,7 @@ class PostgresStorage(Storage):
         keys, exclusive = turn.commit_locks(self.schema, write)
         read = turn.read_statement(write)
         s = write.session
-        session = None if s is None else lock_key("session", self.schema, s.bot_id, s.key)
+        session = None if s is None else self._session_key(s.bot_id, s.key)
         async with self.db.connection() as conn:
             try:
                 await conn.execute(sql.begin_locked(keys, exclusive), timeout=self.db.lock_wait)
