@@ -345,9 +345,11 @@ async def test_without_a_wait_setting_a_turn_waits_at_most_turn_wait(
                     other.session["n"] = 100  # pragma: no cover - never runs
             assert 0.15 <= time.monotonic() - started < 5
             assert mem.storage.turn_in_progress("b", SESSION)
-            await asyncio.sleep(0.1)  # within the wait, a later turn still gets it in time
+            # a turn the holder lets go of within the wait gets the session in time
             waiting = asyncio.create_task(mem.run_turn(_read_n, "b", "u1"))
-            await asyncio.sleep(0.05)
+            for _ in range(5):  # passes of the loop: it now waits on the lock
+                await asyncio.sleep(0)
+            assert not waiting.done()
         assert await waiting == 1
         assert not mem.storage.turn_in_progress("b", SESSION)
     finally:
