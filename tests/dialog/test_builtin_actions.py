@@ -189,6 +189,41 @@ async def test_a_templated_expiry_without_a_unit_fails_the_turn(
     assert await engine.memory.kvs.for_bot("b").keys() == ["storage/users/u1/c"]
 
 
+@pytest.mark.parametrize(
+    "setter",
+    [
+        action("builtin.setUserVariable", name="c", value="v", output=""),
+        action("builtin.setGlobalVariable", name="c", value="v", output=""),
+        action("builtin.incrementNumberOfConversations", output=""),
+    ],
+)
+async def test_an_optional_output_left_empty_writes_no_temp_variable(
+    make_engine: MakeEngine, setter: dict[str, Any]
+) -> None:
+    # the Botpress editor saves an optional field left empty as "": Botpress then
+    # writes no output (``if (output)``), and so does botmemory
+    engine = await make_engine(run_actions(setter))
+    await engine.process("b", "u1", text="x")
+    assert (await memories(engine))["temp"] == {}
+    assert len(await engine.memory.kvs.for_bot("b").keys()) == 1
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        action("builtin.getUserVariable", name="c", output=""),  # required: names nothing
+        action("builtin.getNumberOfConversations", output=""),
+        action("builtin.setUserVariable", name="c", value="v", output=" "),
+        action("builtin.setUserVariable", name="c", value="v", output="{{temp.x}}"),
+    ],
+)
+async def test_an_output_that_names_no_variable_does_not_load(
+    make_engine: MakeEngine, instruction: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigError, match="output"):
+        await make_engine(run_actions(instruction))
+
+
 async def test_getting_a_missing_storage_variable_clears_the_output(
     make_engine: MakeEngine,
 ) -> None:

@@ -9,8 +9,8 @@ Storage (the key-value store of the bot, outside the turn's transaction):
 ``builtin.set/getConversationVariable`` (``storage/conversation/<sessionId>/<name>``),
 ``builtin.set/get/resetGlobalVariable`` (``storage/global/<name>``, in this bot's space).
 Setters take ``name``, ``value``, optional ``expiry`` (a duration or ``"never"``) and
-optional ``output`` (the value is also written into ``temp[output]``); getters take
-``name`` and ``output`` and write the value into ``temp[output]``.
+optional ``output`` (the value is also written into ``temp[output]``; ``""``: none);
+getters take ``name`` and ``output`` and write the value into ``temp[output]``.
 
 ``builtin.resetSession`` empties session (keeping ``lastMessages``) and temp;
 ``builtin.incrementNumberOfConversations`` (optional ``output``) and
@@ -115,7 +115,9 @@ def _params(required: tuple[str, ...], optional: tuple[str, ...] = ()) -> ArgsCh
         for key, value in args.items():
             literal = _LITERAL_CHECKS.get(key)
             problem = None
-            if key == "output":
+            if key == "output" and value == "" and key in optional:
+                problem = None  # an optional output left empty (the Botpress editor's way)
+            elif key == "output":
                 problem = _check_name(value, "output") or (
                     "output names a temp variable: it cannot be a template"
                     if _is_template(value)
@@ -224,6 +226,14 @@ def _user_key(state: TurnState, name: str) -> str:
     return user_storage_key(state.user_id, name)
 
 
+def _optional_output(args: Args) -> str | None:
+    """The temp variable an optional ``output`` names; ``None`` when it is absent or
+    empty (the Botpress editor saves an optional field left empty as ``""``)."""
+    if args.get("output") in (None, ""):
+        return None
+    return _name(args, "output")
+
+
 def _conversation_key(state: TurnState, name: str) -> str:
     return conversation_storage_key(state.identity, name)
 
@@ -235,7 +245,7 @@ def _global_key(state: TurnState, name: str) -> str:
 def _setter(key_of: KeyOf) -> ActionFunction:
     async def store(event: Event, state: TurnState, args: Args, kvs: KeyValueStore) -> None:
         key, value = key_of(state, _name(args)), args.get("value")
-        output = _name(args, "output") if args.get("output") is not None else None
+        output = _optional_output(args)
         if value in EMPTY:
             await kvs.delete(key)
             if output is not None:
@@ -270,8 +280,9 @@ async def increment_conversations(
 ) -> None:
     """``builtin.incrementNumberOfConversations``: add one, atomically; write to ``output``."""
     count = await kvs.incr(_user_key(state, CONVERSATIONS_NAME))
-    if args.get("output") is not None:
-        state.temp[_name(args, "output")] = count
+    output = _optional_output(args)
+    if output is not None:
+        state.temp[output] = count
 
 
 async def get_conversations(event: Event, state: TurnState, args: Args, kvs: KeyValueStore) -> None:
