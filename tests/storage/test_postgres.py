@@ -355,12 +355,14 @@ async def test_a_turn_gives_up_after_lock_timeout(postgres_url: str, clock: Manu
         await impatient.close()
 
 
+@pytest.mark.parametrize("lock_timeout", ["5s", "never"])
 async def test_a_turn_waits_for_its_session_longer_than_command_timeout(
-    postgres_url: str, clock: ManualClock
+    postgres_url: str, clock: ManualClock, lock_timeout: str
 ) -> None:
-    """A lock wait is bounded by ``lock_timeout``, not by ``command_timeout``."""
+    """A lock wait is bounded by ``lock_timeout`` (or not at all: ``never``), not by
+    ``command_timeout``."""
     first = await Memory.open(postgres_url, clock=clock)
-    patient_url = f"{postgres_url}&lock_timeout=5s&command_timeout=200ms"
+    patient_url = f"{postgres_url}&lock_timeout={lock_timeout}&command_timeout=200ms"
     patient = await Memory.open(patient_url, clock=clock)
 
     async def read(state: TurnState) -> object:

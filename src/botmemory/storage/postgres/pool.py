@@ -46,6 +46,8 @@ from botmemory.urls import mask_url
 __all__ = ["PostgresPool", "lock_key"]
 
 _CLOSE_WAIT: Final = parse_duration("10s")
+UNBOUNDED: Final = parse_duration("3650d")
+"""The client-side timeout of a lock wait with ``lock_timeout=never``: none, in effect."""
 _XACT_LOCK: Final = "SELECT true FROM pg_advisory_xact_lock($1)"
 _POLL_FIRST: Final = parse_duration("1ms")
 _POLL_MAX: Final = parse_duration("100ms")
@@ -173,11 +175,13 @@ class PostgresPool:
             pool.terminate()
 
     @property
-    def lock_wait(self) -> Seconds | None:
-        """The client-side timeout of a statement that waits for a lock: both bounds."""
+    def lock_wait(self) -> Seconds:
+        """The client-side timeout of a statement that waits for a lock: both bounds
+        (with ``lock_timeout=never``, :data:`UNBOUNDED`: asyncpg's ``None`` would mean
+        ``command_timeout``)."""
         lock_timeout = self.options.lock_timeout
         if lock_timeout is None:
-            return None
+            return UNBOUNDED
         return Seconds(lock_timeout + self.options.command_timeout)
 
     # -- errors --------------------------------------------------------------------------
