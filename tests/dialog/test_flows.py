@@ -241,6 +241,28 @@ def test_actions_may_not_take_builtin_or_duplicate_names(tmp_path: Path) -> None
     assert any("c.py: action 'twice' is also defined in bots/b/actions/b.py" in p for p in found)
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("@action('shop.buy')\ndef buy(event, state): pass\n", "cannot be called as buy("),
+        ("@action('base.buy')\ndef buy(event, state, args, kvs): pass\n", "reserved"),
+    ],
+)
+def test_a_refused_action_called_by_a_flow_is_one_problem_not_also_unknown(
+    tmp_path: Path, code: str, reason: str
+) -> None:
+    name = "shop.buy" if "shop.buy" in code else "base.buy"
+    calling = flow(node("n", enter=[{"action": name, "args": {}}], say="ok"))
+    found = problems_of(
+        tmp_path,
+        {"main.flow.json": calling},
+        actions={"shop.py": f"from botmemory.dialog import action\n{code}"},
+    )
+    assert len(found) == 1, found
+    assert found[0].startswith(f"bots/b/actions/shop.py: action {name!r}")
+    assert reason in found[0]
+
+
 def test_a_single_bot_folder_loads_on_its_own(tmp_path: Path) -> None:
     write_bot(tmp_path, {"main.flow.json": GOOD}, bot_id="solo")
     bot = load_bot(tmp_path / "bots" / "solo")

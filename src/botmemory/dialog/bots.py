@@ -81,18 +81,25 @@ def _load_actions(
             problems.append(module)
             continue
         for spec in collect_actions(module, where):
-            problem = call_problem(spec.function, ("event", "state", "args", "kvs"))
+            problem = _action_problem(spec, actions)
             if problem is not None:
-                problems.append(f"{where}: action {spec.name!r}: {problem}")
-            elif spec.name.startswith(RESERVED_PREFIXES):
-                problems.append(
-                    f"{where}: action {spec.name!r}: names starting with "
-                    f"{' or '.join(RESERVED_PREFIXES)} are reserved for builtin actions"
-                )
-            elif spec.name in actions:
-                problems.append(
-                    f"{where}: action {spec.name!r} is also defined in {actions[spec.name].source}"
-                )
-            else:
-                actions[spec.name] = spec
+                problems.append(f"{where}: action {spec.name!r}{problem}")
+            # a refused action stays known to the flows, so that a flow calling it is not
+            # also reported as calling an unknown action (with a problem, no bot loads)
+            actions.setdefault(spec.name, spec)
     return actions
+
+
+def _action_problem(spec: ActionSpec, actions: Mapping[str, ActionSpec]) -> str | None:
+    """Why a bot's action is refused, following its name; ``None`` if it is not."""
+    problem = call_problem(spec.function, ("event", "state", "args", "kvs"))
+    if problem is not None:
+        return f": {problem}"
+    if spec.name.startswith(RESERVED_PREFIXES):
+        return (
+            f": names starting with {' or '.join(RESERVED_PREFIXES)} are reserved for "
+            "builtin actions"
+        )
+    if spec.name in actions:
+        return f" is also defined in {actions[spec.name].source}"
+    return None
