@@ -163,6 +163,17 @@ def test_check_names_the_environment_variable_that_set_the_url(
     assert "is a folder, not a file" in output
 
 
+def test_check_names_the_default_database_as_the_default(tmp_path: Path) -> None:
+    data = make_data(tmp_path)  # no database.url in any file: <data>/memory.db
+    (data / "memory.db").mkdir()
+    code, output = check(data)
+    assert code == 1
+    assert output.strip().splitlines() == [
+        f"invalid configuration: SQLite database {data.resolve()}/memory.db: is a folder, "
+        "not a file (the default database: database.url is not set)"
+    ]
+
+
 ACCEPTED: dict[str, str] = {
     "redis-py parameters": "redis://127.0.0.1:6379/0?socket_timeout=5&client_name=bots",
     "redis cluster parameters": "redis+cluster://127.0.0.1:7000/?socket_timeout=5",

@@ -89,6 +89,9 @@ def _url_problems(root: Path, exc: BotMemoryError) -> list[str]:
     if os.environ.get(DATABASE_URL_ENV):
         return [f"{DATABASE_URL_ENV}: {reason}" for reason in reasons]
     doc = read_document(root.resolve(), GLOBAL_FILE, []) or Document(GLOBAL_FILE, {})
+    database = doc.data.get("database") if isinstance(doc.data, dict) else None
+    if not (isinstance(database, dict) and database.get("url")):  # the data folder's default
+        return [f"{reason} (the default database: database.url is not set)" for reason in reasons]
     return [key_problem(doc, ["database", "url"], reason) for reason in reasons]
 
 
