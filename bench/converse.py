@@ -234,13 +234,18 @@ def report(
             )
 
 
-async def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of this benchmark (``bench/run.py`` passes its quick and full ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw")
-    args = parser.parse_args()
+    return parser
+
+
+async def main() -> None:
+    args = arguments().parse_args()
     with tempfile.TemporaryDirectory(prefix="botmemory-bench-") as folder:
         work = Path(folder)
         shutil.copytree(EXAMPLE, work / "data", ignore=shutil.ignore_patterns("memory.db*"))

@@ -134,14 +134,19 @@ async def one_run(
         await drop_schema(url)
 
 
-async def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of this benchmark (``bench/run.py`` passes its quick and full ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="table sizes, comma-separated")
     parser.add_argument("--backends", default="sqlite", help="sqlite and/or PostgreSQL URLs")
     parser.add_argument("--runs", type=int, default=1, help="runs per case (median, min-max)")
     parser.add_argument("--expired-share", type=float, default=0.1)
     parser.add_argument("--layouts", default=",".join(LAYOUTS), help="clustered and/or spread")
-    args = parser.parse_args()
+    return parser
+
+
+async def main() -> None:
+    args = arguments().parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     every = round(1 / args.expired_share)
     print(

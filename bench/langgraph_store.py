@@ -141,12 +141,17 @@ def summary(rates: list[float]) -> str:
     return f"{statistics.median(rates):8.0f} ({min(rates):.0f}–{max(rates):.0f})"
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of this benchmark (``bench/run.py`` passes its quick and full ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     results: dict[str, list[Rates]] = {name: [] for name in CONTENDERS}
     failures: dict[str, str] = {}
     for round_ in range(args.rounds):

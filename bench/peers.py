@@ -324,12 +324,17 @@ def section(
         print(f"{name:<40}{cells}")
 
 
-async def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of this benchmark (``bench/run.py`` passes its quick and full ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--turns", type=int, default=10_000)
-    args = parser.parse_args()
+    return parser
+
+
+async def main() -> None:
+    args = arguments().parse_args()
     random.seed(7)
     kvs = await bench_kvs(args.keys)
     turns = await bench_turn_state(args.users, args.turns)

@@ -40,7 +40,7 @@ class Bench:
 
 SUITE = (
     Bench("turns", "turns.py", quick=("--users", "1000", "--turns", "300", "--rmw-turns", "2")),
-    Bench("janitor", "janitor.py", quick=("--expired", "20000", "--live", "20000")),
+    Bench("janitor", "janitor.py", quick=("--sizes", "10000,100000")),
     Bench("converse", "converse.py", quick=("--requests", "300")),
     Bench("peers", "peers.py", quick=("--keys", "1000", "--users", "1000", "--turns", "1000")),
     Bench(

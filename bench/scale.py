@@ -113,13 +113,18 @@ def cell(values: list[float], digits: str) -> str:
     return f"{mid:{digits}} ({low:{digits}}–{high:{digits}})"
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of this benchmark (``bench/run.py`` passes its quick and full ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres,redis")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     backends = args.backends.split(",")
     cases = [(b, w) for b in backends for w in WORKERS]
     found: dict[tuple[str, int], list[Sample]] = {case: [] for case in cases}

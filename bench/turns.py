@@ -288,7 +288,8 @@ def sqlite_floor(path: str, users: int, turns: int) -> float:
     return rate
 
 
-async def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of this benchmark (``bench/run.py`` passes its quick and full ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--turns", type=int, default=3_000)
@@ -298,7 +299,11 @@ async def main() -> None:
     parser.add_argument(
         "--rmw-turns", type=int, default=10, help="counting turns per user (0: skip the case)"
     )
-    args = parser.parse_args()
+    return parser
+
+
+async def main() -> None:
+    args = arguments().parse_args()
     random.seed(7)
     workdir = Path(tempfile.mkdtemp(prefix="botmemory-bench-"))
     results: dict[str, BackendResult] = {}
