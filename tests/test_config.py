@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
+import json5
 import pytest
 
 from botmemory.config import (
@@ -19,6 +20,7 @@ from botmemory.config import (
     load_data_dir,
     load_settings,
 )
+from botmemory.config.problems import MAX_FILE_DEPTH
 from botmemory.durations import parse_duration
 from botmemory.errors import ConfigError, InvalidDurationError
 
@@ -686,6 +688,49 @@ def test_a_key_given_twice_is_reported_with_both_lines(tmp_path: Path) -> None:
     problem = one_problem(load_data_dir, tmp_path)
     assert problem.startswith(f"{bot_file('b')}, line 2: key 'dataRetention' is given again")
     assert "on line 4" in problem
+
+
+def test_a_key_given_twice_in_plain_json_is_reported_too(tmp_path: Path) -> None:
+    write(tmp_path, bot_file("b"), '{\n  "dialog": {},\n  "dialog": {}\n}')
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(f"{bot_file('b')}, line 2: key 'dialog' is given again on line 3")
+
+
+def test_plain_json_is_read_without_the_json5_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JSON5's parser is pure Python (a 500 KB flow took 7 s): plain JSON, as Botpress
+    # exports it, goes through the json module; JSON5 syntax still needs the parser
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("json5.loads was called")
+
+    monkeypatch.setattr(json5, "loads", refuse)
+    write(tmp_path, GLOBAL_FILE, '{"dialog": {"timeoutInterval": "2m"}}')
+    assert load_data_dir(tmp_path).defaults.dialog_timeout == 120
+    write(tmp_path, GLOBAL_FILE, "{dialog: {timeoutInterval: '2m'}}")
+    with pytest.raises(AssertionError, match=r"json5\.loads was called"):
+        load_data_dir(tmp_path)
+
+
+def nested(depth: int, json5_syntax: bool) -> str:
+    """A global config file whose brackets and braces nest ``depth`` levels."""
+    inner = "[" * (depth - 2) + "1" + "]" * (depth - 2)  # inside two objects
+    if json5_syntax:
+        return "// a comment\n{auth: {botTokens: " + inner + "}}"
+    return '{"auth": {"botTokens": ' + inner + "}}"
+
+
+@pytest.mark.parametrize("json5_syntax", [False, True], ids=["json", "json5"])
+def test_a_file_nests_at_most_max_file_depth_levels(tmp_path: Path, json5_syntax: bool) -> None:
+    write(tmp_path, GLOBAL_FILE, nested(MAX_FILE_DEPTH, json5_syntax))
+    problem = one_problem(load_data_dir, tmp_path)
+    assert "auth.botTokens" in problem  # read to the end: only its value is wrong
+    for depth in (MAX_FILE_DEPTH + 1, 10_000):  # 10,000: past any parser's recursion
+        write(tmp_path, GLOBAL_FILE, nested(depth, json5_syntax))
+        problem = one_problem(load_data_dir, tmp_path)
+        assert problem == (
+            f"{GLOBAL_FILE}: brackets and braces are nested deeper than {MAX_FILE_DEPTH} levels"
+        )
 
 
 def test_every_problem_of_one_policy_object_is_reported(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from botmemory import ConfigError
+from botmemory.config.problems import MAX_FILE_DEPTH
 from botmemory.dialog import BotLoadError, flow_schema, load_bot, load_bots
 from tests.dialog.conftest import flow, node, set_var, write_bot
 
@@ -261,6 +262,22 @@ def test_a_refused_action_called_by_a_flow_is_one_problem_not_also_unknown(
     assert len(found) == 1, found
     assert found[0].startswith(f"bots/b/actions/shop.py: action {name!r}")
     assert reason in found[0]
+
+
+@pytest.mark.parametrize("levels", [MAX_FILE_DEPTH - 6, MAX_FILE_DEPTH - 5, 10_000])
+def test_a_flow_file_nests_at_most_max_file_depth_levels(tmp_path: Path, levels: int) -> None:
+    # the value sits 6 levels down: {nodes: [{onEnter: [{args: {value: ...}}]}]}
+    value = "[" * levels + "1" + "]" * levels
+    text = json.dumps(flow(node("n", enter=[set_var("user", "x", "VALUE")], say="ok")))
+    write_bot(tmp_path, {"main.flow.json": text.replace('"VALUE"', value)})
+    if levels + 6 <= MAX_FILE_DEPTH:
+        assert load_bots(tmp_path)["b"].flows
+        return
+    [problem] = problems_of(tmp_path, {})
+    assert problem == (
+        f"bots/b/flows/main.flow.json: brackets and braces are nested deeper than "
+        f"{MAX_FILE_DEPTH} levels"
+    )
 
 
 def test_a_single_bot_folder_loads_on_its_own(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ can be found, the key path, and the quoted bad value.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,11 +21,22 @@ from pydantic_core import ErrorDetails
 
 from botmemory.config.files import GLOBAL_FILE, BotFile, GlobalFile, Section
 
-__all__ = ["Document", "duplicate_keys", "key_problem", "load_json5", "read_document", "validate"]
+__all__ = [
+    "Document",
+    "NestingError",
+    "duplicate_keys",
+    "key_problem",
+    "load_json5",
+    "read_document",
+    "validate",
+]
 
 _SYNTAX: Final = re.compile(r"<string>:(?P<line>\d+) (?P<reason>.*) at column (?P<column>\d+)")
 
 _COMMENT: Final = re.compile(r"(?:^|\s)//")
+
+MAX_FILE_DEPTH: Final = 32
+"""How deep lists and objects may nest in a configuration or flow file."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,12 @@ def read_document(root: Path, relative: str, problems: list[str]) -> Document | 
 
 
 def load_json5(text: str) -> tuple[object, set[str]]:
-    """Parse JSON5 text; return the value and the keys some object was given twice."""
+    """Parse JSON5 text; return the value and the keys some object was given twice.
+
+    Raise ``ValueError`` for a syntax error, :class:`NestingError` for brackets and
+    braces nested deeper than :data:`MAX_FILE_DEPTH` levels (what reads a file further
+    recurses into it).
+    """
     twice: set[str] = set()
 
     def pairs(items: Iterable[tuple[str, object]]) -> dict[str, object]:
@@ -66,7 +83,41 @@ def load_json5(text: str) -> tuple[object, set[str]]:
             found[key] = value
         return found
 
-    return json5.loads(text, object_pairs_hook=pairs), twice
+    try:  # plain JSON (a Botpress export is) parses thousands of times faster this way
+        data = json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        twice.clear()  # JSON5 then, which also words the syntax errors
+        try:
+            data = json5.loads(text, object_pairs_hook=pairs)
+        except RecursionError:
+            data = None  # deeper than its parser goes, which is deeper than allowed
+            _too_deep()
+    if _depth(data) > MAX_FILE_DEPTH:
+        _too_deep()
+    return data, twice
+
+
+class NestingError(ValueError):
+    """A file's brackets and braces nest deeper than :data:`MAX_FILE_DEPTH` levels."""
+
+
+def _too_deep() -> None:
+    raise NestingError(f"brackets and braces are nested deeper than {MAX_FILE_DEPTH} levels")
+
+
+def _depth(data: object) -> int:
+    """How many levels of lists and objects ``data`` nests (without recursion), counted
+    up to one past :data:`MAX_FILE_DEPTH`."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, level)
+            if level <= MAX_FILE_DEPTH:
+                stack.extend((child, level + 1) for child in value)
+    return deepest
 
 
 def duplicate_keys(place: str, text: str, names: set[str]) -> list[str]:
@@ -112,6 +163,8 @@ def key_problem(doc: Document, loc: Sequence[str], message: str) -> str:
 
 
 def _syntax_problem(place: str, exc: ValueError) -> str:
+    if isinstance(exc, NestingError):
+        return f"{place}: {exc}"
     match = _SYNTAX.fullmatch(str(exc))
     if match is None:
         return f"{place}: not valid JSON5: {exc}"

@@ -20,7 +20,7 @@ from typing import Any, Final
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from botmemory.config.problems import duplicate_keys, load_json5
+from botmemory.config.problems import NestingError, duplicate_keys, load_json5
 from botmemory.dialog.actions import ActionSpec, CompiledArg, compile_args
 from botmemory.dialog.errors import ExpressionError, TemplateError
 from botmemory.dialog.expressions import Condition, compile_condition
@@ -147,6 +147,9 @@ def _read(path: Path, where: str, problems: list[str]) -> dict[str, Any] | None:
         return None
     try:
         data, twice = load_json5(text)
+    except NestingError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
     except ValueError as exc:
         match = _SYNTAX.fullmatch(str(exc))
         at = f", line {match['line']}, column {match['column']}" if match else ""
