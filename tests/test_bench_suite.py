@@ -17,11 +17,17 @@ BENCH = Path(__file__).parents[1] / "bench"
 
 @pytest.fixture(scope="module", autouse=True)
 def bench_on_path() -> Iterator[None]:
-    sys.path.insert(0, str(BENCH))  # the scripts import each other, as run from bench/
+    """The scripts import each other, as run from bench/; their modules (``run``,
+    ``turns``...) leave ``sys.modules`` afterwards."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(BENCH))
     try:
         yield
     finally:
         sys.path.remove(str(BENCH))
+        for name in set(sys.modules) - before:
+            if str(BENCH) in str(getattr(sys.modules[name], "__file__", "")):
+                del sys.modules[name]
 
 
 def suite() -> list[Any]:
@@ -30,6 +36,7 @@ def suite() -> list[Any]:
         return list(importlib.import_module("run").SUITE)
     finally:
         sys.path.remove(str(BENCH))
+        del sys.modules["run"]
 
 
 @pytest.mark.parametrize("bench", suite(), ids=lambda bench: bench.name)

@@ -733,6 +733,27 @@ def test_a_file_nests_at_most_max_file_depth_levels(tmp_path: Path, json5_syntax
         )
 
 
+@pytest.mark.parametrize("comment", ["", "// JSON5\n"], ids=["json", "json5"])
+def test_an_escaped_surrogate_pair_is_one_character_and_half_of_one_a_problem(
+    tmp_path: Path, comment: str
+) -> None:
+    # JSON5's parser left the halves of "\ud83d\ude00" apart, which no UTF-8 text holds
+    write(
+        tmp_path,
+        GLOBAL_FILE,
+        comment + '{"auth": {"adminTokens": ["t0123456789abcdef\\ud83d\\ude00"]}}',
+    )
+    assert load_data_dir(tmp_path).admin_tokens == ("t0123456789abcdef\U0001f600",)
+    write(
+        tmp_path, GLOBAL_FILE, comment + '{"auth": {"adminTokens": ["t0123456789abcdef\\ud83d"]}}'
+    )
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem == (
+        f"{GLOBAL_FILE}: 't0123456789abcdef\\ud83d' holds the escape \\ud83d, half of a "
+        "surrogate pair without its other half"
+    )
+
+
 def test_every_problem_of_one_policy_object_is_reported(tmp_path: Path) -> None:
     write(tmp_path, GLOBAL_FILE, "{dataRetention: {policies: {a: '5', b: '1x', 'c..d': '1d'}}}")
     found = problems(load_data_dir, tmp_path)

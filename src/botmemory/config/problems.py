@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, NoReturn, TypeVar
 
 import json5
 from pydantic import AliasChoices, ValidationError
@@ -22,18 +22,20 @@ from pydantic_core import ErrorDetails
 from botmemory.config.files import GLOBAL_FILE, BotFile, GlobalFile, Section
 
 __all__ = [
+    "ContentError",
     "Document",
-    "NestingError",
     "duplicate_keys",
     "key_problem",
     "load_json5",
     "read_document",
+    "syntax_problem",
     "validate",
 ]
 
 _SYNTAX: Final = re.compile(r"<string>:(?P<line>\d+) (?P<reason>.*) at column (?P<column>\d+)")
 
 _COMMENT: Final = re.compile(r"(?:^|\s)//")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 MAX_FILE_DEPTH: Final = 32
 """How deep lists and objects may nest in a configuration or flow file."""
@@ -60,7 +62,7 @@ def read_document(root: Path, relative: str, problems: list[str]) -> Document | 
     try:
         data, twice = load_json5(text)
     except ValueError as exc:
-        problems.append(_syntax_problem(relative, exc))
+        problems.append(syntax_problem(relative, exc))
         return None
     problems.extend(duplicate_keys(relative, text, twice))  # and go on: report the rest too
     return Document(relative, data, text)
@@ -69,9 +71,9 @@ def read_document(root: Path, relative: str, problems: list[str]) -> Document | 
 def load_json5(text: str) -> tuple[object, set[str]]:
     """Parse JSON5 text; return the value and the keys some object was given twice.
 
-    Raise ``ValueError`` for a syntax error, :class:`NestingError` for brackets and
-    braces nested deeper than :data:`MAX_FILE_DEPTH` levels (what reads a file further
-    recurses into it).
+    Raise ``ValueError`` for a syntax error, :class:`ContentError` for lists and objects
+    nested deeper than :data:`MAX_FILE_DEPTH` levels (what reads a file further recurses
+    into it) or a lone half of a surrogate pair (``"\\ud83d"``).
     """
     twice: set[str] = set()
 
@@ -85,24 +87,29 @@ def load_json5(text: str) -> tuple[object, set[str]]:
 
     try:  # plain JSON (a Botpress export is) parses thousands of times faster this way
         data = json.loads(text, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        _too_deep()
+    except ValueError:
         twice.clear()  # JSON5 then, which also words the syntax errors
         try:
             data = json5.loads(text, object_pairs_hook=pairs)
-        except RecursionError:
-            data = None  # deeper than its parser goes, which is deeper than allowed
+        except RecursionError:  # deeper than its parser goes, which is deeper than allowed
             _too_deep()
+        if _depth(data) <= MAX_FILE_DEPTH:
+            data = _paired(data)  # as json pairs them
     if _depth(data) > MAX_FILE_DEPTH:
         _too_deep()
+    _refuse_lone_surrogates(data)
     return data, twice
 
 
-class NestingError(ValueError):
-    """A file's brackets and braces nest deeper than :data:`MAX_FILE_DEPTH` levels."""
+class ContentError(ValueError):
+    """A file parsed, but holds what botmemory cannot take: lists and objects nested
+    deeper than :data:`MAX_FILE_DEPTH` levels, or half of a surrogate pair."""
 
 
-def _too_deep() -> None:
-    raise NestingError(f"brackets and braces are nested deeper than {MAX_FILE_DEPTH} levels")
+def _too_deep() -> NoReturn:
+    raise ContentError(f"brackets and braces are nested deeper than {MAX_FILE_DEPTH} levels")
 
 
 def _depth(data: object) -> int:
@@ -118,6 +125,38 @@ def _depth(data: object) -> int:
             if level <= MAX_FILE_DEPTH:
                 stack.extend((child, level + 1) for child in value)
     return deepest
+
+
+def _paired(data: object) -> object:
+    """``data`` with each escaped surrogate pair (``"\\ud83d\\ude00"``) made the one
+    character it stands for: the JSON5 parser leaves the two halves apart."""
+    if isinstance(data, str):
+        if not _SURROGATE.search(data):
+            return data
+        return data.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    if isinstance(data, list):
+        return [_paired(item) for item in data]
+    if isinstance(data, dict):
+        return {_paired(key): _paired(value) for key, value in data.items()}
+    return data
+
+
+def _refuse_lone_surrogates(data: object) -> None:
+    """Raise :class:`ContentError` for a string holding half of a surrogate pair, which
+    no UTF-8 text (a reply, a stored value) can carry."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and (lone := _SURROGATE.search(value)):
+            raise ContentError(
+                f"{value[:40]!r} holds the escape \\u{ord(lone[0]):04x}, half of a "
+                "surrogate pair without its other half"
+            )
 
 
 def duplicate_keys(place: str, text: str, names: set[str]) -> list[str]:
@@ -162,8 +201,9 @@ def key_problem(doc: Document, loc: Sequence[str], message: str) -> str:
     return f"{where}: {'.'.join(loc)}: {message}"
 
 
-def _syntax_problem(place: str, exc: ValueError) -> str:
-    if isinstance(exc, NestingError):
+def syntax_problem(place: str, exc: ValueError) -> str:
+    """The problem of a file that :func:`load_json5` refused, with its line if known."""
+    if isinstance(exc, ContentError):
         return f"{place}: {exc}"
     match = _SYNTAX.fullmatch(str(exc))
     if match is None:

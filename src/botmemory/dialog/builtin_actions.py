@@ -113,11 +113,11 @@ def _params(required: tuple[str, ...], optional: tuple[str, ...] = ()) -> ArgsCh
         ]
         problems += [f"argument {key!r} is missing" for key in required if key not in args]
         for key, value in args.items():
+            if key == "output" and value == "" and key in optional:
+                continue  # an optional output left empty (the Botpress editor's way): none
             literal = _LITERAL_CHECKS.get(key)
             problem = None
-            if key == "output" and value == "" and key in optional:
-                problem = None  # an optional output left empty (the Botpress editor's way)
-            elif key == "output":
+            if key == "output":
                 problem = _check_name(value, "output") or (
                     "output names a temp variable: it cannot be a template"
                     if _is_template(value)

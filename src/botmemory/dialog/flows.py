@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -20,7 +19,7 @@ from typing import Any, Final
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from botmemory.config.problems import NestingError, duplicate_keys, load_json5
+from botmemory.config.problems import duplicate_keys, load_json5, syntax_problem
 from botmemory.dialog.actions import ActionSpec, CompiledArg, compile_args
 from botmemory.dialog.errors import ExpressionError, TemplateError
 from botmemory.dialog.expressions import Condition, compile_condition
@@ -53,7 +52,6 @@ END: Final = "END"
 RETURN: Final = "#"
 TIMEOUT_NODE: Final = "timeout"
 SUFFIX: Final = ".flow.json"
-_SYNTAX: Final = re.compile(r"<string>:(?P<line>\d+) (?P<reason>.*) at column (?P<column>\d+)")
 
 
 @dataclass(frozen=True)
@@ -147,14 +145,8 @@ def _read(path: Path, where: str, problems: list[str]) -> dict[str, Any] | None:
         return None
     try:
         data, twice = load_json5(text)
-    except NestingError as exc:
-        problems.append(f"{where}: {exc}")
-        return None
     except ValueError as exc:
-        match = _SYNTAX.fullmatch(str(exc))
-        at = f", line {match['line']}, column {match['column']}" if match else ""
-        reason = match["reason"] if match else str(exc)
-        problems.append(f"{where}{at}: not valid JSON5: {reason}")
+        problems.append(syntax_problem(where, exc))
         return None
     problems.extend(duplicate_keys(where, text, twice))  # and go on: report the rest too
     errors = list(Draft202012Validator(flow_schema()).iter_errors(data))
