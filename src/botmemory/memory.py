@@ -595,12 +595,19 @@ def check_message_size(message: Mapping[str, JsonValue], max_bytes: int) -> None
 
     Its size is its ``text`` as UTF-8 plus every other field but ``type`` as JSON (for
     the dialog engine: the text plus the payload). Raise
-    :class:`~botmemory.errors.MessageTooLargeError`, which says that nothing was stored.
+    :class:`~botmemory.errors.MessageTooLargeError`, which says that nothing was stored,
+    and :class:`~botmemory.errors.InvalidValueError` for a text no UTF-8 can carry.
     """
     size = 0
     for name, value in message.items():
         if name == "text" and isinstance(value, str):
-            size += len(value.encode())
+            try:
+                size += len(value.encode())
+            except UnicodeEncodeError:  # what no UTF-8 reply, log or database can carry
+                raise InvalidValueError(
+                    "message text: not valid Unicode text (half of a surrogate pair, such as "
+                    "\\ud83d, without the other): nothing was stored"
+                ) from None
         elif name != "type" and not (name == "text" and value is None):
             size += len(dumps(value).encode())
     if size > max_bytes:

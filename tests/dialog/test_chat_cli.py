@@ -56,6 +56,18 @@ def test_chat_remembers_between_runs_and_ends_at_end_of_input(data_dir: Path) ->
     assert '  name = "Ada"  (never expires)' in again.output
 
 
+def test_a_message_refused_is_said_and_the_chat_goes_on(data_dir: Path) -> None:
+    result = CliRunner().invoke(
+        chat,
+        [str(data_dir), "--bot", "welcome"],
+        input=f"hi\n{'x' * 70_000}\nAda\n",  # over limits.maxMessageBytes, then a name
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "(not sent: the message is 70000 bytes, over the limit of 65536 bytes" in out
+    assert out.endswith("welcome> How are you feeling today, Ada?\nyou> ")
+
+
 def test_chat_with_an_unknown_bot_fails_with_one_line(data_dir: Path) -> None:
     result = CliRunner().invoke(chat, [str(data_dir), "--bot", "nobody"], input="")
     assert result.exit_code == 1

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from botmemory import MessageTooLargeError
+from botmemory import InvalidValueError, MessageTooLargeError
 from botmemory.dialog import DEFAULT_ERROR_REPLY, DialogEngine
 from botmemory.values import dumps
 from tests.dialog.conftest import MakeEngine, flow, node
@@ -68,6 +68,18 @@ async def test_a_message_over_the_limit_is_refused_and_stored_nowhere(
         assert state.is_new_session
         assert "lastMessages" not in state.session
     assert await engine.process("b", "u1", text="x" * 1000) == ["got " + "x" * 1000]
+
+
+async def test_a_text_no_utf8_can_carry_is_refused_and_stored_nowhere(
+    make_engine: MakeEngine,
+) -> None:
+    engine = await make_engine(echo_flow("got {{event.text}}"))
+    for lone in ("Bob \ud83d", "\udcff"):  # the second: an undecodable byte, as read by Python
+        with pytest.raises(InvalidValueError, match=r"surrogate pair.*nothing was stored"):
+            await engine.process("b", "u1", text=lone)
+    async with engine.memory.turn("b", "u1") as state:
+        assert state.is_new_session
+    assert await engine.process("b", "u1", text="Bob \U0001f600") == ["got Bob \U0001f600"]
 
 
 async def test_the_default_message_limit_is_64_kib(make_engine: MakeEngine) -> None:

@@ -49,6 +49,28 @@ async def test_a_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) 
     assert response.status_code == 413
 
 
+@pytest.mark.parametrize("query", ["", "?include=state"])
+async def test_half_a_surrogate_pair_in_a_text_is_400_and_stores_nothing(
+    client: httpx.AsyncClient, query: str
+) -> None:
+    # JSON may escape half of a surrogate pair alone; no UTF-8 reply or database holds it
+    lone = b'{"type": "text", "text": "Bob \\ud83d"}'
+    response = await client.post(
+        CONVERSE + query, content=lone, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request"
+    assert "surrogate pair" in response.json()["message"]
+    state = await client.get("/api/v1/bots/welcome/users/u1/memory")
+    assert state.status_code == 200, state.text
+    assert state.json()["scopes"]["session"] == {}  # not even lastMessages
+    pair = b'{"type": "text", "text": "Bob \\ud83d\\ude00"}'
+    response = await client.post(
+        CONVERSE + query, content=pair, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+
+
 async def test_a_streamed_body_under_the_limit_is_read(client: httpx.AsyncClient) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"text":'

@@ -11,6 +11,7 @@ import click
 from botmemory.cli.common import DATA_DIR, run
 from botmemory.cli.memory_text import memory_lines
 from botmemory.dialog import DialogEngine, Event, ReplySink
+from botmemory.errors import InvalidValueError, MessageTooLargeError
 
 __all__ = ["chat"]
 
@@ -59,7 +60,12 @@ async def _handle(engine: DialogEngine, line: str, bot_id: str, user_id: str, ch
     elif line.startswith("/"):
         click.echo(f"Unknown command {line}. {HELP}")
     else:
-        for reply in await engine.process(bot_id, user_id, text=line, channel=channel):
+        try:
+            replies = await engine.process(bot_id, user_id, text=line, channel=channel)
+        except (InvalidValueError, MessageTooLargeError) as exc:  # this line only: go on
+            click.echo(f"(not sent: {exc})")
+            return True
+        for reply in replies:
             click.echo(f"{bot_id}> {reply}")
     return True
 
