@@ -749,8 +749,23 @@ def test_an_escaped_surrogate_pair_is_one_character_and_half_of_one_a_problem(
     )
     problem = one_problem(load_data_dir, tmp_path)
     assert problem == (
-        f"{GLOBAL_FILE}: 't0123456789abcdef\\ud83d' holds the escape \\ud83d, half of a "
-        "surrogate pair without its other half"
+        f"{GLOBAL_FILE}: auth.adminTokens[0]: 't0123456789abcdef\\ud83d' holds the escape "
+        "\\ud83d, half of a surrogate pair without its other half"
+    )
+
+
+@pytest.mark.parametrize("comment", ["", "// JSON5\n"], ids=["json", "json5"])
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_a_number_no_json_value_holds_is_a_problem_where_it_is(
+    tmp_path: Path, comment: str, number: str
+) -> None:
+    # both parsers read NaN and Infinity; no stored or sent value can hold them
+    write(tmp_path, GLOBAL_FILE, comment + '{"limits": {"maxValueBytes": 1.0e308}}')
+    assert "limits.maxValueBytes" in one_problem(load_data_dir, tmp_path)  # finite: read on
+    write(tmp_path, GLOBAL_FILE, comment + f'{{"limits": {{"maxValueBytes": {number}}}}}')
+    assert one_problem(load_data_dir, tmp_path) == (
+        f"{GLOBAL_FILE}: limits.maxValueBytes: {number} is not a JSON number: no value "
+        "botmemory stores can hold it"
     )
 
 

@@ -280,6 +280,17 @@ def test_a_flow_file_nests_at_most_max_file_depth_levels(tmp_path: Path, levels:
     )
 
 
+def test_a_flow_value_no_json_value_holds_is_refused_at_load(tmp_path: Path) -> None:
+    # it would fail each turn that runs it: "user.x: nan is not a JSON number"
+    text = json.dumps(flow(node("n", enter=[set_var("user", "x", "VALUE")], say="ok")))
+    write_bot(tmp_path, {"main.flow.json": text.replace('"VALUE"', "NaN")})
+    [problem] = problems_of(tmp_path, {})
+    assert problem == (
+        "bots/b/flows/main.flow.json: nodes[0].onEnter[0].args.value: NaN is not a JSON "
+        "number: no value botmemory stores can hold it"
+    )
+
+
 def test_a_single_bot_folder_loads_on_its_own(tmp_path: Path) -> None:
     write_bot(tmp_path, {"main.flow.json": GOOD}, bot_id="solo")
     bot = load_bot(tmp_path / "bots" / "solo")

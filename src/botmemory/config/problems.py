@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def load_json5(text: str) -> tuple[object, set[str]]:
 
     Raise ``ValueError`` for a syntax error, :class:`ContentError` for lists and objects
     nested deeper than :data:`MAX_FILE_DEPTH` levels (what reads a file further recurses
-    into it) or a lone half of a surrogate pair (``"\\ud83d"``).
+    into it), a lone half of a surrogate pair (``"\\ud83d"``) or ``NaN``/``Infinity``.
     """
     twice: set[str] = set()
 
@@ -99,13 +100,14 @@ def load_json5(text: str) -> tuple[object, set[str]]:
             data = _paired(data)  # as json pairs them
     if _depth(data) > MAX_FILE_DEPTH:
         _too_deep()
-    _refuse_lone_surrogates(data)
+    _refuse_unstorable(data)
     return data, twice
 
 
 class ContentError(ValueError):
     """A file parsed, but holds what botmemory cannot take: lists and objects nested
-    deeper than :data:`MAX_FILE_DEPTH` levels, or half of a surrogate pair."""
+    deeper than :data:`MAX_FILE_DEPTH` levels, half of a surrogate pair, or a number
+    that is not finite."""
 
 
 def _too_deep() -> NoReturn:
@@ -141,21 +143,30 @@ def _paired(data: object) -> object:
     return data
 
 
-def _refuse_lone_surrogates(data: object) -> None:
-    """Raise :class:`ContentError` for a string holding half of a surrogate pair, which
-    no UTF-8 text (a reply, a stored value) can carry."""
-    stack = [data]
+_NOT_FINITE: Final = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _refuse_unstorable(data: object) -> None:
+    """Raise :class:`ContentError`, naming where, for what no JSON value botmemory stores
+    or sends can hold: a string with half of a surrogate pair (no UTF-8 text carries
+    it), or JSON5's ``NaN`` and ``Infinity``."""
+    stack: list[tuple[object, str]] = [(data, "")]
     while stack:
-        value = stack.pop()
+        value, path = stack.pop()
         if isinstance(value, dict):
-            stack.extend(value)
-            stack.extend(value.values())
+            stack.extend((key, path) for key in value)
+            stack.extend((item, f"{path}.{key}" if path else key) for key, item in value.items())
         elif isinstance(value, list):
-            stack.extend(value)
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
         elif isinstance(value, str) and (lone := _SURROGATE.search(value)):
             raise ContentError(
-                f"{value[:40]!r} holds the escape \\u{ord(lone[0]):04x}, half of a "
-                "surrogate pair without its other half"
+                f"{path + ': ' if path else ''}{value[:40]!r} holds the escape "
+                f"\\u{ord(lone[0]):04x}, half of a surrogate pair without its other half"
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ContentError(
+                f"{path + ': ' if path else ''}{_NOT_FINITE[repr(value)]} is not a JSON "
+                "number: no value botmemory stores can hold it"
             )
 
 
