@@ -262,10 +262,27 @@ def test_check_refuses_a_folder_serve_refuses_for_having_no_bot(tmp_path: Path) 
     assert code == 1
     served = serve(data)
     assert served.returncode == 1
-    problem = output.strip().removeprefix("invalid configuration: ")
-    assert served.stderr.strip() == f"Error: {problem}"
-    assert "pass --allow-empty" in problem
+    assert served.stderr.strip() == f"Error: {output.strip()}"
+    assert "pass --allow-empty" in output
     assert check(data, "--allow-empty")[0] == 0
+
+
+def test_check_serve_and_the_engine_report_every_problem_at_once_alike(tmp_path: Path) -> None:
+    # serve stopped at the config files' problems, the engine (chat) at the bots'
+    data = make_data(tmp_path)
+    set_global(data, "  dialog: { timeoutInterval: '5' },")
+    bot_file("flows/main.flow.json", "{startNode: 'a', nodes: [{name: 'a', next: 7}]}")(data)
+    code, output = check(data)
+    assert code == 1
+    assert output.startswith("invalid configuration (2 problems):")
+    assert "dialog.timeoutInterval: '5' has no unit" in output
+    assert "bots/welcome/flows/main.flow.json" in output
+    served = serve(data)
+    assert served.returncode == 1
+    assert served.stderr.strip() == f"Error: {output.strip()}"
+    with pytest.raises(ConfigError) as refused:
+        open_engine(data)
+    assert str(refused.value) == output.strip()
 
 
 def test_serve_refuses_a_bad_url_with_the_words_of_check(tmp_path: Path) -> None:

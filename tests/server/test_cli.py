@@ -93,7 +93,8 @@ def test_serve_refuses_a_folder_without_a_bot(tmp_path: Path) -> None:
     result = botmemory("serve", str(tmp_path / "empty"), "--port", "1")
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"Error: no bot in {str(tmp_path / 'empty')!r}: a bot is a folder bots/<botId>/ with "
+        f"Error: invalid configuration: no bot in {str(tmp_path / 'empty')!r}: a bot is a "
+        "folder bots/<botId>/ with "
         "flows/main.flow.json (botmemory init creates one); pass --allow-empty to serve it anyway"
     ]
 

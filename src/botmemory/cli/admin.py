@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn
 from rich.progress import Progress as RichProgress
 
+from botmemory.cli.checks import check_data_dir
 from botmemory.cli.common import DATA_DIR, run
-from botmemory.cli.serve import no_bot_problem
-from botmemory.config import DATABASE_URL_ENV, GLOBAL_FILE, Settings, load_data_dir
-from botmemory.config.problems import Document, key_problem, read_document
-from botmemory.errors import BotMemoryError, ConfigError
+from botmemory.errors import ConfigError
 from botmemory.janitor import Progress
 from botmemory.memory import Memory
-from botmemory.storage import create_storage
 from botmemory.urls import mask_url
 
 __all__ = ["config_group", "janitor_group", "migrate"]
@@ -53,46 +48,6 @@ def config_check(data_dir: str, allow_empty: bool) -> None:
         click.echo(str(ConfigError(problems)), err=True)
         raise SystemExit(1)
     click.echo(json.dumps(settings.describe(), indent=2))
-
-
-def check_data_dir(
-    data_dir: str, *, allow_empty: bool = False
-) -> tuple[Settings | None, list[str]]:
-    """Return the settings of ``data_dir`` and every problem ``serve`` would refuse."""
-    from botmemory.dialog.bots import load_bots
-
-    settings: Settings | None = None
-    problems: list[str] = []
-    try:
-        settings = load_data_dir(data_dir)
-    except ConfigError as exc:
-        problems += exc.problems
-    if Path(data_dir).is_dir():
-        try:
-            load_bots(data_dir)
-        except ConfigError as exc:
-            problems += exc.problems
-        if not allow_empty and (problem := no_bot_problem(data_dir)) is not None:
-            problems.append(problem)
-    if settings is not None and settings.database_url is not None:
-        try:
-            create_storage(settings.database_url)
-        except BotMemoryError as exc:
-            problems += _url_problems(Path(data_dir), exc)
-    return settings, problems
-
-
-def _url_problems(root: Path, exc: BotMemoryError) -> list[str]:
-    """The problems of the database URL, each naming where the URL was set."""
-    texts = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
-    reasons = [text.removeprefix("database.url").removeprefix(":").strip() for text in texts]
-    if os.environ.get(DATABASE_URL_ENV):
-        return [f"{DATABASE_URL_ENV}: {reason}" for reason in reasons]
-    doc = read_document(root.resolve(), GLOBAL_FILE, []) or Document(GLOBAL_FILE, {})
-    database = doc.data.get("database") if isinstance(doc.data, dict) else None
-    if not (isinstance(database, dict) and database.get("url")):  # the data folder's default
-        return [f"{reason} (the default database: database.url is not set)" for reason in reasons]
-    return [key_problem(doc, ["database", "url"], reason) for reason in reasons]
 
 
 @click.command("migrate")

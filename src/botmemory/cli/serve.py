@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Final
 
 import click
 
+from botmemory.cli.checks import check_data_dir
 from botmemory.cli.common import DATA_DIR, run
 from botmemory.cli.serve_workers import serve_workers
-from botmemory.config import GLOBAL_FILE, Settings, load_data_dir
+from botmemory.config import GLOBAL_FILE, Settings
 from botmemory.durations import Seconds, parse_duration
-from botmemory.errors import BotMemoryError, MissingDependencyError
+from botmemory.errors import BotMemoryError, ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     pass
@@ -133,10 +134,10 @@ def serve(
         drain_grace = parse_duration(grace, where="--grace")
     except BotMemoryError as exc:
         raise click.BadParameter(str(exc), param_hint="--grace") from None
-    settings = load_data_dir(data_dir)
+    settings, problems = check_data_dir(data_dir, allow_empty=allow_empty)
+    if settings is None or problems:  # all of them, as `config check` reports them
+        raise click.ClickException(str(ConfigError(problems)))
     check_host(host, settings)
-    if not allow_empty:
-        check_has_bots(data_dir)
     listener = _listen(host, port)
     try:
         if workers > 1:
@@ -163,24 +164,6 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return listener
-
-
-def check_has_bots(data_dir: str) -> None:
-    """Refuse a data folder without any bot folder with flows: it is likely the wrong one."""
-    problem = no_bot_problem(data_dir)
-    if problem is not None:
-        raise click.ClickException(problem)
-
-
-def no_bot_problem(data_dir: str) -> str | None:
-    """Why ``serve`` refuses ``data_dir`` without ``--allow-empty``; ``None`` if it has a bot."""
-    bots = Path(data_dir) / "bots"
-    if bots.is_dir() and any((folder / "flows").is_dir() for folder in bots.iterdir()):
-        return None
-    return (
-        f"no bot in {data_dir!r}: a bot is a folder bots/<botId>/ with flows/main.flow.json "
-        "(botmemory init creates one); pass --allow-empty to serve it anyway"
-    )
 
 
 def check_host(host: str, settings: Settings) -> None:

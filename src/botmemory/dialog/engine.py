@@ -26,15 +26,17 @@ from pathlib import Path
 from types import TracebackType
 
 from botmemory.clock import Clock
+from botmemory.config import load_data_dir
 from botmemory.config.files import DEFAULT_ERROR_REPLY
 from botmemory.dialog.bots import Bot, load_bots
-from botmemory.dialog.errors import DialogError, UnknownBotError
+from botmemory.dialog.errors import BotLoadError, DialogError, UnknownBotError
 from botmemory.dialog.events import MESSAGE_TYPES, Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.dialog.runner import DEFAULT_MAX_STEPS, POSITION_KEY, FlowRunner
 from botmemory.dialog.timeouts import DialogTimeouts, handle_timeout
 from botmemory.errors import (
     BackendUnavailableError,
+    ConfigError,
     ConflictError,
     DuplicateMessageError,
     InvalidValueError,
@@ -102,8 +104,25 @@ class DialogEngine:
     async def from_data_dir(
         cls, path: str | os.PathLike[str], clock: Clock | None = None
     ) -> DialogEngine:
-        """Load a data folder's bots and open its memory; :meth:`close` closes both."""
-        bots = load_bots(Path(path))
+        """Load a data folder's bots and open its memory; :meth:`close` closes both.
+
+        Raises one :class:`~botmemory.errors.ConfigError` with every problem of the
+        configuration files and of the bots (a :class:`BotLoadError` when only bots
+        have problems).
+        """
+        problems: list[str] = []
+        try:
+            load_data_dir(path)  # its problems and the bots', all at once
+        except ConfigError as exc:
+            problems += exc.problems
+        try:
+            bots = load_bots(Path(path))
+        except BotLoadError as exc:
+            if not problems:
+                raise
+            problems += exc.problems
+        if problems:
+            raise ConfigError(problems)
         memory = await Memory.from_data_dir(path, clock)
         return cls(memory, bots, owns_memory=True)
 
