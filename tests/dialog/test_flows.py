@@ -52,7 +52,8 @@ def test_load_errors_are_config_errors(tmp_path: Path) -> None:
 def test_an_unknown_node_names_the_file_and_the_node(tmp_path: Path) -> None:
     bad = flow(node("start", next=[{"node": "END"}, {"node": "nowhere"}]))
     [problem] = problems_of(tmp_path, {"main.flow.json": bad})
-    assert problem.startswith("bots/b/flows/main.flow.json, node 'start': next[1]:")
+    # the line of the node's name: "{", '"startNode": ...', '"nodes": [', "{", '"name": ...'
+    assert problem.startswith("bots/b/flows/main.flow.json, line 5, node 'start': next[1]:")
     assert "unknown node 'nowhere'" in problem
     assert "'start'" in problem
 
@@ -65,8 +66,8 @@ def test_an_unknown_flow_an_unknown_start_node_and_timeout_nodes(tmp_path: Path)
     }
     found = problems_of(tmp_path, {"main.flow.json": bad})
     assert any("node 'start': next[0]: unknown flow 'missing.flow.json'" in p for p in found)
-    assert any("main.flow.json: startNode: unknown node 'begin'" in p for p in found)
-    assert any("main.flow.json: timeoutNode: unknown node 'gone'" in p for p in found)
+    assert any("main.flow.json, line 2: startNode: unknown node 'begin'" in p for p in found)
+    assert any("main.flow.json, line 3: timeoutNode: unknown node 'gone'" in p for p in found)
     assert any("node 'start': timeout: unknown node 'lost'" in p for p in found)
 
 
@@ -95,7 +96,7 @@ def test_an_unsafe_or_malformed_condition_fails_at_load(
 ) -> None:
     bad = flow(node("check", next=[{"condition": condition, "node": "END"}]))
     [problem] = problems_of(tmp_path, {"main.flow.json": bad})
-    assert "bots/b/flows/main.flow.json, node 'check': next[0]: condition" in problem
+    assert "bots/b/flows/main.flow.json, line 5, node 'check': next[0]: condition" in problem
     assert reason in problem
 
 
@@ -113,7 +114,9 @@ def test_a_bad_template_fails_at_load(tmp_path: Path, template: str, reason: str
     bad = flow(node("talk", say=template, enter=[set_var("user", "x", template)]))
     found = problems_of(tmp_path, {"main.flow.json": bad})
     assert len(found) == 2
-    assert all(p.startswith("bots/b/flows/main.flow.json, node 'talk': onEnter[") for p in found)
+    assert all(
+        p.startswith("bots/b/flows/main.flow.json, line 5, node 'talk': onEnter[") for p in found
+    )
     assert any("args.value" in p for p in found)
     assert all(reason in p for p in found)
 
@@ -167,10 +170,13 @@ def test_schema_violations_name_the_node(tmp_path: Path) -> None:
         ],
     }
     found = problems_of(tmp_path, {"main.flow.json": bad})
-    assert any(p.startswith("bots/b/flows/main.flow.json, node 'a': onEnter[0]") for p in found)
+    assert any(
+        p.startswith("bots/b/flows/main.flow.json, line 5, node 'a': onEnter[0]") for p in found
+    )
     assert any(
         p.startswith(
-            "bots/b/flows/main.flow.json, node 'b': next[0]: give 'node' or 'flow', not both"
+            "bots/b/flows/main.flow.json, line 13, node 'b': next[0]: give 'node' or 'flow', "
+            "not both"
         )
         for p in found
     )

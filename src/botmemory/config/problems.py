@@ -26,6 +26,7 @@ __all__ = [
     "ContentError",
     "Document",
     "duplicate_keys",
+    "key_line",
     "key_problem",
     "load_json5",
     "read_document",
@@ -207,7 +208,7 @@ def duplicate_keys(place: str, text: str, names: set[str]) -> list[str]:
 
 def key_problem(doc: Document, loc: Sequence[str], message: str) -> str:
     """A problem about the key at ``loc`` of ``doc``, with its line when known."""
-    line = None if doc.text is None else _key_line(doc.text, loc)
+    line = None if doc.text is None else key_line(doc.text, loc)
     where = doc.place if line is None else f"{doc.place}, line {line}"
     return f"{where}: {'.'.join(loc)}: {message}"
 
@@ -245,7 +246,7 @@ def validate(model: type[_F], doc: Document | None, problems: list[str]) -> _F |
 def _problem(model: type[Section], doc: Document, error: ErrorDetails) -> tuple[int, str]:
     """Return the line (0 if unknown) and the text of one validation error."""
     loc = [str(part) for part in error["loc"] if part != "[key]"]
-    line = None if doc.text is None else _key_line(doc.text, loc)
+    line = None if doc.text is None else key_line(doc.text, loc)
     where = doc.place if line is None else f"{doc.place}, line {line}"
     detail = _detail(model, loc, error)
     return line or 0, (f"{where}: {'.'.join(loc)}: {detail}" if loc else f"{where}: {detail}")
@@ -302,7 +303,7 @@ def _section_at(model: type[Section], path: Sequence[str]) -> type[Section] | No
     return section
 
 
-def _key_line(text: str, loc: Sequence[str]) -> int | None:
+def key_line(text: str, loc: Sequence[str]) -> int | None:
     """Return the line of the key at ``loc`` in ``text``, or of its deepest parent found.
 
     Each key is looked for directly inside its parent's object, so that ``timeoutInterval``

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -19,7 +20,7 @@ from typing import Any, Final
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from botmemory.config.problems import duplicate_keys, load_json5, syntax_problem
+from botmemory.config.problems import duplicate_keys, key_line, load_json5, syntax_problem
 from botmemory.dialog.actions import ActionSpec, CompiledArg, compile_args
 from botmemory.dialog.errors import ExpressionError, TemplateError
 from botmemory.dialog.expressions import Condition, compile_condition
@@ -122,22 +123,24 @@ def load_flows(
 ) -> dict[str, Flow]:
     """Load and validate every flow of a bot; add each problem found to ``problems``."""
     folder = bot_dir / "flows"
-    documents: dict[str, dict[str, Any]] = {}
+    documents: dict[str, tuple[dict[str, Any], str]] = {}
     for path in sorted(folder.rglob(f"*{SUFFIX}")):
         name = path.relative_to(folder).as_posix()
-        data = _read(path, f"{label}/flows/{name}", problems)
-        if data is not None:
-            documents[name] = data
+        read = _read(path, f"{label}/flows/{name}", problems)
+        if read is not None:
+            documents[name] = read
     names = {path.relative_to(folder).as_posix() for path in folder.rglob(f"*{SUFFIX}")}
     if MAIN_FLOW not in names:
         problems.append(f"{label}/flows: there is no {MAIN_FLOW}, the flow every user starts in")
     return {
-        name: _FlowBuilder(name, f"{label}/flows/{name}", names, actions, problems).build(data)
-        for name, data in documents.items()
+        name: _FlowBuilder(name, f"{label}/flows/{name}", names, actions, problems, text).build(
+            data
+        )
+        for name, (data, text) in documents.items()
     }
 
 
-def _read(path: Path, where: str, problems: list[str]) -> dict[str, Any] | None:
+def _read(path: Path, where: str, problems: list[str]) -> tuple[dict[str, Any], str] | None:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeError) as exc:
@@ -151,24 +154,41 @@ def _read(path: Path, where: str, problems: list[str]) -> dict[str, Any] | None:
     problems.extend(duplicate_keys(where, text, twice))  # and go on: report the rest too
     errors = list(Draft202012Validator(flow_schema()).iter_errors(data))
     if not errors:
-        return data  # type: ignore[return-value]  # the schema says it is an object
+        return data, text  # type: ignore[return-value]  # the schema says it is an object
     for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
-        problems.append(_schema_problem(where, data, error))
+        problems.append(_schema_problem(where, data, error, text))
     return None
 
 
-def _schema_problem(where: str, data: object, error: ValidationError) -> str:
-    """Describe a schema error with the node's name and the path inside the node."""
+def _schema_problem(where: str, data: object, error: ValidationError, text: str = "") -> str:
+    """Describe a schema error with its line, the node's name and the path inside it."""
     error, message = _explain(error)
     path = list(error.absolute_path)
-    place = where
+    place = _place(where, text, None, str(path[0]) if len(path) == 1 else None)
     if len(path) >= 2 and path[0] == "nodes" and isinstance(data, dict):
         node = data["nodes"][path[1]] if isinstance(path[1], int) else None
         name = node.get("name") if isinstance(node, dict) else None
-        place += f", node {name!r}" if isinstance(name, str) else f", nodes[{path[1]}]"
+        if isinstance(name, str):
+            place = _place(where, text, name, None)
+        else:
+            place += f", nodes[{path[1]}]"
         path = path[2:]
     inside = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
     return f"{place}: {inside + ': ' if inside else ''}{message}"
+
+
+def _place(where: str, text: str, node: str | None, key: str | None) -> str:
+    """``where`` with the line of node ``node`` (its ``name``) or of the top-level ``key``
+    in the flow's ``text``, when found, and the node's name."""
+    line = None
+    if node is not None:
+        quoted = re.escape(node)
+        found = re.search(rf"""(?<![\w$])(["']?)name\1\s*:\s*(["']){quoted}\2""", text)
+        line = None if found is None else text.count("\n", 0, found.start()) + 1
+    elif key is not None:
+        line = key_line(text, [key])
+    place = where if line is None else f"{where}, line {line}"
+    return place if node is None else f"{place}, node {node!r}"
 
 
 def _explain(error: ValidationError) -> tuple[ValidationError, str]:
@@ -199,14 +219,15 @@ class _FlowBuilder:
         flows: Collection[str],
         actions: Mapping[str, ActionSpec],
         problems: list[str],
+        text: str = "",
     ) -> None:
         self.name, self.where, self.flows = name, where, flows
-        self.actions, self.problems = actions, problems
+        self.actions, self.problems, self.text = actions, problems, text
         self.node_names: list[str] = []
 
-    def problem(self, node: str | None, text: str) -> None:
-        place = self.where if node is None else f"{self.where}, node {node!r}"
-        self.problems.append(f"{place}: {text}")
+    def problem(self, node: str | None, text: str, key: str | None = None) -> None:
+        """Report a problem of ``node``, or of the flow's top-level ``key``, with its line."""
+        self.problems.append(f"{_place(self.where, self.text, node, key)}: {text}")
 
     def build(self, data: dict[str, Any]) -> Flow:
         self.node_names = [n["name"] for n in data["nodes"]]
@@ -221,7 +242,7 @@ class _FlowBuilder:
         for key in ("startNode", "timeoutNode"):
             target = data.get(key)
             if target is not None and target not in nodes:
-                self.problem(None, f"{key}: {self._unknown_node(target)}")
+                self.problem(None, f"{key}: {self._unknown_node(target)}", key)
         return Flow(self.name, data["startNode"], nodes, data.get("timeoutNode"))
 
     def _node(self, raw: dict[str, Any]) -> Node:
