@@ -135,8 +135,8 @@ def to_timedelta(duration: Seconds | None) -> timedelta | None:
 
 def _no_unit(value: object, where: str) -> InvalidDurationError:
     return InvalidDurationError(
-        f"{where}: {value!r} has no unit: add one, for example '{value}s' or '{value}m' "
-        "(a bare number is not a duration)"
+        f"{where}: {value!r} has no unit: add one, for example '{value}s', '{value}m' or "
+        f"'{value}d' (a bare number is not a duration)"
     )
 
 

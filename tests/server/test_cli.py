@@ -236,7 +236,7 @@ def test_kvs_set_get_list_delete(data: Path) -> None:
 def test_kvs_set_refuses_an_expiry_without_a_unit(data: Path) -> None:
     result = botmemory("kvs", "set", str(data), "welcome", "k", "1", "--expiry", "5")
     assert result.exit_code == 1
-    assert "has no unit: add one, for example '5s' or '5m'" in result.output
+    assert "has no unit: add one, for example '5s', '5m' or '5d'" in result.output
     assert botmemory("kvs", "list", str(data), "welcome").output == ""
 
 
