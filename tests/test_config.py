@@ -510,6 +510,19 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert one_problem(load_data_dir, tmp_path).startswith(f"{GLOBAL_FILE}: cannot be read")
 
 
+def test_a_data_folder_copied_as_a_dangling_link_says_so(tmp_path: Path) -> None:
+    # examples/data is a link to ../src/botmemory/example_data: `cp -r` copies the link
+    (tmp_path / "copy").symlink_to("../src/botmemory/example_data")
+    problem = one_problem(load_data_dir, tmp_path / "copy")
+    assert problem == (
+        f"data folder {str(tmp_path / 'copy')!r} is a link to '../src/botmemory/example_data', "
+        "which does not exist from there: copy the folder itself (cp -rL)"
+    )
+    (tmp_path / "real").mkdir()
+    (tmp_path / "good").symlink_to("real")  # a link to a folder is a data folder
+    assert load_data_dir(tmp_path / "good").data_dir == (tmp_path / "real").resolve()
+
+
 @pytest.mark.parametrize("kind", ["missing", "file"])
 def test_data_folder_that_is_not_a_folder(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "data"

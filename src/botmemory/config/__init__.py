@@ -139,6 +139,13 @@ def load_settings(
 def load_data_dir(path: str | os.PathLike[str]) -> Settings:
     """Load a data folder; a non-empty ``BOTMEMORY_DATABASE_URL`` overrides ``database.url``."""
     root = Path(path)
+    if root.is_symlink() and not root.exists():  # `cp -r` of examples/data copies its link
+        raise ConfigError(
+            [
+                f"data folder {str(path)!r} is a link to {os.readlink(root)!r}, which does not "
+                "exist from there: copy the folder itself (cp -rL)"
+            ]
+        )
     if not root.is_dir():
         raise ConfigError([f"data folder {str(path)!r} does not exist or is not a folder"])
     root = root.resolve()
