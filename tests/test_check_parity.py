@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from botmemory.cli.admin import config_check
+from botmemory.cli.checks import check_data_dir
 from botmemory.cli.serve import init
 from botmemory.config import GLOBAL_FILE
 from botmemory.dialog import DialogEngine
@@ -283,6 +285,17 @@ def test_check_serve_and_the_engine_report_every_problem_at_once_alike(tmp_path:
     with pytest.raises(ConfigError) as refused:
         open_engine(data)
     assert str(refused.value) == output.strip()
+
+
+def test_checking_a_folder_leaves_no_thread_running(tmp_path: Path) -> None:
+    # serve checks before it starts: the SQLite storage built to check the URL must not
+    # leave its worker thread behind
+    data = make_data(tmp_path)
+    before = set(threading.enumerate())
+    settings, problems = check_data_dir(str(data))
+    assert settings is not None
+    assert problems == []
+    assert set(threading.enumerate()) - before == set()
 
 
 def test_serve_refuses_a_bad_url_with_the_words_of_check(tmp_path: Path) -> None:

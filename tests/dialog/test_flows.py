@@ -297,6 +297,37 @@ def test_a_flow_value_no_json_value_holds_is_refused_at_load(tmp_path: Path) -> 
     )
 
 
+def test_a_node_problem_names_the_line_of_that_nodes_name(tmp_path: Path) -> None:
+    # not an earlier "name" of the same text: an action's argument, a comment
+    text = """{
+  startNode: "ask", // the node 'email' comes after
+  nodes: [
+    { name: "ask", onEnter: [{ action: "base.setVariable",
+        args: { type: "user", name: "email", value: 1 } }] },
+    // name: "email"
+    {
+      name: "email",
+      next: [{ node: "nowhere" }],
+    },
+    { name: "email" },
+  ],
+}"""
+    write_bot(tmp_path, {"main.flow.json": text})
+    found = problems_of(tmp_path, {})
+    assert sorted(found) == [
+        "bots/b/flows/main.flow.json, line 11, node 'email': another node has the same name",
+        "bots/b/flows/main.flow.json, line 8, node 'email': next[0]: unknown node 'nowhere': "
+        "the nodes of this flow are 'ask', 'email', 'email' (and END, #)",
+    ]
+
+
+def test_a_top_level_schema_problem_names_its_line(tmp_path: Path) -> None:
+    text = '{\n  "nodes": [{"name": "a"}],\n  "startNode": 7\n}'
+    write_bot(tmp_path, {"main.flow.json": text})
+    [problem] = problems_of(tmp_path, {})
+    assert problem == "bots/b/flows/main.flow.json, line 3: startNode: 7 is not of type 'string'"
+
+
 def test_a_single_bot_folder_loads_on_its_own(tmp_path: Path) -> None:
     write_bot(tmp_path, {"main.flow.json": GOOD}, bot_id="solo")
     bot = load_bot(tmp_path / "bots" / "solo")

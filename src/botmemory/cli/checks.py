@@ -3,6 +3,7 @@ reports it, and ``serve`` refuses to start with it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -17,7 +18,10 @@ __all__ = ["check_data_dir", "no_bot_problem"]
 def check_data_dir(
     data_dir: str, *, allow_empty: bool = False
 ) -> tuple[Settings | None, list[str]]:
-    """Return the settings of ``data_dir`` and every problem ``serve`` would refuse."""
+    """Return the settings of ``data_dir`` and every problem ``serve`` would refuse.
+
+    Call it where no event loop runs (it closes the storage it builds to check the URL).
+    """
     from botmemory.dialog.bots import load_bots
 
     settings: Settings | None = None
@@ -35,9 +39,11 @@ def check_data_dir(
             problems.append(problem)
     if settings is not None and settings.database_url is not None:
         try:
-            create_storage(settings.database_url)
+            storage = create_storage(settings.database_url)  # checks the URL, connects not
         except BotMemoryError as exc:
             problems += _url_problems(Path(data_dir), exc)
+        else:  # SQLite's starts its worker thread: stop it, `serve` runs on
+            asyncio.run(storage.close())
     return settings, problems
 
 

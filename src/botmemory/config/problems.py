@@ -303,8 +303,9 @@ def _section_at(model: type[Section], path: Sequence[str]) -> type[Section] | No
     return section
 
 
-def key_line(text: str, loc: Sequence[str]) -> int | None:
-    """Return the line of the key at ``loc`` in ``text``, or of its deepest parent found.
+def key_line(text: str, loc: Sequence[str | int]) -> int | None:
+    """Return the line of the key (or list item, for an ``int``) at ``loc`` in ``text``, or
+    of its deepest parent found.
 
     Each key is looked for directly inside its parent's object, so that ``timeoutInterval``
     at the top level is not confused with ``dialog.timeoutInterval``.
@@ -312,13 +313,36 @@ def key_line(text: str, loc: Sequence[str]) -> int | None:
     depths = _depths(text)
     start, end, line = 0, len(text), None
     for key in loc:
-        match = _find_key(text, depths, key, start, end)
-        if match is None:
+        if isinstance(key, int):
+            found = _item(text, depths, key, start, end)
+            at = found
+        else:
+            match = _find_key(text, depths, key, start, end)
+            found, at = (None, None) if match is None else (match.start(), match.end())
+        if found is None or at is None:
             break
-        line = text.count("\n", 0, match.start()) + 1
-        start = match.end()
+        line = text.count("\n", 0, found) + 1
+        start = at
         end = _object_end(depths, start)
     return line
+
+
+def _item(text: str, depths: list[int], index: int, start: int, end: int) -> int | None:
+    """Where item ``index`` of the list that follows ``start`` begins (before ``end``)."""
+    opening = next((i for i in range(start, end) if text[i] == "[" and depths[i] >= 0), None)
+    if opening is None:
+        return None
+    level, commas = depths[opening], 0
+    for i in range(opening + 1, end):
+        if depths[i] < 0 or text[i].isspace():
+            continue
+        if depths[i] < level:  # the list's "]"
+            return None
+        if depths[i] == level and text[i] == ",":
+            commas += 1
+        elif commas == index:
+            return i
+    return None
 
 
 def _depths(text: str) -> list[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -164,29 +163,23 @@ def _schema_problem(where: str, data: object, error: ValidationError, text: str 
     """Describe a schema error with its line, the node's name and the path inside it."""
     error, message = _explain(error)
     path = list(error.absolute_path)
-    place = _place(where, text, None, str(path[0]) if len(path) == 1 else None)
+    place = _place(where, text, [str(path[0])] if len(path) == 1 else [])
     if len(path) >= 2 and path[0] == "nodes" and isinstance(data, dict):
         node = data["nodes"][path[1]] if isinstance(path[1], int) else None
         name = node.get("name") if isinstance(node, dict) else None
         if isinstance(name, str):
-            place = _place(where, text, name, None)
+            place = _place(where, text, ["nodes", path[1], "name"], name)
         else:
-            place += f", nodes[{path[1]}]"
+            place = f"{_place(where, text, ['nodes', path[1]])}, nodes[{path[1]}]"
         path = path[2:]
     inside = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
     return f"{place}: {inside + ': ' if inside else ''}{message}"
 
 
-def _place(where: str, text: str, node: str | None, key: str | None) -> str:
-    """``where`` with the line of node ``node`` (its ``name``) or of the top-level ``key``
-    in the flow's ``text``, when found, and the node's name."""
-    line = None
-    if node is not None:
-        quoted = re.escape(node)
-        found = re.search(rf"""(?<![\w$])(["']?)name\1\s*:\s*(["']){quoted}\2""", text)
-        line = None if found is None else text.count("\n", 0, found.start()) + 1
-    elif key is not None:
-        line = key_line(text, [key])
+def _place(where: str, text: str, loc: list[str | int], node: str | None = None) -> str:
+    """``where`` with the line of ``loc`` in the flow's ``text`` (when found), then the
+    node's name."""
+    line = key_line(text, loc) if loc and text else None
     place = where if line is None else f"{where}, line {line}"
     return place if node is None else f"{place}, node {node!r}"
 
@@ -224,15 +217,19 @@ class _FlowBuilder:
         self.name, self.where, self.flows = name, where, flows
         self.actions, self.problems, self.text = actions, problems, text
         self.node_names: list[str] = []
+        self._at = 0
+        """The index of the node being built, whose problems :meth:`problem` reports."""
 
     def problem(self, node: str | None, text: str, key: str | None = None) -> None:
-        """Report a problem of ``node``, or of the flow's top-level ``key``, with its line."""
-        self.problems.append(f"{_place(self.where, self.text, node, key)}: {text}")
+        """Report a problem of the node being built (``node`` is its name), or of the
+        flow's top-level ``key``, with its line: that of the node's ``name``, or the key's."""
+        loc: list[str | int] = [key] if key else ["nodes", self._at, "name"] if node else []
+        self.problems.append(f"{_place(self.where, self.text, loc, node)}: {text}")
 
     def build(self, data: dict[str, Any]) -> Flow:
         self.node_names = [n["name"] for n in data["nodes"]]
         nodes: dict[str, Node] = {}
-        for raw in data["nodes"]:
+        for self._at, raw in enumerate(data["nodes"]):
             name = raw["name"]
             if name in (END, RETURN):
                 self.problem(name, f"{name!r} is reserved for transitions: rename the node")
@@ -242,7 +239,7 @@ class _FlowBuilder:
         for key in ("startNode", "timeoutNode"):
             target = data.get(key)
             if target is not None and target not in nodes:
-                self.problem(None, f"{key}: {self._unknown_node(target)}", key)
+                self.problem(None, f"{key}: {self._unknown_node(target)}", key=key)
         return Flow(self.name, data["startNode"], nodes, data.get("timeoutNode"))
 
     def _node(self, raw: dict[str, Any]) -> Node:
