@@ -751,34 +751,39 @@ def test_an_escaped_surrogate_pair_is_one_character_and_half_of_one_a_problem(
     tmp_path: Path, comment: str
 ) -> None:
     # JSON5's parser left the halves of "\ud83d\ude00" apart, which no UTF-8 text holds
-    write(
-        tmp_path,
-        GLOBAL_FILE,
-        comment + '{"auth": {"adminTokens": ["t0123456789abcdef\\ud83d\\ude00"]}}',
-    )
+    token = '"t0123456789abcdef\\ud83d\\ude00"'
+    write(tmp_path, GLOBAL_FILE, comment + f'{{\n  "auth": {{"adminTokens": [{token}]}}\n}}')
     assert load_data_dir(tmp_path).admin_tokens == ("t0123456789abcdef\U0001f600",)
-    write(
-        tmp_path, GLOBAL_FILE, comment + '{"auth": {"adminTokens": ["t0123456789abcdef\\ud83d"]}}'
-    )
+    token = '"t0123456789abcdef\\ud83d"'
+    write(tmp_path, GLOBAL_FILE, comment + f'{{\n  "auth": {{"adminTokens": [{token}]}}\n}}')
     problem = one_problem(load_data_dir, tmp_path)
+    line = 3 if comment else 2
     assert problem == (
-        f"{GLOBAL_FILE}: auth.adminTokens[0]: 't0123456789abcdef\\ud83d' holds the escape "
-        "\\ud83d, half of a surrogate pair without its other half"
+        f"{GLOBAL_FILE}, line {line}: auth.adminTokens[0]: 't0123456789abcdef\\ud83d' holds "
+        "the escape \\ud83d, half of a surrogate pair without its other half"
     )
 
 
 @pytest.mark.parametrize("comment", ["", "// JSON5\n"], ids=["json", "json5"])
-@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        ("NaN", "NaN"),
+        ("Infinity", "a number past ±1.8e308 (or Infinity)"),
+        ("-Infinity", "a number past ±1.8e308 (or Infinity)"),
+        ("1e400", "a number past ±1.8e308 (or Infinity)"),
+    ],
+)
 def test_a_number_no_json_value_holds_is_a_problem_where_it_is(
-    tmp_path: Path, comment: str, number: str
+    tmp_path: Path, comment: str, number: str, said: str
 ) -> None:
     # both parsers read NaN and Infinity; no stored or sent value can hold them
-    write(tmp_path, GLOBAL_FILE, comment + '{"limits": {"maxValueBytes": 1.0e308}}')
+    write(tmp_path, GLOBAL_FILE, comment + '{\n  "limits": {"maxValueBytes": 1.0e308}\n}')
     assert "limits.maxValueBytes" in one_problem(load_data_dir, tmp_path)  # finite: read on
-    write(tmp_path, GLOBAL_FILE, comment + f'{{"limits": {{"maxValueBytes": {number}}}}}')
+    write(tmp_path, GLOBAL_FILE, comment + f'{{\n  "limits": {{"maxValueBytes": {number}}}\n}}')
     assert one_problem(load_data_dir, tmp_path) == (
-        f"{GLOBAL_FILE}: limits.maxValueBytes: {number} is not a JSON number: no value "
-        "botmemory stores can hold it"
+        f"{GLOBAL_FILE}, line {3 if comment else 2}: limits.maxValueBytes: {said} is not a "
+        "JSON number: no value botmemory stores can hold it"
     )
 
 

@@ -68,6 +68,23 @@ def test_a_message_refused_is_said_and_the_chat_goes_on(data_dir: Path) -> None:
     assert out.endswith("welcome> How are you feeling today, Ada?\nyou> ")
 
 
+async def test_a_text_no_utf8_carries_is_said_and_the_chat_goes_on(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a terminal's undecodable byte reaches Python as half of a surrogate pair ("\udcff");
+    # the test runner cannot type one, so the line is handled as the chat loop does
+    from botmemory.cli.chat import _handle
+    from botmemory.dialog import DialogEngine
+
+    async with await DialogEngine.from_data_dir(data_dir) as engine:
+        assert await _handle(engine, "hi", "welcome", "ada", "api")
+        assert await _handle(engine, "Ada \udcff", "welcome", "ada", "api")
+        assert await _handle(engine, "Ada", "welcome", "ada", "api")
+    out = capsys.readouterr().out
+    assert "(not sent: message text: not valid Unicode text (half of a surrogate pair" in out
+    assert "welcome> How are you feeling today, Ada?" in out
+
+
 def test_chat_with_an_unknown_bot_fails_with_one_line(data_dir: Path) -> None:
     result = CliRunner().invoke(chat, [str(data_dir), "--bot", "nobody"], input="")
     assert result.exit_code == 1

@@ -292,8 +292,8 @@ def test_a_flow_value_no_json_value_holds_is_refused_at_load(tmp_path: Path) -> 
     write_bot(tmp_path, {"main.flow.json": text.replace('"VALUE"', "NaN")})
     [problem] = problems_of(tmp_path, {})
     assert problem == (
-        "bots/b/flows/main.flow.json: nodes[0].onEnter[0].args.value: NaN is not a JSON "
-        "number: no value botmemory stores can hold it"
+        "bots/b/flows/main.flow.json, line 1: nodes[0].onEnter[0].args.value: NaN is not a "
+        "JSON number: no value botmemory stores can hold it"
     )
 
 

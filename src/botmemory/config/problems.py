@@ -101,7 +101,7 @@ def load_json5(text: str) -> tuple[object, set[str]]:
             data = _paired(data)  # as json pairs them
     if _depth(data) > MAX_FILE_DEPTH:
         _too_deep()
-    _refuse_unstorable(data)
+    _refuse_unstorable(data, text)
     return data, twice
 
 
@@ -144,31 +144,37 @@ def _paired(data: object) -> object:
     return data
 
 
-_NOT_FINITE: Final = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def _refuse_unstorable(data: object) -> None:
-    """Raise :class:`ContentError`, naming where, for what no JSON value botmemory stores
-    or sends can hold: a string with half of a surrogate pair (no UTF-8 text carries
-    it), or JSON5's ``NaN`` and ``Infinity``."""
-    stack: list[tuple[object, str]] = [(data, "")]
+def _refuse_unstorable(data: object, text: str) -> None:
+    """Raise :class:`ContentError`, naming where (line and key path), for what no JSON
+    value botmemory stores or sends can hold: a string with half of a surrogate pair (no
+    UTF-8 text carries it), or JSON5's ``NaN`` and ``Infinity``."""
+    stack: list[tuple[object, list[str | int]]] = [(data, [])]
     while stack:
-        value, path = stack.pop()
+        value, loc = stack.pop()
         if isinstance(value, dict):
-            stack.extend((key, path) for key in value)
-            stack.extend((item, f"{path}.{key}" if path else key) for key, item in value.items())
+            stack.extend((key, loc) for key in value)
+            stack.extend((item, [*loc, key]) for key, item in value.items())
         elif isinstance(value, list):
-            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+            stack.extend((item, [*loc, i]) for i, item in enumerate(value))
         elif isinstance(value, str) and (lone := _SURROGATE.search(value)):
-            raise ContentError(
-                f"{path + ': ' if path else ''}{value[:40]!r} holds the escape "
-                f"\\u{ord(lone[0]):04x}, half of a surrogate pair without its other half"
+            problem = (
+                f"{value[:40]!r} holds the escape \\u{ord(lone[0]):04x}, half of a surrogate "
+                "pair without its other half"
             )
+            raise ContentError(_at(text, loc, problem))
         elif isinstance(value, float) and not math.isfinite(value):
-            raise ContentError(
-                f"{path + ': ' if path else ''}{_NOT_FINITE[repr(value)]} is not a JSON "
-                "number: no value botmemory stores can hold it"
-            )
+            number = "NaN" if math.isnan(value) else "a number past ±1.8e308 (or Infinity)"
+            problem = f"{number} is not a JSON number: no value botmemory stores can hold it"
+            raise ContentError(_at(text, loc, problem))
+
+
+def _at(text: str, loc: list[str | int], problem: str) -> str:
+    """``problem`` after the line and the path of ``loc`` in ``text``."""
+    if not loc:
+        return problem
+    line = key_line(text, loc)
+    path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in loc).lstrip(".")
+    return f"{'' if line is None else f'line {line}: '}{path}: {problem}"
 
 
 def duplicate_keys(place: str, text: str, names: set[str]) -> list[str]:
@@ -216,7 +222,7 @@ def key_problem(doc: Document, loc: Sequence[str], message: str) -> str:
 def syntax_problem(place: str, exc: ValueError) -> str:
     """The problem of a file that :func:`load_json5` refused, with its line if known."""
     if isinstance(exc, ContentError):
-        return f"{place}: {exc}"
+        return f"{place}{', ' if str(exc).startswith('line ') else ': '}{exc}"
     match = _SYNTAX.fullmatch(str(exc))
     if match is None:
         return f"{place}: not valid JSON5: {exc}"

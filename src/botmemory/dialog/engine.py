@@ -210,8 +210,9 @@ class DialogEngine:
         first run are returned.
 
         Raises only for a bad call (unknown bot, invalid id, no text and no payload, a
-        message over ``limits.maxMessageBytes``: :class:`MessageTooLargeError`, nothing
-        stored), a storage outage, or a turn that kept conflicting
+        message over ``limits.maxMessageBytes``: :class:`MessageTooLargeError`, or a text
+        with half of a surrogate pair: :class:`InvalidValueError`, nothing stored), a
+        storage outage, or a turn that kept conflicting
         (:class:`~botmemory.errors.ConflictError`); a failure inside the turn returns
         ``[error reply]`` with nothing persisted.
         """
