@@ -87,20 +87,22 @@ def load_json5(text: str) -> tuple[object, set[str]]:
             found[key] = value
         return found
 
+    json5_syntax = False
     try:  # plain JSON (a Botpress export is) parses thousands of times faster this way
         data = json.loads(text, object_pairs_hook=pairs)
     except RecursionError:
         _too_deep()
     except ValueError:
         twice.clear()  # JSON5 then, which also words the syntax errors
+        json5_syntax = True
         try:
             data = json5.loads(text, object_pairs_hook=pairs)
         except RecursionError:  # deeper than its parser goes, which is deeper than allowed
             _too_deep()
-        if _depth(data) <= MAX_FILE_DEPTH:
-            data = _paired(data)  # as json pairs them
     if _depth(data) > MAX_FILE_DEPTH:
         _too_deep()
+    if json5_syntax:
+        data = _paired(data)  # as json pairs them
     _refuse_unstorable(data, text)
     return data, twice
 
