@@ -473,6 +473,10 @@ class Storage(ABC):
         """Raise a :class:`~botmemory.errors.BackendError` unless the storage answers."""
         await self.get_meta("schema")
 
+    def sole_turn(self) -> bool:
+        """Whether one turn only, in this process, holds or waits for a session's lock."""
+        return len(self._waiters) == 1 and 1 in self._waiters.values()
+
     def turn_in_progress(self, bot_id: str, session_key: str) -> bool:
         """Whether a turn of this session runs in this process now (the janitor waits)."""
         return (bot_id, session_key) in self._session_locks

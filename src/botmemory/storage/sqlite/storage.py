@@ -265,7 +265,9 @@ class SqliteStorage(Storage):
         with self._queue_lock:
             self._queued.append((write, future))
             first = len(self._queued) == 1
-        if first:
+        if first and self.sole_turn():  # nothing to group it with: commit it now
+            self._flush()
+        elif first:
             loop.call_soon(self._flush)
         try:
             await asyncio.shield(future)
