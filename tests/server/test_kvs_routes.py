@@ -88,3 +88,13 @@ async def test_another_bots_token_is_403(anonymous: httpx.AsyncClient) -> None:
 async def test_bots_have_separate_stores(client: httpx.AsyncClient) -> None:
     await client.put(f"{KVS}/k", json={"value": "welcome's"})
     assert (await client.get("/api/v1/bots/echo/kvs/k")).status_code == 404
+
+
+async def test_an_unknown_field_is_400_naming_it_and_nothing_is_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    """A misspelt ``expiry`` must not store a value that never expires."""
+    response = await client.put(f"{KVS}/sess", json={"value": "secret", "expires": "1h"})
+    assert response.status_code == 400, response.text
+    assert "expires" in response.text
+    assert (await client.get(f"{KVS}/sess")).status_code == 404

@@ -234,3 +234,14 @@ async def test_an_encoded_slash_in_a_key_and_an_encoded_nul(client: httpx.AsyncC
     nul = await client.get("/api/v1/bots/welcome/users/a%00b/memory")
     assert nul.status_code == 400
     assert "NUL" in nul.json()["message"]
+
+
+async def test_an_unknown_field_is_400_naming_it_and_nothing_is_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    """Variables take no expiry over HTTP (retention policies set it): a field is refused."""
+    url = "/api/v1/bots/welcome/memory/user/u1/x"
+    response = await client.put(url, json={"value": "secret", "expiry": "1h"})
+    assert response.status_code == 400, response.text
+    assert "expiry" in response.text
+    assert "x" not in (await client.get(MEMORY)).json()["scopes"]["user"]

@@ -210,7 +210,9 @@ class MemoryView(ApiModel):
 
 
 class MemoryPut(ApiModel):
-    """The new value of a variable."""
+    """The new value of a variable. Any other field is refused (400)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     value: Any = Field(examples=["Ada"])
     """Any JSON value (integers up to 64 bits, finite numbers)."""
@@ -283,7 +285,10 @@ class KvsEntry(ApiModel):
 
 
 class KvsPut(ApiModel):
-    """A value to store, with an optional expiry."""
+    """A value to store, with an optional expiry. Any other field (``expires`` for
+    ``expiry``, say) is refused (400): a misspelt expiry must not store a value for ever."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     value: Any = Field(examples=[{"text": "Welcome back"}])
     expiry: StrictStr | StrictInt | StrictFloat | None = Field(default=None, examples=["1h"])
