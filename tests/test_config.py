@@ -416,7 +416,10 @@ def test_bad_intervals(section: str, key: str, value: object) -> None:
     assert problem.startswith(f"config: {section}.{key}: {value!r} ")
 
 
-@pytest.mark.parametrize("value", [0, "0s", "0ms", "-5m", -5, "1 fortnight", "", "60x", True, None])
+@pytest.mark.parametrize(
+    "value",
+    [0, "0s", "0ms", "0.0000001ms", "0.9ms", "-5m", -5, "1 fortnight", "", "60x", True, None],
+)
 def test_bad_policies_never_mean_instant_expiry(value: object) -> None:
     problem = one_problem(
         load_settings, {}, {"b": {"dataRetention": {"policies": {"email": value}}}}

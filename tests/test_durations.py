@@ -18,6 +18,7 @@ from botmemory.durations import (
     format_duration,
     parse_duration,
     parse_interval,
+    parse_lifetime,
     to_timedelta,
 )
 from botmemory.errors import InvalidDurationError
@@ -93,6 +94,22 @@ def test_to_timedelta() -> None:
 )
 def test_timedelta(value: timedelta, seconds: float) -> None:
     assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["0s", "0.999ms", "0.0005ms", "0.0000001s", timedelta(0)])
+def test_a_lifetime_under_1ms_would_expire_at_once_and_is_refused(value: object) -> None:
+    with pytest.raises(InvalidDurationError, match=r"would expire at once: give at least 1ms"):
+        parse_lifetime(value, where="expiry")
+    with pytest.raises(InvalidDurationError, match=r"would expire at once"):
+        parse_expiry(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("1ms", 0.001), ("1.5ms", 0.0015), ("60d", 5184000.0)]
+)
+def test_a_lifetime_of_1ms_or_more_is_kept_as_written(value: str, seconds: float) -> None:
+    assert parse_lifetime(value, where="expiry") == seconds
+    assert parse_lifetime("never", where="expiry") is None
 
 
 def test_zero_is_a_duration_but_not_an_interval() -> None:
@@ -239,8 +256,14 @@ def test_only_ascii_digits_and_a_space(text: str) -> None:
 
 @pytest.mark.parametrize("value", ["1001y", "9999999d", "366000d"])
 def test_durations_over_a_thousand_years_are_refused(value: object) -> None:
-    with pytest.raises(InvalidDurationError, match="1000 years"):
+    with pytest.raises(InvalidDurationError, match="longer than 1000 years: use 'never'"):
         parse_duration(value, allow_never=True)
+    with pytest.raises(InvalidDurationError, match="1000 years: give at most 1000 years"):
+        parse_duration(value)  # where 'never' is refused, the advice is not to use it
+
+
+def test_a_thousand_years_is_the_longest_duration() -> None:
+    assert parse_duration("1000y") == 1000 * 365.25 * 86400
 
 
 # -- one type inside the code ----------------------------------------------------------------

@@ -91,7 +91,10 @@ async def test_set_without_expiry_clears_an_earlier_one(mem: Memory, clock: Manu
     assert await kvs.get("k") == 2
 
 
-@pytest.mark.parametrize("expiry", ["1 fortnight", "", "60x", "-5m", 0, "0s", -1, True, [1]])
+@pytest.mark.parametrize(
+    "expiry",
+    ["1 fortnight", "", "60x", "-5m", 0, "0s", "0.5ms", "0.0000001s", timedelta(0), -1, True, [1]],
+)
 async def test_invalid_expiry_is_an_error_not_an_instant_expiry(
     mem: Memory, expiry: object
 ) -> None:
@@ -100,6 +103,18 @@ async def test_invalid_expiry_is_an_error_not_an_instant_expiry(
     with pytest.raises(InvalidDurationError):
         await kvs.set("k", "new", expiry=expiry)  # type: ignore[arg-type]
     assert await kvs.get("k") == "kept"
+
+
+async def test_the_shortest_expiry_1ms_is_there_until_it_ends(
+    mem: Memory, clock: ManualClock
+) -> None:
+    kvs = mem.kvs.for_bot("b")
+    entry = await kvs.set("k", "v", expiry="1ms")
+    assert entry.expires_at == pytest.approx(clock() + 0.001)
+    clock.advance(timedelta(microseconds=999))
+    assert await kvs.get("k") == "v"
+    clock.advance(timedelta(microseconds=1))
+    assert await kvs.get("k") is None
 
 
 async def test_path_reads_and_writes_inside_the_value(mem: Memory) -> None:

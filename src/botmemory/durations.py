@@ -21,12 +21,14 @@ from typing import Final, Literal, NewType, overload
 from botmemory.errors import InvalidDurationError
 
 __all__ = [
+    "MIN_LIFETIME",
     "NEVER",
     "DurationInput",
     "Seconds",
     "format_duration",
     "parse_duration",
     "parse_interval",
+    "parse_lifetime",
     "to_timedelta",
 ]
 
@@ -93,8 +95,26 @@ def parse_duration(
     if seconds < 0 or not math.isfinite(seconds):
         raise InvalidDurationError(f"{where}: {value!r} is negative or not a finite duration")
     if seconds > MAX_SECONDS:
-        raise InvalidDurationError(f"{where}: {value!r} is longer than 1000 years: use 'never'")
+        advice = "use 'never'" if allow_never else "give at most 1000 years"
+        raise InvalidDurationError(f"{where}: {value!r} is longer than 1000 years: {advice}")
     return Seconds(seconds)
+
+
+MIN_LIFETIME: Final = Seconds(0.001)
+"""The shortest expiry, time to live or retention time: 1 ms, the smallest unit. A
+shorter one would expire at once (an instant plus a nanosecond is the same float), or
+round to zero on the way (a ``timedelta`` counts microseconds)."""
+
+
+def parse_lifetime(value: object, *, where: str) -> Seconds | None:
+    """Return how long something lives (an expiry, a time to live, a retention time):
+    at least :data:`MIN_LIFETIME`, or ``None`` for ``"never"``."""
+    seconds = parse_duration(value, where=where, allow_never=True)
+    if seconds is not None and seconds < MIN_LIFETIME:
+        raise InvalidDurationError(
+            f"{where}: {value!r} would expire at once: give at least 1ms, or 'never'"
+        )
+    return seconds
 
 
 _MIN_INTERVAL: Final = Seconds(0.1)  # 100 ms

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from botmemory.clock import Clock
-from botmemory.durations import DurationInput, Seconds, parse_duration
-from botmemory.errors import InvalidDurationError, InvalidValueError
+from botmemory.durations import DurationInput, Seconds, parse_lifetime
+from botmemory.errors import InvalidValueError
 from botmemory.ids import Identity, validate_bot_id, validate_id
 from botmemory.storage.base import KvsDelta, KvsModifier, KvsRecord, Storage
 from botmemory.values import MISSING, JsonValue, get_path, loads, parse_path, set_path, to_json_text
@@ -64,15 +64,12 @@ A bare number is not an expiry (it has no unit): it raises ``InvalidDurationErro
 def parse_expiry(expiry: Expiry | object, where: str = "expiry") -> Seconds | None:
     """Return an expiry, or ``None`` for no expiry (``None`` or ``"never"``).
 
-    A zero or negative expiry is an error: it would be an instant expiry; so is a bare
-    number or an empty string.
+    An expiry under 1 ms (zero, negative) is an error: it would be an instant expiry; so
+    is a bare number or an empty string.
     """
     if expiry is None:
         return None
-    seconds = parse_duration(expiry, where=where, allow_never=True)
-    if seconds is not None and seconds <= 0:
-        raise InvalidDurationError(f"{where}: {expiry!r} must be longer than zero")
-    return seconds
+    return parse_lifetime(expiry, where=where)
 
 
 def escape_key_part(part: str) -> str:

@@ -167,7 +167,7 @@ async def test_storage_setters_take_an_expiry(
     assert await kvs.get(key.replace("color", "forever")) == "yes"
 
 
-@pytest.mark.parametrize("expiry", ["", 5, "5", 3600, "soon"])
+@pytest.mark.parametrize("expiry", ["", 5, "5", 3600, "soon", "0s", "0.0005ms", "0.0000001s"])
 async def test_a_storage_expiry_without_a_unit_does_not_load(
     make_engine: MakeEngine, expiry: object
 ) -> None:
@@ -184,6 +184,7 @@ async def test_a_templated_expiry_without_a_unit_fails_the_turn(
         run_actions(action("builtin.setUserVariable", name="c", value="v", expiry="{{event.text}}"))
     )
     assert await engine.process("b", "u1", text="5") == [DEFAULT_ERROR_REPLY]
+    assert await engine.process("b", "u1", text="0.0005ms") == [DEFAULT_ERROR_REPLY]
     assert await engine.memory.kvs.for_bot("b").keys() == []
     await engine.process("b", "u1", text="5m")
     assert await engine.memory.kvs.for_bot("b").keys() == ["storage/users/u1/c"]

@@ -65,6 +65,15 @@ async def test_an_item_expires_exactly_at_its_ttl_without_a_sweep(
     assert await store.asweep_ttl() == 1
 
 
+async def test_the_shortest_ttl_1ms_is_there_until_it_ends(mem: Memory, clock: ManualClock) -> None:
+    store = BotMemoryStore(mem)
+    await store.aput(("t",), "k", {"v": 1}, ttl=1 / 60_000)  # 1 ms, in minutes
+    advance(clock, 0.000999)
+    assert await store.aget(("t",), "k", refresh_ttl=False) is not None
+    advance(clock, 0.000001)
+    assert await store.aget(("t",), "k", refresh_ttl=False) is None
+
+
 async def test_reading_refreshes_the_ttl_unless_told_not_to(
     mem: Memory, clock: ManualClock
 ) -> None:
@@ -256,8 +265,11 @@ async def test_bad_input_is_a_clear_error(mem: Memory) -> None:
     with pytest.raises(InvalidIdError):
         BotMemoryStore(mem, bot_id="not a bot id")
     store = BotMemoryStore(mem)
-    with pytest.raises(InvalidDurationError, match="more than zero"):
-        await store.aput(("ns",), "k", {"v": 1}, ttl=0)
+    for ttl in (0, 1e-12, 0.9 / 60_000):  # minutes: zero, and less than 1 ms
+        with pytest.raises(InvalidDurationError, match="more than zero, and at least 1ms"):
+            await store.aput(("ns",), "k", {"v": 1}, ttl=ttl)
+    with pytest.raises(InvalidDurationError, match="would expire at once"):
+        BotMemoryStore(mem, retention={"users/*/mood": "0.5ms"})
     with pytest.raises(InvalidValueError, match="JSON"):
         await store.aput(("ns",), "k", {"v": {1, 2}})
     with pytest.raises(InvalidValueError, match=r"\$regex"):

@@ -311,7 +311,10 @@ async def test_a_payload_integer_beyond_64_bits_is_refused_on_both_paths(
 ) -> None:
     """Refused, never read as a float that changes the number (a faster parser would)."""
     for user, content_type in CONTENT_TYPES:
-        for number, status in ((2**64, 400), (-(2**63) - 1, 400), (10**29, 400)) + (
+        for number, status in (
+            (2**64, 400),
+            (-(2**63) - 1, 400),
+            (10**29, 400),
             (2**64 - 1, 200),  # the largest that fit: unsigned and signed 64 bits
             (-(2**63), 200),
         ):

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from botmemory.durations import Seconds, parse_duration, parse_interval
+from botmemory.durations import Seconds, parse_interval, parse_lifetime
 from botmemory.errors import InvalidDurationError, InvalidValueError
 from botmemory.storage import SCHEMES
 from botmemory.values import parse_path
@@ -51,11 +51,7 @@ def _interval(value: object) -> Seconds | None:
 
 
 def _policy(value: object) -> Seconds | None:
-    seconds = _duration(lambda v: parse_duration(v, where=_WHERE, allow_never=True), value)
-    if seconds is not None and seconds <= 0:
-        reason = f"{value!r} would expire data at once: give a duration above zero, or 'never'"
-        raise PydanticCustomError("config", "{reason}", {"reason": reason})
-    return seconds
+    return _duration(lambda v: parse_lifetime(v, where=_WHERE), value)
 
 
 Interval = Annotated[Seconds, BeforeValidator(_interval)]
@@ -64,7 +60,7 @@ Interval = Annotated[Seconds, BeforeValidator(_interval)]
 OptionalInterval = Annotated[Seconds | None, BeforeValidator(_interval)]
 
 Policy = Annotated[Seconds | None, BeforeValidator(_policy)]
-"""A retention time above zero; ``None`` when written ``"never"``."""
+"""A retention time of at least 1 ms; ``None`` when written ``"never"``."""
 
 
 def _policy_key(key: str) -> str:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from botmemory.durations import Seconds, parse_duration
-from botmemory.errors import InvalidDurationError, InvalidValueError
+from botmemory.durations import Seconds, parse_lifetime
+from botmemory.errors import InvalidValueError
 
 __all__ = ["Retention", "StorePolicies"]
 
@@ -90,10 +90,7 @@ def _parse(pattern: object, duration: object) -> tuple[tuple[str, ...], Seconds 
             f"{where}: a pattern is namespace labels and a key joined by '/', "
             "such as 'users/*/mood'"
         )
-    ttl = parse_duration(duration, where=where, allow_never=True)
-    if ttl is not None and ttl <= 0:
-        raise InvalidDurationError(f"{where}: {duration!r} must be longer than zero")
-    return tuple(pattern.split("/")), ttl
+    return tuple(pattern.split("/")), parse_lifetime(duration, where=where)
 
 
 def _match(parts: Sequence[str], path: Sequence[str]) -> bool:

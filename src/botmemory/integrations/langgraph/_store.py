@@ -23,7 +23,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from botmemory.durations import DurationInput, Seconds, parse_duration
+from botmemory.durations import MIN_LIFETIME, DurationInput, Seconds, parse_duration
 from botmemory.errors import ConfigError, InvalidDurationError, InvalidValueError, WrongLoopError
 from botmemory.ids import validate_bot_id
 from botmemory.integrations.langgraph._keys import Namespace
@@ -42,8 +42,11 @@ def minutes(value: object, where: str) -> Seconds:
     """Return a LangGraph time to live, given in minutes by its API, as a duration."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidDurationError(f"{where}: {value!r} is not a number of minutes")
-    if value <= 0:
-        raise InvalidDurationError(f"{where}: {value!r} minutes must be more than zero")
+    if value * 60 < MIN_LIFETIME:
+        raise InvalidDurationError(
+            f"{where}: {value!r} minutes must be more than zero, and at least 1ms "
+            "(less would expire at once)"
+        )
     return parse_duration(timedelta(minutes=value), where=where)
 
 
