@@ -121,3 +121,17 @@ def test_run_time_errors_are_expression_errors(source: str) -> None:
 def test_errors_point_at_the_column() -> None:
     with pytest.raises(ExpressionError, match=r"unknown name 'tmp'.* at column 15"):
         compile_condition("user.name and tmp.x")
+
+
+@pytest.mark.parametrize("digits", [-(10**9), -(10**7), -400, -23, -22, -21, -20, -2, -1, 0, 3])
+@pytest.mark.parametrize("value", [0, 7, 50, 51, 150, -250, 2**63 - 1, -(2**63), 9**1000, 1.5])
+def test_round_gives_python_s_answer_without_work_beyond_its_values(
+    value: int | float, digits: int
+) -> None:
+    """A digit count of -10**9 costs no more than -1: round's work is bounded by its
+    values (10 ** 10**9 would take hours), and its answer is still Python's."""
+    condition = compile_condition("round(event.payload.v, event.payload.d)")
+    got = condition.evaluate({"event": {"payload": {"v": value, "d": digits}}})
+    expected = 0 if isinstance(value, int) and digits < -5000 else round(value, digits)
+    assert got == expected
+    assert type(got) is type(value)
