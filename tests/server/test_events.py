@@ -70,3 +70,25 @@ def test_the_push_channel_asks_what_the_converse_route_asks(tmp_path: Path) -> N
         assert client.get(path, headers=bearer(ECHO_TOKEN)).status_code == 403
         with client.stream("GET", "/api/v1/bots/echo/users/ada/events") as public:
             assert public.status_code == 200  # echo's converse route is public
+
+
+def test_an_unknown_bot_is_404_and_an_invalid_id_400_before_any_stream(tmp_path: Path) -> None:
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with (
+        LiveServer(data, ManualClock(START)) as server,
+        httpx.Client(base_url=server.url, headers=bearer(ADMIN), timeout=5) as client,
+    ):
+        answer = client.get("/api/v1/bots/nobot/users/ada/events")
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"] == "not_found"
+        for path in (
+            "/api/v1/bots/welcome/users/a%01b/events",
+            "/api/v1/bots/welcome/users/ada/events?channel=%01",
+            "/api/v1/bots/welcome/users/ada/events?threadId=a%0Ab",
+            f"/api/v1/bots/welcome/users/{'u' * 256}/events",
+        ):
+            answer = client.get(path)
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["error"] == "bad_request"
+        with client.stream("GET", "/api/v1/bots/welcome/users/ada/events") as stream:
+            assert stream.status_code == 200  # a valid one still streams

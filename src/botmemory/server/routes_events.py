@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from botmemory.ids import Identity
 from botmemory.server.auth import converse_access
 from botmemory.server.errors import error_responses
 from botmemory.server.params import Channel, ThreadId, UserId
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api/v1/bots/{botId}", tags=["converse"])
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **error_responses(400, 401, 403, by_reference=True),
+        **error_responses(400, 401, 403, 404, by_reference=True),
     },
     summary="Receive what the bot says without a user message",
 )
@@ -36,8 +37,12 @@ async def events(
     """Server-sent events of one conversation, as they happen: ``replies`` (a dialog
     timeout's replies: ``{"reason": "timeout", "responses": [...]}``) and
     ``sessionEnded`` (the janitor ended the timed-out session). Who may talk to the bot
-    may listen; a comment every 15 s keeps an idle stream open."""
-    hub = server_state(request).events
+    may listen; a comment every 15 s keeps an idle stream open. An unknown bot is a 404
+    and an invalid id a 400, as on the converse route."""
+    state = server_state(request)
+    state.require_bot(bot_id)
+    Identity.of(bot_id, user_id, channel, thread_id)  # raises InvalidIdError (400)
+    hub = state.events
     return StreamingResponse(
         hub.stream((bot_id, user_id, channel, thread_id)),
         media_type="text/event-stream",
