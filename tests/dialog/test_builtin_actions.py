@@ -103,6 +103,22 @@ async def test_a_bad_memory_type_at_run_time_is_an_error(make_engine: MakeEngine
     assert await engine.process("b", "u1", text="galaxy") == [DEFAULT_ERROR_REPLY]
 
 
+async def test_a_failed_turn_keeps_none_of_its_storage_writes(make_engine: MakeEngine) -> None:
+    """The storage actions are part of the turn (docs/flows.md, Failures)."""
+    engine = await make_engine(
+        run_actions(
+            action("builtin.setGlobalVariable", name="color", value="{{event.text}}"),
+            action("builtin.setUserVariable", name="color", value="{{event.text}}"),
+            action("builtin.incrementNumberOfConversations"),
+            set_var("{{event.text}}", "x", 1),  # "galaxy" is no memory type: the turn fails
+        )
+    )
+    assert await engine.process("b", "u1", text="galaxy") == [DEFAULT_ERROR_REPLY]
+    assert await engine.memory.kvs.for_bot("b").keys() == []
+    await engine.process("b", "u1", text="user")
+    assert len(await engine.memory.kvs.for_bot("b").keys()) == 3
+
+
 STORAGE = [
     ("User", "storage/users/u1/color"),
     ("Conversation", "storage/conversation/b::api::u1/color"),

@@ -4,7 +4,7 @@ Variables: ``base.setVariable`` (``type``, ``name``, ``value``; an empty value o
 deletes) and ``base.removeVariable`` (``type``, ``name``); a dotted ``name`` reaches inside
 an object (``profile.city``).
 
-Storage (the key-value store of the bot, outside the turn's transaction):
+Storage (the key-value store of the bot, committed with the turn or not at all):
 ``builtin.set/getUserVariable`` (``storage/users/<userId>/<name>``),
 ``builtin.set/getConversationVariable`` (``storage/conversation/<sessionId>/<name>``),
 ``builtin.set/get/resetGlobalVariable`` (``storage/global/<name>``, in this bot's space).
