@@ -712,6 +712,35 @@ def test_a_key_given_twice_in_plain_json_is_reported_too(tmp_path: Path) -> None
     assert problem.startswith(f"{bot_file('b')}, line 2: key 'dialog' is given again on line 3")
 
 
+@pytest.mark.parametrize(
+    "escaped",
+    ['"em\\u0061il"', "em\\u0061il", "'em\\x61il'", '"\\u0065mail"', "'EM\\u0041IL'"],
+)
+def test_a_key_given_twice_is_found_however_it_is_spelt(tmp_path: Path, escaped: str) -> None:
+    """A retention policy given twice, once escaped, must not be silently replaced."""
+    name = "EMAIL" if "EM" in escaped else "email"
+    write(
+        tmp_path,
+        bot_file("b"),
+        f"{{\n  dataRetention: {{\n    policies: {{\n      {name}: '1d',\n"
+        f"      {escaped}: '60d',\n    }},\n  }},\n}}",
+    )
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(f"{bot_file('b')}, line 4: key {name!r} is given again on line 5")
+
+
+def test_a_problem_of_an_escaped_key_names_the_key_s_own_line(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        GLOBAL_FILE,
+        '{\n  "dataRetention": { "policies": {\n    "em\\u0061il": "5"\n  } }\n}',
+    )
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(
+        f"{GLOBAL_FILE}, line 3: dataRetention.policies.email: '5' has no unit"
+    )
+
+
 def test_plain_json_is_read_without_the_json5_parser(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -190,7 +190,7 @@ def duplicate_keys(place: str, text: str, names: set[str]) -> list[str]:
     depths = _depths(text)
     problems: list[tuple[int, str]] = []
     for name in sorted(names):
-        pattern = re.compile(rf"(?<![\w$])(['\"]?){re.escape(name)}\1\s*:")
+        pattern = _key_pattern(name)
         objects: dict[int, list[int]] = {}
         for match in pattern.finditer(text):
             level = depths[match.start()]
@@ -200,6 +200,14 @@ def duplicate_keys(place: str, text: str, names: set[str]) -> list[str]:
                 (i for i in range(match.start() - 1, -1, -1) if 0 <= depths[i] < level), -1
             )
             objects.setdefault(owner, []).append(text.count("\n", 0, match.start()) + 1)
+        if all(len(lines) < 2 for lines in objects.values()):  # spelt in a way not searched
+            problems.append(
+                (
+                    0,
+                    f"{place}: key {name!r} is given twice in one object: JSON5 would keep "
+                    "only the last; remove one",
+                )
+            )
         for lines in objects.values():
             if len(lines) > 1:
                 first, *others = lines
@@ -399,12 +407,33 @@ def _object_end(depths: list[int], start: int) -> int:
 
 def _find_key(text: str, depths: list[int], key: str, start: int, end: int) -> re.Match[str] | None:
     """Find ``key:`` (bare or quoted) directly inside the object between ``start`` and ``end``."""
-    pattern = re.compile(rf"(?<![\w$])(['\"]?){re.escape(key)}\1\s*:")
+    pattern = _key_pattern(key)
     level = _before(depths, start) + 1
     for match in pattern.finditer(text, start, end):
         if depths[match.start()] == level:  # code (not a string or comment), right depth
             return match
     return None
+
+
+def _key_pattern(key: str) -> re.Pattern[str]:
+    """``key:``, bare or quoted, each character as itself or escaped (``em\\u0061il``)."""
+    return re.compile(rf"(?<![\w$])(['\"]?){''.join(map(_spellings, key))}\1\s*:")
+
+
+def _spellings(char: str) -> str:
+    """A pattern of ``char`` as JSON5 may write it in a key: itself, ``\\uXXXX`` (a pair of
+    them beyond the BMP), ``\\xXX`` or a backslash before it."""
+    code = ord(char)
+    if code > 0xFFFF:
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        escaped = rf"\\u(?i:{high:04x})\\u(?i:{low:04x})"
+    else:
+        escaped = rf"\\u(?i:{code:04x})"
+    if code < 0x100:
+        escaped += rf"|\\x(?i:{code:02x})"
+    if not (char.isalnum() or char in "\n\r\u2028\u2029"):  # '\b' is not 'b', '\n' not 'n'
+        escaped += rf"|\\{re.escape(char)}"
+    return f"(?:{re.escape(char)}|{escaped})"
 
 
 def _before(depths: list[int], at: int) -> int:
