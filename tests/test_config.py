@@ -642,6 +642,27 @@ def test_malformed_policy_keys_are_reported(key: str) -> None:
         load_settings({"dataRetention": {"policies": {key: "1d"}}})
 
 
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("profile.a[0]", "names a list item"),
+        ("profile.a[0].b", "names a list item"),
+        ("profile.*", "has a glob in its field"),
+        ("prof*.ph?ne", "has a glob in its field"),
+    ],
+)
+def test_a_policy_on_a_list_item_or_a_glob_field_is_refused(key: str, reason: str) -> None:
+    """Neither could be kept exact: list items move, and a glob field matched nothing."""
+    problem = one_problem(load_settings, {"dataRetention": {"policies": {key: "1d"}}})
+    assert problem.startswith(f"config: dataRetention.policies.{key}: policy key {key!r} {reason}")
+
+
+@pytest.mark.parametrize("key", ["prof*.phone", "tmp_?", "profile.address.city", "a_[0]"])
+def test_globs_over_names_and_dotted_fields_are_policy_keys(key: str) -> None:
+    settings = load_settings({"dataRetention": {"policies": {key: "1d"}}})
+    assert key in settings.defaults.policies
+
+
 def test_dialog_server_and_auth_keys() -> None:
     admin, shop = "a" * 32, "s" * 32
     settings = load_settings(

@@ -130,6 +130,35 @@ async def test_dotted_policy_removes_only_that_field(
     assert await user(mem) == {"profile": {"name": "Ada"}}
 
 
+async def test_a_glob_with_a_field_removes_that_field_of_each_match(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    policies = {"prof*.phone": "1d", "profile.phone": "3d", "prof*.email": "2d"}
+    mem = await open_memory({"dataRetention": {"policies": policies}})
+    card = {"phone": "123", "email": "a@x", "name": "Ada"}
+    await set_user(mem, profile=card, professor=card, other=card)
+    clock.advance(timedelta(seconds=DAY - 0.001))
+    assert await user(mem) == {"profile": card, "professor": card, "other": card}
+    clock.advance(timedelta(seconds=0.001))  # the glob's phone: 1 day
+    without_phone = {"email": "a@x", "name": "Ada"}
+    assert await user(mem) == {"profile": card, "professor": without_phone, "other": card}
+    assert (await mem.janitor.run_once()).user_fields == 1
+    assert await user(mem) == {"profile": card, "professor": without_phone, "other": card}
+    clock.advance(timedelta(seconds=DAY))  # the glob's email: 2 days, for both matches
+    assert await user(mem) == {
+        "profile": {"phone": "123", "name": "Ada"},
+        "professor": {"name": "Ada"},
+        "other": card,
+    }
+    clock.advance(timedelta(seconds=DAY))  # the exact name's phone: 3 days
+    assert (await mem.janitor.run_once()).user_fields == 2  # variables rewritten
+    assert await user(mem) == {
+        "profile": {"name": "Ada"},
+        "professor": {"name": "Ada"},
+        "other": card,
+    }
+
+
 async def test_dotted_policy_counts_from_the_fields_own_last_change(
     open_memory: OpenMemory, clock: ManualClock
 ) -> None:

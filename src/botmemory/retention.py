@@ -1,8 +1,9 @@
 """Data retention: which user variables expire, and when.
 
 A policy key is a variable name (``email``), a dotted path into a nested value
-(``profile.email``: only that field is removed) or a glob (``tmp_*``). An exact name
-wins over a glob; among globs the longest pattern wins. A duration of ``None``
+(``profile.email``: only that field is removed) or a glob (``tmp_*``; ``prof*.phone``
+for that field of each match). An exact name wins over a glob; among globs the longest
+pattern wins, for a variable and for each of its fields. A duration of ``None``
 ("never") switches expiry off for what it matches.
 
 Expiry is counted from the last change of what the policy covers: the variable for
@@ -79,22 +80,29 @@ class RetentionPolicies:
         self._exact: dict[str, Seconds | None] = {}
         self._globs: list[tuple[str, Seconds | None]] = []
         fields: dict[str, list[tuple[str, Path, Seconds]]] = {}
+        self._glob_fields: list[tuple[str, tuple[str, Path, Seconds]]] = []
         for key, ttl in policies.items():
             name, _, rest = key.partition(".")
             if rest:
-                if ttl is not None:
-                    fields.setdefault(name, []).append((rest, parse_path(rest), ttl))
+                if ttl is None:
+                    continue
+                field = (rest, parse_path(rest), ttl)
+                if _GLOB_CHARS.intersection(name):  # 'prof*.phone': the field of each match
+                    self._glob_fields.append((name, field))
+                else:
+                    fields.setdefault(name, []).append(field)
             elif _GLOB_CHARS.intersection(key):
                 self._globs.append((key, ttl))
             else:
                 self._exact[key] = ttl
         self._globs.sort(key=lambda item: -len(item[0]))
+        self._glob_fields.sort(key=lambda item: -len(item[0]))
         self._fields = {name: tuple(items) for name, items in fields.items()}
         self.fingerprint = json.dumps(sorted(policies.items()), default=str)
         self.for_variable = lru_cache(maxsize=4096)(self._for_variable)
 
     def __bool__(self) -> bool:
-        return bool(self._exact or self._globs or self._fields)
+        return bool(self._exact or self._globs or self._fields or self._glob_fields)
 
     def _for_variable(self, name: str) -> VariablePolicy:
         if name in self._exact:
@@ -104,6 +112,12 @@ class RetentionPolicies:
                 (t for pattern, t in self._globs if fnmatch.fnmatchcase(name, pattern)), None
             )
         fields = self._fields.get(name, ())
+        if self._glob_fields:  # a field's policy by exact name wins, then the longest glob
+            found = {dotted for dotted, _, _ in fields}
+            for pattern, field in self._glob_fields:
+                if field[0] not in found and fnmatch.fnmatchcase(name, pattern):
+                    found.add(field[0])
+                    fields += (field,)
         if ttl is None and not fields:
             return _NO_POLICY
         return VariablePolicy(ttl, fields)

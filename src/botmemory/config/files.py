@@ -64,11 +64,24 @@ Policy = Annotated[Seconds | None, BeforeValidator(_policy)]
 
 
 def _policy_key(key: str) -> str:
+    field = key.partition(".")[2]
     try:
         parse_path(key)
+        reason = None
     except InvalidValueError:
         reason = f"policy key {key!r} is not a variable name, dotted path or glob"
-        raise PydanticCustomError("config", "{reason}", {"reason": reason}) from None
+    if reason is None and "[" in field:
+        reason = (
+            f"policy key {key!r} names a list item: a policy covers a variable or a field "
+            "of an object, not an item of a list (the items after it move when it goes)"
+        )
+    elif reason is None and ("*" in field or "?" in field):
+        reason = (
+            f"policy key {key!r} has a glob in its field: a glob may match variable names "
+            "('prof*.phone'), the field after the first '.' is written out"
+        )
+    if reason is not None:
+        raise PydanticCustomError("config", "{reason}", {"reason": reason})
     return key
 
 
