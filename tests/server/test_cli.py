@@ -175,6 +175,7 @@ def test_memory_export_and_forget(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "u1.json"
     botmemory("memory", "export", str(data), "welcome", "u1", "-o", str(out))
     assert json.loads(out.read_text())["userId"] == "u1"
+    assert out.stat().st_mode & 0o777 == 0o600  # personal data: its owner's only
     declined = botmemory("memory", "forget", str(data), "welcome", "u1", input="n\n")
     assert declined.exit_code == 1
     forgot = botmemory("memory", "forget", str(data), "welcome", "u1", "--yes")
@@ -182,6 +183,14 @@ def test_memory_export_and_forget(data: Path, tmp_path: Path) -> None:
     assert forgot.output.startswith("erased u1: ")
     after = json.loads(botmemory("memory", "export", str(data), "welcome", "u1").output)
     assert after["user"] == {}
+
+
+def test_memory_export_into_a_missing_folder_is_one_line(data: Path, tmp_path: Path) -> None:
+    chat(data, "u1", "hi", "Ada")
+    out = tmp_path / "missing" / "u1.json"
+    result = botmemory("memory", "export", str(data), "welcome", "u1", "-o", str(out))
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot write {out}: No such file or directory\n"
 
 
 def test_memory_forget_says_when_a_reader_keeps_erased_bytes_and_again_finishes(

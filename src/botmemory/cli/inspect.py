@@ -7,9 +7,9 @@ They open the memory directly (no server needed) and never start the janitor.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -134,8 +134,18 @@ def memory_export(data_dir: str, bot: str, user: str, channel: str, output: str 
     if output is None:
         _print_json(exported)
         return
-    Path(output).write_text(json.dumps(exported, indent=2, ensure_ascii=False), encoding="utf-8")
+    _write_private(output, json.dumps(exported, indent=2, ensure_ascii=False))
     click.echo(f"exported {user} to {output}", err=True)
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write an export that only its owner may read (0600 when created), or say why not."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @memory_group.command("forget")
