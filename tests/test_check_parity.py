@@ -98,6 +98,11 @@ REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
         database_url("sqlite:///{data}/bots"),
         "is a folder, not a file",
     ),
+    # serve refused it on opening ("file is not a database"), config check passed it
+    "sqlite file not a database": (
+        lambda data: (data / "memory.db").write_text("not a database, " * 10),
+        "memory.db: is not an SQLite database (it does not start with 'SQLite format 3')",
+    ),
     # a function that cannot take its arguments started, then failed the first turn using it
     "action parameters": (
         bot_file(
@@ -138,6 +143,13 @@ def test_check_and_the_engine_refuse_alike(case: str, tmp_path: Path) -> None:
     with pytest.raises(BotMemoryError) as refused:
         open_engine(data)
     assert expected in str(refused.value)
+
+
+def test_an_empty_database_file_is_accepted_by_both(tmp_path: Path) -> None:
+    data = make_data(tmp_path)
+    (data / "memory.db").touch()  # SQLite makes a database of an empty file
+    assert check(data)[0] == 0
+    open_engine(data)
 
 
 def test_check_names_the_line_of_a_bad_database_url(tmp_path: Path) -> None:

@@ -97,10 +97,18 @@ def check_sqlite_path(path: str) -> None:
         raise ConfigError([f"database.url: SQLite database {path}: {reason}"])
 
 
+_HEADER: Final = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+
+
 def _path_problem(target: Path) -> str | None:
     if target.is_dir():
         return "is a folder, not a file"
     if target.exists():
+        with target.open("rb") as file:
+            header = file.read(len(_HEADER))
+        if header and header != _HEADER:  # an empty file becomes a database on opening
+            return "is not an SQLite database (it does not start with 'SQLite format 3')"
         return None
     folder = next(p for p in target.absolute().parents if p.exists())
     if not folder.is_dir():
