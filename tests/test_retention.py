@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from botmemory import ManualClock, Memory
-from tests.conftest import DAY, OpenMemory
+from botmemory.config import load_settings
+from tests.conftest import DAY, START, OpenMemory
 
 SEED_POLICIES = {"email": "60d", "mood": "1d", "someChoice": "5m"}
 
@@ -238,6 +239,28 @@ async def test_policy_shortened_later_expires_old_data(
     second = await open_memory({"dataRetention": {"policies": {"email": "1d"}}})
     assert await user(second) == {}
     assert (await second.janitor.run_once()).user_variables == 1
+
+
+@pytest.mark.parametrize("scope", ["global", "bot"])
+async def test_a_policy_changed_while_open_applies_at_once(
+    open_memory: OpenMemory, clock: ManualClock, scope: str
+) -> None:
+    """A reloaded configuration (``serve --reload``) applies its policies to turns, views,
+    writes and the janitor, and to what is already stored, as a restart would."""
+    mem = await open_memory({"dataRetention": {"policies": {"mood": "1d"}}})
+    await set_user(mem, mood="great", email="e")
+    clock.advance(timedelta(seconds=30))
+    policies = {"dataRetention": {"policies": {"mood": "1m"}}}
+    config, bots = (policies, None) if scope == "global" else ({}, {"b": policies})
+    await mem.apply_settings(load_settings(config, bots))
+    clock.advance(timedelta(seconds=29.999))  # 1 minute after the change, less 1 ms
+    assert await user(mem) == {"mood": "great", "email": "e"}
+    assert (await mem.peek("b", "u1")).scopes["user"]["mood"].expires_at == START + 60
+    clock.advance(timedelta(seconds=0.001))
+    assert await user(mem) == {"email": "e"}
+    assert (await mem.janitor.run_once()).user_variables == 1
+    await set_user(mem, mood="fine")  # a new write counts with the new policy too
+    assert (await mem.peek("b", "u1")).scopes["user"]["mood"].expires_at == START + 120
 
 
 async def test_retention_does_not_apply_to_other_scopes(

@@ -154,6 +154,7 @@ class Memory:
         start-up. The janitor's intervals and the database stay as they were opened.
         """
         self.settings = settings
+        self.policies_for.cache_clear()  # the policies of the old settings
         await self._reconcile_retention()
         await self._reconcile_timeouts()
 

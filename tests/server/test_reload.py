@@ -83,6 +83,31 @@ def test_a_broken_edit_keeps_the_previous_version_and_says_where(tmp_path: Path)
     assert "the previous version keeps running" in served.output
 
 
+def test_a_changed_retention_policy_applies_to_stored_data_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The README's tour: shorten ``mood`` to 1m while the server runs."""
+    data = write_data_dir(tmp_path / "data")
+    config = data / "bots" / "welcome" / "bot.config.json"
+    memory_url = "/api/v1/bots/welcome/users/ada/memory"
+
+    def mood() -> dict[str, Any]:
+        found: dict[str, Any] = httpx.get(served.url + memory_url).json()["scopes"]["user"]
+        return found["mood"]
+
+    with serving(data, "--reload", "--log-level", "info") as served:
+        for text in ("hi", "Ada", "great"):
+            say(served.url, "ada", text)
+        before = mood()["expiresAt"]
+        config.write_text(config.read_text().replace('mood: "1d"', 'mood: "1m"'))
+        eventually(lambda: mood()["expiresAt"] == before - 86400 + 60)
+        edited = httpx.put(
+            f"{served.url}/api/v1/bots/welcome/memory/user/ada/mood", json={"value": "ok"}
+        ).json()
+        now = httpx.get(served.url + memory_url).json()["now"]
+        assert 0 < edited["expiresAt"] - now <= 60  # a minute from the edit, not a day
+
+
 def test_only_the_files_of_bots_and_the_configuration_reload(tmp_path: Path) -> None:
     from botmemory.server.reload import changed_parts
 
