@@ -36,7 +36,8 @@ from botmemory.values import (
 
 __all__ = ["Evaluation", "RetentionPolicies", "VariablePolicy", "encode_field_times"]
 
-_GLOB_CHARS: Final = frozenset("*?[")
+_GLOB_CHARS: Final = frozenset("*?")
+"""What makes a policy key a glob (a ``[`` is refused in policy keys: see config)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,11 +66,11 @@ Policy = Annotated[Seconds | None, BeforeValidator(_policy)]
 def _policy_key(key: str) -> str:
     field = key.partition(".")[2]
     try:
-        parse_path(key)
+        path = parse_path(key)
         reason = None
     except InvalidValueError:
         reason = f"policy key {key!r} is not a variable name, dotted path or glob"
-    if reason is None and "[" in field:
+    if reason is None and any(isinstance(segment, int) for segment in path):
         reason = (
             f"policy key {key!r} names a list item: a policy covers a variable or a field "
             "of an object, not an item of a list (the items after it move when it goes)"
