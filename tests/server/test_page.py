@@ -163,6 +163,71 @@ def test_the_key_value_store_panel(page: Page, tmp_path: Path) -> None:
         assert "motd/today" not in stored.json()["keys"]
 
 
+def test_an_edit_saves_to_the_user_on_screen_and_another_user_cancels_it(
+    page: Page, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    data = write_data_dir(tmp_path / "data")
+    with LiveServer(data, ManualClock(START)) as server:
+        page.goto(server.url)
+        choose(page, "ada")
+        send(page, "hi", "What's your name?")
+        send(page, "Ada", "How are you feeling today, Ada?")
+        page.get_by_role("button", name="Edit user.name").click()
+        page.get_by_label("New value of user.name (JSON)").fill('"Grace"')
+        choose(page, "bob")  # another user while the edit is open: it is dropped
+        expect(page.locator("#session")).to_contain_text("No live session for bob", timeout=WAIT)
+        expect(page.get_by_role("button", name="Save")).to_have_count(0)
+        expect(page.get_by_role("button", name="Edit user.name")).to_have_count(0)
+        memory = f"{server.url}/api/v1/bots/welcome/users/%s/memory?channel=web"
+        assert httpx.get(memory % "bob").json()["scopes"]["user"] == {}
+        assert httpx.get(memory % "ada").json()["scopes"]["user"]["name"]["value"] == "Ada"
+
+        choose(page, "ada")
+        page.get_by_role("button", name="Edit user.name").click()
+        page.get_by_label("New value of user.name (JSON)").fill('"Grace"')
+        page.get_by_label("User id").fill("bob")  # typed, not applied: ada is on screen
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_have_text("Saved user.name.", timeout=WAIT)
+        assert httpx.get(memory % "ada").json()["scopes"]["user"]["name"]["value"] == "Grace"
+        assert httpx.get(memory % "bob").json()["scopes"]["user"] == {}
+
+
+def test_ids_and_keys_a_browser_cannot_send_are_said_so(page: Page, tmp_path: Path) -> None:
+    """A browser resolves "." and ".." in a URL path away: the page says so, and never
+    shows another user's memory under such an id; a key with a ".." segment is listed."""
+    from playwright.sync_api import expect
+
+    data = write_data_dir(tmp_path / "data")
+    with LiveServer(data, ManualClock(START)) as server:
+        kvs = f"{server.url}/api/v1/bots/welcome/kvs/"
+        httpx.put(kvs + "odd%2F..%2Fx", json={"value": 1}).raise_for_status()
+        httpx.put(kvs + "odd%2F.", json={"value": 2}).raise_for_status()
+        page.goto(server.url)
+        choose(page, "ada")
+        send(page, "hi", "What's your name?")
+        choose(page, "..")
+        expect(page.get_by_role("status")).to_contain_text(
+            'user id ".." cannot be used', timeout=WAIT
+        )
+        expect(page.locator("#scopes")).to_be_empty()
+        page.get_by_role("textbox", name="Your message").fill("hi")
+        page.get_by_role("button", name="Send").click()
+        expect(page.locator("li.note").last).to_contain_text('Not sent: The user id ".."')
+
+        page.get_by_label("Prefix").fill("odd")
+        page.get_by_role("button", name="List").click()
+        expect(page.locator("#kvs-count")).to_have_text('2 keys starting with "odd".', timeout=WAIT)
+        expect(page.locator("#kvs-keys tr")).to_have_count(2)
+        expect(page.locator("#kvs-keys tr[data-key='odd/../x'] td.value")).to_have_text("1")
+        page.get_by_role("button", name="Delete key odd/../x").click()
+        expect(page.get_by_role("status")).to_contain_text("Deleted key odd/../x", timeout=WAIT)
+        assert httpx.get(f"{server.url}/api/v1/bots/welcome/kvs?prefix=odd").json()["keys"] == [
+            "odd/."
+        ]
+
+
 def test_the_page_fits_a_phone_and_long_words_wrap(narrow_page: Page, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

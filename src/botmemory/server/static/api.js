@@ -41,9 +41,18 @@ export function who() {
   return { bot: $("bot").value, user: $("user").value.trim(), channel: $("channel").value.trim() };
 }
 
-export function userPath(suffix) {
-  const { bot, user, channel } = who();
+export function userPath(suffix, { bot, user, channel } = who()) {
   return `/api/v1/bots/${enc(bot)}/users/${enc(user)}${suffix}?channel=${enc(channel)}`;
+}
+
+// A browser resolves a URL path segment "." or ".." away, even written %2E: an id or a
+// key that is one of them cannot be sent from this page (the API and the CLI take them).
+export function unreachable(text) {
+  return text === "." || text === "..";
+}
+
+export function unreachableText(what, text) {
+  return `The ${what} "${text}" cannot be used from a browser, which resolves "." and ".." in a URL away: use the CLI or the API (curl --path-as-is).`;
 }
 
 export function say(message, isError = false) {

@@ -1,7 +1,7 @@
 // The web chat and memory inspector of botmemory. Plain JavaScript modules, no framework.
 "use strict";
 
-import { $, ApiError, api, authHeaders, enc, say, token, who } from "./api.js";
+import { $, ApiError, api, authHeaders, enc, say, token, unreachable, unreachableText, who } from "./api.js";
 import { inspector, refresh, resetInspector, startInspector, tick } from "./inspector.js";
 import { listKeys, resetStore, startStore, store, tickKeys } from "./kvs.js";
 
@@ -119,6 +119,7 @@ async function send(event) {
   const text = input.value;
   const { bot, user, channel } = who();
   if (!text.trim() || !bot) return;
+  if (unreachable(user)) return addLine("note", `Not sent: ${unreachableText("user id", user)}`);
   input.value = "";
   addLine("me", text);
   try {
@@ -139,7 +140,7 @@ async function send(event) {
 // -- the push channel: what the bot says with no message of ours ----------------------------------
 function canListen() {
   const bot = page.bots.find((b) => b.id === who().bot);
-  if (!bot || !bot.hasFlows || !who().user) return false;
+  if (!bot || !bot.hasFlows || !who().user || unreachable(who().user)) return false;
   return ["local", "admin", "bot"].includes(page.access) || bot.conversePublic;
 }
 

@@ -1,7 +1,20 @@
 // The memory inspector: the four memories with countdowns, each variable editable in place.
 "use strict";
 
-import { $, api, countdown, enc, parseJson, say, setServerNow, userPath, valueCell, who } from "./api.js";
+import {
+  $,
+  api,
+  countdown,
+  enc,
+  parseJson,
+  say,
+  setServerNow,
+  unreachable,
+  unreachableText,
+  userPath,
+  valueCell,
+  who,
+} from "./api.js";
 
 const SCOPES = [
   { id: "user", title: "User memory", rule: "Kept across sessions; a retention policy may expire a variable." },
@@ -19,10 +32,20 @@ export const inspector = {
   lastExpiredRefresh: -Infinity,
 };
 
+// Whose memory is on screen: edits and deletions go to that user, whatever the form says now.
+function shown() {
+  const view = inspector.view;
+  return { bot: view.botId, user: view.userId, channel: view.channel };
+}
+
 function variablePath(scope, name) {
-  const { bot, user, channel } = who();
+  const { bot, user, channel } = shown();
   const owner = scope === "bot" ? bot : user;
   return `/api/v1/bots/${enc(bot)}/memory/${scope}/${enc(owner)}/${enc(name)}?channel=${enc(channel)}`;
+}
+
+function sameConversation(view, { bot, user, channel }) {
+  return view.botId === bot && view.userId === user && view.channel === channel;
 }
 
 function button(label, onClick, className = "small") {
@@ -162,14 +185,19 @@ export function tick() {
 }
 
 export async function refresh() {
-  const { bot, user } = who();
-  if (!bot || !user || !inspector.enabled || inspector.editing) return;
+  const asked = who();
+  if (inspector.view && !sameConversation(inspector.view, asked)) resetInspector();
+  if (!asked.bot || !asked.user || !inspector.enabled || inspector.editing) return;
+  if (unreachable(asked.user)) return say(unreachableText("user id", asked.user), true);
   if (inspector.refreshing) return inspector.refreshing;
-  inspector.refreshing = api("GET", userPath("/memory"))
+  inspector.refreshing = api("GET", userPath("/memory", asked))
     .then((view) => {
-      if (!inspector.editing) render(view);
+      if (!inspector.editing && sameConversation(view, who())) render(view);
     })
-    .catch((error) => say(`Memory: ${error.message}`, true))
+    .catch((error) => {
+      resetInspector(); // not the memory of another user under this one's name
+      say(`Memory: ${error.message}`, true);
+    })
     .finally(() => {
       inspector.refreshing = null;
     });

@@ -1,15 +1,16 @@
 // The bot's key-value store: list keys by prefix with their expiry, view, set, delete.
 "use strict";
 
-import { $, api, countdown, enc, parseJson, say, valueCell, who } from "./api.js";
+import { $, api, countdown, enc, parseJson, say, unreachable, unreachableText, valueCell, who } from "./api.js";
 
 const SHOWN = 50; // keys read with their values; the rest are only counted
 const expanded = new Set();
 export const store = { enabled: false };
 
+// The key as one path segment (its "/" as %2F, which the server reads as "/"), so that a
+// "." or ".." between slashes reaches the server instead of being resolved away.
 function kvsPath(key = "") {
-  const path = key.split("/").map(enc).join("/");
-  return `/api/v1/bots/${enc(who().bot)}/kvs${key ? `/${path}` : ""}`;
+  return `/api/v1/bots/${enc(who().bot)}/kvs${key ? `/${enc(key)}` : ""}`;
 }
 
 function keyRow(body, entry) {
@@ -28,6 +29,7 @@ function keyRow(body, entry) {
   expires.textContent = countdown(entry.expiresAt).text;
   const actions = row.insertCell();
   actions.className = "row-actions";
+  if (entry.unreadable) return;
   const edit = document.createElement("button");
   edit.type = "button";
   edit.className = "small";
@@ -59,7 +61,11 @@ export async function listKeys() {
     return;
   }
   const entries = await Promise.all(
-    keys.slice(0, SHOWN).map((key) => api("GET", kvsPath(key)).catch(() => null)),
+    keys.slice(0, SHOWN).map((key) =>
+      unreachable(key)
+        ? { key, value: unreachableText("key", key), expiresAt: null, unreadable: true }
+        : api("GET", kvsPath(key)).catch(() => null),
+    ),
   );
   const body = $("kvs-keys");
   body.replaceChildren();
@@ -72,6 +78,7 @@ export async function listKeys() {
 async function setKey(event) {
   event.preventDefault();
   const key = $("kvs-key").value.trim();
+  if (unreachable(key)) return say(unreachableText("key", key), true);
   const parsed = parseJson($("kvs-value").value);
   if (!parsed.ok) return say(`Key ${key}: ${parsed.message}`, true);
   const expiry = $("kvs-expiry").value.trim();
