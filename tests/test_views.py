@@ -36,19 +36,46 @@ GOLDEN_PEEK: dict[str, Any] = {
     "threadId": None,
     "sessionId": "b::api::u1",
     "now": 1700000120.0,
-    "session": {"alive": True, "expiresAt": 1700001800.0},
+    "nowIso": "2023-11-14T22:15:20.000Z",
+    "session": {
+        "alive": True,
+        "expiresAt": 1700001800.0,
+        "expiresAtIso": "2023-11-14T22:43:20.000Z",
+    },
     "scopes": {
         "user": {
-            "name": {"value": "Ada", "expiresAt": None},
-            "email": {"value": "ada@example.com", "expiresAt": 1705184000.0},
-            "mood": {"value": {"now": "ok"}, "expiresAt": 1700086400.0},
+            "name": {"value": "Ada", "expiresAt": None, "expiresAtIso": None},
+            "email": {
+                "value": "ada@example.com",
+                "expiresAt": 1705184000.0,
+                "expiresAtIso": "2024-01-13T22:13:20.000Z",
+            },
+            "mood": {
+                "value": {"now": "ok"},
+                "expiresAt": 1700086400.0,
+                "expiresAtIso": "2023-11-15T22:13:20.000Z",
+            },
         },
         "session": {
-            "topic": {"value": "billing", "expiresAt": 1700001800.0},
-            "lastMessages": {"value": LAST_MESSAGES, "expiresAt": 1700001800.0},
+            "topic": {
+                "value": "billing",
+                "expiresAt": 1700001800.0,
+                "expiresAtIso": "2023-11-14T22:43:20.000Z",
+            },
+            "lastMessages": {
+                "value": LAST_MESSAGES,
+                "expiresAt": 1700001800.0,
+                "expiresAtIso": "2023-11-14T22:43:20.000Z",
+            },
         },
-        "temp": {"step": {"value": 2, "expiresAt": 1700000300.0}},
-        "bot": {"shared": {"value": "stays", "expiresAt": None}},
+        "temp": {
+            "step": {
+                "value": 2,
+                "expiresAt": 1700000300.0,
+                "expiresAtIso": "2023-11-14T22:18:20.000Z",
+            }
+        },
+        "bot": {"shared": {"value": "stays", "expiresAt": None, "expiresAtIso": None}},
     },
 }
 
@@ -125,9 +152,9 @@ async def test_peek_to_json_is_the_former_document(
     await populate(mem, clock)
     found: Any = (await mem.peek("b", "u1")).to_json()
     same_document(found, GOLDEN_PEEK)
-    assert list(found["session"]) == ["alive", "expiresAt"]
+    assert list(found["session"]) == ["alive", "expiresAt", "expiresAtIso"]
     assert list(found["scopes"]) == ["user", "session", "temp", "bot"]
-    assert list(found["scopes"]["temp"]["step"]) == ["value", "expiresAt"]
+    assert list(found["scopes"]["temp"]["step"]) == ["value", "expiresAt", "expiresAtIso"]
 
 
 async def test_export_to_json_is_the_former_document(

@@ -39,8 +39,12 @@ class VariableView:
     """Epoch seconds; ``None`` when it never expires (or, in bot memory, ever)."""
 
     def to_json(self) -> dict[str, JsonValue]:
-        """Return ``{"value": ..., "expiresAt": ...}``."""
-        return {"value": self.value, "expiresAt": self.expires_at}
+        """Return ``{"value": ..., "expiresAt": ..., "expiresAtIso": ...}``."""
+        return {
+            "value": self.value,
+            "expiresAt": self.expires_at,
+            "expiresAtIso": _iso(self.expires_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +56,12 @@ class SessionView:
     """Epoch seconds; ``None`` when no session is alive."""
 
     def to_json(self) -> dict[str, JsonValue]:
-        """Return ``{"alive": ..., "expiresAt": ...}``."""
-        return {"alive": self.alive, "expiresAt": self.expires_at}
+        """Return ``{"alive": ..., "expiresAt": ..., "expiresAtIso": ...}``."""
+        return {
+            "alive": self.alive,
+            "expiresAt": self.expires_at,
+            "expiresAtIso": _iso(self.expires_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +86,8 @@ class MemoryView:
     scopes: Mapping[Scope, Mapping[str, VariableView]]
 
     def to_json(self) -> dict[str, JsonValue]:
-        """Return the camelCase document ``botmemory memory show --json`` prints."""
+        """Return the camelCase document ``botmemory memory show --json`` prints, which
+        the HTTP API shows too (``GET .../users/{userId}/memory``)."""
         return {
             "botId": self.bot_id,
             "userId": self.user_id,
@@ -86,12 +95,17 @@ class MemoryView:
             "threadId": self.thread_id,
             "sessionId": self.session_id,
             "now": self.now,
+            "nowIso": iso_time(self.now),
             "session": self.session.to_json(),
             "scopes": {
                 scope: {name: v.to_json() for name, v in self.scopes.get(scope, {}).items()}
                 for scope in SCOPES
             },
         }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else iso_time(epoch)
 
 
 # -- Memory.export_user --------------------------------------------------------------------

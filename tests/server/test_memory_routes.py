@@ -7,6 +7,7 @@ from datetime import timedelta
 import httpx
 
 from botmemory import ManualClock
+from botmemory.dialog import DialogEngine
 from tests.conftest import DAY, START
 from tests.server.conftest import ECHO_TOKEN, WELCOME_TOKEN, bearer, converse
 
@@ -35,6 +36,16 @@ async def test_the_view_has_every_scope_with_its_expiries(
     assert view["scopes"]["session"]["lastMessages"]["expiresAt"] == START + 30 * 60
     assert view["scopes"]["temp"]["__dialog"]["expiresAt"] == START + 5 * 60
     assert view["scopes"]["bot"]["conversations"]["value"] == 1
+
+
+async def test_the_view_is_the_document_to_json_gives(
+    client: httpx.AsyncClient, engine: DialogEngine, clock: ManualClock
+) -> None:
+    """``MemoryView.to_json()`` (``memory show --json``) is what the HTTP API shows."""
+    await start_conversation(client)
+    clock.advance(timedelta(seconds=60))
+    shown = (await client.get(MEMORY)).json()
+    assert shown == (await engine.memory.peek("welcome", "u1")).to_json()
 
 
 async def test_reading_does_not_keep_the_session_alive(
