@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from botmemory.storage import file_locks
 from botmemory.storage.file_locks import KeyLocks
 
 HOLDER = """
 import asyncio, sys
+from botmemory.storage import file_locks
 from botmemory.storage.file_locks import KeyLocks
 
 async def main():
-    locks = KeyLocks(sys.argv[1], 5.0)
+    locks = KeyLocks(sys.argv[1], float(sys.argv[3]) if len(sys.argv) > 3 else 5.0)
     locks.open()
     async with locks.hold(sys.argv[2]) as got:
         print("held" if got else "missed", flush=True)
@@ -44,10 +46,10 @@ def locks(lock_path: str) -> Iterator[KeyLocks]:
     locks.close()
 
 
-def start_holder(lock_path: str) -> subprocess.Popen[str]:
-    """Start a process that takes the lock of key ``a``, once it said whether it got it."""
+def start_holder(lock_path: str, key: str = "a", timeout: str = "5") -> subprocess.Popen[str]:
+    """Start a process that takes the lock of ``key`` and says whether it got it."""
     return subprocess.Popen(
-        [sys.executable, "-c", HOLDER, lock_path, "a"],
+        [sys.executable, "-c", HOLDER, lock_path, key, timeout],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -124,3 +126,76 @@ async def test_closed_locks_hold_nothing(lock_path: str) -> None:
     locks = KeyLocks(lock_path, 1.0)
     async with locks.hold("a") as got:
         assert got is False
+
+
+async def test_closing_other_locks_on_the_file_in_this_process_keeps_these(
+    lock_path: str, locks: KeyLocks
+) -> None:
+    """A second Memory on the same database, closed: the first one's locks stay (POSIX
+    locks, which belong to the process, were all released by closing any descriptor)."""
+    other = start_holder(lock_path, "b")  # another process: this one is not alone
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "held"
+        async with locks.hold("a") as got:
+            assert got
+            second = KeyLocks(lock_path, 1.0)
+            second.open()
+            second.close()
+            late = start_holder(lock_path, "a", "0.2")
+            assert late.stdout is not None
+            assert late.stdout.readline().strip() == "missed"  # still held here
+            late.kill()
+            late.wait()
+    finally:
+        other.kill()
+        other.wait()
+
+
+async def test_two_locks_on_one_file_in_one_process_exclude_each_other(
+    lock_path: str, locks: KeyLocks
+) -> None:
+    """Two Memory objects on one database in one process order a session's turns too."""
+    second = KeyLocks(lock_path, 0.2)
+    second.open()
+    try:
+        assert not locks.alone()  # the second one has the file open
+        async with locks.hold("a") as got:
+            assert got
+            async with second.hold("a") as also:
+                assert also is False  # waited 0.2 s: held by the first
+            async with second.hold("b") as other_key:
+                assert other_key
+        async with second.hold("a") as after:
+            assert after
+    finally:
+        second.close()
+
+
+async def test_posix_locks_where_the_system_has_none_of_its_own_and_both_conflict(
+    lock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without open file description locks, POSIX ones; a process of either kind waits
+    for the other (an upgrade may run beside an older process)."""
+    monkeypatch.setattr(file_locks, "_OFD_SETLK", None)
+    locks = KeyLocks(lock_path, 0.2)
+    locks.open()
+    processes = [start_holder(lock_path, "b"), start_holder(lock_path)]  # with their own kind
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "held"
+        async with locks.hold("a") as got:
+            assert got is False  # held by the other kind
+        processes[1].kill()
+        processes[1].wait()
+        async with locks.hold("a") as got:
+            assert got
+            processes.append(start_holder(lock_path, "a", "0.2"))
+            assert processes[-1].stdout is not None
+            assert processes[-1].stdout.readline().strip() == "missed"  # and the reverse
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+        locks.close()

@@ -10,6 +10,14 @@ locks of a process that dies, SIGKILL included.
 Every process holds a shared lock on byte 0 while the file is open; a process that
 finds itself alone (it can turn its own into an exclusive one, looked at every 50 ms
 at most) takes no key locks: a lone ``serve`` makes no lock calls per turn.
+
+The locks belong to the open file, not to the process (Linux's open file description
+locks, ``F_OFD_SETLK``): two :class:`KeyLocks` on one file in one process (two
+``Memory`` objects on one database) exclude each other like two processes, and closing
+one releases none of the other's locks. A POSIX lock (``lockf``), where the system has
+no such locks, belongs to the process: there, closing any descriptor of the file
+releases all of them. Both kinds conflict with each other, so processes of either kind
+still exclude each other.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Final
@@ -36,11 +45,30 @@ _ALONE_FOR: Final = Seconds(0.05)  # 50 ms
 """How long a finding that no other process has the file open is trusted."""
 
 
+_OFD_SETLK: Final[int | None] = getattr(fcntl, "F_OFD_SETLK", None)
+_KINDS: Final = {
+    fcntl.F_RDLCK: fcntl.LOCK_SH,
+    fcntl.F_WRLCK: fcntl.LOCK_EX,
+    fcntl.F_UNLCK: fcntl.LOCK_UN,
+}
+
+
+def _lock(fd: int, kind: int, offset: int) -> None:
+    """Take (``F_RDLCK``, ``F_WRLCK``) or give up (``F_UNLCK``) the lock of one byte, or
+    raise ``OSError`` (``EAGAIN`` or ``EACCES`` while another holds it) without waiting."""
+    if _OFD_SETLK is None:
+        unlock = kind == fcntl.F_UNLCK  # lockf refuses LOCK_UN with LOCK_NB
+        fcntl.lockf(fd, _KINDS[kind] | (0 if unlock else fcntl.LOCK_NB), 1, offset)
+        return
+    # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for these locks)
+    fcntl.fcntl(fd, _OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, offset, 1, 0))
+
+
 class KeyLocks:
     """Exclusive locks by key between processes, through ``fcntl`` on one lock file.
 
-    Locks are per process: tasks of one process must be ordered by other means (the
-    storage's in-process session locks).
+    Tasks sharing one :class:`KeyLocks` must be ordered by other means (the storage's
+    in-process session locks): its locks are those of its open file.
     """
 
     def __init__(self, path: str, timeout: Seconds) -> None:
@@ -69,14 +97,14 @@ class KeyLocks:
         """Take the shared lock on byte 0 that says this process has the file open."""
         if not self._announced and self._fd is not None:
             try:
-                fcntl.lockf(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+                _lock(self._fd, fcntl.F_RDLCK, 0)
                 self._announced = True
             except OSError:
                 pass
         return self._announced
 
     def close(self) -> None:
-        """Close the lock file, which releases every lock this process holds on it."""
+        """Close the lock file, which releases every lock held through it."""
         fd, self._fd = self._fd, None
         self._announced = False
         if fd is not None:
@@ -96,10 +124,11 @@ class KeyLocks:
             yield got
         finally:
             if got and self._fd == fd:
-                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+                _lock(fd, fcntl.F_UNLCK, offset)
 
     def alone(self) -> bool:
-        """Whether no other process has the lock file open (as of at most 50 ms ago).
+        """Whether nothing else (another process, another :class:`KeyLocks` of this one)
+        has the lock file open (as of at most 50 ms ago).
 
         ``False`` when the file is not open: nothing can be said.
         """
@@ -109,11 +138,11 @@ class KeyLocks:
         fd = self._fd
         if fd is None or not self._announce():  # unannounced: others may think they are alone
             return False
-        try:  # a POSIX lock changes type in one step, or stays as it was
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        try:  # a lock changes type in one step, or stays as it was
+            _lock(fd, fcntl.F_WRLCK, 0)
         except OSError:
             return False  # another process holds its shared lock
-        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+        _lock(fd, fcntl.F_RDLCK, 0)
         self._alone_until = now + _ALONE_FOR
         return True
 
@@ -122,7 +151,7 @@ class KeyLocks:
         wait: float = _FIRST_WAIT
         while True:
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                _lock(fd, fcntl.F_WRLCK, offset)
                 return True
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):  # not held: unusable
