@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
-from botmemory import Memory
+from botmemory import ManualClock, Memory
 from botmemory.janitor import SessionHook
 from botmemory.storage.base import SessionRecord
 
@@ -82,3 +83,26 @@ async def test_a_hook_may_end_another_session_or_run_the_janitor(mem: Memory) ->
             state.session["x"] = 1
     assert await asyncio.wait_for(mem.end_session("b", "u1", thread_id="t1"), 10)
     assert len(calls) == 2
+
+
+async def test_a_session_started_anew_during_the_hooks_stays_and_the_end_is_reported(
+    mem: Memory, clock: ManualClock
+) -> None:
+    """A message arriving while the hooks run starts a new session: it is kept, and
+    ``end_session`` still says that a session was alive and is ended."""
+
+    async def message_meanwhile(sessions: list[SessionRecord]) -> None:
+        async with mem.turn("b", "u1") as state:
+            assert state.is_new_session
+            assert "topic" not in state.session
+            state.session["topic"] = "new"
+
+    mem.janitor.on_session_end = message_meanwhile
+    async with mem.turn("b", "u1") as state:
+        state.session["topic"] = "billing"
+    clock.advance(timedelta(minutes=1))
+    assert await asyncio.wait_for(mem.end_session("b", "u1"), 10) is True
+    async with mem.turn("b", "u1") as state:
+        assert not state.is_new_session
+        assert state.session["topic"] == "new"
+    assert await mem.end_session("b", "u2") is False  # none was alive

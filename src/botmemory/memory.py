@@ -416,7 +416,10 @@ class Memory:
                 write = TurnWrite(ended, session_version=record.version, now=now)
                 await self.storage.commit_turn(write)
                 ended = replace(ended, version=write.version)
-            return await self.janitor.end_sessions([ended]) == 1
+            # it was alive and is ended: a turn that started the session anew meanwhile
+            # (from a hook, say) keeps its new session, which end_sessions does not delete
+            await self.janitor.end_sessions([ended])
+            return True
 
     # -- users -------------------------------------------------------------------------
     async def export_user(self, bot_id: str, user_id: str, channel: str = "api") -> UserExport:
