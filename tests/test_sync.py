@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from botmemory import ManualClock, SessionView, SyncMemory, VariableView
+from botmemory.turns import TurnState
 from tests.conftest import DAY, START
 
 
@@ -55,3 +56,21 @@ def test_sync_memory_peeks_edits_and_ends_sessions(tmp_path: Path, clock: Manual
         view = mem.peek("b", "u1")
         assert (view.session.alive, dict(view.scopes["session"])) == (False, {})
         assert view.scopes["user"]["name"].value == "Ada"
+
+
+def test_a_sync_turn_s_key_value_store_blocks_and_commits_with_the_turn(tmp_path: Path) -> None:
+    with SyncMemory.open(f"sqlite:///{tmp_path}/m.db") as mem:
+        with mem.turn("b", "u1") as state:
+            state.kvs.set("greeting", "hi", expiry="1h")
+            assert state.kvs.get("greeting") == "hi"
+            assert state.kvs.incr("visits") == 1
+        assert mem.kvs("b").get("greeting") == "hi"
+        with pytest.raises(RuntimeError), mem.turn("b", "u1") as state:
+            state.kvs.set("lost", 1)
+            raise RuntimeError
+        assert mem.kvs("b").keys() == ["greeting", "visits"]  # nothing of the failed turn
+
+        def count(state: TurnState) -> object:
+            return state.kvs.incr("visits")
+
+        assert mem.run_turn(count, "b", "u1") == 2

@@ -152,8 +152,14 @@ class SyncMemory:
 
     @contextmanager
     def _entered(self, manager: AbstractAsyncContextManager[TurnState]) -> Iterator[TurnState]:
-        """Enter and exit ``manager`` on the loop, running the body in the caller's thread."""
+        """Enter and exit ``manager`` on the loop, running the body in the caller's thread.
+
+        The body's ``state.kvs`` is the turn's key-value store, blocking: a
+        :class:`SyncKeyValueStore` (its writes commit with the turn, or not at all).
+        """
         state = self._loop.run(manager.__aenter__())
+        # blocking, as the body is; type checkers see the async type of TurnState.kvs
+        state.kvs = SyncKeyValueStore(state.kvs, self._loop)  # type: ignore[assignment]
         try:
             yield state
         except BaseException as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from botmemory.dialog import ActionError, DialogEngine, action
+from botmemory.dialog import DEFAULT_ERROR_REPLY, ActionError, DialogEngine, action
 from tests.dialog.conftest import MakeEngine, flow, node
 
 CUSTOM = """
@@ -80,6 +80,20 @@ async def test_action_errors_name_the_action(make_engine: MakeEngine) -> None:
     assert "onEnter[0]: action 'shop.checkout' failed: KeyError" in str(errors[0])
     assert (errors[0].bot_id, errors[0].flow, errors[0].node) == ("b", "main.flow.json", "n")
     assert bot.actions["shop.checkout"].source == "bots/b/actions/shop.py"
+
+
+async def test_an_action_calling_sys_exit_fails_its_turn_only(make_engine: MakeEngine) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", enter=[{"action": "t.leave", "args": {}}]))},
+        actions={
+            "t.py": "import sys\n\nfrom botmemory.dialog import action\n\n\n"
+            "@action('t.leave')\ndef leave(event, state, args, kvs):\n"
+            "    state.user['touched'] = True\n    sys.exit(3)\n"
+        },
+    )
+    assert await engine.process("b", "u1", text="x") == [DEFAULT_ERROR_REPLY]
+    async with engine.memory.turn("b", "u1") as state:
+        assert "touched" not in state.user
 
 
 async def test_two_bots_with_same_file_names_keep_their_own_actions(

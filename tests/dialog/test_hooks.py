@@ -115,3 +115,27 @@ async def test_a_failing_hook_persists_nothing_and_sends_the_error_reply(
     async with engine.memory.turn("b", "u1") as state:
         assert "touched" not in state.user
         assert "said" not in state.temp
+
+
+@pytest.mark.parametrize("kind", ["before_incoming", "after_incoming", "before_outgoing"])
+async def test_a_hook_calling_sys_exit_fails_its_turn_only(
+    make_engine: MakeEngine, kind: str
+) -> None:
+    """As when its file is imported: sys.exit() in a bot's code must not end botmemory."""
+    engine = await make_engine(
+        FLOW,
+        hooks={
+            kind: {
+                "leave.py": """
+                    import sys
+
+                    def hook(event, state, kvs):
+                        state.user["touched"] = True
+                        sys.exit(3)
+                """
+            }
+        },
+    )
+    assert await engine.process("b", "u1", text="hi") == [DEFAULT_ERROR_REPLY]
+    async with engine.memory.turn("b", "u1") as state:
+        assert "touched" not in state.user

@@ -116,7 +116,7 @@ async def run_hooks(
             result = spec.function(event, state, kvs)
             if inspect.isawaitable(result):
                 result = await result
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook fails the turn only
             message = f"hook {spec.hook} ({spec.source}) failed: {type(exc).__name__}: {exc}"
             raise HookError(message) from exc
         results.append(result)

@@ -258,7 +258,7 @@ class FlowRunner:
             await invoke(spec, self.event, self.state, args, self.kvs)
         except DialogError as exc:
             raise exc.located(self.bot.bot_id, self.flow, self.node) from exc
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in an action fails the turn only
             raise ActionError(
                 f"{where}: action {call.name!r} failed: {type(exc).__name__}: {exc}",
                 self.bot.bot_id,
