@@ -158,6 +158,25 @@ async def test_a_put_ttl_shortens_a_policy_but_never_extends_it(
     assert await store.aget(("users", "u2"), "mood", refresh_ttl=False) is None
 
 
+@pytest.mark.parametrize("written_with", ["a longer policy", "no ttl and no policy"])
+async def test_a_refreshing_read_applies_the_policy_in_force(
+    mem: Memory, clock: ManualClock, written_with: str
+) -> None:
+    """A policy is the most an item lives after a write or a refreshing read: a store
+    with a stricter one (or one added since) caps the item from its read."""
+    writer = BotMemoryStore(
+        mem, retention={"users/*/mood": "30d"} if "longer" in written_with else None
+    )
+    reader = BotMemoryStore(mem, retention={"users/*/mood": "1d"})
+    await writer.aput(("users", "u1"), "mood", {"v": "ok"})
+    advance(clock, 10 * MINUTE)
+    assert await reader.aget(("users", "u1"), "mood") is not None  # refreshes, under 1d
+    advance(clock, DAY - 0.001)
+    assert await reader.aget(("users", "u1"), "mood", refresh_ttl=False) is not None
+    clock.advance(JUST)
+    assert await reader.aget(("users", "u1"), "mood", refresh_ttl=False) is None
+
+
 async def test_forget_erases_everything_under_a_namespace_and_counts_it(
     mem: Memory, clock: ManualClock
 ) -> None:
@@ -272,6 +291,13 @@ async def test_bad_input_is_a_clear_error(mem: Memory) -> None:
         BotMemoryStore(mem, retention={"users/*/mood": "0.5ms"})
     with pytest.raises(InvalidValueError, match="JSON"):
         await store.aput(("ns",), "k", {"v": {1, 2}})
+    with pytest.raises(InvalidValueError, match="mixes operators and fields"):
+        await store.asearch(("ns",), filter={"v": {"$eq": "5", "y": 1}})
+    for huge in (1e13, 1e300):  # minutes: a timedelta overflows past 10**12
+        with pytest.raises(InvalidDurationError, match="longer than 1000 years"):
+            await store.aput(("ns",), "k", {"v": 1}, ttl=huge)
+        with pytest.raises(InvalidDurationError, match="longer than 1000 years"):
+            BotMemoryStore(mem, ttl={"default_ttl": huge})
     with pytest.raises(InvalidValueError, match=r"\$regex"):
         await store.asearch(("ns",), filter={"v": {"$regex": "a"}})
     with pytest.raises(InvalidValueError, match="needs a namespace"):

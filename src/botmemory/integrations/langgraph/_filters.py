@@ -3,9 +3,11 @@
 The semantics of LangGraph's own stores: each filter key names a top-level field of
 the value; a plain value must equal the field (a dict compares field by field, a list
 element by element); a dict of operators (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
-``$lte``) applies each. An order comparison is between numbers, or between strings
-(by code point, as LangGraph's SQL stores compare text); with a missing field, or one
-of another type, it is false.
+``$lte``) applies each. An order comparison with a string is between strings (by code
+point, as LangGraph's SQL stores compare text); with a number, between numbers, a
+field that reads as one (``"5"``, ``true``) counting as that number, as in
+``InMemoryStore`` and ``PostgresStore``; with a missing field, or one that is no
+number, it is false (``InMemoryStore`` raises).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def check_filter(filter_: Mapping[str, Any] | None) -> None:
                 raise InvalidValueError(
                     f"search filter operator {unknown[0]!r} is unknown: "
                     f"use one of {', '.join(sorted(_OPERATORS))}"
+                )
+            fields = [k for k in value if not k.startswith("$")]
+            if fields and len(fields) < len(value):
+                raise InvalidValueError(
+                    f"search filter {dict(value)!r} mixes operators and fields ({fields[0]!r}): "
+                    "give operators only, or fields only"
                 )
             check_filter({k: v for k, v in value.items() if not k.startswith("$")})
 

@@ -30,7 +30,7 @@ from botmemory.integrations.langgraph._keys import (
 )
 from botmemory.integrations.langgraph._retention import StorePolicies
 from botmemory.kvs import KvsPrimitives
-from botmemory.storage.base import KvsRecord
+from botmemory.storage.base import KvsModifier, KvsRecord
 from botmemory.values import JsonValue, dumps, loads, to_json_text
 
 __all__ = ["ForgetReport", "StoreOps"]
@@ -180,16 +180,29 @@ class StoreOps:
         return records
 
     async def _refresh(self, found: Sequence[_Found], now: float) -> None:
-        """Restart the lifetime of the items that have one, from ``now``."""
+        """Restart, from ``now``, the lifetime of the items that have one: the one they
+        were written with, at most what the policies in force allow (a policy that
+        came after the write counts from this read)."""
 
-        def restart(record: KvsRecord | None) -> tuple[KvsRecord | None, None]:
-            if record is None:
-                return None, None
-            ttl = _envelope(record)["t"]
-            return KvsRecord(record.value, None if ttl is None else now + ttl), None
+        def restart(namespace: Namespace, key: str) -> KvsModifier[None]:
+            def modify(record: KvsRecord | None) -> tuple[KvsRecord | None, None]:
+                if record is None:
+                    return None, None
+                ttl = self._policies.lifetime(namespace, key, _envelope(record)["t"])
+                expires_at = record.expires_at if ttl is None else now + ttl
+                return KvsRecord(record.value, expires_at), None
 
-        keys = [storage_key(f.namespace, f.key) for f in found if f.envelope["t"] is not None]
-        await asyncio.gather(*(self._storage.kvs_modify(self._ns, k, now, restart) for k in keys))
+            return modify
+
+        await asyncio.gather(
+            *(
+                self._storage.kvs_modify(
+                    self._ns, storage_key(f.namespace, f.key), now, restart(f.namespace, f.key)
+                )
+                for f in found
+                if self._policies.lifetime(f.namespace, f.key, f.envelope["t"]) is not None
+            )
+        )
 
 
 def _envelope(record: KvsRecord) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from botmemory.durations import MIN_LIFETIME, DurationInput, Seconds, parse_duration
+from botmemory.durations import (
+    MAX_SECONDS,
+    MIN_LIFETIME,
+    DurationInput,
+    Seconds,
+    parse_duration,
+)
 from botmemory.errors import ConfigError, InvalidDurationError, InvalidValueError, WrongLoopError
 from botmemory.ids import validate_bot_id
 from botmemory.integrations.langgraph._keys import Namespace
@@ -46,6 +52,10 @@ def minutes(value: object, where: str) -> Seconds:
         raise InvalidDurationError(
             f"{where}: {value!r} minutes must be more than zero, and at least 1ms "
             "(less would expire at once)"
+        )
+    if value * 60 > MAX_SECONDS:  # before a timedelta, which overflows past 10**12 minutes
+        raise InvalidDurationError(
+            f"{where}: {value!r} minutes is longer than 1000 years: give None (no expiry)"
         )
     return parse_duration(timedelta(minutes=value), where=where)
 
