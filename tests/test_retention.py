@@ -160,6 +160,29 @@ async def test_a_glob_with_a_field_removes_that_field_of_each_match(
     }
 
 
+@pytest.mark.parametrize(
+    ("config", "bots"),
+    [
+        ({"prof*.phone": "1d", "profile.phone": "never"}, {}),
+        ({"prof*.phone": "1d"}, {"profile.phone": "never"}),  # a bot switches a global off
+        ({"pro*.phone": "1d", "profile*.phone": "never"}, {}),  # the longest glob wins
+    ],
+)
+async def test_never_on_a_field_wins_as_a_duration_would(
+    open_memory: OpenMemory, clock: ManualClock, config: dict[str, str], bots: dict[str, str]
+) -> None:
+    mem = await open_memory(
+        {"dataRetention": {"policies": config}}, {"b": {"dataRetention": {"policies": bots}}}
+    )
+    card = {"phone": "123", "name": "Ada"}
+    await set_user(mem, profile=card, profession=card)
+    clock.advance(timedelta(seconds=2 * DAY))
+    kept = {"profile": card, "profession": {"name": "Ada"}}  # the 1d glob's only
+    assert await user(mem) == kept
+    await mem.janitor.run_once()
+    assert await user(mem) == kept
+
+
 async def test_dotted_policy_counts_from_the_fields_own_last_change(
     open_memory: OpenMemory, clock: ManualClock
 ) -> None:

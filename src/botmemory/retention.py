@@ -72,6 +72,8 @@ class Evaluation:
 
 
 _NO_POLICY: Final = VariablePolicy(None, ())
+_Field = tuple[str, Path, Seconds | None]
+"""A field's policy: its dotted path, the path parsed, its time to live (``None``: never)."""
 
 
 class RetentionPolicies:
@@ -80,25 +82,23 @@ class RetentionPolicies:
     def __init__(self, policies: Mapping[str, Seconds | None]) -> None:
         self._exact: dict[str, Seconds | None] = {}
         self._globs: list[tuple[str, Seconds | None]] = []
-        fields: dict[str, list[tuple[str, Path, Seconds]]] = {}
-        self._glob_fields: list[tuple[str, tuple[str, Path, Seconds]]] = []
+        self._fields: dict[str, list[_Field]] = {}
+        self._glob_fields: list[tuple[str, _Field]] = []
+        """``'prof*.phone'``: the field of each variable the glob matches."""
         for key, ttl in policies.items():
             name, _, rest = key.partition(".")
             if rest:
-                if ttl is None:
-                    continue
                 field = (rest, parse_path(rest), ttl)
-                if _GLOB_CHARS.intersection(name):  # 'prof*.phone': the field of each match
+                if _GLOB_CHARS.intersection(name):
                     self._glob_fields.append((name, field))
                 else:
-                    fields.setdefault(name, []).append(field)
+                    self._fields.setdefault(name, []).append(field)
             elif _GLOB_CHARS.intersection(key):
                 self._globs.append((key, ttl))
             else:
                 self._exact[key] = ttl
         self._globs.sort(key=lambda item: -len(item[0]))
         self._glob_fields.sort(key=lambda item: -len(item[0]))
-        self._fields = {name: tuple(items) for name, items in fields.items()}
         self.fingerprint = json.dumps(sorted(policies.items()), default=str)
         self.for_variable = lru_cache(maxsize=4096)(self._for_variable)
 
@@ -112,13 +112,13 @@ class RetentionPolicies:
             ttl = next(
                 (t for pattern, t in self._globs if fnmatch.fnmatchcase(name, pattern)), None
             )
-        fields = self._fields.get(name, ())
-        if self._glob_fields:  # a field's policy by exact name wins, then the longest glob
-            found = {dotted for dotted, _, _ in fields}
-            for pattern, field in self._glob_fields:
-                if field[0] not in found and fnmatch.fnmatchcase(name, pattern):
-                    found.add(field[0])
-                    fields += (field,)
+        # each field's policy: by the exact name, else by the longest glob; 'never' wins
+        # as any duration does, then leaves the field without expiry
+        chosen = {field[0]: field for field in self._fields.get(name, ())}
+        for pattern, field in self._glob_fields:
+            if field[0] not in chosen and fnmatch.fnmatchcase(name, pattern):
+                chosen[field[0]] = field
+        fields = tuple((d, path, t) for d, path, t in chosen.values() if t is not None)
         if ttl is None and not fields:
             return _NO_POLICY
         return VariablePolicy(ttl, fields)
