@@ -215,6 +215,17 @@ def test_ids_and_keys_a_browser_cannot_send_are_said_so(page: Page, tmp_path: Pa
         page.get_by_role("textbox", name="Your message").fill("hi")
         page.get_by_role("button", name="Send").click()
         expect(page.locator("li.note").last).to_contain_text('Not sent: The user id ".."')
+        converse = f"{server.url}/api/v1/bots/welcome/converse/session"
+        httpx.post(converse, json={"text": "hi", "channel": "web"}).raise_for_status()
+        choose(page, ".")  # "/users/./session" would reach user "session"'s erasure route
+        unreachable = 'user id "." cannot be used'
+        expect(page.get_by_role("status")).to_contain_text(unreachable, timeout=WAIT)
+        page.get_by_role("button", name="End session").click()
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Erase user").click()
+        expect(page.get_by_role("status")).to_contain_text(unreachable)
+        memory = f"{server.url}/api/v1/bots/welcome/users/session/memory?channel=web"
+        assert httpx.get(memory).json()["session"]["alive"] is True  # neither ended nor erased
 
         page.get_by_label("Prefix").fill("odd")
         page.get_by_role("button", name="List").click()

@@ -37,11 +37,22 @@ export async function api(method, path, body, { withToken = true } = {}) {
   return data;
 }
 
+// The conversation last applied (Apply, or another bot chosen): what the page shows and
+// acts on. Typing in the form changes nothing until it is applied.
+const applied = { bot: "", user: "", channel: "" };
+
+export function apply() {
+  applied.bot = $("bot").value;
+  applied.user = $("user").value.trim();
+  applied.channel = $("channel").value.trim();
+}
+
 export function who() {
-  return { bot: $("bot").value, user: $("user").value.trim(), channel: $("channel").value.trim() };
+  return { ...applied };
 }
 
 export function userPath(suffix, { bot, user, channel } = who()) {
+  if (unreachable(user)) throw new ApiError(0, unreachableText("user id", user));
   return `/api/v1/bots/${enc(bot)}/users/${enc(user)}${suffix}?channel=${enc(channel)}`;
 }
 

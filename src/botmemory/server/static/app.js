@@ -1,7 +1,19 @@
 // The web chat and memory inspector of botmemory. Plain JavaScript modules, no framework.
 "use strict";
 
-import { $, ApiError, api, authHeaders, enc, say, token, unreachable, unreachableText, who } from "./api.js";
+import {
+  $,
+  ApiError,
+  api,
+  apply,
+  authHeaders,
+  enc,
+  say,
+  token,
+  unreachable,
+  unreachableText,
+  who,
+} from "./api.js";
 import { inspector, refresh, resetInspector, startInspector, tick } from "./inspector.js";
 import { listKeys, resetStore, startStore, store, tickKeys } from "./kvs.js";
 
@@ -195,6 +207,7 @@ async function applySetup(event) {
   if (event) event.preventDefault();
   sessionStorage.setItem("botmemory.token", token());
   await loadBots();
+  apply();
   sessionStorage.setItem("botmemory.bot", $("bot").value);
   listen();
   await Promise.all([refresh(), listKeys()]);
@@ -215,6 +228,7 @@ function start() {
   $("token").value = sessionStorage.getItem("botmemory.token") || "";
   $("setup").addEventListener("submit", applySetup);
   $("bot").addEventListener("change", () => {
+    apply();
     sessionStorage.setItem("botmemory.bot", $("bot").value);
     resetInspector();
     listen();

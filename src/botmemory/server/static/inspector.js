@@ -45,7 +45,8 @@ function variablePath(scope, name) {
 }
 
 function sameConversation(view, { bot, user, channel }) {
-  return view.botId === bot && view.userId === user && view.channel === channel;
+  const shown = "botId" in view ? { bot: view.botId, user: view.userId, channel: view.channel } : view;
+  return shown.bot === bot && shown.user === user && shown.channel === channel;
 }
 
 function button(label, onClick, className = "small") {
@@ -195,6 +196,7 @@ export async function refresh() {
       if (!inspector.editing && sameConversation(view, who())) render(view);
     })
     .catch((error) => {
+      if (!sameConversation(asked, who())) return; // a stale request: another is shown
       resetInspector(); // not the memory of another user under this one's name
       say(`Memory: ${error.message}`, true);
     })
