@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import os
 import signal
 import subprocess
@@ -198,4 +200,43 @@ async def test_posix_locks_where_the_system_has_none_of_its_own_and_both_conflic
         for process in processes:
             process.kill()
             process.wait()
+        locks.close()
+
+
+async def test_a_kernel_that_refuses_open_file_locks_gets_posix_ones(
+    lock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some kernels and sandboxes know F_OFD_SETLK and answer EINVAL: the locks fall back
+    to POSIX ones at the first refusal, instead of announcing nothing and holding nothing."""
+    monkeypatch.setattr(file_locks, "_OFD_SETLK", fcntl.F_OFD_SETLK)
+
+    def refuse(fd: int, command: int, arg: object = 0) -> object:
+        if command == fcntl.F_OFD_SETLK:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, command, arg)
+
+    real = fcntl.fcntl
+    monkeypatch.setattr(fcntl, "fcntl", refuse)
+    locks = KeyLocks(lock_path, 0.2)
+    started = time.monotonic()
+    locks.open()
+    try:
+        assert time.monotonic() - started < 0.1  # announced at once, no wait for a timeout
+        assert file_locks._OFD_SETLK is None
+        process = start_holder(lock_path, "b")  # open file locks: they conflict with POSIX
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "held"
+            assert not locks.alone()
+            async with locks.hold("a") as got:
+                assert got
+                late = start_holder(lock_path, "a", "0.2")
+                assert late.stdout is not None
+                assert late.stdout.readline().strip() == "missed"
+                late.kill()
+                late.wait()
+        finally:
+            process.kill()
+            process.wait()
+    finally:
         locks.close()

@@ -14,10 +14,11 @@ at most) takes no key locks: a lone ``serve`` makes no lock calls per turn.
 The locks belong to the open file, not to the process (Linux's open file description
 locks, ``F_OFD_SETLK``): two :class:`KeyLocks` on one file in one process (two
 ``Memory`` objects on one database) exclude each other like two processes, and closing
-one releases none of the other's locks. A POSIX lock (``lockf``), where the system has
-no such locks, belongs to the process: there, closing any descriptor of the file
-releases all of them. Both kinds conflict with each other, so processes of either kind
-still exclude each other.
+one releases none of the other's locks (a child made by ``fork`` shares them, as it
+shares the open file). A POSIX lock (``lockf``), where the system has no such locks
+(another system, or a kernel or sandbox that refuses them), belongs to the process:
+there, closing any descriptor of the file releases all of them. Both kinds conflict
+with each other, so processes of either kind still exclude each other.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import fcntl
 import hashlib
 import os
 import struct
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Final
@@ -45,7 +47,8 @@ _ALONE_FOR: Final = Seconds(0.05)  # 50 ms
 """How long a finding that no other process has the file open is trusted."""
 
 
-_OFD_SETLK: Final[int | None] = getattr(fcntl, "F_OFD_SETLK", None)
+_OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None) if sys.platform == "linux" else None
+"""Open file description locks (Linux 3.15 and later); ``None`` once found unusable."""
 _KINDS: Final = {
     fcntl.F_RDLCK: fcntl.LOCK_SH,
     fcntl.F_WRLCK: fcntl.LOCK_EX,
@@ -56,12 +59,18 @@ _KINDS: Final = {
 def _lock(fd: int, kind: int, offset: int) -> None:
     """Take (``F_RDLCK``, ``F_WRLCK``) or give up (``F_UNLCK``) the lock of one byte, or
     raise ``OSError`` (``EAGAIN`` or ``EACCES`` while another holds it) without waiting."""
-    if _OFD_SETLK is None:
-        unlock = kind == fcntl.F_UNLCK  # lockf refuses LOCK_UN with LOCK_NB
-        fcntl.lockf(fd, _KINDS[kind] | (0 if unlock else fcntl.LOCK_NB), 1, offset)
-        return
-    # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for these locks)
-    fcntl.fcntl(fd, _OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, offset, 1, 0))
+    global _OFD_SETLK
+    if _OFD_SETLK is not None:
+        # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for these locks)
+        try:
+            fcntl.fcntl(fd, _OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, offset, 1, 0))
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS):  # held, or another failure
+                raise
+            _OFD_SETLK = None  # a kernel (or sandbox) without them: POSIX locks from now on
+    unlock = kind == fcntl.F_UNLCK  # lockf refuses LOCK_UN with LOCK_NB
+    fcntl.lockf(fd, _KINDS[kind] | (0 if unlock else fcntl.LOCK_NB), 1, offset)
 
 
 class KeyLocks:
