@@ -145,6 +145,14 @@ def test_check_and_the_engine_refuse_alike(case: str, tmp_path: Path) -> None:
     assert expected in str(refused.value)
 
 
+def test_a_database_that_is_a_fifo_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    data = make_data(tmp_path)
+    os.mkfifo(data / "memory.db")  # reading it would wait for a writer for ever
+    code, output = check(data)
+    assert code == 1
+    assert "memory.db: is not a regular file" in output
+
+
 def test_an_empty_database_file_is_accepted_by_both(tmp_path: Path) -> None:
     data = make_data(tmp_path)
     (data / "memory.db").touch()  # SQLite makes a database of an empty file

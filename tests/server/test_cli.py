@@ -176,6 +176,9 @@ def test_memory_export_and_forget(data: Path, tmp_path: Path) -> None:
     botmemory("memory", "export", str(data), "welcome", "u1", "-o", str(out))
     assert json.loads(out.read_text())["userId"] == "u1"
     assert out.stat().st_mode & 0o777 == 0o600  # personal data: its owner's only
+    out.chmod(0o644)
+    botmemory("memory", "export", str(data), "welcome", "u1", "-o", str(out))
+    assert out.stat().st_mode & 0o777 == 0o600  # written over: its owner's only again
     declined = botmemory("memory", "forget", str(data), "welcome", "u1", input="n\n")
     assert declined.exit_code == 1
     forgot = botmemory("memory", "forget", str(data), "welcome", "u1", "--yes")

@@ -139,9 +139,11 @@ def memory_export(data_dir: str, bot: str, user: str, channel: str, output: str 
 
 
 def _write_private(path: str, text: str) -> None:
-    """Write an export that only its owner may read (0600 when created), or say why not."""
+    """Write an export that only its owner may read (0600), or say why not."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if os.path.isfile(path):  # an export written over keeps no wider mode
+            os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
     except OSError as exc:

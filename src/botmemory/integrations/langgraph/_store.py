@@ -29,6 +29,7 @@ from botmemory.durations import (
     DurationInput,
     Seconds,
     parse_duration,
+    parse_interval,
 )
 from botmemory.errors import ConfigError, InvalidDurationError, InvalidValueError, WrongLoopError
 from botmemory.ids import validate_bot_id
@@ -252,8 +253,11 @@ class BotMemoryStore(BaseStore):
 
     def _set_interval(self, sweep_interval_minutes: int | None) -> None:
         every = sweep_interval_minutes or self._sweep_minutes
-        if every is not None:
-            self.memory.janitor.interval = minutes(every, "sweep_interval_minutes")
+        if every is not None:  # an interval, as dataRetention.janitorInterval: >= 100 ms
+            where = "sweep_interval_minutes"
+            self.memory.janitor.interval = parse_interval(
+                timedelta(seconds=minutes(every, where)), where=where
+            )
 
     def _started(self) -> cf.Future[None]:
         if self._sweeper is None or self._sweeper.done():

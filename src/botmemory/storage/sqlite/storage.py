@@ -105,6 +105,8 @@ def _path_problem(target: Path) -> str | None:
     if target.is_dir():
         return "is a folder, not a file"
     if target.exists():
+        if not target.is_file():  # a FIFO, a device: reading it could wait for ever
+            return "is not a regular file"
         with target.open("rb") as file:
             header = file.read(len(_HEADER))
         if header and header != _HEADER:  # an empty file becomes a database on opening
