@@ -184,7 +184,7 @@ async def test_storage_setters_take_an_expiry(
 
 
 @pytest.mark.parametrize("expiry", ["", 5, "5", 3600, "soon", "0s", "0.0005ms", "0.0000001s"])
-async def test_a_storage_expiry_without_a_unit_does_not_load(
+async def test_a_storage_expiry_without_a_unit_or_under_1ms_does_not_load(
     make_engine: MakeEngine, expiry: object
 ) -> None:
     with pytest.raises(ConfigError, match="expiry"):

@@ -123,13 +123,17 @@ def test_errors_point_at_the_column() -> None:
         compile_condition("user.name and tmp.x")
 
 
-@pytest.mark.parametrize("digits", [-(10**9), -(10**7), -400, -23, -22, -21, -20, -2, -1, 0, 3])
+@pytest.mark.parametrize(
+    "digits", [-(10**9), -(10**7), -400, -24, -23, -22, -21, -20, -5, -4, -3, -2, -1, 0, 3]
+)
 @pytest.mark.parametrize("value", [0, 7, 50, 51, 150, -250, 2**63 - 1, -(2**63), 9**1000, 1.5])
 def test_round_gives_python_s_answer_without_work_beyond_its_values(
     value: int | float, digits: int
 ) -> None:
     """A digit count of -10**9 costs no more than -1: round's work is bounded by its
-    values (10 ** 10**9 would take hours), and its answer is still Python's."""
+    values (10 ** 10**9 would take hours), and its answer is still Python's, on both
+    sides of where it stops computing (for 2**63 - 1: -23 computed, -24 not; for 7: -3
+    and -4; for 50: -4 and -5)."""
     condition = compile_condition("round(event.payload.v, event.payload.d)")
     got = condition.evaluate({"event": {"payload": {"v": value, "d": digits}}})
     expected = 0 if isinstance(value, int) and digits < -5000 else round(value, digits)

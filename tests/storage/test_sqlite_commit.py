@@ -192,3 +192,44 @@ async def test_a_group_commit_on_the_event_loop_leaves_what_its_slice_cannot_tak
         assert len(queued) >= 40  # ...and were committed one pass each
         async with mem.turn("b", "u7") as state:
             assert (state.bot["visits"], state.user["n"]) == (40, 7)
+
+
+async def test_a_lone_turn_commits_at_once_and_turns_in_flight_together_as_a_group(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn alone in the process commits inside its own commit call (no pass of the
+    event loop to wait for); turns in flight together still share a transaction."""
+    async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
+        storage = mem.storage
+        assert isinstance(storage, SqliteStorage)
+        batches: list[int] = []
+        original = storage._apply_turns
+
+        def counting(db: sqlite3.Connection, batch: list[object], *args: object) -> None:
+            batches.append(len(batch))
+            original(db, batch, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(storage, "_apply_turns", counting)
+        loop = asyncio.get_running_loop()
+        later: list[object] = []
+        call_soon = loop.call_soon
+
+        def recording(callback: Callable[..., object], *args: object, **kw: object) -> object:
+            later.append(getattr(callback, "__name__", callback))
+            return call_soon(callback, *args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(loop, "call_soon", recording)
+        async with mem.turn("b", "alone") as state:
+            state.user["n"] = 1
+            assert storage.sole_turn()
+        assert batches == [1]
+        assert "_flush" not in later  # committed at once, not on the next pass
+
+        async def visit(n: int) -> None:
+            async with mem.turn("b", f"u{n}") as state:
+                state.user["n"] = n
+
+        await asyncio.wait_for(asyncio.gather(*(visit(n) for n in range(8))), 60)
+        assert "_flush" in later
+        assert max(batches) > 1  # in flight together: one transaction for several
+        assert sum(batches) == 9
