@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from botmemory.durations import DurationInput, parse_duration
 
-__all__ = ["Clock", "ManualClock", "iso_time", "system_clock"]
+__all__ = ["Clock", "ManualClock", "iso_or_none", "iso_time", "system_clock"]
 
 Clock = Callable[[], float]
 """A function that returns the current time in epoch seconds."""
@@ -19,6 +19,11 @@ def iso_time(epoch: float) -> str:
     return (
         datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
+
+
+def iso_or_none(epoch: float | None) -> str | None:
+    """Render epoch seconds as :func:`iso_time` does, keeping ``None``."""
+    return None if epoch is None else iso_time(epoch)
 
 
 def system_clock() -> float:

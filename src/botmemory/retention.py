@@ -34,9 +34,15 @@ from botmemory.values import (
     parse_path,
 )
 
-__all__ = ["Evaluation", "RetentionPolicies", "VariablePolicy", "encode_field_times"]
+__all__ = [
+    "GLOB_CHARS",
+    "Evaluation",
+    "RetentionPolicies",
+    "VariablePolicy",
+    "encode_field_times",
+]
 
-_GLOB_CHARS: Final = frozenset("*?")
+GLOB_CHARS: Final = frozenset("*?")
 """What makes a policy key a glob (a ``[`` is refused in policy keys: see config)."""
 
 
@@ -89,11 +95,11 @@ class RetentionPolicies:
             name, _, rest = key.partition(".")
             if rest:
                 field = (rest, parse_path(rest), ttl)
-                if _GLOB_CHARS.intersection(name):
+                if GLOB_CHARS.intersection(name):
                     self._glob_fields.append((name, field))
                 else:
                     self._fields.setdefault(name, []).append(field)
-            elif _GLOB_CHARS.intersection(key):
+            elif GLOB_CHARS.intersection(key):
                 self._globs.append((key, ttl))
             else:
                 self._exact[key] = ttl

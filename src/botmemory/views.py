@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from botmemory.clock import iso_time
+from botmemory.clock import iso_or_none, iso_time
 from botmemory.storage.base import SCOPES, Scope
 from botmemory.values import JsonValue
 
@@ -43,7 +43,7 @@ class VariableView:
         return {
             "value": self.value,
             "expiresAt": self.expires_at,
-            "expiresAtIso": _iso(self.expires_at),
+            "expiresAtIso": iso_or_none(self.expires_at),
         }
 
 
@@ -60,7 +60,7 @@ class SessionView:
         return {
             "alive": self.alive,
             "expiresAt": self.expires_at,
-            "expiresAtIso": _iso(self.expires_at),
+            "expiresAtIso": iso_or_none(self.expires_at),
         }
 
 
@@ -102,10 +102,6 @@ class MemoryView:
                 for scope in SCOPES
             },
         }
-
-
-def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else iso_time(epoch)
 
 
 # -- Memory.export_user --------------------------------------------------------------------

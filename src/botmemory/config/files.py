@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from botmemory.durations import Seconds, parse_interval, parse_lifetime
 from botmemory.errors import InvalidDurationError, InvalidValueError
+from botmemory.retention import GLOB_CHARS
 from botmemory.storage import SCHEMES
 from botmemory.values import parse_path
 
@@ -75,7 +76,7 @@ def _policy_key(key: str) -> str:
             f"policy key {key!r} names a list item: a policy covers a variable or a field "
             "of an object, not an item of a list (the items after it move when it goes)"
         )
-    elif reason is None and ("*" in field or "?" in field):
+    elif reason is None and GLOB_CHARS.intersection(field):
         reason = (
             f"policy key {key!r} has a glob in its field: a glob may match variable names "
             "('prof*.phone'), the field after the first '.' is written out"

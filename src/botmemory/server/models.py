@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from botmemory import views
-from botmemory.clock import iso_time
+from botmemory.clock import iso_or_none, iso_time
 from botmemory.storage.base import SCOPES, Scope
 
 __all__ = [
@@ -56,11 +56,6 @@ __all__ = [
 """The four memories."""
 
 
-def iso_or_none(epoch: float | None) -> str | None:
-    """Render epoch seconds as ISO 8601 UTC, keeping ``None``."""
-    return None if epoch is None else iso_time(epoch)
-
-
 class ApiModel(BaseModel):
     """A JSON object of the API: camelCase keys on the wire."""
 
@@ -81,7 +76,7 @@ class ErrorBody(ApiModel):
 class ConverseRequest(ApiModel):
     """A user's message: ``{"type": "text", "text": "hi"}``, or a payload."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")  # merged with ApiModel's
 
     type: Literal["text", "quick_reply", "postback", "payload"] = Field(
         default="text", examples=["text"]
@@ -212,7 +207,7 @@ class MemoryView(ApiModel):
 class MemoryPut(ApiModel):
     """The new value of a variable. Any other field is refused (400)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")  # merged with ApiModel's
 
     value: Any = Field(examples=["Ada"])
     """Any JSON value (integers up to 64 bits, finite numbers)."""
@@ -288,7 +283,7 @@ class KvsPut(ApiModel):
     """A value to store, with an optional expiry. Any other field (``expires`` for
     ``expiry``, say) is refused (400): a misspelt expiry must not store a value for ever."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")  # merged with ApiModel's
 
     value: Any = Field(examples=[{"text": "Welcome back"}])
     expiry: StrictStr | StrictInt | StrictFloat | None = Field(default=None, examples=["1h"])
