@@ -163,6 +163,21 @@ async def test_turns_of_one_group_commit_that_touch_nothing_of_each_other_both_c
             assert state.bot["n"] == 2
 
 
+def batch_sizes(mem: Memory, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of turns of each group commit of ``mem``'s SQLite storage, from now on."""
+    storage = mem.storage
+    assert isinstance(storage, SqliteStorage)
+    sizes: list[int] = []
+    original = storage._apply_turns
+
+    def counting(db: sqlite3.Connection, batch: list[object], *args: object) -> None:
+        sizes.append(len(batch))
+        original(db, batch, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage, "_apply_turns", counting)
+    return sizes
+
+
 async def test_a_group_commit_on_the_event_loop_leaves_what_its_slice_cannot_take(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,16 +186,7 @@ async def test_a_group_commit_on_the_event_loop_leaves_what_its_slice_cannot_tak
     once, and the loop never runs more than one commit at a time."""
     monkeypatch.setattr("botmemory.storage.sqlite.storage.SLICE", 0.0)
     async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
-        storage = mem.storage
-        assert isinstance(storage, SqliteStorage)
-        queued: list[int] = []
-        original = storage._apply_turns
-
-        def counting(db: sqlite3.Connection, batch: list[object], *args: object) -> None:
-            queued.append(len(batch))
-            original(db, batch, *args)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(storage, "_apply_turns", counting)
+        queued = batch_sizes(mem, monkeypatch)
 
         async def visit(n: int) -> None:
             async with mem.turn("b", f"u{n}") as state:
@@ -200,16 +206,7 @@ async def test_a_lone_turn_commits_at_once_and_turns_in_flight_together_as_a_gro
     """A turn alone in the process commits inside its own commit call (no pass of the
     event loop to wait for); turns in flight together still share a transaction."""
     async with await Memory.open(URL.format(tmp_path), clock=clock) as mem:
-        storage = mem.storage
-        assert isinstance(storage, SqliteStorage)
-        batches: list[int] = []
-        original = storage._apply_turns
-
-        def counting(db: sqlite3.Connection, batch: list[object], *args: object) -> None:
-            batches.append(len(batch))
-            original(db, batch, *args)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(storage, "_apply_turns", counting)
+        batches = batch_sizes(mem, monkeypatch)
         loop = asyncio.get_running_loop()
         later: list[object] = []
         call_soon = loop.call_soon
@@ -221,7 +218,7 @@ async def test_a_lone_turn_commits_at_once_and_turns_in_flight_together_as_a_gro
         monkeypatch.setattr(loop, "call_soon", recording)
         async with mem.turn("b", "alone") as state:
             state.user["n"] = 1
-            assert storage.sole_turn()
+            assert mem.storage.sole_turn()
         assert batches == [1]
         assert "_flush" not in later  # committed at once, not on the next pass
 
