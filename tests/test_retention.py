@@ -286,6 +286,19 @@ async def test_a_policy_changed_while_open_applies_at_once(
     assert (await mem.peek("b", "u1")).scopes["user"]["mood"].expires_at == START + 120
 
 
+async def test_a_turn_running_while_the_policies_change_writes_under_the_new_ones(
+    open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    mem = await open_memory({"dataRetention": {"policies": {"mood": "1d"}}})
+    async with mem.turn("b", "u1") as state:
+        shorter = {"dataRetention": {"policies": {"mood": "1m"}}}
+        await mem.apply_settings(load_settings(shorter))  # a reload while the body runs
+        state.user["mood"] = "great"
+    assert (await mem.peek("b", "u1")).scopes["user"]["mood"].expires_at == START + 60
+    clock.advance(timedelta(seconds=60))
+    assert (await mem.janitor.run_once()).user_variables == 1  # due under the new policy
+
+
 async def test_retention_does_not_apply_to_other_scopes(
     retained: Memory, clock: ManualClock
 ) -> None:

@@ -338,6 +338,9 @@ class Memory:
                 loaded.kvs = TurnKvs(self.storage, self.clock)
                 state.kvs = KeyValueStore(loaded.kvs, bot_id, self.clock, settings.max_value_bytes)
                 yield state
+                # the policies in force now: a reload during the body has rescanned the
+                # stored rows already, and this turn's writes must follow the new ones
+                policies = self.policies_for(bot_id)
                 write = finish_turn(state, loaded, settings, policies, self.clock())
                 if self._erased.get((bot_id, identity.user_key), -1) > erasures:
                     raise UserErasedError(
