@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -142,7 +143,7 @@ def _write_private(path: str, text: str) -> None:
     """Write an export that only its owner may read (0600), or say why not."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        if os.path.isfile(path):  # an export written over keeps no wider mode
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # an export written over keeps no wider mode
             os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)

@@ -147,12 +147,6 @@ class Variable(ApiModel):
     """Epoch seconds; ``null`` when it never expires."""
     expires_at_iso: str | None
 
-    @classmethod
-    def of(cls, variable: views.VariableView) -> Variable:
-        """Map a variable of :meth:`Memory.peek`'s view."""
-        expires = variable.expires_at
-        return cls(value=variable.value, expires_at=expires, expires_at_iso=iso_or_none(expires))
-
 
 class SessionInfo(ApiModel):
     """Whether the session is alive and when it times out."""
@@ -160,12 +154,6 @@ class SessionInfo(ApiModel):
     alive: bool
     expires_at: float | None
     expires_at_iso: str | None
-
-    @classmethod
-    def of(cls, session: views.SessionView) -> SessionInfo:
-        """Map the session of :meth:`Memory.peek`'s view."""
-        expires = session.expires_at
-        return cls(alive=session.alive, expires_at=expires, expires_at_iso=iso_or_none(expires))
 
 
 class MemoryView(ApiModel):
@@ -185,23 +173,8 @@ class MemoryView(ApiModel):
 
     @classmethod
     def of(cls, view: views.MemoryView) -> MemoryView:
-        """Map :meth:`Memory.peek`'s view."""
-        return cls(
-            bot_id=view.bot_id,
-            user_id=view.user_id,
-            channel=view.channel,
-            thread_id=view.thread_id,
-            session_id=view.session_id,
-            now=view.now,
-            now_iso=iso_time(view.now),
-            session=SessionInfo.of(view.session),
-            scopes=Scopes(
-                **{
-                    scope: {n: Variable.of(v) for n, v in view.scopes.get(scope, {}).items()}
-                    for scope in SCOPES
-                }
-            ),
-        )
+        """Map :meth:`Memory.peek`'s view: its ``to_json()`` is this document."""
+        return cls.model_validate(view.to_json())
 
 
 class MemoryPut(ApiModel):
