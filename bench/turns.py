@@ -319,7 +319,7 @@ async def main() -> None:
                 url, args.users, args.turns, args.concurrency
             )
             try:
-                if args.rmw_turns > 0:
+                if args.rmw_turns > 0 and args.rmw_users > 0:
                     for how in ("read-modify-write", "incr"):
                         counters.append(
                             await counter_case(mem, backend, how, args.rmw_users, args.rmw_turns)

@@ -69,6 +69,9 @@ class TurnState:
     """In a resumed turn: the session had timed out (it is shown anyway)."""
     temp_expired: bool = False
     """In a resumed turn: the temp memory had timed out (it is shown anyway)."""
+    timed_out_session: SessionRecord | None = None
+    """The stored session this turn found timed out, which the janitor has not dropped
+    yet (the turn starts a new one); ``None`` in resumed and administrators' turns."""
     expired_temp: dict[str, str] = field(default_factory=dict)
     """Temp memory that timed out and that the janitor has not swept yet, as stored
     (JSON text by name): for dialog-timeout handling that comes with the next message.
@@ -193,6 +196,8 @@ def begin_turn(
         session_expired=not alive,
         temp_expired=not temp_alive,
     )
+    if not shown_session and not edit:
+        state.timed_out_session = record
     if not shown_temp and not edit:
         state.expired_temp = {row.key.name: row.value for row in snapshot.temp_vars}
     if message is not None and settings.last_messages > 0:

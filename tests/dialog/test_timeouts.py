@@ -11,6 +11,7 @@ import pytest
 
 from botmemory import ManualClock
 from botmemory.dialog import POSITION_KEY, DialogEngine
+from botmemory.storage.base import SessionRecord
 from tests.dialog.conftest import GATES, Gate, MakeEngine, Outbox, flow, node, set_var
 
 MINUTE = 60.0
@@ -19,6 +20,12 @@ HOOK_TRACE = """
         state.user["trail"] = state.user.get("trail", []) + [
             ["{name}", None if event is None else event.type, state.temp.get("t")]
         ]
+"""
+
+
+SESSION_TRACE = """
+    def hook(event, state, kvs):
+        state.user["trail"] = state.user.get("trail", []) + [["end", state.session.get("s")]]
 """
 
 
@@ -218,21 +225,78 @@ async def test_a_short_session_timeout_runs_the_dialog_timeout_then_the_session_
     assert await engine.memory.kvs.for_bot("b").get("last/u1") is True
 
 
-async def test_session_end_hooks_skip_a_session_a_message_revived(
+async def test_a_message_before_the_sweep_ends_the_timed_out_session_first(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    """The session-end hooks run once, on the old session, whoever gets there first."""
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", enter=[set_var("session", "s", "old")], say="hello"))},
+        hooks={"on_session_end": {"a.py": SESSION_TRACE}},
+    )
+    ended: list[str] = []
+
+    async def janitor_hook(sessions: list[SessionRecord]) -> None:
+        ended.extend(s.key for s in sessions)
+
+    engine.memory.janitor.on_session_end = janitor_hook
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(seconds=30 * MINUTE - 0.001))  # just before the timeout
+    await engine.process("b", "u1", text="still here")
+    user, _, _ = await memories(engine)
+    assert "trail" not in user and ended == []  # the same session goes on
+    clock.advance(timedelta(seconds=30 * MINUTE))  # the timeout, to the millisecond
+    found = await engine.memory.storage.expired_sessions(clock(), 100)
+    assert len(found) == 1
+    assert await engine.process("b", "u1", text="back") == ["hello"]
+    user, session, _ = await memories(engine)
+    assert user["trail"] == [["end", "old"]]  # ran on the old session, before the message
+    assert session == {"s": "old"}  # the new session's, set by the message
+    assert len(ended) == 1  # the janitor's own hooks too
+    bot_hooks = engine.memory.janitor.session_end_hooks()[0]
+    await bot_hooks(found)  # the janitor read the session before the message: no-op
+    await engine.memory.janitor.run_once()
+    user, _, _ = await memories(engine)
+    assert user["trail"] == [["end", "old"]]
+    assert len(ended) == 1
+
+
+async def test_a_message_after_the_session_timed_out_gets_the_dialog_timeout_replies_first(
     make_engine: MakeEngine, clock: ManualClock
 ) -> None:
     engine = await make_engine(
+        {"main.flow.json": flow(asking(timeout="slow"), late("slow", "too slow!"))},
+        config={"dialog": {"timeoutInterval": "1h", "sessionTimeoutInterval": "10m"}},
+        hooks={
+            "before_session_timeout": {"a.py": HOOK_TRACE.format(name="timeout")},
+            "on_session_end": {"a.py": HOOK_TRACE.format(name="end")},
+        },
+    )
+    outbox = Outbox()
+    engine.on_timeout_replies = outbox
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(seconds=10 * MINUTE + 1))
+    assert await engine.process("b", "u1", text="back") == ["too slow! kept", "question?"]
+    assert outbox.sent == []  # the replies went with the message's answer
+    user, session, temp = await memories(engine)
+    assert user["trail"] == [["timeout", "timeout", "kept"], ["end", None, None]]
+    assert session == {"s": "kept"}  # set again by the new session's flow
+    assert temp[POSITION_KEY]["node"] == "ask"
+    assert (await timed_out(engine, clock, minutes=0)).sent == []
+
+
+async def test_a_failing_session_end_hook_does_not_keep_the_user_from_talking(
+    make_engine: MakeEngine, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = await make_engine(
         {"main.flow.json": flow(node("n", say="hello"))},
-        hooks={"on_session_end": {"a.py": HOOK_TRACE.format(name="end")}},
+        hooks={"on_session_end": {"a.py": "def hook(event, state, kvs):\n    1 / 0\n"}},
     )
     await engine.process("b", "u1", text="hi")
     clock.advance(timedelta(seconds=30 * MINUTE + 1))
-    found = await engine.memory.storage.expired_sessions(clock(), 100)
-    await engine.process("b", "u1", text="back")
-    (hook,) = engine.memory.janitor.session_end_hooks()
-    await hook(found)
-    user, _, _ = await memories(engine)
-    assert "trail" not in user
+    with caplog.at_level(logging.ERROR):
+        assert await engine.process("b", "u1", text="back") == ["hello"]
+    assert "ZeroDivisionError" in caplog.text
+    assert await engine.process("b", "u1", text="again") == ["hello"]
 
 
 async def test_outside_a_flow_nothing_times_out(

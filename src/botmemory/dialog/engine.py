@@ -44,6 +44,7 @@ from botmemory.errors import (
 )
 from botmemory.ids import Identity, unknown_bot
 from botmemory.memory import Memory, check_message_size
+from botmemory.storage.base import SessionRecord
 from botmemory.turns import TurnState
 from botmemory.values import JsonValue, to_json_text
 
@@ -220,17 +221,28 @@ class DialogEngine:
         event = _incoming(bot_id, user_id, channel, thread_id, text, payload, message_type)
         check_message_size(event.message(), self.memory.settings.for_bot(bot_id).max_message_bytes)
         runners: list[FlowRunner] = []
+        ended_first: list[SessionRecord] = []
 
         async def body(state: TurnState) -> list[str]:
+            if state.timed_out_session is not None and not ended_first:
+                ended_first.append(state.timed_out_session)
+                raise _EndSessionFirst  # before anything: the turn writes nothing
             runners.append(self.runner(bot, event, state))
             replies = await self._message(bot, runners[-1])
             state.replies = list(replies)
             return replies
 
-        try:
-            replies = await self.memory.run_turn(
+        async def turn() -> list[str]:
+            return await self.memory.run_turn(
                 body, bot_id, user_id, channel, thread_id, event.message(), message_id=message_id
             )
+
+        try:
+            try:
+                replies = await turn()
+            except _EndSessionFirst:
+                late = await self._timeouts.end_late(ended_first[0])
+                replies = late + await turn()
         except DuplicateMessageError as duplicate:
             return Answer([str(reply) for reply in duplicate.replies])
         except (BackendUnavailableError, LockTimeoutError, ConflictError):
@@ -280,6 +292,10 @@ class DialogEngine:
             exc,
             exc_info=exc,
         )
+
+
+class _EndSessionFirst(Exception):
+    """A message found its session timed out and not dropped yet: end it first."""
 
 
 def _plain_memories(state: TurnState) -> dict[str, dict[str, JsonValue]]:

@@ -15,6 +15,7 @@ of the same session from ever running at once.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from botmemory.dialog.events import Event
@@ -56,11 +57,27 @@ class DialogTimeouts:
         for record in sessions:
             await self._session_end(record)
 
+    async def end_late(self, record: SessionRecord) -> list[str]:
+        """End a timed-out session that a message reached before the janitor did, as
+        the janitor would: its dialog timeout (whose replies are returned, for the
+        message's answer), the ``on_session_end`` hooks of the janitor (the bot's, the
+        event stream's, the library's), then its deletion. This process's janitor
+        leaves it alone meanwhile."""
+        janitor = self._engine.memory.janitor
+        with janitor.ending(record.bot_id, record.key):
+            replies = await self._timeout_replies(record) if record.temp_expires_at else []
+            await janitor.end_sessions([replace(record, temp_expires_at=None)])
+        return replies
+
     async def _dialog_timeout(self, record: SessionRecord) -> None:
+        await self._deliver(_event("timeout", record), await self._timeout_replies(record))
+
+    async def _timeout_replies(self, record: SessionRecord) -> list[str]:
+        """Handle the dialog timeout of one session in a turn; return its replies."""
         engine = self._engine
         bot = engine.bots.get(record.bot_id)
         if bot is None:
-            return
+            return []
         event = _event("timeout", record)
 
         async def body(state: TurnState) -> list[str]:
@@ -74,8 +91,8 @@ class DialogTimeouts:
             )
         except Exception as exc:
             engine.log_failure("timeout", event, None, exc)
-            return
-        await self._deliver(event, replies)
+            return []
+        return replies
 
     async def _deliver(self, event: Event, replies: list[str]) -> None:
         sink = self._engine.on_timeout_replies
