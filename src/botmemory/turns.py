@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from botmemory.clock import iso_time
 from botmemory.config import BotSettings
-from botmemory.errors import DuplicateMessageError, SessionNotAliveError
+from botmemory.errors import DuplicateMessageError, SessionNotAliveError, ValueTooLargeError
 from botmemory.ids import Identity
 from botmemory.kvs import KeyValueStore
 from botmemory.retention import Evaluation, RetentionPolicies, encode_field_times
@@ -248,13 +249,21 @@ def _load_user(
     return ScopeMemory("user", texts, max_bytes, expiries, values, rows)
 
 
+MIN_MESSAGE_SHARE: Final = 32
+"""The fewest bytes of ``limits.maxValueBytes`` an entry of ``session.lastMessages`` gets
+for its type and text: with more entries than that allows, the oldest go."""
+
+
 def _remember_message(
     state: TurnState, message: dict[str, JsonValue], now: float, keep: int
 ) -> None:
     # each of the ``keep`` entries gets an equal share of limits.maxValueBytes, less its
     # brackets, comma, keys and timestamp (64 bytes): the history always fits, and an
-    # entry stored larger by an earlier version is cut too
-    share = (state.session.max_value_bytes - 2) // keep - 1 - 64
+    # entry stored larger by an earlier version is cut too; fewer entries are kept when
+    # a share would be under MIN_MESSAGE_SHARE
+    limit = state.session.max_value_bytes - 2
+    keep = max(1, min(keep, limit // (1 + 64 + MIN_MESSAGE_SHARE)))
+    share = limit // keep - 1 - 64
 
     def fit(entry: dict[str, JsonValue]) -> dict[str, JsonValue]:
         kind = truncate_text(str(entry.get("type")), max(2, min(share // 4, 64)))
@@ -271,9 +280,15 @@ def _remember_message(
     previous = state.session.get(LAST_MESSAGES)
     history = list(previous) if isinstance(previous, list) else []
     history.append(entry)
-    state.session[LAST_MESSAGES] = [
-        fit(item) if isinstance(item, dict) else item for item in history[-keep:]
-    ]
+    kept = [fit(item) if isinstance(item, dict) else item for item in history[-keep:]]
+    while True:
+        try:
+            state.session[LAST_MESSAGES] = kept
+            return
+        except ValueTooLargeError:  # shares too small for an entry: keep fewer
+            if not kept:
+                raise
+            del kept[0]
 
 
 def finish_turn(

@@ -107,6 +107,26 @@ async def test_large_valid_messages_never_make_later_turns_fail(make_engine: Mak
     assert str(history[-2]["text"]).endswith("…")  # type: ignore[index]
 
 
+@pytest.mark.parametrize("keep", [60, 62, 100, 5_000])
+async def test_a_history_too_long_for_the_value_limit_keeps_fewer_messages(
+    make_engine: MakeEngine, keep: int
+) -> None:
+    """Shares of the limit smaller than an entry: the oldest entries go, turns go on."""
+    engine = await make_engine(
+        echo_flow("ok"),
+        config={"limits": {"maxValueBytes": 4_096}},
+        bot_configs={"b": {"session": {"lastMessages": keep}}},
+    )
+    for n in range(70):
+        assert await engine.process("b", "u1", text=f"m{n}") == ["ok"]
+    async with engine.memory.turn("b", "u1") as state:
+        history = state.session["lastMessages"]
+    assert isinstance(history, list)
+    assert 0 < len(history) <= min(keep, 70)
+    assert len(dumps(history).encode()) <= 4_096
+    assert history[-1]["text"] == "m69"  # type: ignore[index]
+
+
 async def test_a_short_message_is_kept_whole_in_the_history(engine_b: DialogEngine) -> None:
     await engine_b.process("b", "u1", text="hello")
     async with engine_b.memory.turn("b", "u1") as state:
