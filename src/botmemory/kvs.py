@@ -38,7 +38,7 @@ class KvsPrimitives(Protocol):
     """What a :class:`KeyValueStore` runs on: a storage backend, or a turn's view of one."""
 
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None: ...
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None: ...
+    async def kvs_put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None: ...
     async def kvs_modify(
         self, namespace: str, key: str, now: float, modify: KvsModifier[T]
     ) -> T: ...
@@ -180,7 +180,7 @@ class KeyValueStore:
         now = self._clock()
         expires_at = None if seconds is None else now + seconds
         if path is None:
-            await self._storage.kvs_put(self.namespace, key, KvsRecord(text, expires_at))
+            await self._storage.kvs_put(self.namespace, key, now, KvsRecord(text, expires_at))
             return KvsEntry(key, loads(text), expires_at)
         segments = parse_path(path)
 

@@ -71,7 +71,7 @@ class TurnKvs:
             return _live(self._writes[where], now)
         return _live(await self._stored(namespace, key, now), now)
 
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+    async def kvs_put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None:
         """Write ``record`` when the turn commits."""
         self._deltas.pop((namespace, key), None)
         self._writes[(namespace, key)] = record

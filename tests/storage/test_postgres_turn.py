@@ -115,7 +115,7 @@ async def test_scope_checks_see_added_and_removed_variables(db: PostgresStorage)
 
 
 async def test_kvs_checks_judge_liveness_at_the_commit_time(db: PostgresStorage) -> None:
-    await db.kvs_put("b", "k", KvsRecord("1", START + 10))
+    await db.kvs_put("b", "k", START, KvsRecord("1", START + 10))
     live = await db.kvs_get("b", "k", START)
     assert live is not None
     assert live.version > 0
@@ -135,14 +135,14 @@ async def test_kvs_checks_judge_liveness_at_the_commit_time(db: PostgresStorage)
 
 
 async def test_kvs_prefix_checks(db: PostgresStorage) -> None:
-    await db.kvs_put("b", "p/a", KvsRecord("1", None))
-    await db.kvs_put("b", "p/old", KvsRecord("1", START))  # expired: not listed
-    await db.kvs_put("b", "q", KvsRecord("1", None))
+    await db.kvs_put("b", "p/a", START, KvsRecord("1", None))
+    await db.kvs_put("b", "p/old", START, KvsRecord("1", START))  # expired: not listed
+    await db.kvs_put("b", "q", START, KvsRecord("1", None))
     a = await db.kvs_get("b", "p/a", START)
     assert a is not None
     listed = KvsPrefixCheck("b", "p/", (("p/a", a.version),))
     add = KvsWrite("b", "p/b", KvsRecord("2", None))
-    await db.kvs_put("b", "p/c", KvsRecord("3", None))  # a phantom since the listing
+    await db.kvs_put("b", "p/c", START, KvsRecord("3", None))  # a phantom since the listing
     with pytest.raises(ConflictError):
         await db.commit_turn(TurnWrite(None, kvs_prefix_checks=[listed], kvs_writes=[add]))
     assert await db.kvs_keys("b", "p/", START) == ["p/a", "p/c"]
@@ -215,7 +215,7 @@ async def test_a_delta_on_a_non_number_conflicts_and_writes_nothing(db: Postgres
 async def test_kvs_writes_give_new_versions(db: PostgresStorage) -> None:
     versions = set()
     for n in range(3):
-        await db.kvs_put("b", "k", KvsRecord(str(n), None))
+        await db.kvs_put("b", "k", START, KvsRecord(str(n), None))
         record = await db.kvs_get("b", "k", START)
         assert record is not None
         versions.add(record.version)

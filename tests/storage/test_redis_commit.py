@@ -369,7 +369,7 @@ async def test_a_commit_sent_again_is_not_applied_again(open_storage: OpenStorag
         now=NOW,
     )
     await first.commit_turn(write)
-    await first.kvs_put("b", "k", KvsRecord("2", None))
+    await first.kvs_put("b", "k", NOW, KvsRecord("2", None))
     await second.commit_turn(write)  # from another process: already applied, a success
     assert [v.value for v in (await first.load_turn(KEYS)).bot] == ["1"]
     record = await first.kvs_get("b", "k", NOW)
@@ -554,7 +554,7 @@ async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 async def test_janitor_and_kvs_writes_give_new_versions(open_storage: OpenStorage) -> None:
     storage = await open_storage()
     first = await seed(storage)
-    await storage.kvs_put("b", "cfg/a", KvsRecord('"z"', None))
+    await storage.kvs_put("b", "cfg/a", NOW, KvsRecord('"z"', None))
     put = await storage.kvs_get("b", "cfg/a", NOW)
     assert put is not None
     assert put.version not in (0, first.version)

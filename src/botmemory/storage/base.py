@@ -523,8 +523,11 @@ class Storage(ABC):
         """Return the live record of ``key`` with its version, or ``None``."""
 
     @abstractmethod
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
-        """Store ``record`` under ``key`` with a new version, replacing any earlier one."""
+    async def kvs_put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None:
+        """Store ``record`` under ``key`` with a new version, replacing any earlier one.
+
+        ``now`` is the clock's time of the write (a backend whose store expires keys by
+        itself counts their lifetime from it)."""
 
     @abstractmethod
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:

@@ -148,7 +148,7 @@ class MemoryStorage(Storage):
         else:
             self._kvs.setdefault(namespace, {})[key] = record
 
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+    async def kvs_put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None:
         self._store_kvs(namespace, key, replace(record, version=new_version()))
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:

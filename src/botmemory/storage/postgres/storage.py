@@ -168,7 +168,7 @@ class PostgresStorage(Storage):
             row = await conn.fetchrow(sql.KVS_GET, namespace, key, now)
         return None if row is None else KvsRecord(row[0], row[1], row[2])
 
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+    async def kvs_put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None:
         locks = turn.kvs_locks(self.schema, namespace, key)
         async with self.db.connection() as conn:
             await conn.execute(

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from botmemory.durations import parse_duration
+from botmemory.durations import Seconds, parse_duration
 from botmemory.storage.base import KvsDelta, KvsRecord, SessionRecord, TurnWrite, VarKey
 from botmemory.storage.redis.layout import (
     BotKeys,
     KvsKeys,
     kvs_keys,
+    native_ttl_ms,
     num,
     pack_kvs,
     pack_var,
@@ -379,12 +379,15 @@ class CommitArgs:
     """The bot whose registration the script checks (``None``: the global store)."""
 
     @classmethod
-    def of(cls, write: TurnWrite, prefix: str, ttl_ms: Callable[[float], int]) -> CommitArgs | None:
-        """Build the call, or ``None`` if ``write`` checks and writes nothing."""
+    def of(cls, write: TurnWrite, prefix: str, ttl_grace: Seconds) -> CommitArgs | None:
+        """Build the call, or ``None`` if ``write`` checks and writes nothing.
+
+        Native TTLs count from ``write.now`` (botmemory's clock), plus ``ttl_grace``.
+        """
         home = _home(write)
         if home is None:
             return None
-        return _Builder(write, prefix, ttl_ms).build(home)
+        return _Builder(write, prefix, ttl_grace).build(home)
 
 
 def _home(write: TurnWrite) -> str | None:
@@ -402,11 +405,17 @@ def _home(write: TurnWrite) -> str | None:
 
 
 class _Builder:
-    def __init__(self, write: TurnWrite, prefix: str, ttl_ms: Callable[[float], int]) -> None:
+    def __init__(self, write: TurnWrite, prefix: str, ttl_grace: Seconds) -> None:
         self.write = write
         self.prefix = prefix
-        self.ttl_ms = ttl_ms
+        self.ttl_grace = ttl_grace
         self.keys = _Keys()
+
+    def ttl(self, expires_at: float | None) -> str:
+        """The native TTL (ms) of a key whose data expires at ``expires_at``; '' for none."""
+        if expires_at is None:
+            return ""
+        return str(native_ttl_ms(expires_at, self.write.now, self.ttl_grace))
 
     def bot(self, bot_id: str) -> BotKeys:
         return BotKeys.of(self.prefix, bot_id)
@@ -503,7 +512,7 @@ class _Builder:
             "key": delta.key,
             "by": _number_text(delta.by),
             "e": "" if expires is None else num(expires),
-            "ttl": "" if expires is None else str(self.ttl_ms(expires)),
+            "ttl": self.ttl(expires),
         }
 
     def session(self, s: SessionRecord, check: int | None) -> dict[str, Any]:
@@ -523,8 +532,8 @@ class _Builder:
             "seen": num(s.last_seen),
             "expires": num(s.expires_at),
             "temp": temp,
-            "ttl": str(self.ttl_ms(s.expires_at)),
-            "temp_ttl": "" if s.temp_expires_at is None else str(self.ttl_ms(s.temp_expires_at)),
+            "ttl": self.ttl(s.expires_at),
+            "temp_ttl": self.ttl(s.temp_expires_at),
         }
 
     def kvs_write(self, namespace: str, key: str, record: KvsRecord | None) -> dict[str, Any]:
@@ -540,7 +549,7 @@ class _Builder:
             found["r"] = pack_kvs(replace(record, version=self.write.version))
             expires = record.expires_at
             found["e"] = "" if expires is None else num(expires)
-            found["ttl"] = "" if expires is None else str(self.ttl_ms(expires))
+            found["ttl"] = self.ttl(expires)
         return found
 
 

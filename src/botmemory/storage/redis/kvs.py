@@ -1,9 +1,11 @@
 """The key-value store of the Redis backend.
 
 Each KVS key is one Redis string holding its ``expires_at`` and value, with a native
-TTL when it expires. Per namespace, ``kvs-keys`` lists every name (a sorted set with
-all scores 0, so that a prefix is a lex range) and ``due:kvs`` the names that expire,
-scored by ``expires_at``: reads check that score or the stored time against ``now``.
+TTL when it expires, counted from botmemory's clock at the write (see
+:func:`~.layout.native_ttl_ms`). Per namespace, ``kvs-keys`` lists every name (a sorted
+set with all scores 0, so that a prefix is a lex range) and ``due:kvs`` the names that
+expire, scored by ``expires_at``: reads check that score or the stored time against
+``now``.
 Every write stores a new version with the value (see :mod:`.layout`). A write to a bot's
 namespace also sets the bot's ``registered`` marker, and registers the bot again with
 the janitor when the marker was missing (see :mod:`.expiry`).
@@ -24,7 +26,14 @@ from redis.asyncio.client import Pipeline
 
 from botmemory.durations import Seconds, parse_duration
 from botmemory.storage.base import KvsModifier, KvsRecord, new_version
-from botmemory.storage.redis.layout import BotKeys, KvsKeys, kvs_keys, pack_kvs, unpack_kvs
+from botmemory.storage.redis.layout import (
+    BotKeys,
+    KvsKeys,
+    kvs_keys,
+    native_ttl_ms,
+    pack_kvs,
+    unpack_kvs,
+)
 
 __all__ = ["RedisKvs", "raise_if_broken"]
 
@@ -51,13 +60,13 @@ class RedisKvs:
         self,
         client: Redis,
         prefix: str,
-        ttl_ms: Callable[[float], int],
+        ttl_grace: Seconds,
         register: Callable[[str], Awaitable[None]],
         register_again: Callable[[str], Awaitable[None]],
     ) -> None:
         self._redis = client
         self._prefix = prefix
-        self._ttl_ms = ttl_ms
+        self._ttl_grace = ttl_grace
         self._register = register
         self._register_again = register_again
         self._modifying: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
@@ -95,14 +104,20 @@ class RedisKvs:
         if namespace and replies[0]:
             await self._register_again(namespace)
 
-    def _store(self, pipe: Pipeline, ns: KvsKeys, key: str, record: KvsRecord | None) -> None:
-        """Queue writing ``record`` (``None``: deleting it) with a new version."""
+    def _store(
+        self, pipe: Pipeline, ns: KvsKeys, key: str, record: KvsRecord | None, now: float
+    ) -> None:
+        """Queue writing ``record`` (``None``: deleting it) with a new version.
+
+        ``now`` is botmemory's clock at the write: the native TTL counts from it.
+        """
         if record is None:
             pipe.delete(ns.data(key))
             pipe.zrem(ns.names, key)
             pipe.zrem(ns.due, key)
             return
-        expiry = None if record.expires_at is None else self._ttl_ms(record.expires_at)
+        expires_at = record.expires_at
+        expiry = None if expires_at is None else native_ttl_ms(expires_at, now, self._ttl_grace)
         packed = pack_kvs(replace(record, version=new_version()))
         pipe.set(ns.data(key), packed, px=expiry)  # no px: clears an earlier TTL
         pipe.zadd(ns.names, {key: 0})
@@ -116,13 +131,13 @@ class RedisKvs:
         raw = cast(str | None, await self._redis.get(self._ns(namespace).data(key)))
         return unpack_kvs(raw, now)
 
-    async def put(self, namespace: str, key: str, record: KvsRecord) -> None:
-        """See :meth:`Storage.kvs_put`."""
+    async def put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None:
+        """See :meth:`Storage.kvs_put`; the native TTL counts from ``now``."""
         if namespace:
             await self._register(namespace)
         pipe = self._redis.pipeline(transaction=True)
         self._mark(pipe, namespace)
-        self._store(pipe, self._ns(namespace), key, record)
+        self._store(pipe, self._ns(namespace), key, record, now)
         await self._registered(namespace, await pipe.execute())
 
     async def modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
@@ -138,7 +153,7 @@ class RedisKvs:
                 record, result = modify(unpack_kvs(raw, now))
                 pipe.multi()  # type: ignore[no-untyped-call]
                 self._mark(pipe, namespace)
-                self._store(pipe, ns, key, record)
+                self._store(pipe, ns, key, record, now)
                 try:
                     replies = await pipe.execute()
                 except rx.WatchError as exc:
@@ -154,7 +169,7 @@ class RedisKvs:
         ns = self._ns(namespace)
         pipe = self._redis.pipeline(transaction=True)
         pipe.get(ns.data(key))
-        self._store(pipe, ns, key, None)
+        self._store(pipe, ns, key, None, now)
         raw, *_ = await pipe.execute()
         return unpack_kvs(raw, now) is not None
 

@@ -23,7 +23,6 @@ write after the upgrade gives them a random version.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -206,14 +205,17 @@ class MetaKeys:
         return cls(f"{base}settings", f"{base}bots", f"{base}layout", f"{base}janitor-lease")
 
 
-def native_ttl_ms(expires_at: float, grace: Seconds) -> int:
+def native_ttl_ms(expires_at: float, now: float, grace: Seconds) -> int:
     """Native TTL of a whole key whose data expires at ``expires_at``, in milliseconds.
 
-    Counted on this host's wall clock, plus ``grace``, and never shorter than ``grace``
-    (nor than 1s): Redis frees a key only after the injected clock says it expired,
-    even when that clock runs far from real time.
+    ``now`` is botmemory's (injected) clock at the write, never this host's wall clock
+    nor Redis': the TTL is the time that clock leaves until ``expires_at``, plus
+    ``grace``, and never shorter than ``grace`` (nor than 1s). So Redis frees a key only
+    after that clock says it expired, wherever the clock stands; Redis counts the TTL in
+    real time, so a clock that moves slower than real time (one standing still in a
+    test) has ``grace`` of real time to spare.
     """
-    remaining = max(expires_at - time.time(), 0.0)
+    remaining = max(expires_at - now, 0.0)
     return max(1000, int((remaining + grace) * 1000))
 
 

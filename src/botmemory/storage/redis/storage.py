@@ -64,7 +64,6 @@ from botmemory.storage.redis.layout import (
     LAYOUT_VERSION,
     BotKeys,
     MetaKeys,
-    native_ttl_ms,
     unpack_session,
     unpack_var,
     user_var_member,
@@ -97,7 +96,7 @@ class RedisStorage(Storage):
         self._kvs = RedisKvs(
             self._redis,
             self.options.prefix,
-            self._ttl_ms,
+            self.options.ttl_grace,
             self._expiry.register,
             self._expiry.register_again,
         )
@@ -217,9 +216,6 @@ class RedisStorage(Storage):
         finally:
             await self._leases.release(lease)
 
-    def _ttl_ms(self, expires_at: float) -> int:
-        return native_ttl_ms(expires_at, self.options.ttl_grace)
-
     # -- turns ---------------------------------------------------------------------
     async def load_turn(self, keys: TurnKeys) -> TurnSnapshot:
         async with self._driver():
@@ -247,7 +243,7 @@ class RedisStorage(Storage):
         reads nobody changed commits, as if it had run before the turn that took over.
         """
         async with self._driver():
-            call = CommitArgs.of(write, self.options.prefix, self._ttl_ms)
+            call = CommitArgs.of(write, self.options.prefix, self.options.ttl_grace)
             if call is None:
                 return
             for bot_id in _bots_of(write):
@@ -265,9 +261,9 @@ class RedisStorage(Storage):
         async with self._driver():
             return await self._kvs.get(namespace, key, now)
 
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+    async def kvs_put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None:
         async with self._driver():
-            await self._kvs.put(namespace, key, record)
+            await self._kvs.put(namespace, key, now, record)
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
         # the queue first: its waiters hold no connection (nor, on a cluster, a call slot)
