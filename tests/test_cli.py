@@ -159,3 +159,26 @@ def test_config_check_reports_everything_serve_refuses_at_once(tmp_path: Path) -
     ]
     missing = [text for text in expected if text not in err]
     assert not missing, err
+
+
+def test_janitor_run_once_skipped_for_another_process_says_so_and_exits_75(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/memory.db"
+
+    async def run_while_another_process_runs_the_janitor() -> subprocess.CompletedProcess[str]:
+        async with await Memory.open(url, clock=ManualClock(time.time() - 3600)) as other:
+            await other.kvs.for_global().set("stale", "old", expiry="1s")  # expired an hour ago
+            async with other.storage.janitor_lock() as held:
+                assert held
+                return await asyncio.to_thread(botmemory, "janitor", "run", str(tmp_path), "--once")
+
+    result = asyncio.run(run_while_another_process_runs_the_janitor())
+    assert result.returncode == 75, result.stderr
+    assert result.stdout == "janitor run skipped: another process is running the janitor\n"
+    assert "Traceback" not in result.stderr
+    again = botmemory("janitor", "run", str(tmp_path), "--once")  # the lock is free now
+    assert again.returncode == 0, again.stderr
+    assert "1 kvs keys" in again.stdout  # the skipped run left the expired key
+    help_text = botmemory("janitor", "run", "--help").stdout
+    assert "75 when it was skipped" in " ".join(help_text.split())

@@ -414,3 +414,29 @@ async def test_expired_keys_spread_among_live_ones_all_go_in_one_run(
     assert set(await kvs.keys()) == lives
     clock.advance(timedelta(seconds=7200))
     assert (await mem.janitor.run_once()).kvs == len(lives)
+
+
+async def test_a_run_while_another_process_runs_the_janitor_says_it_was_skipped(
+    open_memory: OpenMemory, backend: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend == "memory":
+        pytest.skip("a memory:// store has one process: no other janitor shares it")
+    mem = await open_memory()
+    other = await open_memory()  # another process on the same database
+    await fill(mem, 2, 2)
+    clock.advance(timedelta(seconds=DAY))
+    async with other.storage.janitor_lock() as held:
+        assert held
+        with caplog.at_level(logging.INFO, logger="botmemory.janitor"):
+            report = await mem.janitor.run_once()
+    assert report.skipped
+    assert report.total == 0
+    assert report.summary() == "janitor run skipped: another process is running the janitor"
+    assert "janitor run skipped" in caplog.text
+    assert "janitor removed" not in caplog.text
+    assert report.as_dict()["skipped"] is True
+    assert (mem.janitor.last_report, mem.janitor.totals.runs) == (None, 0)  # not a run
+    after = await mem.janitor.run_once()  # the lock is free: the expired rows are still there
+    assert not after.skipped
+    assert (after.sessions, after.kvs) == (2, 2)
+    assert after.summary().startswith("janitor removed 0 user variables")

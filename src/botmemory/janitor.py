@@ -2,7 +2,8 @@
 
 Expired data is already invisible to reads; the janitor frees the space. One run
 removes everything expired at its start, whatever its number, about ``batch_size``
-rows per transaction, and returns the counts. The loop runs every
+rows per transaction, and returns the counts; while another process runs the janitor
+on the same database, a run is skipped and its report says so. The loop runs every
 ``dataRetention.janitorInterval``, never overlaps itself, logs a one-line summary, and
 logs an error in one run without stopping the next.
 """
@@ -48,11 +49,13 @@ SessionHook = Callable[[list[SessionRecord]], Awaitable[None]]
 """A function the janitor calls with sessions before it removes their expired parts."""
 
 _NO_TIME: Final = Seconds(0.0)
+SKIPPED: Final = "janitor run skipped: another process is running the janitor"
+"""The summary of a skipped run."""
 
 
 @dataclass(frozen=True, slots=True)
 class JanitorReport:
-    """What one janitor run removed, by kind."""
+    """What one janitor run removed, by kind, or that it was skipped."""
 
     user_variables: int = 0
     """User variables deleted by a retention policy."""
@@ -69,6 +72,9 @@ class JanitorReport:
     """Wall-clock time the run took."""
     error: str | None = None
     """Why the run failed, for a run that failed."""
+    skipped: bool = False
+    """Whether the run was skipped, removing nothing: another process (or another memory
+    on the same database) held the janitor lock, and its run removes what expired."""
 
     @property
     def total(self) -> int:
@@ -81,6 +87,8 @@ class JanitorReport:
 
     def summary(self) -> str:
         """One line for the log."""
+        if self.skipped:
+            return SKIPPED
         return (
             f"janitor removed {self.user_variables} user variables, {self.user_fields} "
             f"expired fields, {self.sessions} sessions, {self.temp} temp memories and "
@@ -213,12 +221,15 @@ class Janitor:
 
         With ``sessions_only``, only timed-out dialogs (temp memories) and sessions.
         ``progress`` is called after every batch with a kind and its count so far.
+        While another process runs the janitor on the same database, the run removes
+        nothing and returns a report with ``skipped`` set (logged, not kept in
+        :attr:`history` nor counted in :attr:`totals`).
         """
         self._progress = progress
         async with self._lock, self._storage.janitor_lock() as acquired:
             if not acquired:
-                log.info("janitor skipped: another process is running it")
-                return JanitorReport(started_at=self._clock())
+                log.info(SKIPPED)
+                return JanitorReport(started_at=self._clock(), skipped=True)
             started = time.monotonic()
             now = self._clock()
             temp = await self._expire_temps(now)

@@ -10,7 +10,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from botmemory import BackendUnavailableError, ManualClock
 from botmemory.dialog import DialogEngine
-from tests.server.conftest import ECHO_TOKEN, WELCOME_TOKEN, bearer, converse
+from tests.conftest import OpenMemory
+from tests.server.conftest import (
+    BOT_CONFIGS,
+    CONFIG,
+    ECHO_TOKEN,
+    WELCOME_TOKEN,
+    bearer,
+    converse,
+)
 
 
 async def test_the_bots_a_caller_may_use(
@@ -138,3 +146,24 @@ async def test_a_wrong_token_is_told_apart_from_no_token(anonymous: httpx.AsyncC
     response = await anonymous.post("/api/v1/janitor/run", headers=bearer("x" * 32))
     assert response.status_code == 401
     assert "not valid" in response.json()["message"]
+
+
+async def test_a_janitor_run_skipped_for_another_process_says_so(
+    client: httpx.AsyncClient, open_memory: OpenMemory, backend: str, clock: ManualClock
+) -> None:
+    if backend == "memory":
+        pytest.skip("a memory:// store has one process: no other janitor shares it")
+    for text in ("hi", "Ada", "great"):
+        await converse(client, text)
+    clock.advance(timedelta(seconds=2 * 86400))  # the mood, the dialog and the session are over
+    other = await open_memory(CONFIG, BOT_CONFIGS)  # another process on the same database
+    async with other.storage.janitor_lock() as held:
+        assert held
+        run = await client.post("/api/v1/janitor/run")
+    assert run.status_code == 200, run.text
+    body = run.json()
+    assert body["skipped"] is True
+    assert (body["total"], body["sessions"], body["error"]) == (0, 0, None)
+    assert (await client.get("/api/v1/janitor")).json()["runs"] == []  # not a run
+    after = (await client.post("/api/v1/janitor/run")).json()
+    assert (after["skipped"], after["total"]) == (False, 3)

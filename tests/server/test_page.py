@@ -277,3 +277,30 @@ def test_a_broken_edit_of_a_bot_shows_its_problems(page: Page, tmp_path: Path) -
         send(page, "hi", "What's your name?")  # the previous version still answers
         flow.write_text(good)
         expect(problems).to_be_hidden(timeout=20_000)
+
+
+def test_a_janitor_run_skipped_for_another_process_says_so(page: Page, tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from playwright.sync_api import expect
+
+    clock = ManualClock(START)
+    data = write_data_dir(tmp_path / "data")  # local mode, SQLite in data/memory.db
+    with LiveServer(data, clock) as server:
+        page.goto(server.url)
+        choose(page, "ada")
+        send(page, "hi", "What's your name?")
+        clock.advance(timedelta(minutes=6))  # the dialog timed out: its temp memory is due
+        # another process runs the janitor: it holds the lock file of the database
+        lock = os.open(data / "memory.db.janitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            page.get_by_role("button", name="Run janitor").click()
+            expect(page.get_by_role("status")).to_have_text(
+                "Janitor run skipped: another process is running the janitor.", timeout=WAIT
+            )
+        finally:
+            os.close(lock)
+        page.get_by_role("button", name="Run janitor").click()
+        expect(page.get_by_role("status")).to_contain_text("Janitor removed 1 item", timeout=WAIT)

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
 
 import click
 from rich.console import Console
@@ -20,7 +21,12 @@ from botmemory.janitor import Progress
 from botmemory.memory import Memory
 from botmemory.urls import mask_url
 
-__all__ = ["config_group", "janitor_group", "migrate"]
+__all__ = ["JANITOR_SKIPPED", "config_group", "janitor_group", "migrate"]
+
+JANITOR_SKIPPED: Final = 75
+"""The exit status of ``janitor run --once`` when the run was skipped because another
+process was running the janitor: EX_TEMPFAIL of sysexits.h, "try again later" (1 is
+for errors, 2 for usage errors)."""
 
 
 @click.group("config")
@@ -80,10 +86,15 @@ def janitor_run(data_dir: str, once: bool) -> None:
     Like the janitor of ``serve``, it runs the bots' dialog timeouts (timeout flows,
     before_session_timeout hooks) and on_session_end hooks; their replies reach no one.
 
+    With --once, the exit status is 0 when the run ran, 75 when it was skipped
+    because another process (a server, another janitor run) was running the janitor
+    on the same database: it removed nothing, try again later. It is 1 on an error.
+
     Example: botmemory janitor run ./data --once
     """
 
-    async def go() -> None:
+    async def go() -> bool:
+        """Run; return whether a run --once was skipped."""
         from botmemory.dialog import DialogEngine
 
         engine = await DialogEngine.from_data_dir(data_dir)
@@ -93,14 +104,16 @@ def janitor_run(data_dir: str, once: bool) -> None:
                 with _janitor_progress() as progress:
                     report = await memory.janitor.run_once(progress=progress)
                 click.echo(report.summary())
-                return
+                return report.skipped
             click.echo(f"janitor running every {memory.janitor.interval:g}s; Ctrl-C stops it")
             await memory.janitor.start()
             await asyncio.Event().wait()  # until Ctrl-C
+            return False
         finally:
             await engine.close()
 
-    run(go())
+    if run(go()):
+        raise SystemExit(JANITOR_SKIPPED)
 
 
 @contextmanager

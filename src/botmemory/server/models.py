@@ -306,7 +306,8 @@ class BotDetails(BotInfo):
 
 
 class JanitorRun(ApiModel):
-    """What one janitor run removed, by kind."""
+    """What one janitor run removed, by kind; or, with ``skipped: true``, that it was
+    skipped, removing nothing, because another process was running the janitor."""
 
     started_at: float
     started_at_iso: str
@@ -319,6 +320,10 @@ class JanitorRun(ApiModel):
     kvs: int
     total: int
     error: str | None
+    skipped: bool
+    """``true`` when another process (another server worker, ``botmemory janitor run``)
+    was running the janitor on the same database: this run removed nothing, that one
+    removes what has expired."""
 
 
 class JanitorStatus(ApiModel):

@@ -91,7 +91,10 @@ async def janitor_status(request: Request, _: Admin) -> JanitorStatus:
     tags=["janitor"],
 )
 async def run_janitor(request: Request, _: Admin) -> JanitorRun:
-    """Remove everything that has expired now, in every bot; answer what was removed."""
+    """Remove everything that has expired now, in every bot; answer what was removed.
+
+    While another process runs the janitor on the same database, the run is skipped:
+    200 with ``skipped: true`` and zero counts."""
     return _run(await server_state(request).memory.janitor.run_once())
 
 
@@ -157,4 +160,5 @@ def _run(report: JanitorReport) -> JanitorRun:
         kvs=report.kvs,
         total=report.total,
         error=report.error,
+        skipped=report.skipped,
     )

@@ -211,8 +211,11 @@ async function runJanitor() {
   try {
     const run = await api("POST", "/api/v1/janitor/run");
     say(
-      `Janitor removed ${run.total} item(s): ${run.userVariables} user variables, ${run.userFields} fields, ` +
-        `${run.sessions} sessions, ${run.temp} temp memories, ${run.kvs} keys.`,
+      run.skipped // another process holds the janitor lock: this run removed nothing
+        ? "Janitor run skipped: another process is running the janitor."
+        : `Janitor removed ${run.total} item(s): ${run.userVariables} user variables, ` +
+            `${run.userFields} fields, ${run.sessions} sessions, ${run.temp} temp memories, ` +
+            `${run.kvs} keys.`,
     );
   } catch (error) {
     say(`Janitor: ${error.message}`, true);
