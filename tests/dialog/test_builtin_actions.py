@@ -391,3 +391,39 @@ async def test_increment_variable_needs_a_number(
         await make_engine(
             run_actions(action("base.incrementVariable", type="bot", name="n", **args))
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "problem"),
+    [
+        ("base.incrementVariable", {"type": "user", "name": "stats.visits"}, "not a path"),
+        ("base.incrementVariable", {"type": "user", "name": "tags[0]"}, "not a path"),
+        ("base.setVariable", {"type": "user", "name": "a..b", "value": 1}, "'a..b' is invalid"),
+        ("base.setVariable", {"type": "user", "name": "tags[x]", "value": 1}, "is invalid"),
+        ("base.removeVariable", {"type": "user", "name": "a."}, "'a.' is invalid"),
+        ("builtin.setGlobalVariable", {"name": "a\u0001b", "value": 1}, "control character"),
+        ("builtin.getUserVariable", {"name": "x" * 1100, "output": "o"}, "1 to 1024"),
+        ("builtin.resetGlobalVariable", {"name": "a\u0001b"}, "control character"),
+    ],
+)
+async def test_a_literal_name_every_run_would_refuse_does_not_load(
+    make_engine: MakeEngine, name: str, args: dict[str, Any], problem: str
+) -> None:
+    """What the action refuses on every run, loading refuses once, with the place."""
+    with pytest.raises(ConfigError, match=problem):
+        await make_engine(run_actions(action(name, **args)))
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("base.incrementVariable", {"type": "user", "name": "visits"}),
+        ("base.setVariable", {"type": "user", "name": "profile.tags[0]", "value": 1}),
+        ("base.setVariable", {"type": "user", "name": "{{event.text}}", "value": 1}),
+        ("builtin.setGlobalVariable", {"name": "a/b c", "value": 1}),
+    ],
+)
+async def test_names_the_actions_take_still_load(
+    make_engine: MakeEngine, name: str, args: dict[str, Any]
+) -> None:
+    await make_engine(run_actions(action(name, **args)))

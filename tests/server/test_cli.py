@@ -88,6 +88,44 @@ def test_serve_refuses_a_public_address_without_a_token(data: Path) -> None:
     assert "refusing to listen on 0.0.0.0: no token is configured" in result.output
 
 
+def test_serve_refuses_a_public_address_when_the_only_token_lists_are_empty(
+    data: Path,
+) -> None:
+    """``botTokens: {welcome: []}`` configures no token: the server is in local mode."""
+    config = data / "global" / "botmemory.config.json"
+    config.write_text("{ auth: { botTokens: { welcome: [] } } }")
+    result = botmemory("serve", str(data), "--host", "0.0.0.0")
+    assert result.exit_code == 1
+    assert "refusing to listen on 0.0.0.0: no token is configured" in result.output
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite://", "sqlite:///:memory:"])
+def test_serve_refuses_workers_over_a_database_each_process_keeps(data: Path, url: str) -> None:
+    config = data / "global" / "botmemory.config.json"
+    config.write_text(f'{{ database: {{ url: "{url}" }} }}')
+    with socket.socket() as taken:  # were the check gone, serve would fail, not serve
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = botmemory("serve", str(data), "--workers", "2", "--port", port)
+    assert result.exit_code == 2
+    assert f"--workers 2 needs a database the processes share, and {url} keeps" in result.output
+
+
+def test_a_sqlite_url_with_parameters_is_refused_not_made_a_file_name(
+    data: Path, tmp_path: Path
+) -> None:
+    config = data / "global" / "botmemory.config.json"
+    config.write_text(f'{{ database: {{ url: "sqlite:///{tmp_path}/m.db?timeout=10" }} }}')
+    with socket.socket() as taken:  # were the check gone, serve would fail, not serve
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = botmemory("serve", str(data), "--port", str(taken.getsockname()[1]))
+    assert result.exit_code == 1, result.output
+    assert "SQLite URLs take no parameters: remove '?timeout=10'" in result.output
+    assert not list(tmp_path.glob("m.db*"))
+
+
 def test_serve_refuses_a_folder_without_a_bot(tmp_path: Path) -> None:
     (tmp_path / "empty" / "bots" / "no-flows").mkdir(parents=True)
     result = botmemory("serve", str(tmp_path / "empty"), "--port", "1")

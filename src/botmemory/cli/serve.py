@@ -138,6 +138,7 @@ def serve(
     if settings is None or problems:  # all of them, as `config check` reports them
         raise click.ClickException(str(ConfigError(problems)))
     check_host(host, settings)
+    check_shared_database(workers, settings)
     listener = _listen(host, port)
     try:
         if workers > 1:
@@ -166,11 +167,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return listener
 
 
+def check_shared_database(workers: int, settings: Settings) -> None:
+    """Refuse several workers over a database that each process would keep on its own."""
+    url = settings.database_url or ""
+    scheme, _, rest = url.partition("://")
+    own = scheme.lower() == "memory" or (scheme.lower() == "sqlite" and rest in ("", "/:memory:"))
+    if workers > 1 and own:
+        raise click.UsageError(
+            f"--workers {workers} needs a database the processes share, and {url} keeps "
+            "one in each process: use SQLite in a file (the default), PostgreSQL or Redis"
+        )
+
+
 def check_host(host: str, settings: Settings) -> None:
     """Refuse a non-loopback ``host`` when no token is configured."""
     from botmemory.server.auth import is_loopback
 
-    if settings.admin_tokens or settings.bot_tokens or is_loopback(host):
+    tokens = any(settings.bot_tokens.values())
+    if settings.admin_tokens or tokens or is_loopback(host):
         return
     raise click.ClickException(
         f"refusing to listen on {host}: no token is configured, so anyone who can reach it "

@@ -27,7 +27,9 @@ from botmemory.dialog.actions import ActionFunction, ActionSpec, ArgsCheck
 from botmemory.dialog.events import Event
 from botmemory.durations import to_timedelta
 from botmemory.errors import BotMemoryError, InvalidDurationError, InvalidValueError
+from botmemory.ids import validate_id
 from botmemory.kvs import (
+    MAX_KEY_LENGTH,
     KeyValueStore,
     conversation_storage_key,
     global_storage_key,
@@ -69,6 +71,31 @@ def _check_name(value: object, what: str = "name") -> str | None:
     return None
 
 
+def _check_path(value: object) -> str | None:
+    """A variable of a memory, or a dotted path inside one (``base.setVariable``)."""
+    try:
+        parse_path(str(value))
+    except BotMemoryError as exc:
+        return str(exc)
+    return None
+
+
+def _check_variable(value: object) -> str | None:
+    """A variable of a memory, not a path (``base.incrementVariable``)."""
+    if "." in str(value) or "[" in str(value):
+        return f"incrementVariable name {value!r}: give a variable, not a path"
+    return None
+
+
+def _check_stored_name(value: object) -> str | None:
+    """The name of a stored variable, which ends its key-value store key (``builtin.*``)."""
+    try:
+        validate_id(global_storage_key(str(value)), "key", max_length=MAX_KEY_LENGTH)
+    except BotMemoryError as exc:
+        return str(exc)
+    return None
+
+
 def _check_expiry(value: object) -> str | None:
     try:
         _parse_expiry(value)
@@ -103,7 +130,14 @@ _LITERAL_CHECKS: Final[dict[str, Callable[[object], str | None]]] = {
 }
 
 
-def _params(required: tuple[str, ...], optional: tuple[str, ...] = ()) -> ArgsCheck:
+def _params(
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    name: Callable[[object], str | None] | None = None,
+) -> ArgsCheck:
+    """Check the arguments of an action; ``name`` checks a literal ``name`` further, as
+    the action itself would refuse it on every run."""
+
     def check(args: Mapping[str, object]) -> list[str]:
         known = required + optional
         problems = [
@@ -125,6 +159,8 @@ def _params(required: tuple[str, ...], optional: tuple[str, ...] = ()) -> ArgsCh
                 )
             elif literal is not None and not _is_template(value):
                 problem = literal(value)
+                if not problem and key == "name" and name is not None:
+                    problem = name(value)
             if problem:
                 problems.append(problem)
         return problems
@@ -198,8 +234,7 @@ def increment_variable(event: Event, state: TurnState, args: Args, kvs: KeyValue
     bot variable at the same moment never conflict and none of their counts is lost.
     """
     name, by = _name(args), args.get("by", 1)
-    if "." in name or "[" in name:
-        raise InvalidValueError(f"incrementVariable name {name!r}: give a variable, not a path")
+    _need(_check_variable(name))
     if isinstance(by, bool) or not isinstance(by, int | float):
         raise InvalidValueError(f"incrementVariable by {by!r}: give a number")
     _scope(state, args).incr(name, by)
@@ -295,21 +330,31 @@ def _builtin(name: str, function: ActionFunction, check: ArgsCheck) -> tuple[str
     return name, ActionSpec(name, function, "builtin", check)
 
 
-_SET = _params(("name", "value"), ("expiry", "output"))
-_GET = _params(("name", "output"))
+_SET = _params(("name", "value"), ("expiry", "output"), _check_stored_name)
+_GET = _params(("name", "output"), name=_check_stored_name)
 
 BUILTIN_ACTIONS: Final[Mapping[str, ActionSpec]] = dict(
     [
-        _builtin("base.setVariable", set_variable, _params(("type", "name", "value"))),
-        _builtin("base.removeVariable", remove_variable, _params(("type", "name"))),
-        _builtin("base.incrementVariable", increment_variable, _params(("type", "name"), ("by",))),
+        _builtin(
+            "base.setVariable", set_variable, _params(("type", "name", "value"), name=_check_path)
+        ),
+        _builtin(
+            "base.removeVariable", remove_variable, _params(("type", "name"), name=_check_path)
+        ),
+        _builtin(
+            "base.incrementVariable",
+            increment_variable,
+            _params(("type", "name"), ("by",), _check_variable),
+        ),
         _builtin("builtin.setUserVariable", _setter(_user_key), _SET),
         _builtin("builtin.getUserVariable", _getter(_user_key), _GET),
         _builtin("builtin.setConversationVariable", _setter(_conversation_key), _SET),
         _builtin("builtin.getConversationVariable", _getter(_conversation_key), _GET),
         _builtin("builtin.setGlobalVariable", _setter(_global_key), _SET),
         _builtin("builtin.getGlobalVariable", _getter(_global_key), _GET),
-        _builtin("builtin.resetGlobalVariable", reset_global, _params(("name",))),
+        _builtin(
+            "builtin.resetGlobalVariable", reset_global, _params(("name",), name=_check_stored_name)
+        ),
         _builtin("builtin.resetSession", reset_session, _params(())),
         _builtin(
             "builtin.incrementNumberOfConversations",

@@ -133,6 +133,9 @@ class SqliteStorage(Storage):
         super().__init__()
         self.url = url
         self.path = sqlite_path(url)
+        if "?" in self.path:  # else it would silently become part of the file's name
+            query = self.path.partition("?")[2]
+            raise ConfigError([f"database.url: SQLite URLs take no parameters: remove '?{query}'"])
         check_sqlite_path(self.path)
         self._conn = SqliteConnection(self.path)
         self._worker = self._conn.worker
@@ -383,7 +386,7 @@ class SqliteStorage(Storage):
     async def kvs_get(self, namespace: str, key: str, now: float) -> KvsRecord | None:
         return await self._soon(lambda db: sql.kvs_live(db, namespace, key, now))
 
-    async def kvs_put(self, namespace: str, key: str, record: KvsRecord) -> None:
+    async def kvs_put(self, namespace: str, key: str, now: float, record: KvsRecord) -> None:
         await self._soon(self._write(lambda db: sql.kvs_store(db, namespace, key, record)))
 
     async def kvs_modify(self, namespace: str, key: str, now: float, modify: KvsModifier[T]) -> T:
