@@ -185,6 +185,49 @@ async def test_a_jump_to_another_flow_comes_back_after_the_jump(make_engine: Mak
     assert await engine.process("b", "u1", text="42") == ["back in main with 42"]
 
 
+async def test_a_loop_between_flows_does_not_nest_whatever_the_messages(
+    make_engine: MakeEngine,
+) -> None:
+    """A menu whose topic goes back to it: the stack stays one frame deep."""
+    engine = await make_engine(
+        {
+            "main.flow.json": flow(
+                node("menu", say="menu?", receive=[], next=[{"flow": "topic.flow.json"}]),
+            ),
+            "topic.flow.json": flow(
+                node(
+                    "answer",
+                    say="topic?",
+                    receive=[],
+                    next=[
+                        {"condition": 'event.text == "again"', "flow": "topic.flow.json"},
+                        {"condition": 'event.text == "back"', "node": "#"},
+                        {"flow": "main.flow.json"},
+                    ],
+                ),
+            ),
+        },
+        config={"limits": {"maxValueBytes": 4_096}},
+    )
+    in_topic = {
+        "flow": "topic.flow.json",
+        "node": "answer",
+        "stack": [{"flow": "main.flow.json", "node": "menu", "resume": 1}],
+    }
+    assert await engine.process("b", "u1", text="hi") == ["menu?"]
+    for _ in range(100):  # each pass nested one frame deeper, until turns failed
+        assert await engine.process("b", "u1", text="pick") == ["topic?"]
+        assert (await temp_memory(engine))[POSITION_KEY] == in_topic
+        assert await engine.process("b", "u1", text="menu") == ["menu?"]
+        assert (await temp_memory(engine))[POSITION_KEY]["stack"] == []
+    assert await engine.process("b", "u1", text="pick") == ["topic?"]
+    assert await engine.process("b", "u1", text="again") == ["topic?"]  # itself: no frame
+    assert (await temp_memory(engine))[POSITION_KEY] == in_topic
+    assert await engine.process("b", "u1", text="back") == []  # "#" still returns to main
+    back = {"flow": "main.flow.json", "node": "menu", "stack": []}
+    assert (await temp_memory(engine))[POSITION_KEY] == back  # no transition left: it waits
+
+
 async def test_end_inside_a_called_flow_ends_the_whole_dialog(make_engine: MakeEngine) -> None:
     engine = await make_engine(
         {

@@ -13,7 +13,9 @@ Rules the issue leaves open, as implemented here:
   other node ends the flow as ``END`` does. A node without ``next`` ends the flow.
 - ``{"flow": F}`` enters ``F`` at its start node and remembers where it came from;
   ``{"node": "#"}`` returns there and tries the caller's transitions *after* the one that
-  jumped. ``END`` ends the whole dialog, whatever the depth; ``#`` with nothing to return
+  jumped. When ``F`` is already on the way (the current flow, or one that called it),
+  ``F`` starts again instead, the flows called since left as if they had returned: a
+  loop between flows keeps the stack as it was, so no sequence of messages grows it. ``END`` ends the whole dialog, whatever the depth; ``#`` with nothing to return
   to is ``END`` too.
 - After ``END``, ``conversation_end.flow.json`` (when present) runs once, with the same
   event and an empty temp.
@@ -212,8 +214,7 @@ class FlowRunner:
     def _take(self, index: int, transition: Transition) -> Mode | None:
         """Follow a transition; return how to run the node it leads to, None for END."""
         if transition.flow is not None:
-            self._stack.append(_ReturnPoint(*self._here(), index + 1))
-            self.flow, self.node = transition.flow, self._flow(transition.flow).start_node
+            self._call(transition.flow, index)
             return "enter"
         if transition.node == RETURN and self._stack:
             point = self._stack.pop()
@@ -223,6 +224,18 @@ class FlowRunner:
             return None
         self.node = transition.node
         return "enter"
+
+    def _call(self, flow: str, index: int) -> None:
+        """Enter ``flow`` at its start node, remembering where to return; a flow already
+        on the way (the current one, or one that called it) starts again instead, the
+        flows called since left as if they had returned: a loop between flows does not
+        nest, and the stack holds each flow once at most."""
+        callers = [point.flow for point in self._stack]
+        if flow in callers:
+            del self._stack[callers.index(flow) :]
+        elif flow != self.flow:
+            self._stack.append(_ReturnPoint(*self._here(), index + 1))
+        self.flow, self.node = flow, self._flow(flow).start_node
 
     def _end(self) -> Mode | None:
         """End the dialog; start ``conversation_end.flow.json`` once if there is one."""
