@@ -19,7 +19,10 @@ from botmemory import (
     ManualClock,
     Memory,
 )
-from botmemory.turns import TurnState
+from botmemory.ids import Identity
+from botmemory.storage.base import TurnKeys
+from botmemory.turns import MESSAGE_IDS, TurnState
+from botmemory.values import loads
 from tests.conftest import DAY, OpenMemory
 
 
@@ -337,6 +340,40 @@ async def test_a_session_remembers_its_last_message_ids(open_memory: OpenMemory)
         state.bot.incr("n")
     async with mem.turn("b", "u1") as state:
         assert state.bot["n"] == 4
+
+
+async def test_remembered_message_ids_stay_within_the_value_limit(
+    open_memory: OpenMemory,
+) -> None:
+    """Large replies: the oldest ids go first; replies that alone would not fit are not
+    kept, but the id is, so the message still runs once."""
+    mem = await open_memory({"limits": {"maxValueBytes": 4_096}, "session": {"messageIds": 20}})
+    for n in range(10):
+        async with mem.turn("b", "u1", message_id=f"m{n}") as state:
+            state.replies = ["x" * 1_000]  # fits alone; ten of them do not
+    stored = await stored_message_ids(mem)
+    assert len(stored.encode()) <= 4_096
+    assert [entry[0] for entry in loads(stored)] == ["m6", "m7", "m8", "m9"]  # type: ignore[index,union-attr]
+    with pytest.raises(DuplicateMessageError) as caught:
+        async with mem.turn("b", "u1", message_id="m9"):
+            pass
+    assert caught.value.replies == ["x" * 1_000]
+    async with mem.turn("b", "u1", message_id="big") as state:
+        state.bot.incr("n")
+        state.replies = ["y" * 5_000]  # over the limit alone: the id is kept, not the replies
+    with pytest.raises(DuplicateMessageError) as caught:
+        async with mem.turn("b", "u1", message_id="big") as state:
+            state.bot.incr("n")
+    assert caught.value.replies == []
+    async with mem.turn("b", "u1", message_id="after") as state:
+        assert state.bot["n"] == 1
+
+
+async def stored_message_ids(mem: Memory) -> str:
+    who = Identity.of("b", "u1")
+    snapshot = await mem.storage.load_turn(TurnKeys("b", who.user_key, who.session_key))
+    (row,) = [v for v in snapshot.session_vars if v.key.name == MESSAGE_IDS]
+    return row.value
 
 
 async def test_message_ids_go_with_their_session(mem: Memory, clock: ManualClock) -> None:

@@ -397,12 +397,26 @@ def _user_delta(
 def _message_ids(
     state: TurnState, loaded: LoadedTurn, settings: BotSettings, now: float
 ) -> StoredVar:
-    """The session's remembered message ids, with this one and its replies."""
+    """The session's remembered message ids, with this one and its replies, within
+    ``limits.maxValueBytes``: the oldest go first, and a message whose replies alone
+    would not fit is remembered without them (a copy of it then gets no reply)."""
     kept = loaded.message_ids if loaded.session_alive else []
     entry: JsonValue = [loaded.message_id, list(state.replies)]
     remembered = [*kept, entry][-settings.message_ids :]
+    text = dumps(remembered)
+    while not _fits(text, settings.max_value_bytes):
+        if len(remembered) > 1:
+            del remembered[0]
+        else:
+            remembered = [[loaded.message_id, None]]
+        text = dumps(remembered)
     key = VarKey("session", state.bot_id, state.identity.session_key, MESSAGE_IDS)
-    return StoredVar(key, dumps(remembered), now)
+    return StoredVar(key, text, now)
+
+
+def _fits(text: str, max_bytes: int) -> bool:
+    """Whether ``text`` is at most ``max_bytes`` in UTF-8 (4 bytes a character at most)."""
+    return len(text) * 4 <= max_bytes or len(text.encode()) <= max_bytes
 
 
 def _session_record(
