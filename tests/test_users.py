@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from botmemory import ErasureCounts, ManualClock, Memory, UserErasedError
+from botmemory import ConflictError, ErasureCounts, ManualClock, Memory, UserErasedError
 from botmemory.ids import Identity
 from botmemory.kvs import conversation_storage_key, user_storage_key
 from tests.conftest import DAY, OpenMemory
@@ -158,6 +158,59 @@ async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memor
     assert (exported.user, exported.sessions) == ({}, ())
     async with mem.turn("b", "u1") as state:  # the next turn works as usual
         assert dict(state.user) == {}
+
+
+@pytest.mark.parametrize("how", ["turn", "edit"])
+async def test_a_turn_elsewhere_without_a_session_does_not_write_an_erased_user_back(
+    backend: str, open_memory: OpenMemory, how: str
+) -> None:
+    """Another ``Memory`` on the database stands for another process: no in-process
+    notice of the erasure reaches it; the checks of what it loaded must."""
+    if backend == "memory":
+        pytest.skip("memory:// is one process's")
+    serving, erasing = await open_memory(), await open_memory()
+    async with erasing.edit("b", "u1") as state:  # user memory only, no session
+        state.user["email"] = "a@example.com"
+    loaded, done = asyncio.Event(), asyncio.Event()
+
+    async def slow_turn() -> None:
+        message = {"type": "text", "text": "my secret"}
+        turn = (
+            serving.turn("b", "u1", message=message) if how == "turn" else serving.edit("b", "u1")
+        )
+        async with turn as state:
+            state.user["nick"] = "ada"
+            loaded.set()
+            await done.wait()
+
+    task = asyncio.create_task(slow_turn())
+    await loaded.wait()
+    await erasing.forget_user("b", "u1")
+    done.set()
+    with pytest.raises(ConflictError):
+        await task
+    exported = await erasing.export_user("b", "u1")
+    assert (exported.user, exported.sessions) == ({}, ())
+
+
+async def test_a_first_turn_beside_another_session_of_the_user_commits(
+    backend: str, open_memory: OpenMemory
+) -> None:
+    """The other side: with nothing erased, a turn without a session commits as before."""
+    if backend == "memory":
+        pytest.skip("memory:// is one process's")
+    serving, other = await open_memory(), await open_memory()
+    async with other.edit("b", "u1") as state:
+        state.user["email"] = "a@example.com"
+    async with serving.turn("b", "u1", message={"type": "text", "text": "hi"}) as state:
+        state.user["nick"] = "ada"
+        async with other.turn("b", "u1", "web") as elsewhere:  # another session, same user
+            elsewhere.session["x"] = 1
+    exported = await other.export_user("b", "u1")
+    assert {name: v.value for name, v in exported.user.items()} == {
+        "email": "a@example.com",
+        "nick": "ada",
+    }
 
 
 async def test_export_hides_temp_timed_out_under_the_current_setting(

@@ -349,7 +349,7 @@ def finish_turn(
         deletes=deletes,
         upserts=upserts,
         deltas=deltas,
-        checks=_checks(state, user_key),
+        checks=_checks(state, user_key, erasable=loaded.session is None),
         scope_checks=_scope_checks(state, user_key),
         kvs_writes=kvs.writes() if kvs is not None else (),
         kvs_checks=kvs.checks() if kvs is not None else (),
@@ -365,14 +365,24 @@ def _version(record: SessionRecord | None) -> int:
     return 0 if record is None else record.version
 
 
-def _checks(state: TurnState, user_key: str) -> list[VarCheck]:
-    """Every user and bot variable the turn read or wrote, with the version it loaded."""
+def _checks(state: TurnState, user_key: str, *, erasable: bool) -> list[VarCheck]:
+    """Every user and bot variable the turn read or wrote, with the version it loaded.
+
+    ``erasable``: no session was stored, so an erasure of the user by another process
+    meanwhile would leave nothing this commit checks: every user variable loaded is
+    checked too, and an erasure makes the commit conflict instead of writing the user
+    back.
+    """
     bot_id = state.bot_id
-    return [
-        VarCheck(VarKey(scope.scope, bot_id, owner, name), scope.versions.get(name, 0))
+    checks = {
+        VarKey(scope.scope, bot_id, owner, name): scope.versions.get(name, 0)
         for scope, owner in ((state.user, user_key), (state.bot, ""))
         for name in scope.checked()
-    ]
+    }
+    if erasable:
+        for name, version in state.user.versions.items():
+            checks.setdefault(VarKey("user", bot_id, user_key, name), version)
+    return [VarCheck(key, version) for key, version in checks.items()]
 
 
 def _scope_checks(state: TurnState, user_key: str) -> list[ScopeCheck]:
