@@ -15,8 +15,9 @@ Rules the issue leaves open, as implemented here:
   ``{"node": "#"}`` returns there and tries the caller's transitions *after* the one that
   jumped. When ``F`` is already on the way (the current flow, or one that called it),
   ``F`` starts again instead, the flows called since left as if they had returned: a
-  loop between flows keeps the stack as it was, so no sequence of messages grows it. ``END`` ends the whole dialog, whatever the depth; ``#`` with nothing to return
-  to is ``END`` too.
+  loop between flows does not nest, so no sequence of messages grows the stack.
+  ``END`` ends the whole dialog, whatever the depth; ``#`` with nothing to return to is
+  ``END`` too.
 - After ``END``, ``conversation_end.flow.json`` (when present) runs once, with the same
   event and an empty temp.
 """
