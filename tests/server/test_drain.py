@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,8 @@ from tests.server.conftest import ADMIN, CONFIG, bearer, write_data_dir
 from tests.server.live import Served, free_port, serving
 
 WITHIN = 60.0
+ORPHANS_STOP = 10.0
+"""Seconds the workers of a killed supervisor get to stop (they stop within about one)."""
 SLOW_HOOK = """
 import asyncio
 import contextlib
@@ -45,10 +48,10 @@ async def hook(event, state, kvs):
 """
 
 
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WITHIN
+def wait_for(check: Callable[[], bool], what: str, within: float = WITHIN) -> None:
+    deadline = time.monotonic() + within
     while not check():
-        assert time.monotonic() < deadline, f"{what} did not happen within {WITHIN}s"
+        assert time.monotonic() < deadline, f"{what} did not happen within {within}s"
         time.sleep(0.05)  # a real process working
 
 
@@ -307,3 +310,82 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "could not start: stopping" in done.stderr
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL skips the supervisor's cleanup: its workers see it gone all the same (their
+    end of its heartbeat pipe closes), drain and stop. None keeps serving the port, nor
+    the data folder, with nothing left to stop it."""
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    port = free_port()
+    code = "from botmemory.cli.serve import serve; serve(prog_name='botmemory serve')"
+    command = [sys.executable, "-c", code, str(data), "--port", str(port), "--workers", "2"]
+    env = {**os.environ, "BOTMEMORY_DATABASE_URL": ""}
+    log = tmp_path / "serve.log"
+    children: dict[int, str] = {}
+    with log.open("w") as output:
+        supervisor = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: ready(port) or supervisor.poll() is not None, "the server's start")
+        assert supervisor.poll() is None, log.read_text()
+        wait_for(lambda: len(worker_pids(supervisor.pid)) == 2, "two workers")
+        # the workers, and multiprocessing's resource tracker: none may outlive it
+        children = {pid: started_at(pid) for pid in child_pids(supervisor.pid)}
+        supervisor.kill()
+        assert supervisor.wait(timeout=WITHIN) == -signal.SIGKILL
+        wait_for(lambda: not any(alive(pid, at) for pid, at in children.items()),
+                 "the workers' stop", within=ORPHANS_STOP)  # fmt: skip
+        wait_for(lambda: not accepts(port), "the port's close", within=ORPHANS_STOP)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(timeout=WITHIN)
+        for pid, at in children.items():
+            if alive(pid, at):
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in log.read_text()  # they stopped as on SIGTERM
+
+
+def ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts connections on ``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def child_pids(pid: int) -> set[int]:
+    """All the child processes of ``pid``, whichever of its threads started them."""
+    return {
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    }
+
+
+def started_at(pid: int) -> str:
+    """When ``pid`` started (its identity with its pid: a pid is reused), or "" if it ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]
+
+
+def alive(pid: int, at: str) -> bool:
+    """Whether process ``pid``, started ``at``, still runs (a zombie waiting for a parent
+    that reaps it has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    fields = stat.rpartition(")")[2].split()
+    return fields[0] != "Z" and fields[19] == at

@@ -15,6 +15,10 @@ process passes on. A worker that dies is replaced, after a wait that grows while
 replacements die soon after their start; one that cannot start at first stops the
 server. A worker that leaves the supervisor's heartbeat unanswered for 10 s (stopped,
 stuck) is killed, which frees its connections and locks, and replaced.
+
+No worker outlives this process, however it ends (SIGKILL skips every cleanup): a worker
+sees it gone when its end of the heartbeat pipe closes, which the system does, and
+drains as on SIGTERM; one whose drain has not ended 10 s after its grace kills itself.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ class _Worker:
 
         from botmemory.server.drain import server_class
 
-        threading.Thread(target=_answer, args=(heartbeat,), daemon=True).start()
+        threading.Thread(target=_answer, args=(heartbeat, self.grace), daemon=True).start()
         self.config.configure_logging()
         server = server_class(uvicorn.Server, self.grace, supervised=True)(self.config)
         server.run(sockets=[listener])
@@ -80,14 +84,28 @@ class _Worker:
             sys.exit(_STARTUP_FAILURE)
 
 
-def _answer(heartbeat: Connection) -> None:
-    """Answer the supervisor's questions, from a thread of the worker, until it is gone."""
+def _answer(heartbeat: Connection, grace: Seconds) -> None:
+    """Answer the supervisor's questions, from a thread of the worker, until it is gone;
+    then stop the worker, which nothing else would stop.
+
+    While the worker runs, the supervisor's end of the pipe closes only when the
+    supervisor exits, and it waits for its workers first: an end of file here means it
+    died without its cleanup (SIGKILL). The worker then drains as on the supervisor's
+    SIGTERM (one already draining goes on), and kills itself if that has not ended
+    ``_HEARTBEAT_TIMEOUT`` after its grace (its event loop stuck): a second signal would
+    have stopped it, and none will come.
+    """
     try:
         while True:
             heartbeat.recv()
             heartbeat.send(b"!")
     except (EOFError, OSError):
-        return
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)  # before the server started: stops it at once
+    deadline = time.monotonic() + grace + _HEARTBEAT_TIMEOUT
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, _HEARTBEAT))  # bounded: a grace may be 1000 years long
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Heartbeat:
