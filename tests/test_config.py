@@ -374,7 +374,7 @@ def test_unknown_key_without_a_near_one_lists_the_keys() -> None:
     [
         ({"session": {"lastMessages": "five"}}, "session.lastMessages", "'five'"),
         ({"session": {"lastMessages": -1}}, "session.lastMessages", "-1"),
-        ({"session": {"lastMessages": True}}, "session.lastMessages", "True"),
+        ({"session": {"lastMessages": True}}, "session.lastMessages", "got true"),
         ({"session": {"lastMessages": 1.5}}, "session.lastMessages", "1.5"),
         ({"limits": {"maxValueBytes": 0}}, "limits.maxValueBytes", "0"),
         ({"limits": {"maxValueBytes": "1MB"}}, "limits.maxValueBytes", "'1MB'"),
@@ -398,6 +398,73 @@ def test_wrong_type_in_a_file_has_its_line(tmp_path: Path) -> None:
     assert problem == (
         f"{GLOBAL_FILE}, line 3: session.lastMessages: should be a valid integer, got 'five'"
     )
+
+
+def test_a_bad_list_item_has_its_own_line_not_the_list_key_s(tmp_path: Path) -> None:
+    text = """{
+  // tokens
+  auth: {
+    adminTokens: [
+      "an-admin-token-long-enough",
+      12,
+      'short',
+    ],
+    botTokens: {
+      b: ['a-bot-token-long-enough',
+        null],
+    },
+  },
+}
+"""
+    write(tmp_path, GLOBAL_FILE, text)
+    (tmp_path / "bots" / "b").mkdir(parents=True)
+    assert problems(load_data_dir, tmp_path) == [
+        f"{GLOBAL_FILE}, line 6: auth.adminTokens.1: should be a valid string, got 12",
+        f"{GLOBAL_FILE}, line 7: auth.adminTokens.2: "
+        "String should have at least 16 characters, got 'short'",
+        f"{GLOBAL_FILE}, line 11: auth.botTokens.b.1: should be a valid string, got null",
+    ]
+
+
+def test_a_good_list_item_before_a_bad_one_keeps_its_line_apart(tmp_path: Path) -> None:
+    # the first item is good and on the key's line: the bad second one is still found
+    text = '{\n  "auth": {"adminTokens": ["an-admin-token-long-enough",\n    true]}\n}\n'
+    write(tmp_path, GLOBAL_FILE, text)
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem == (
+        f"{GLOBAL_FILE}, line 3: auth.adminTokens.1: should be a valid string, got true"
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("true", "true"),
+        ("false", "false"),
+        ("null", "null"),
+        ("'five'", "'five'"),
+        ('"five"', "'five'"),
+        ('"it\'s"', "'it\\'s'"),
+        ("[1, true, null]", "[1, true, null]"),
+        ("{a: false}", "{'a': false}"),
+        ("1.5", "1.5"),
+    ],
+)
+def test_a_wrong_value_is_quoted_in_json_terms(tmp_path: Path, written: str, shown: str) -> None:
+    write(tmp_path, GLOBAL_FILE, f"{{\n  dialog: {{\n    maxSteps: {written},\n  }},\n}}\n")
+    problem = one_problem(load_data_dir, tmp_path)
+    assert problem.startswith(f"{GLOBAL_FILE}, line 3: dialog.maxSteps: ")
+    assert problem.endswith(f", got {shown}")
+    assert "True" not in problem
+    assert "None" not in problem
+
+
+def test_a_long_wrong_value_is_cut_in_json_terms() -> None:
+    problem = one_problem(load_settings, {"dialog": {"errorReply": [None] * 100}})
+    shown = problem.partition(", got ")[2]
+    assert shown.startswith("[null, null, ")
+    assert shown.endswith("...]")
+    assert len(shown) <= 80
 
 
 @pytest.mark.parametrize("value", [0, "0s", "-5m", -5, "never", "1 fortnight", "", "60x", 1, None])
@@ -433,7 +500,7 @@ def test_top_level_session_alias_with_a_bad_value() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "words"), [("[1, 2]", "[1, 2]"), ("'config'", "'config'"), ("null", "None")]
+    ("text", "words"), [("[1, 2]", "[1, 2]"), ("'config'", "'config'"), ("null", "null")]
 )
 def test_top_level_that_is_not_an_object(tmp_path: Path, text: str, words: str) -> None:
     write(tmp_path, GLOBAL_FILE, text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import typing
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -40,6 +41,7 @@ UNITS = {
     2629800.0: ["mo", "month", "months"],
     31557600.0: ["y", "yr", "yrs", "year", "years"],
 }
+GENERAL_EXAMPLES = "'500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
 SPELLINGS = [(unit, size) for size, units in UNITS.items() for unit in units]
 
 
@@ -74,13 +76,103 @@ def test_decimals_and_surrounding_spaces(text: str, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [5, 1500, "5", "1500", " 1500 ", 1.5, "2.5", 0, "0", "1e3", "-5", 10**400, 1e308]
+    "value", [5, 1500, "5", "1500", " 1500 ", 1.5, "2.5", 0, "0", "1e3", "-0", 10**400, 1e308]
 )
 def test_a_bare_number_is_refused_with_a_hint_to_add_a_unit(value: object) -> None:
     with pytest.raises(InvalidDurationError, match="has no unit: add one") as info:
         parse_duration(value, where="dataRetention.policies.mood", allow_never=True)
     assert "5s" in str(info.value) or "s'" in str(info.value)
     assert str(info.value).startswith("dataRetention.policies.mood: ")
+
+
+@pytest.mark.parametrize(
+    ("value", "examples"),
+    [
+        ("5", ["5s", "5m", "5d"]),
+        ("0.5", ["0.5s", "0.5m", "0.5d"]),
+        ("1e5", ["100000s", "100000m", "100000d"]),
+        ("1E-3", ["0.001s", "0.001m", "0.001d"]),
+        ("5.", ["5s", "5m", "5d"]),
+        ("+5", ["5s", "5m", "5d"]),
+        ("-0", ["0s", "0m", "0d"]),
+        ("5.e1", ["50s", "50m", "50d"]),
+        (1e-07, ["0.0000001s", "0.0000001m", "0.0000001d"]),
+        ("1e9", ["1000000000s"]),  # 1e9 minutes or days is over 1000 years
+        ("1e20", []),
+        (1e308, []),
+        ("1e-200", []),  # written out, longer than 100 characters
+        ("1e99999999999999999999", []),
+        pytest.param(10**400, [], id="10**400"),
+    ],
+)
+def test_a_bare_number_hints_only_at_durations_that_parse(
+    value: object, examples: list[str]
+) -> None:
+    with pytest.raises(InvalidDurationError, match="has no unit: add one") as info:
+        parse_duration(value, where="x")
+    message = str(info.value)
+    if examples:
+        suggested = re.findall(r"'([^']*)'", message.partition(" for example ")[2])
+        assert suggested == examples
+        for example in suggested:  # a hint that would itself be refused misleads
+            assert parse_duration(example) >= 0
+    else:  # no value of its own: the general hint
+        assert " for example " not in message
+        assert message.endswith(f"; use a number and a unit such as {GENERAL_EXAMPLES}")
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("1e5", "without an exponent"),
+        ("5.", "without a trailing dot"),
+        ("+5", "without its sign"),
+        ("-.0e1", "without its sign or an exponent"),
+        ("5.e1", "without an exponent or a trailing dot"),
+    ],
+)
+def test_a_bare_number_hint_names_what_else_to_change(value: str, words: str) -> None:
+    with pytest.raises(
+        InvalidDurationError,
+        match=f"has no unit: add one, and write the number {words}, for example ",
+    ):
+        parse_duration(value, where="x")
+
+
+@pytest.mark.parametrize("value", ["-5", " -5 ", "-0.5", "-1e3", "-.5", "-5.", -5, -0.5, -1e308])
+def test_a_negative_number_is_reported_as_negative(value: object) -> None:
+    with pytest.raises(InvalidDurationError) as info:
+        parse_duration(value, where="dialog.timeoutInterval")
+    message = str(info.value)
+    quoted = repr(value.strip() if isinstance(value, str) else value)
+    assert message.startswith(f"dialog.timeoutInterval: {quoted} is negative, not a duration")
+    assert "no unit" not in message
+    assert "-5s" not in message
+
+
+@pytest.mark.parametrize("value", ["-5m", "-0.5s", "-.5 h", "-1 fortnight"])
+def test_a_negative_duration_with_a_unit_is_reported_as_negative(value: str) -> None:
+    with pytest.raises(InvalidDurationError, match=r"is negative, not a duration"):
+        parse_duration(value, where="x")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("+5m", 300.0), ("-0s", 0.0), ("+0.5s", 0.5)])
+def test_a_signed_duration_says_to_drop_the_sign(value: str, seconds: float) -> None:
+    with pytest.raises(
+        InvalidDurationError, match=re.escape(f"write it without the '{value[0]}' sign")
+    ):
+        parse_duration(value, where="x")
+    assert parse_duration(value[1:]) == seconds  # what it says to write parses
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_number_that_is_not_finite_gets_no_hint_to_add_a_unit(value: float) -> None:
+    with pytest.raises(InvalidDurationError) as info:
+        parse_duration(value, where="x")
+    assert (
+        str(info.value)
+        == f"x: {value!r} is not a duration; use a number and a unit such as {GENERAL_EXAMPLES}"
+    )
 
 
 def test_to_timedelta() -> None:
@@ -169,7 +261,7 @@ def test_values_that_are_not_durations(value: object) -> None:
         ("60x", "unknown unit 'x'"),
         ("", "not a duration"),
         ("-5m", "not a duration"),
-        (-5, "has no unit"),
+        (-5, "is negative"),
         (True, "not a duration"),
         (None, "NoneType, not a duration"),
     ],

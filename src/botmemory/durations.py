@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Final, Literal, NewType, overload
 
 from botmemory.errors import InvalidDurationError
@@ -67,7 +68,9 @@ MAX_LENGTH: Final = 100
 MAX_SECONDS: Final = Seconds(1000 * _YEAR)
 """The longest duration accepted (1000 years); for longer, no expiry ('never')."""
 _HINT: Final = "use a number and a unit such as '500ms', '30s', '5m', '2h', '60d', '1w' or '1y'"
-_NUMERIC: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?", re.ASCII)
+_NUMERIC: Final = re.compile(
+    r"(?P<sign>[+-]?)(?P<digits>\d+(?:\.\d*)?|\.\d+)(?:e(?P<exponent>[+-]?\d+))?", re.ASCII
+)
 
 
 @overload
@@ -153,11 +156,67 @@ def to_timedelta(duration: Seconds | None) -> timedelta | None:
     return None if duration is None else timedelta(seconds=duration)
 
 
-def _no_unit(value: object, where: str) -> InvalidDurationError:
+def _no_unit(value: object, text: str, where: str) -> InvalidDurationError:
+    """The error of a bare number: ``value`` as given, ``text`` the number as written.
+
+    It says to add a unit, with examples only where they would parse themselves; a
+    negative number is said to be negative, and a sign, an exponent or a trailing dot is
+    named, since the number of a duration has none of them.
+    """
+    number = _NUMERIC.fullmatch(text)
+    if number is None:  # nan, inf
+        return InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
+    if number["sign"] == "-" and number["digits"].strip("0.") != "":
+        return InvalidDurationError(
+            f"{where}: {value!r} is negative, not a duration: a duration is zero or more, "
+            f"with a unit; {_HINT}"
+        )
+    fixes = [
+        fix
+        for fix, found in (
+            ("its sign", number["sign"] != ""),
+            ("an exponent", number["exponent"] is not None),
+            ("a trailing dot", number["digits"].endswith(".")),
+        )
+        if found
+    ]
+    examples = [
+        f"{digits}{unit}"
+        for digits in [_written_out(number["digits"], number["exponent"])]
+        if digits is not None
+        for unit in ("s", "m", "d")
+        if _parses(f"{digits}{unit}")
+    ]
+    rewrite = f", and write the number without {' or '.join(fixes)}" if fixes else ""
+    if not examples:
+        return InvalidDurationError(
+            f"{where}: {value!r} has no unit: add one{rewrite} (a bare number is not a "
+            f"duration); {_HINT}"
+        )
+    listed = ", ".join(repr(example) for example in examples[:-1])
+    listed = f"{listed} or {examples[-1]!r}" if listed else repr(examples[-1])
     return InvalidDurationError(
-        f"{where}: {value!r} has no unit: add one, for example '{value}s', '{value}m' or "
-        f"'{value}d' (a bare number is not a duration)"
+        f"{where}: {value!r} has no unit: add one{rewrite}, for example {listed} (a bare "
+        "number is not a duration)"
     )
+
+
+def _written_out(digits: str, exponent: str | None) -> str | None:
+    """The number ``digits`` times ten to the ``exponent``, as a duration writes it: with
+    no exponent, and a dot only before digits; ``None`` if far too long to be one."""
+    if exponent is None:
+        return digits.rstrip(".")
+    if abs(int(exponent)) > MAX_LENGTH:
+        return None
+    return format(Decimal(f"{digits}e{exponent}"), "f")
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_duration(text)
+    except InvalidDurationError:
+        return False
+    return True
 
 
 def _to_seconds(value: object, where: str) -> float | None:
@@ -166,7 +225,7 @@ def _to_seconds(value: object, where: str) -> float | None:
     if isinstance(value, bool):
         raise InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
     if isinstance(value, int | float):
-        raise _no_unit(value, where)
+        raise _no_unit(value, repr(value).lower(), where)
     if not isinstance(value, str):
         raise InvalidDurationError(
             f"{where}: {value!r} is a {type(value).__name__}, not a duration; {_HINT}"
@@ -179,8 +238,18 @@ def _to_seconds(value: object, where: str) -> float | None:
     if text == NEVER:
         return None
     if _NUMERIC.fullmatch(text):
-        raise _no_unit(value.strip(), where)
+        raise _no_unit(value.strip(), text, where)
     match = _PATTERN.fullmatch(text)
+    unsigned = _PATTERN.fullmatch(text[1:]) if text[:1] in ("+", "-") else None
+    if match is None and unsigned is not None:
+        if text[0] == "-" and float(unsigned["number"]) > 0:
+            raise InvalidDurationError(
+                f"{where}: {value!r} is negative, not a duration: a duration is zero or "
+                f"more; {_HINT}"
+            )
+        raise InvalidDurationError(
+            f"{where}: {value!r} is not a duration: write it without the {text[0]!r} sign"
+        )
     if match is None:
         raise InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
     number = float(match["number"])

@@ -238,6 +238,34 @@ def test_hook_files_need_a_hook_function_and_a_known_folder(tmp_path: Path) -> N
     assert any("hooks/befor_incoming: unknown hook" in p for p in found)
 
 
+def test_a_hook_file_directly_in_hooks_is_a_problem_naming_it(tmp_path: Path) -> None:
+    hooks = {"before_incoming": {"ok.py": "def hook(event, state, kvs): pass\n"}}
+    bot = write_bot(tmp_path, {"main.flow.json": GOOD}, hooks=hooks) / "bots" / "b"
+    code = "def hook(event, state, kvs):\n    return 'never sent'\n"
+    (bot / "hooks" / "before_outgoing.py").write_text(code)
+    (bot / "hooks" / "log.py").write_text(code)
+    with pytest.raises(BotLoadError) as caught:
+        load_bots(tmp_path)
+    assert caught.value.problems == [
+        "bots/b/hooks/before_outgoing.py: a file directly in hooks/ never runs: hooks go in "
+        "hooks/<hook name>/<file>.py; move it to hooks/before_outgoing/before_outgoing.py",
+        "bots/b/hooks/log.py: a file directly in hooks/ never runs: hooks go in "
+        "hooks/<hook name>/<file>.py; the hooks are before_incoming, after_incoming, "
+        "before_outgoing, before_session_timeout, on_session_end",
+    ]
+
+
+def test_hooks_in_their_folders_and_other_files_in_hooks_load(tmp_path: Path) -> None:
+    hooks = {"before_outgoing": {"before_outgoing.py": "def hook(event, state, kvs): pass\n"}}
+    bot = write_bot(tmp_path, {"main.flow.json": GOOD}, hooks=hooks) / "bots" / "b"
+    (bot / "hooks" / "README.md").write_text("hooks of bot b\n")
+    (bot / "hooks" / ".gitkeep").write_text("")
+    (bot / "hooks" / "__pycache__").mkdir()
+    loaded = load_bots(tmp_path)["b"]
+    [spec] = loaded.hooks["before_outgoing"]
+    assert spec.source == "bots/b/hooks/before_outgoing/before_outgoing.py"
+
+
 def test_actions_may_not_take_builtin_or_duplicate_names(tmp_path: Path) -> None:
     one = "from botmemory.dialog import action\n@action('base.mine')\ndef a(*args): pass\n"
     two = "from botmemory.dialog import action\n@action('twice')\ndef a(*args): pass\n"

@@ -261,11 +261,13 @@ def validate(model: type[_F], doc: Document | None, problems: list[str]) -> _F |
 
 def _problem(model: type[Section], doc: Document, error: ErrorDetails) -> tuple[int, str]:
     """Return the line (0 if unknown) and the text of one validation error."""
-    loc = [str(part) for part in error["loc"] if part != "[key]"]
+    # an int is a list's index: key_line finds the item's own line by it
+    loc = [part for part in error["loc"] if part != "[key]"]
     line = None if doc.text is None else key_line(doc.text, loc)
     where = doc.place if line is None else f"{doc.place}, line {line}"
-    detail = _detail(model, loc, error)
-    return line or 0, (f"{where}: {'.'.join(loc)}: {detail}" if loc else f"{where}: {detail}")
+    detail = _detail(model, [str(part) for part in loc], error)
+    path = ".".join(str(part) for part in loc)
+    return line or 0, (f"{where}: {path}: {detail}" if loc else f"{where}: {detail}")
 
 
 def _detail(model: type[Section], loc: list[str], error: ErrorDetails) -> str:
@@ -280,8 +282,38 @@ def _detail(model: type[Section], loc: list[str], error: ErrorDetails) -> str:
 
 
 def _quote(value: object) -> str:
-    text = repr(value)
+    """``value`` as JSON5 writes it (``true``, ``null``, ``'text'``), cut to 80 characters."""
+    text = _json5(value)
     return text if len(text) <= 80 else f"{text[:76]}...{text[-1]}"
+
+
+def _json5(value: object, limit: int = 80) -> str:
+    """``value`` in JSON5 terms, cut soon after ``limit`` characters: a file's value is
+    shown as a user writes it (``true``, ``null``), not as Python prints it."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, str):
+        inner = json.dumps(value[: limit + 1], ensure_ascii=False)[1:-1]
+        return "'" + inner.replace('\\"', '"').replace("'", "\\'") + "'"
+    if isinstance(value, dict):
+        pairs = (f"{_json5(str(key), limit)}: {_json5(item, limit)}" for key, item in value.items())
+        return f"{{{_joined(pairs, limit)}}}"
+    if isinstance(value, list):
+        return f"[{_joined((_json5(item, limit) for item in value), limit)}]"
+    return repr(value)  # a number, or what Python code gave
+
+
+def _joined(parts: Iterable[str], limit: int) -> str:
+    """``parts`` joined by commas, the ones after ``limit`` characters left out."""
+    kept: list[str] = []
+    length = 0
+    for part in parts:
+        if length > limit:
+            kept.append("...")
+            break
+        kept.append(part)
+        length += len(part) + 2
+    return ", ".join(kept)
 
 
 def _unknown_key(model: type[Section], loc: list[str]) -> str:

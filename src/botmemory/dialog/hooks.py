@@ -68,11 +68,14 @@ Hooks = Mapping[str, Sequence[HookSpec]]
 def load_hooks(
     bot_dir: Path, bot_id: str, label: str, problems: list[str]
 ) -> dict[str, list[HookSpec]]:
-    """Import ``bot_dir/hooks/*/*.py``; add a problem naming the file for each bad one."""
+    """Import ``bot_dir/hooks/*/*.py``; add a problem naming the file for each bad one,
+    and for each Python file directly in ``hooks/``, which would never run."""
     hooks: dict[str, list[HookSpec]] = {name: [] for name in HOOK_NAMES}
     root = bot_dir / "hooks"
     if not root.is_dir():
         return hooks
+    for path in sorted(p for p in root.iterdir() if p.suffix == ".py" and p.is_file()):
+        problems.append(_stray_file(path.name, f"{label}/hooks/{path.name}"))
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"):
         where = f"{label}/hooks/{folder.name}"
         if folder.name not in hooks:
@@ -83,6 +86,19 @@ def load_hooks(
             if spec is not None:
                 hooks[folder.name].append(spec)
     return hooks
+
+
+def _stray_file(name: str, where: str) -> str:
+    """The problem of a Python file directly in ``hooks/``, not in a hook's folder."""
+    hook = name.removesuffix(".py")
+    if hook in HOOK_NAMES:
+        fix = f"move it to hooks/{hook}/{name}"
+    else:
+        fix = f"the hooks are {', '.join(HOOK_NAMES)}"
+    return (
+        f"{where}: a file directly in hooks/ never runs: hooks go in "
+        f"hooks/<hook name>/<file>.py; {fix}"
+    )
 
 
 def _load_one(
