@@ -369,6 +369,18 @@ async def test_remembered_message_ids_stay_within_the_value_limit(
         assert state.bot["n"] == 1
 
 
+async def test_a_message_id_too_long_for_a_tiny_value_limit_is_still_remembered(
+    open_memory: OpenMemory,
+) -> None:
+    mem = await open_memory({"limits": {"maxValueBytes": 200}})
+    async with mem.turn("b", "u1", message_id="\x01" * 255) as state:  # 1.5 KB of JSON
+        state.replies = ["hi"]
+    with pytest.raises(DuplicateMessageError) as caught:
+        async with mem.turn("b", "u1", message_id="\x01" * 255):
+            pass
+    assert caught.value.replies == []
+
+
 async def stored_message_ids(mem: Memory) -> str:
     who = Identity.of("b", "u1")
     snapshot = await mem.storage.load_turn(TurnKeys("b", who.user_key, who.session_key))

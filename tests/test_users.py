@@ -213,6 +213,24 @@ async def test_a_first_turn_beside_another_session_of_the_user_commits(
     }
 
 
+async def test_a_first_turn_does_not_conflict_on_values_another_session_changes(
+    backend: str, open_memory: OpenMemory
+) -> None:
+    """Its erasure check is on the names of user memory, not on values or counts."""
+    if backend == "memory":
+        pytest.skip("memory:// is one process's")
+    serving, other = await open_memory(), await open_memory()
+    async with other.turn("b", "u1", thread_id="t1") as state:
+        state.user["x"] = 1
+        state.user["y"] = 1
+    async with serving.turn("b", "u1", thread_id="t2") as state:  # no session stored
+        state.user["y"] = 2
+        async with other.turn("b", "u1", thread_id="t1") as elsewhere:
+            elsewhere.user.incr("x")
+    async with other.turn("b", "u1", thread_id="t1") as state:
+        assert dict(state.user) == {"x": 2, "y": 2}
+
+
 async def test_export_hides_temp_timed_out_under_the_current_setting(
     backend: str, open_memory: OpenMemory, clock: ManualClock
 ) -> None:

@@ -31,6 +31,7 @@ from botmemory.errors import (
     MissingDependencyError,
     SchemaVersionError,
     SessionNotAliveError,
+    TurnAbandonedError,
     UserErasedError,
     ValueTooLargeError,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "Settings",
     "SyncKeyValueStore",
     "SyncMemory",
+    "TurnAbandonedError",
     "TurnState",
     "UserErasedError",
     "UserExport",

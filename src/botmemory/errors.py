@@ -11,8 +11,9 @@ The hierarchy::
      │    │    └── MessageTooLargeError     a message over limits.maxMessageBytes
      │    └── SessionNotAliveError          an edit of a session or dialog that is over
      ├── UserErasedError                    the user was erased while a turn ran
- ├── ConflictError                      concurrent turns kept changing what a turn read
- ├── DuplicateMessageError              a message id that was already processed
+     ├── TurnAbandonedError                 a turn's body left the turn on purpose
+     ├── ConflictError                      concurrent turns kept changing what a turn read
+     ├── DuplicateMessageError              a message id that was already processed
      ├── BackendError                       the storage failed
      │    ├── BackendUnavailableError (ConnectionError)
      │    ├── SchemaVersionError            database schema newer than this code
@@ -46,6 +47,7 @@ __all__ = [
     "MissingDependencyError",
     "SchemaVersionError",
     "SessionNotAliveError",
+    "TurnAbandonedError",
     "UserErasedError",
     "ValueTooLargeError",
     "WrongLoopError",
@@ -95,6 +97,11 @@ class SessionNotAliveError(InvalidValueError):
 
 class UserErasedError(BotMemoryError):
     """The user was erased while a turn ran: the turn wrote nothing."""
+
+
+class TurnAbandonedError(BotMemoryError):
+    """Raised by a turn's body to leave the turn: nothing is written, and the turn is not
+    counted as failed (the dialog engine does so to end a timed-out session first)."""
 
 
 class ConflictError(BotMemoryError):

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Final, Protocol
 
@@ -190,6 +190,8 @@ class Janitor:
         the hooks of :meth:`add_hooks`)."""
         self._hooks: list[_Hooks] = []
         self._ending: dict[tuple[str, str], int] = {}
+        self._claims: dict[tuple[str, str], asyncio.Event] = {}
+        """Sessions a run or a caller of this process is ending now (see ending_once)."""
         """Sessions that :meth:`ending` keeps runs from ending (how many callers each)."""
 
     def add_hooks(
@@ -306,8 +308,9 @@ class Janitor:
         while True:
             found = await select(now, self.batch_size)
             batch = [s for s in found if not self._left_alone(s)]
-            await self._call(hooks(), batch)
-            done = await remove(batch) if batch else 0
+            async with self._claimed(batch):
+                await self._call(hooks(), batch)
+                done = await remove(batch) if batch else 0
             removed += done
             self._advance(kind, removed)
             if len(found) < self.batch_size or not done or self._stopping.is_set():
@@ -328,22 +331,55 @@ class Janitor:
                 del self._ending[key]
 
     def _left_alone(self, session: SessionRecord) -> bool:
-        """A turn of this process runs in the session (it may revive it), or a caller of
-        :meth:`ending` ends it."""
+        """A turn of this process runs in the session (it may revive it), a caller of
+        :meth:`ending` ends it, or another run or caller is ending it (:meth:`ending_once`)."""
+        key = (session.bot_id, session.key)
         return (
             self._storage.turn_in_progress(session.bot_id, session.key)
-            or (session.bot_id, session.key) in self._ending
+            or key in self._ending
+            or key in self._claims
         )
 
-    async def end_sessions(self, sessions: list[SessionRecord]) -> int:
+    @contextlib.asynccontextmanager
+    async def _claimed(self, sessions: list[SessionRecord]) -> AsyncIterator[None]:
+        """Mark these sessions as being ended in this process while the block runs."""
+        events = {(s.bot_id, s.key): asyncio.Event() for s in sessions}
+        self._claims.update(events)
+        try:
+            yield
+        finally:
+            for key, event in events.items():
+                if self._claims.get(key) is event:
+                    del self._claims[key]
+                event.set()
+
+    @contextlib.asynccontextmanager
+    async def ending_once(self, session: SessionRecord) -> AsyncIterator[bool]:
+        """Claim the ending of a timed-out session in this process: yield ``True`` to the
+        caller that ends it, ``False`` (once that is over) to any other, a janitor run or
+        another message, so that its hooks run once."""
+        other = self._claims.get((session.bot_id, session.key))
+        if other is not None:
+            await other.wait()
+            yield False
+            return
+        async with self._claimed([session]):
+            yield True
+
+    async def end_sessions(self, sessions: list[SessionRecord], *, claimed: bool = False) -> int:
         """Run the hooks of these timed-out sessions and delete them; return how many went.
 
-        The dialog-timeout hook runs for those whose temp memory holds something.
+        The dialog-timeout hook runs for those whose temp memory holds something. Those
+        another run or caller of this process is ending are left to it, unless the caller
+        holds them (``claimed``: see :meth:`ending_once`).
         """
-        dialogs = [s for s in sessions if s.temp_expires_at]
-        await self._call(self.dialog_timeout_hooks(), dialogs)
-        await self._call(self.session_end_hooks(), sessions)
-        return await self._storage.delete_sessions(sessions)
+        if not claimed:
+            sessions = [s for s in sessions if (s.bot_id, s.key) not in self._claims]
+        async with self._claimed([] if claimed else sessions):
+            dialogs = [s for s in sessions if s.temp_expires_at]
+            await self._call(self.dialog_timeout_hooks(), dialogs)
+            await self._call(self.session_end_hooks(), sessions)
+            return await self._storage.delete_sessions(sessions) if sessions else 0
 
     async def _call(self, hooks: list[SessionHook], sessions: list[SessionRecord]) -> None:
         if not sessions:

@@ -32,6 +32,7 @@ from botmemory.errors import (
     InvalidIdError,
     InvalidValueError,
     MessageTooLargeError,
+    TurnAbandonedError,
     UserErasedError,
 )
 from botmemory.ids import Identity, validate_bot_id
@@ -349,7 +350,7 @@ class Memory:
                     )
                 await self.storage.commit_turn(write)
         except BaseException as exc:
-            if not isinstance(exc, ConflictError):
+            if not isinstance(exc, ConflictError | TurnAbandonedError):
                 self.stats.turn_failed(isinstance(exc, BackendError))
             raise
         finally:

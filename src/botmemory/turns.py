@@ -349,8 +349,8 @@ def finish_turn(
         deletes=deletes,
         upserts=upserts,
         deltas=deltas,
-        checks=_checks(state, user_key, erasable=loaded.session is None),
-        scope_checks=_scope_checks(state, user_key),
+        checks=_checks(state, user_key),
+        scope_checks=_scope_checks(state, user_key, erasable=loaded.session is None),
         kvs_writes=kvs.writes() if kvs is not None else (),
         kvs_checks=kvs.checks() if kvs is not None else (),
         kvs_prefix_checks=kvs.prefix_checks() if kvs is not None else (),
@@ -365,33 +365,33 @@ def _version(record: SessionRecord | None) -> int:
     return 0 if record is None else record.version
 
 
-def _checks(state: TurnState, user_key: str, *, erasable: bool) -> list[VarCheck]:
-    """Every user and bot variable the turn read or wrote, with the version it loaded.
-
-    ``erasable``: no session was stored, so an erasure of the user by another process
-    meanwhile would leave nothing this commit checks: every user variable loaded is
-    checked too, and an erasure makes the commit conflict instead of writing the user
-    back.
-    """
+def _checks(state: TurnState, user_key: str) -> list[VarCheck]:
+    """Every user and bot variable the turn read or wrote, with the version it loaded."""
     bot_id = state.bot_id
     checks = {
         VarKey(scope.scope, bot_id, owner, name): scope.versions.get(name, 0)
         for scope, owner in ((state.user, user_key), (state.bot, ""))
         for name in scope.checked()
     }
-    if erasable:
-        for name, version in state.user.versions.items():
-            checks.setdefault(VarKey("user", bot_id, user_key, name), version)
     return [VarCheck(key, version) for key, version in checks.items()]
 
 
-def _scope_checks(state: TurnState, user_key: str) -> list[ScopeCheck]:
-    """The user or bot memory the turn listed or counted: the same names must be stored."""
-    return [
+def _scope_checks(state: TurnState, user_key: str, *, erasable: bool) -> list[ScopeCheck]:
+    """The user or bot memory the turn listed or counted: the same names must be stored.
+
+    ``erasable``: no session was stored, so an erasure of the user by another process
+    meanwhile would leave nothing else this commit checks: the names of the user memory
+    it loaded are checked too (an erasure removes them; a changed value does not).
+    """
+    user = state.user
+    checks = [
         ScopeCheck(scope.scope, state.bot_id, owner, scope.stored_names())
-        for scope, owner in ((state.user, user_key), (state.bot, ""))
+        for scope, owner in ((user, user_key), (state.bot, ""))
         if scope.listed
     ]
+    if erasable and not user.listed and user.versions:
+        checks.append(ScopeCheck("user", state.bot_id, user_key, user.stored_names()))
+    return checks
 
 
 def _user_delta(
@@ -414,11 +414,12 @@ def _message_ids(
     entry: JsonValue = [loaded.message_id, list(state.replies)]
     remembered = [*kept, entry][-settings.message_ids :]
     text = dumps(remembered)
-    while not _fits(text, settings.max_value_bytes):
-        if len(remembered) > 1:
-            del remembered[0]
-        else:
-            remembered = [[loaded.message_id, None]]
+    if not _fits(text, settings.max_value_bytes):  # each entry's size once, then the sum
+        sizes = [len(dumps(item).encode()) + 1 for item in remembered]  # and its comma
+        while len(remembered) > 1 and sum(sizes) + 1 > settings.max_value_bytes:
+            del remembered[0], sizes[0]
+        if sum(sizes) + 1 > settings.max_value_bytes:  # the replies alone do not fit
+            remembered = [[loaded.message_id, None]]  # kept whatever the limit: one id
         text = dumps(remembered)
     key = VarKey("session", state.bot_id, state.identity.session_key, MESSAGE_IDS)
     return StoredVar(key, text, now)

@@ -261,6 +261,67 @@ async def test_a_message_before_the_sweep_ends_the_timed_out_session_first(
     assert len(ended) == 1
 
 
+async def test_a_message_while_the_janitor_ends_its_session_waits_and_hooks_run_once(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", enter=[set_var("session", "s", "old")], say="hello"))},
+        hooks={"on_session_end": {"a.py": SESSION_TRACE}},
+    )
+    ended: list[str] = []
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_janitor_hook(sessions: list[SessionRecord]) -> None:
+        ended.extend(s.key for s in sessions)
+        entered.set()
+        await release.wait()
+
+    engine.memory.janitor.on_session_end = slow_janitor_hook
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(seconds=30 * MINUTE + 1))
+    janitor = asyncio.create_task(engine.memory.janitor.run_once())
+    await entered.wait()  # the janitor is in its hooks: the bot's ran, the session is stored
+    message = asyncio.create_task(engine.process("b", "u1", text="back"))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not message.done()  # it waits for the janitor to finish ending the session
+    release.set()
+    await janitor
+    assert await message == ["hello"]
+    user, session, _ = await memories(engine)
+    assert user["trail"] == [["end", "old"]]
+    assert session == {"s": "old"}  # the new session's
+    assert len(ended) == 1
+
+
+async def test_two_messages_after_the_timeout_end_the_session_once(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(node("n", say="hello"))},
+        hooks={"on_session_end": {"a.py": SESSION_TRACE}},
+    )
+    ended: list[str] = []
+
+    async def awaiting_hook(sessions: list[SessionRecord]) -> None:
+        ended.extend(s.key for s in sessions)
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    engine.memory.janitor.on_session_end = awaiting_hook
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(seconds=30 * MINUTE + 1))
+    errors = engine.memory.stats.turn_errors
+    answers = await asyncio.gather(
+        engine.process("b", "u1", text="one"), engine.process("b", "u1", text="two")
+    )
+    assert answers == [["hello"], ["hello"]]
+    user, _, _ = await memories(engine)
+    assert user["trail"] == [["end", None]]
+    assert len(ended) == 1
+    assert engine.memory.stats.turn_errors == errors  # leaving a turn to end it first: no error
+
+
 async def test_a_message_after_the_session_timed_out_gets_the_dialog_timeout_replies_first(
     make_engine: MakeEngine, clock: ManualClock
 ) -> None:

@@ -99,7 +99,9 @@ def test_serve_refuses_a_public_address_when_the_only_token_lists_are_empty(
     assert "refusing to listen on 0.0.0.0: no token is configured" in result.output
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite://", "sqlite:///:memory:"])
+@pytest.mark.parametrize(
+    "url", ["memory://", "sqlite://", "sqlite:///", "sqlite://:memory:", "sqlite:///:memory:"]
+)
 def test_serve_refuses_workers_over_a_database_each_process_keeps(data: Path, url: str) -> None:
     config = data / "global" / "botmemory.config.json"
     config.write_text(f'{{ database: {{ url: "{url}" }} }}')

@@ -169,9 +169,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def check_shared_database(workers: int, settings: Settings) -> None:
     """Refuse several workers over a database that each process would keep on its own."""
+    from botmemory.storage.sqlite import sqlite_path
+
     url = settings.database_url or ""
-    scheme, _, rest = url.partition("://")
-    own = scheme.lower() == "memory" or (scheme.lower() == "sqlite" and rest in ("", "/:memory:"))
+    scheme = url.partition("://")[0].lower()
+    own = scheme == "memory" or (scheme == "sqlite" and sqlite_path(url) in ("", ":memory:"))
     if workers > 1 and own:
         raise click.UsageError(
             f"--workers {workers} needs a database the processes share, and {url} keeps "
@@ -240,7 +242,7 @@ async def _serve(
         host = f"[{options.host}]" if ":" in options.host else options.host
         bots = ", ".join(sorted(engine.bots)) or "none"
         click.echo(f"botmemory: serving bots {bots} at http://{host}:{options.port}/ (API: /docs)")
-        if not (settings.admin_tokens or settings.bot_tokens):
+        if not (settings.admin_tokens or any(settings.bot_tokens.values())):
             click.echo("botmemory: no token is configured: only this machine may connect")
         await server_class(uvicorn.Server, options.grace)(config).serve(sockets=[listener])
     finally:

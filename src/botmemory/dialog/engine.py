@@ -41,6 +41,7 @@ from botmemory.errors import (
     DuplicateMessageError,
     InvalidValueError,
     LockTimeoutError,
+    TurnAbandonedError,
 )
 from botmemory.ids import Identity, unknown_bot
 from botmemory.memory import Memory, check_message_size
@@ -237,21 +238,22 @@ class DialogEngine:
                 body, bot_id, user_id, channel, thread_id, event.message(), message_id=message_id
             )
 
+        late: list[str] = []  # a late dialog timeout's replies, committed: never lost
         try:
             try:
                 replies = await turn()
             except _EndSessionFirst:
                 late = await self._timeouts.end_late(ended_first[0])
-                replies = late + await turn()
+                replies = await turn()
         except DuplicateMessageError as duplicate:
-            return Answer([str(reply) for reply in duplicate.replies])
+            return Answer(late + [str(reply) for reply in duplicate.replies])
         except (BackendUnavailableError, LockTimeoutError, ConflictError):
             raise  # the storage is down or busy: the caller retries (HTTP 503)
         except Exception as exc:
             self.log_failure("message", event, runners[-1] if runners else None, exc)
-            return Answer([self.error_reply(bot_id)])
+            return Answer([*late, self.error_reply(bot_id)])
         # the last attempt's state is what the commit wrote; nothing changes it any more
-        return Answer(replies, _plain_memories(runners[-1].state) if memories else None)
+        return Answer(late + replies, _plain_memories(runners[-1].state) if memories else None)
 
     def runner(self, bot: Bot, event: Event, state: TurnState) -> FlowRunner:
         """Return a flow runner for one turn of ``bot``, over the turn's key-value store."""
@@ -294,7 +296,7 @@ class DialogEngine:
         )
 
 
-class _EndSessionFirst(Exception):
+class _EndSessionFirst(TurnAbandonedError):
     """A message found its session timed out and not dropped yet: end it first."""
 
 

@@ -61,12 +61,14 @@ class DialogTimeouts:
         """End a timed-out session that a message reached before the janitor did, as
         the janitor would: its dialog timeout (whose replies are returned, for the
         message's answer), the ``on_session_end`` hooks of the janitor (the bot's, the
-        event stream's, the library's), then its deletion. This process's janitor
-        leaves it alone meanwhile."""
+        event stream's, the library's), then its deletion. Whoever else in this process
+        is ending it (a janitor run, another message) is waited for instead."""
         janitor = self._engine.memory.janitor
-        with janitor.ending(record.bot_id, record.key):
+        async with janitor.ending_once(record) as mine:
+            if not mine:  # a janitor run or another message of this process ended it
+                return []
             replies = await self._timeout_replies(record) if record.temp_expires_at else []
-            await janitor.end_sessions([replace(record, temp_expires_at=None)])
+            await janitor.end_sessions([replace(record, temp_expires_at=None)], claimed=True)
         return replies
 
     async def _dialog_timeout(self, record: SessionRecord) -> None:

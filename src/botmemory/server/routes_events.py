@@ -36,9 +36,9 @@ async def events(
 ) -> StreamingResponse:
     """Server-sent events of one conversation, as they happen: ``replies`` (a dialog
     timeout's replies: ``{"reason": "timeout", "responses": [...]}``) and
-    ``sessionEnded`` (the janitor ended the timed-out session). Who may talk to the bot
-    may listen; a comment every 15 s keeps an idle stream open. An unknown bot is a 404
-    and an invalid id a 400, as on the converse route."""
+    ``sessionEnded`` (a timed-out session was ended, by the janitor or a late message).
+    Who may talk to the bot may listen; a comment every 15 s keeps an idle stream open.
+    An unknown bot is a 404 and an invalid id a 400, as on the converse route."""
     state = server_state(request)
     state.require_bot(bot_id)
     Identity.of(bot_id, user_id, channel, thread_id)  # raises InvalidIdError (400)
