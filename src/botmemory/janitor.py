@@ -191,7 +191,7 @@ class Janitor:
         self._hooks: list[_Hooks] = []
         self._ending: dict[tuple[str, str], int] = {}
         self._claims: dict[tuple[str, str], asyncio.Event] = {}
-        """Sessions a run or a caller of this process is ending now (see ending_once)."""
+        """Sessions a run or a caller of this process is ending now (see claiming)."""
         """Sessions that :meth:`ending` keeps runs from ending (how many callers each)."""
 
     def add_hooks(
@@ -308,7 +308,7 @@ class Janitor:
         while True:
             found = await select(now, self.batch_size)
             batch = [s for s in found if not self._left_alone(s)]
-            async with self._claimed(batch):
+            async with self.claiming(batch):  # none is claimed: _left_alone
                 await self._call(hooks(), batch)
                 done = await remove(batch) if batch else 0
             removed += done
@@ -332,7 +332,7 @@ class Janitor:
 
     def _left_alone(self, session: SessionRecord) -> bool:
         """A turn of this process runs in the session (it may revive it), a caller of
-        :meth:`ending` ends it, or another run or caller is ending it (:meth:`ending_once`)."""
+        :meth:`ending` ends it, or another run or caller is ending it (:meth:`claiming`)."""
         key = (session.bot_id, session.key)
         return (
             self._storage.turn_in_progress(session.bot_id, session.key)
@@ -341,9 +341,13 @@ class Janitor:
         )
 
     @contextlib.asynccontextmanager
-    async def _claimed(self, sessions: list[SessionRecord]) -> AsyncIterator[None]:
-        """Mark these sessions as being ended in this process while the block runs."""
-        events = {(s.bot_id, s.key): asyncio.Event() for s in sessions}
+    async def claiming(self, sessions: list[SessionRecord]) -> AsyncIterator[None]:
+        """Hold these sessions as being ended in this process while the block runs, once
+        no other run or caller does (waiting for them first), so that their hooks run once."""
+        keys = {(s.bot_id, s.key) for s in sessions}
+        while busy := [self._claims[key] for key in keys if key in self._claims]:
+            await busy[0].wait()
+        events = {key: asyncio.Event() for key in keys}
         self._claims.update(events)
         try:
             yield
@@ -353,29 +357,14 @@ class Janitor:
                     del self._claims[key]
                 event.set()
 
-    @contextlib.asynccontextmanager
-    async def ending_once(self, session: SessionRecord) -> AsyncIterator[bool]:
-        """Claim the ending of a timed-out session in this process: yield ``True`` to the
-        caller that ends it, ``False`` (once that is over) to any other, a janitor run or
-        another message, so that its hooks run once."""
-        other = self._claims.get((session.bot_id, session.key))
-        if other is not None:
-            await other.wait()
-            yield False
-            return
-        async with self._claimed([session]):
-            yield True
-
     async def end_sessions(self, sessions: list[SessionRecord], *, claimed: bool = False) -> int:
         """Run the hooks of these timed-out sessions and delete them; return how many went.
 
-        The dialog-timeout hook runs for those whose temp memory holds something. Those
-        another run or caller of this process is ending are left to it, unless the caller
-        holds them (``claimed``: see :meth:`ending_once`).
+        The dialog-timeout hook runs for those whose temp memory holds something. Another
+        run or caller of this process ending one of them is waited for first, unless the
+        caller holds them (``claimed``: see :meth:`claiming`).
         """
-        if not claimed:
-            sessions = [s for s in sessions if (s.bot_id, s.key) not in self._claims]
-        async with self._claimed([] if claimed else sessions):
+        async with self.claiming([] if claimed else sessions):
             dialogs = [s for s in sessions if s.temp_expires_at]
             await self._call(self.dialog_timeout_hooks(), dialogs)
             await self._call(self.session_end_hooks(), sessions)

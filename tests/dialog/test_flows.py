@@ -261,6 +261,7 @@ def test_hooks_in_their_folders_and_other_files_in_hooks_load(tmp_path: Path) ->
     (bot / "hooks" / "README.md").write_text("hooks of bot b\n")
     (bot / "hooks" / ".gitkeep").write_text("")
     (bot / "hooks" / "__pycache__").mkdir()
+    (bot / "hooks" / "__init__.py").write_text("")  # a package marker some tools add
     loaded = load_bots(tmp_path)["b"]
     [spec] = loaded.hooks["before_outgoing"]
     assert spec.source == "bots/b/hooks/before_outgoing/before_outgoing.py"

@@ -11,6 +11,7 @@ import pytest
 
 from botmemory import ManualClock
 from botmemory.dialog import POSITION_KEY, DialogEngine
+from botmemory.errors import LockTimeoutError
 from botmemory.storage.base import SessionRecord
 from tests.dialog.conftest import GATES, Gate, MakeEngine, Outbox, flow, node, set_var
 
@@ -292,6 +293,78 @@ async def test_a_message_while_the_janitor_ends_its_session_waits_and_hooks_run_
     assert user["trail"] == [["end", "old"]]
     assert session == {"s": "old"}  # the new session's
     assert len(ended) == 1
+
+
+async def test_a_message_waiting_for_the_janitors_dialog_timeouts_still_ends_its_session(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    """The janitor's temp pass clears temp memory only: the message, which waited for
+    it, then ends the session itself (here before the janitor's session pass)."""
+    engine = await make_engine(
+        {"main.flow.json": flow(asking())},
+        hooks={"on_session_end": {"a.py": SESSION_TRACE}},
+    )
+    gates = [asyncio.Event(), asyncio.Event()]
+    entered = [asyncio.Event(), asyncio.Event()]
+    ended: list[str] = []
+
+    async def slow_dialog_hook(sessions: list[SessionRecord]) -> None:
+        batch = sum(e.is_set() for e in entered)
+        entered[batch].set()
+        await gates[batch].wait()
+
+    async def session_hook(sessions: list[SessionRecord]) -> None:
+        ended.extend(s.key for s in sessions)
+
+    engine.memory.janitor.on_dialog_timeout = slow_dialog_hook
+    engine.memory.janitor.on_session_end = session_hook
+    engine.memory.janitor.batch_size = 1
+    assert await engine.process("b", "u1", text="hi") == ["question?"]
+    clock.advance(timedelta(seconds=1))
+    assert await engine.process("b", "u2", text="hi") == ["question?"]
+    clock.advance(timedelta(seconds=31 * MINUTE))  # dialogs and sessions timed out
+    janitor = asyncio.create_task(engine.memory.janitor.run_once())
+    await entered[0].wait()  # the temp pass's first batch (u1) holds u1
+    message = asyncio.create_task(engine.process("b", "u1", text="back"))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not message.done()  # it waits for that batch
+    gates[0].set()
+    await entered[1].wait()  # the second batch (u2): u1 is free, the message goes on
+    assert await message == ["question?"]
+    gates[1].set()
+    await janitor
+    user, session, _ = await memories(engine)
+    assert user["trail"] == [["end", "kept"]]  # u1's old session ended, once
+    assert session == {"s": "kept"}  # the new one's
+    assert ended.count('["api", "u1", null]') == 1
+
+
+async def test_late_timeout_replies_of_a_message_that_then_fails_go_to_the_sink(
+    make_engine: MakeEngine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They are committed before the message's own turn: a 503 must not lose them."""
+    engine = await make_engine(
+        {"main.flow.json": flow(asking(timeout="slow"), late("slow", "too slow!"))},
+        config={"dialog": {"timeoutInterval": "1h", "sessionTimeoutInterval": "10m"}},
+    )
+    outbox = Outbox()
+    engine.on_timeout_replies = outbox
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(seconds=10 * MINUTE + 1))
+    run_turn, messages = engine.memory.run_turn, []
+
+    async def busy_second_message(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("resume"):
+            messages.append(args)
+            if len(messages) == 2:
+                raise LockTimeoutError("busy")
+        return await run_turn(*args, **kwargs)
+
+    monkeypatch.setattr(engine.memory, "run_turn", busy_second_message)
+    with pytest.raises(LockTimeoutError):
+        await engine.process("b", "u1", text="back")
+    assert outbox.replies == ["too slow! kept"]
 
 
 async def test_two_messages_after_the_timeout_end_the_session_once(

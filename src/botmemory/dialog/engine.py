@@ -248,6 +248,8 @@ class DialogEngine:
         except DuplicateMessageError as duplicate:
             return Answer(late + [str(reply) for reply in duplicate.replies])
         except (BackendUnavailableError, LockTimeoutError, ConflictError):
+            if late:  # committed already: they go where the janitor's go
+                await self._timeouts.deliver_late(event, late)
             raise  # the storage is down or busy: the caller retries (HTTP 503)
         except Exception as exc:
             self.log_failure("message", event, runners[-1] if runners else None, exc)

@@ -74,7 +74,8 @@ def load_hooks(
     root = bot_dir / "hooks"
     if not root.is_dir():
         return hooks
-    for path in sorted(p for p in root.iterdir() if p.suffix == ".py" and p.is_file()):
+    stray = (p for p in root.iterdir() if p.suffix == ".py" and p.is_file())
+    for path in sorted(p for p in stray if not p.name.startswith("__")):  # __init__.py: fine
         problems.append(_stray_file(path.name, f"{label}/hooks/{path.name}"))
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"):
         where = f"{label}/hooks/{folder.name}"

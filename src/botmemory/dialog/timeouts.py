@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from botmemory.dialog.events import Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.ids import Identity
-from botmemory.storage.base import SessionRecord
+from botmemory.storage.base import SessionRecord, TurnKeys
 from botmemory.turns import TurnState
 
 if TYPE_CHECKING:
@@ -61,15 +61,25 @@ class DialogTimeouts:
         """End a timed-out session that a message reached before the janitor did, as
         the janitor would: its dialog timeout (whose replies are returned, for the
         message's answer), the ``on_session_end`` hooks of the janitor (the bot's, the
-        event stream's, the library's), then its deletion. Whoever else in this process
-        is ending it (a janitor run, another message) is waited for instead."""
-        janitor = self._engine.memory.janitor
-        async with janitor.ending_once(record) as mine:
-            if not mine:  # a janitor run or another message of this process ended it
-                return []
+        event stream's, the library's), then its deletion. Whoever else in this process is
+        ending it (a janitor run, another message) is waited for first; then, if the
+        session is no longer stored as it was, there is nothing to end."""
+        memory = self._engine.memory
+        async with memory.janitor.claiming([record]):
+            keys = TurnKeys(record.bot_id, record.user_key, record.key)
+            stored = (await memory.storage.load_turn(keys)).session
+            if stored is None or stored.last_seen != record.last_seen:
+                return []  # ended meanwhile (a janitor run, another message), or revived
             replies = await self._timeout_replies(record) if record.temp_expires_at else []
-            await janitor.end_sessions([replace(record, temp_expires_at=None)], claimed=True)
+            ended = [replace(record, temp_expires_at=None)]
+            await memory.janitor.end_sessions(ended, claimed=True)
         return replies
+
+    async def deliver_late(self, event: Event, replies: list[str]) -> None:
+        """Send a late dialog timeout's replies, which a message could not answer, where
+        the janitor's go (``engine.on_timeout_replies``)."""
+        timeout = Event("timeout", event.bot_id, event.user_id, event.channel, event.thread_id)
+        await self._deliver(timeout, replies)
 
     async def _dialog_timeout(self, record: SessionRecord) -> None:
         await self._deliver(_event("timeout", record), await self._timeout_replies(record))
