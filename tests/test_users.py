@@ -160,6 +160,9 @@ async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memor
         assert dict(state.user) == {}
 
 
+@pytest.mark.xfail(
+    strict=True, raises=pytest.fail.Exception, reason="a known limit: docs/memory.md"
+)
 @pytest.mark.parametrize("how", ["turn", "edit"])
 async def test_a_turn_elsewhere_without_a_session_does_not_write_an_erased_user_back(
     backend: str, open_memory: OpenMemory, how: str

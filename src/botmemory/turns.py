@@ -350,7 +350,7 @@ def finish_turn(
         upserts=upserts,
         deltas=deltas,
         checks=_checks(state, user_key),
-        scope_checks=_scope_checks(state, user_key, erasable=loaded.session is None),
+        scope_checks=_scope_checks(state, user_key),
         kvs_writes=kvs.writes() if kvs is not None else (),
         kvs_checks=kvs.checks() if kvs is not None else (),
         kvs_prefix_checks=kvs.prefix_checks() if kvs is not None else (),
@@ -376,22 +376,13 @@ def _checks(state: TurnState, user_key: str) -> list[VarCheck]:
     return [VarCheck(key, version) for key, version in checks.items()]
 
 
-def _scope_checks(state: TurnState, user_key: str, *, erasable: bool) -> list[ScopeCheck]:
-    """The user or bot memory the turn listed or counted: the same names must be stored.
-
-    ``erasable``: no session was stored, so an erasure of the user by another process
-    meanwhile would leave nothing else this commit checks: the names of the user memory
-    it loaded are checked too (an erasure removes them; a changed value does not).
-    """
-    user = state.user
-    checks = [
+def _scope_checks(state: TurnState, user_key: str) -> list[ScopeCheck]:
+    """The user or bot memory the turn listed or counted: the same names must be stored."""
+    return [
         ScopeCheck(scope.scope, state.bot_id, owner, scope.stored_names())
-        for scope, owner in ((user, user_key), (state.bot, ""))
+        for scope, owner in ((state.user, user_key), (state.bot, ""))
         if scope.listed
     ]
-    if erasable and not user.listed and user.versions:
-        checks.append(ScopeCheck("user", state.bot_id, user_key, user.stored_names()))
-    return checks
 
 
 def _user_delta(
