@@ -160,9 +160,6 @@ async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memor
         assert dict(state.user) == {}
 
 
-@pytest.mark.xfail(
-    strict=True, raises=pytest.fail.Exception, reason="a known limit: docs/memory.md"
-)
 @pytest.mark.parametrize("how", ["turn", "edit"])
 async def test_a_turn_elsewhere_without_a_session_does_not_write_an_erased_user_back(
     backend: str, open_memory: OpenMemory, how: str
@@ -219,7 +216,8 @@ async def test_a_first_turn_beside_another_session_of_the_user_commits(
 async def test_a_first_turn_does_not_conflict_on_values_another_session_changes(
     backend: str, open_memory: OpenMemory
 ) -> None:
-    """Its erasure check is on the names of user memory, not on values or counts."""
+    """Its erasure check is that the user memory it loaded is still stored: a value,
+    a count or a variable another session adds meanwhile does not matter."""
     if backend == "memory":
         pytest.skip("memory:// is one process's")
     serving, other = await open_memory(), await open_memory()
@@ -230,8 +228,29 @@ async def test_a_first_turn_does_not_conflict_on_values_another_session_changes(
         state.user["y"] = 2
         async with other.turn("b", "u1", thread_id="t1") as elsewhere:
             elsewhere.user.incr("x")
+            elsewhere.user["z"] = 3
     async with other.turn("b", "u1", thread_id="t1") as state:
-        assert dict(state.user) == {"x": 2, "y": 2}
+        assert dict(state.user) == {"x": 2, "y": 2, "z": 3}
+
+
+async def test_a_first_turn_conflicts_when_a_variable_it_loaded_is_deleted_meanwhile(
+    backend: str, open_memory: OpenMemory
+) -> None:
+    """The check's own side: a name gone from the user memory it loaded is what an
+    erasure looks like, so the turn conflicts (and ``run_turn`` runs it again)."""
+    if backend == "memory":
+        pytest.skip("memory:// is one process's")
+    serving, other = await open_memory(), await open_memory()
+    async with other.turn("b", "u1", thread_id="t1") as state:
+        state.user["x"] = 1
+        state.user["y"] = 1
+    with pytest.raises(ConflictError):
+        async with serving.turn("b", "u1", thread_id="t2") as state:  # no session stored
+            state.user["nick"] = "ada"
+            async with other.turn("b", "u1", thread_id="t1") as elsewhere:
+                del elsewhere.user["x"]
+    async with other.turn("b", "u1", thread_id="t1") as state:
+        assert dict(state.user) == {"y": 1}
 
 
 async def test_export_hides_temp_timed_out_under_the_current_setting(

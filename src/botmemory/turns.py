@@ -20,6 +20,7 @@ from botmemory.kvs import KeyValueStore
 from botmemory.retention import Evaluation, RetentionPolicies, encode_field_times
 from botmemory.scopes import ScopeMemory
 from botmemory.storage.base import (
+    ANY_STORED,
     Scope,
     ScopeCheck,
     SessionRecord,
@@ -349,7 +350,7 @@ def finish_turn(
         deletes=deletes,
         upserts=upserts,
         deltas=deltas,
-        checks=_checks(state, user_key),
+        checks=_checks(state, user_key, erasable=loaded.session is None),
         scope_checks=_scope_checks(state, user_key),
         kvs_writes=kvs.writes() if kvs is not None else (),
         kvs_checks=kvs.checks() if kvs is not None else (),
@@ -365,14 +366,23 @@ def _version(record: SessionRecord | None) -> int:
     return 0 if record is None else record.version
 
 
-def _checks(state: TurnState, user_key: str) -> list[VarCheck]:
-    """Every user and bot variable the turn read or wrote, with the version it loaded."""
+def _checks(state: TurnState, user_key: str, *, erasable: bool) -> list[VarCheck]:
+    """Every user and bot variable the turn read or wrote, with the version it loaded.
+
+    ``erasable``: no session was stored, so if another process erased the user meanwhile,
+    nothing else the commit checks would have changed: every variable of the user memory
+    it loaded must then still be stored (:data:`ANY_STORED`), which the erasure ends. A
+    value another session of the user changes, or a variable it adds, does not matter.
+    """
     bot_id = state.bot_id
     checks = {
         VarKey(scope.scope, bot_id, owner, name): scope.versions.get(name, 0)
         for scope, owner in ((state.user, user_key), (state.bot, ""))
         for name in scope.checked()
     }
+    if erasable:
+        for name in state.user.versions:
+            checks.setdefault(VarKey("user", bot_id, user_key, name), ANY_STORED)
     return [VarCheck(key, version) for key, version in checks.items()]
 
 

@@ -42,6 +42,7 @@ from botmemory.errors import LockTimeoutError
 from botmemory.values import is_json_number
 
 __all__ = [
+    "ANY_STORED",
     "TURN_WAIT",
     "CurrentVars",
     "KvsCheck",
@@ -127,11 +128,20 @@ def cleared_version(version: int) -> int:
     return (int.from_bytes(digest, "big") & (2**62 - 1)) + 1
 
 
+ANY_STORED: Final = -1
+"""The version of a :class:`VarCheck` that only asks for the variable to be still stored."""
+
+
 class VarCheck(NamedTuple):
-    """A commit holds only if ``key`` still has ``version`` (``0``: still absent)."""
+    """A commit holds only if ``key`` still has ``version`` (``0``: still absent;
+    :data:`ANY_STORED`: still stored, whatever its version now)."""
 
     key: VarKey
     version: int
+
+    def holds(self, version: int) -> bool:
+        """Whether the check holds for the stored ``version`` (``0``: absent)."""
+        return version != 0 if self.version == ANY_STORED else version == self.version
 
 
 class ScopeCheck(NamedTuple):

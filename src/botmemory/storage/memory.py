@@ -112,7 +112,7 @@ class MemoryStorage(Storage):
         for check in write.checks:
             k = check.key
             row = self._vars.get((k.scope, k.bot_id, k.owner), {}).get(k.name)
-            if (0 if row is None else row.version) != check.version:
+            if not check.holds(0 if row is None else row.version):
                 raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
         for scope in write.scope_checks:
             rows = self._vars.get((scope.scope, scope.bot_id, scope.owner), {})

@@ -192,7 +192,7 @@ def verify(write: TurnWrite, rows: Iterable[Sequence[Any]]) -> Current:
     if s is not None and write.session_version not in (None, session_version):
         raise ConflictError(f"session {s.key} changed since the turn loaded it")
     for check in write.checks:
-        if versions.get(check.key, 0) != check.version:
+        if not check.holds(versions.get(check.key, 0)):
             k = check.key
             raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
     for sc in write.scope_checks:

@@ -195,8 +195,9 @@ if s and s.check then
     local version = (not found[1]) and '0' or (found[2] or '1')
     if version ~= s.check then return conflict('session ' .. s.sk .. ' changed') end
 end
-for _, c in ipairs(doc.checks) do
-    if (split_version(redis.call('HGET', KEYS[c[1]], c[2]))) ~= c[3] then
+for _, c in ipairs(doc.checks) do  -- c[3]: the version, or '-1' for any but absent
+    local version = (split_version(redis.call('HGET', KEYS[c[1]], c[2])))
+    if version ~= c[3] and (c[3] ~= '-1' or version == '0') then
         return conflict('variable ' .. c[2] .. ' changed')
     end
 end

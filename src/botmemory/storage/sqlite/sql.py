@@ -255,7 +255,7 @@ def check_rows(db: sqlite3.Connection, write: TurnWrite) -> None:
                 (k.bot_id, k.scope, k.owner, k.name),
             ).fetchone()
             version = 0 if row is None else row[0]
-        if version != check.version:
+        if not check.holds(version):
             raise ConflictError(f"{k.scope} variable {k.name!r} changed since it was read")
 
 
