@@ -34,8 +34,12 @@ run: $(SERVE_STAMP)
 	@test -d playground || (cp -rL examples/data playground && rm -f playground/memory.db*)
 	$(BIN)/botmemory serve playground $(RELOAD)
 
+# make test runs the tests in TEST_WORKERS processes (pytest-xdist); TEST_WORKERS=0: in one.
+# The default distribution, by test: loadgroup and loadscope would run schemathesis's cases,
+# which share one test id, only once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
