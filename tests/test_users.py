@@ -193,6 +193,36 @@ async def test_a_turn_elsewhere_without_a_session_does_not_write_an_erased_user_
     assert (exported.user, exported.sessions) == ({}, ())
 
 
+async def test_an_edit_elsewhere_beside_a_timed_out_session_does_not_write_an_erased_user_back(
+    backend: str, open_memory: OpenMemory, clock: ManualClock
+) -> None:
+    """An edit does not write the timed-out session it found (not swept yet), so it
+    checks the user memory it loaded, as when no session is stored."""
+    if backend == "memory":
+        pytest.skip("memory:// is one process's")
+    settings = {"dialog": {"sessionTimeoutInterval": "30m"}}
+    serving, erasing = await open_memory(settings), await open_memory(settings)
+    async with erasing.turn("b", "u1", message={"type": "text", "text": "hi"}) as state:
+        state.user["email"] = "a@example.com"
+    clock.advance(timedelta(minutes=31))
+    loaded, done = asyncio.Event(), asyncio.Event()
+
+    async def slow_edit() -> None:
+        async with serving.edit("b", "u1") as state:
+            state.user["nick"] = "ada"
+            loaded.set()
+            await done.wait()
+
+    task = asyncio.create_task(slow_edit())
+    await loaded.wait()
+    await erasing.forget_user("b", "u1")
+    done.set()
+    with pytest.raises(ConflictError):
+        await task
+    exported = await erasing.export_user("b", "u1")
+    assert (exported.user, exported.sessions) == ({}, ())
+
+
 async def test_a_first_turn_beside_another_session_of_the_user_commits(
     backend: str, open_memory: OpenMemory
 ) -> None:

@@ -350,7 +350,7 @@ def finish_turn(
         deletes=deletes,
         upserts=upserts,
         deltas=deltas,
-        checks=_checks(state, user_key, erasable=loaded.session is None),
+        checks=_checks(state, user_key, erasable=session is None or loaded.session is None),
         scope_checks=_scope_checks(state, user_key),
         kvs_writes=kvs.writes() if kvs is not None else (),
         kvs_checks=kvs.checks() if kvs is not None else (),
@@ -369,7 +369,8 @@ def _version(record: SessionRecord | None) -> int:
 def _checks(state: TurnState, user_key: str, *, erasable: bool) -> list[VarCheck]:
     """Every user and bot variable the turn read or wrote, with the version it loaded.
 
-    ``erasable``: no session was stored, so if another process erased the user meanwhile,
+    ``erasable``: the commit checks no stored session (none was stored, or an edit does
+    not write the timed-out one it found), so if another process erased the user meanwhile,
     nothing else the commit checks would have changed: every variable of the user memory
     it loaded must then still be stored (:data:`ANY_STORED`), which the erasure ends. A
     value another session of the user changes, or a variable it adds, does not matter.

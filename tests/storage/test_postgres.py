@@ -397,6 +397,38 @@ async def test_one_janitor_at_a_time(postgres_url: str, clock: ManualClock) -> N
         await second.close()
 
 
+async def test_an_erasure_that_waited_for_a_commit_deletes_the_rows_it_inserted(
+    postgres_url: str, admin: Any, clock: ManualClock
+) -> None:
+    """A transaction holding a user's row locks (a committing turn) inserts a variable;
+    the erasure's DELETE waits for it, then finds the new row too: its snapshot predates
+    the row, so a second pass looks again."""
+    url, name = named(postgres_url)
+    async with await Memory.open(url, clock=clock) as mem:
+        async with mem.edit("b", "u1") as state:
+            state.user["email"] = "a@example.com"
+        committing = admin.transaction()
+        await committing.start()
+        await admin.execute("SELECT 1 FROM variables WHERE name = 'email' FOR UPDATE")
+        await admin.execute(
+            "CREATE TEMP TABLE nick ON COMMIT DROP AS SELECT * FROM variables WHERE name = 'email';"
+            "UPDATE nick SET name = 'nick'; INSERT INTO variables SELECT * FROM nick"
+        )
+        erasure = asyncio.create_task(mem.forget_user("b", "u1"))
+        while not await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+            "AND wait_event_type = 'Lock'",
+            name,
+        ):
+            assert not erasure.done()
+            await asyncio.sleep(0.01)
+        await committing.commit()
+        counts = await erasure
+        assert counts.user_variables == 2
+        assert (await mem.export_user("b", "u1")).user == {}
+        assert await admin.fetchval("SELECT count(*) FROM variables") == 0
+
+
 async def test_a_turn_needs_one_connection_and_a_full_pool_times_out(
     postgres_url: str, clock: ManualClock
 ) -> None:

@@ -55,6 +55,8 @@ from botmemory.storage.postgres.pool import PostgresPool, lock_key
 __all__ = ["PostgresStorage"]
 
 T = TypeVar("T")
+ERASURE_PASSES = 5
+"""At most this many deletions of a user's rows, until one finds nothing (see delete_user)."""
 
 
 class PostgresStorage(Storage):
@@ -233,13 +235,21 @@ class PostgresStorage(Storage):
     async def delete_user(
         self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
     ) -> dict[str, int]:
-        async with self.db.connection() as conn, conn.transaction():
-            row = await conn.fetchrow(sql.DELETE_USER, bot_id, user_key)
+        # A pass that waited for a committing turn's row locks deletes only the rows of
+        # its snapshot, not those the turn then inserted: the next pass, with a snapshot of
+        # its own (read committed), finds them. It stops when one finds nothing.
+        counts = [0, 0, 0]
+        async with self.db.connection() as conn, conn.transaction(isolation="read_committed"):
+            for _ in range(ERASURE_PASSES):
+                row = await conn.fetchrow(sql.DELETE_USER, bot_id, user_key)
+                counts = [total + n for total, n in zip(counts, row, strict=True)]
+                if not any(row):
+                    break
             kvs = [await _delete_prefix(conn, bot_id, prefix) for prefix in kvs_prefixes]
         return {
-            "user_variables": row[0],
-            "sessions": row[1],
-            "session_variables": row[2],
+            "user_variables": counts[0],
+            "sessions": counts[1],
+            "session_variables": counts[2],
             "kvs": sum(kvs),
         }
 
