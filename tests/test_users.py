@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from botmemory import ConflictError, ErasureCounts, ManualClock, Memory, UserErasedError
+from botmemory import (
+    ConflictError,
+    ErasureCounts,
+    ManualClock,
+    Memory,
+    TurnState,
+    UserErasedError,
+)
 from botmemory.ids import Identity
 from botmemory.kvs import conversation_storage_key, user_storage_key
 from tests.conftest import DAY, OpenMemory
@@ -160,24 +171,14 @@ async def test_a_turn_running_while_its_user_is_erased_writes_nothing(mem: Memor
         assert dict(state.user) == {}
 
 
-@pytest.mark.parametrize("how", ["turn", "edit"])
-async def test_a_turn_elsewhere_without_a_session_does_not_write_an_erased_user_back(
-    backend: str, open_memory: OpenMemory, how: str
+async def erased_while_loaded(
+    erasing: Memory, turn: AbstractAsyncContextManager[TurnState]
 ) -> None:
-    """Another ``Memory`` on the database stands for another process: no in-process
-    notice of the erasure reaches it; the checks of what it loaded must."""
-    if backend == "memory":
-        pytest.skip("memory:// is one process's")
-    serving, erasing = await open_memory(), await open_memory()
-    async with erasing.edit("b", "u1") as state:  # user memory only, no session
-        state.user["email"] = "a@example.com"
+    """Run ``turn`` (of another ``Memory``), setting user ``nick``, while ``erasing``
+    erases u1 in the middle of it: the turn must conflict, and nothing of u1 stay stored."""
     loaded, done = asyncio.Event(), asyncio.Event()
 
     async def slow_turn() -> None:
-        message = {"type": "text", "text": "my secret"}
-        turn = (
-            serving.turn("b", "u1", message=message) if how == "turn" else serving.edit("b", "u1")
-        )
         async with turn as state:
             state.user["nick"] = "ada"
             loaded.set()
@@ -193,6 +194,22 @@ async def test_a_turn_elsewhere_without_a_session_does_not_write_an_erased_user_
     assert (exported.user, exported.sessions) == ({}, ())
 
 
+@pytest.mark.parametrize("how", ["turn", "edit"])
+async def test_a_turn_elsewhere_without_a_session_does_not_write_an_erased_user_back(
+    backend: str, open_memory: OpenMemory, how: str
+) -> None:
+    """Another ``Memory`` on the database stands for another process: no in-process
+    notice of the erasure reaches it; the checks of what it loaded must."""
+    if backend == "memory":
+        pytest.skip("memory:// is one process's")
+    serving, erasing = await open_memory(), await open_memory()
+    async with erasing.edit("b", "u1") as state:  # user memory only, no session
+        state.user["email"] = "a@example.com"
+    message = {"type": "text", "text": "my secret"}
+    turn = serving.turn("b", "u1", message=message) if how == "turn" else serving.edit("b", "u1")
+    await erased_while_loaded(erasing, turn)
+
+
 async def test_an_edit_elsewhere_beside_a_timed_out_session_does_not_write_an_erased_user_back(
     backend: str, open_memory: OpenMemory, clock: ManualClock
 ) -> None:
@@ -205,22 +222,7 @@ async def test_an_edit_elsewhere_beside_a_timed_out_session_does_not_write_an_er
     async with erasing.turn("b", "u1", message={"type": "text", "text": "hi"}) as state:
         state.user["email"] = "a@example.com"
     clock.advance(timedelta(minutes=31))
-    loaded, done = asyncio.Event(), asyncio.Event()
-
-    async def slow_edit() -> None:
-        async with serving.edit("b", "u1") as state:
-            state.user["nick"] = "ada"
-            loaded.set()
-            await done.wait()
-
-    task = asyncio.create_task(slow_edit())
-    await loaded.wait()
-    await erasing.forget_user("b", "u1")
-    done.set()
-    with pytest.raises(ConflictError):
-        await task
-    exported = await erasing.export_user("b", "u1")
-    assert (exported.user, exported.sessions) == ({}, ())
+    await erased_while_loaded(erasing, serving.edit("b", "u1"))
 
 
 async def test_a_first_turn_beside_another_session_of_the_user_commits(
@@ -243,44 +245,45 @@ async def test_a_first_turn_beside_another_session_of_the_user_commits(
     }
 
 
-async def test_a_first_turn_does_not_conflict_on_values_another_session_changes(
-    backend: str, open_memory: OpenMemory
+def change_values(user: Any) -> None:
+    user.incr("x")
+    user["z"] = 3
+
+
+def delete_x(user: Any) -> None:
+    del user["x"]
+
+
+@pytest.mark.parametrize(
+    ("elsewhere", "conflicts", "after"),
+    [
+        pytest.param(change_values, False, {"x": 2, "y": 2, "z": 3}, id="values-changed"),
+        pytest.param(delete_x, True, {"y": 1}, id="one-deleted"),
+    ],
+)
+async def test_a_first_turn_conflicts_only_when_the_user_memory_it_loaded_loses_a_name(
+    backend: str,
+    open_memory: OpenMemory,
+    elsewhere: Callable[[Any], None],
+    conflicts: bool,
+    after: dict[str, int],
 ) -> None:
-    """Its erasure check is that the user memory it loaded is still stored: a value,
-    a count or a variable another session adds meanwhile does not matter."""
+    """Its erasure check is that the user memory it loaded is still stored: a value, a
+    count or a variable another session adds meanwhile does not matter; a name gone is
+    what an erasure looks like, so the turn conflicts (and ``run_turn`` runs it again)."""
     if backend == "memory":
         pytest.skip("memory:// is one process's")
     serving, other = await open_memory(), await open_memory()
     async with other.turn("b", "u1", thread_id="t1") as state:
         state.user["x"] = 1
         state.user["y"] = 1
-    async with serving.turn("b", "u1", thread_id="t2") as state:  # no session stored
-        state.user["y"] = 2
-        async with other.turn("b", "u1", thread_id="t1") as elsewhere:
-            elsewhere.user.incr("x")
-            elsewhere.user["z"] = 3
-    async with other.turn("b", "u1", thread_id="t1") as state:
-        assert dict(state.user) == {"x": 2, "y": 2, "z": 3}
-
-
-async def test_a_first_turn_conflicts_when_a_variable_it_loaded_is_deleted_meanwhile(
-    backend: str, open_memory: OpenMemory
-) -> None:
-    """The check's own side: a name gone from the user memory it loaded is what an
-    erasure looks like, so the turn conflicts (and ``run_turn`` runs it again)."""
-    if backend == "memory":
-        pytest.skip("memory:// is one process's")
-    serving, other = await open_memory(), await open_memory()
-    async with other.turn("b", "u1", thread_id="t1") as state:
-        state.user["x"] = 1
-        state.user["y"] = 1
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError) if conflicts else contextlib.nullcontext():
         async with serving.turn("b", "u1", thread_id="t2") as state:  # no session stored
-            state.user["nick"] = "ada"
-            async with other.turn("b", "u1", thread_id="t1") as elsewhere:
-                del elsewhere.user["x"]
+            state.user["y"] = 2
+            async with other.turn("b", "u1", thread_id="t1") as meanwhile:
+                elsewhere(meanwhile.user)
     async with other.turn("b", "u1", thread_id="t1") as state:
-        assert dict(state.user) == {"y": 1}
+        assert dict(state.user) == after
 
 
 async def test_export_hides_temp_timed_out_under_the_current_setting(
