@@ -276,9 +276,11 @@ def _detail(model: type[Section], loc: list[str], error: ErrorDetails) -> str:
         return _unknown_key(model, loc)
     if kind == "config":
         return message
+    # a problem is logged and shown on the page: the value of a token is never quoted
+    got = "a value not shown (tokens are secret)" if loc[:1] == ["auth"] else _quote(error["input"])
     if kind in ("model_type", "dict_type"):
-        return f"should be an object, got {_quote(error['input'])}"
-    return f"{message.removeprefix('Input ')}, got {_quote(error['input'])}"
+        return f"should be an object, got {got}"
+    return f"{message.removeprefix('Input ')}, got {got}"
 
 
 def _quote(value: object) -> str:

@@ -78,6 +78,7 @@ def create_app(
         lifespan=_lifespan,
         docs_url=None,  # served by install_docs, from the package
         redoc_url=None,
+        redirect_slashes=False,  # a path with a trailing slash is not found, not redirected
     )
     access = Access(settings.admin_tokens, settings.bot_tokens)
     app.state.botmemory = ServerState(

@@ -28,8 +28,10 @@ __all__ = [
     "Access",
     "BotId",
     "Grant",
+    "GrantDep",
     "admin_access",
     "bot_access",
+    "check_bot",
     "converse_access",
     "grant_of",
     "is_loopback",
@@ -154,6 +156,7 @@ async def request_grant(request: Request) -> Grant:
 
 
 GrantDep = Annotated[Grant, Depends(grant_of)]
+"""The grant of a request, as a dependency."""
 
 
 def unauthorized(grant: Grant) -> ApiError:
@@ -166,7 +169,9 @@ def unauthorized(grant: Grant) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _check_bot(grant: Grant, bot_id: str) -> None:
+def check_bot(grant: Grant, bot_id: str) -> None:
+    """Refuse a request whose grant does not allow ``bot_id``: 401 without a valid
+    token, 403 with another bot's."""
     if not grant.authenticated:
         raise unauthorized(grant)
     if not grant.allows(bot_id):
@@ -175,14 +180,14 @@ def _check_bot(grant: Grant, bot_id: str) -> None:
 
 async def bot_access(request: Request, bot_id: BotId, grant: GrantDep) -> str:
     """Let in an admin token or a token of ``{botId}``; return the bot id if the bot exists."""
-    _check_bot(grant, bot_id)
+    check_bot(grant, bot_id)
     return server_state(request).require_bot(bot_id)
 
 
 async def converse_access(request: Request, bot_id: BotId, grant: GrantDep) -> str:
     """Like :func:`bot_access`, but anyone may talk to a bot with ``converse.public``."""
     if not server_state(request).converse_public(bot_id):
-        _check_bot(grant, bot_id)
+        check_bot(grant, bot_id)
     return bot_id
 
 

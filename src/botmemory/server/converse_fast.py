@@ -79,10 +79,10 @@ class ConverseFastPath(BaseRoute):
         state: ServerState = scope["app"].state.botmemory
         message = _message(body)
         bot_id, user_id = scope["path_params"]["botId"], scope["path_params"]["userId"]
-        if message is None or not await _allowed(request, state, bot_id):
+        with_state = QUERIES[scope.get("query_string", b"")]
+        if message is None or not await _allowed(request, state, bot_id, with_state):
             await _hand_over(scope, body, receive, send)
             return
-        with_state = QUERIES[scope.get("query_string", b"")]
         response = await converse_response(
             state.engine, bot_id, decoded(user_id), message, with_state=with_state
         )
@@ -90,12 +90,13 @@ class ConverseFastPath(BaseRoute):
 
 
 def _json_body(scope: Scope) -> bool:
-    """Whether FastAPI would read the body as JSON: no ``Content-Type``, or JSON's."""
+    """Whether the body is sent as JSON (``application/json``); FastAPI reads no other
+    body, nor one without a ``Content-Type``, as JSON: the declared route refuses those."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.partition(b";")[0].strip().lower()
-            return not value or media == b"application/json"
-    return True
+            media: bytes = value.partition(b";")[0].strip().lower()
+            return media == b"application/json"
+    return False
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
@@ -124,13 +125,14 @@ def _message(body: bytes) -> ConverseRequest | None:
         return None
 
 
-async def _allowed(request: Request, state: ServerState, bot_id: str) -> bool:
-    """Whether the request may talk to ``bot_id`` (the declared route explains a refusal)."""
+async def _allowed(request: Request, state: ServerState, bot_id: str, with_state: bool) -> bool:
+    """Whether the request may talk to ``bot_id``, and see its memories ``with_state``
+    (a token of the bot, even on a public bot); the declared route explains a refusal."""
     try:
         grant = await request_grant(request)
     except ApiError:
         return False
-    return grant.allows(bot_id) or state.converse_public(bot_id)
+    return grant.allows(bot_id) or (not with_state and state.converse_public(bot_id))
 
 
 async def _hand_over(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:

@@ -162,7 +162,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "application/json").split(";")[0].strip().lower()
+    """Whether FastAPI reads a body of ``content_type`` as JSON (none without one)."""
+    media = (content_type or "").split(";")[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
 
 

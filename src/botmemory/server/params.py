@@ -9,7 +9,7 @@ an id, a variable name or a key is sent percent-encoded (``a%2Fb``); see
 from __future__ import annotations
 
 from typing import Annotated, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from fastapi import Depends, Path, Query
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -115,7 +115,9 @@ class EncodedSlashes:
     The ASGI server decodes ``/api/v1/bots/b/users/a%2Fb/memory`` into a path of more
     segments than it has, and no route matches it. Rebuilt from ``raw_path``, each
     encoded slash becomes :data:`SLASH` for routing, and the parameter types of this
-    module turn it back into ``/``. A path with an encoded NUL (``%00``) is refused.
+    module turn it back into ``/``. A path with an encoded NUL (``%00``), or whose
+    bytes, percent-escapes decoded, are not UTF-8, is refused: the server would
+    otherwise read each wrong byte as U+FFFD, and two different ids as one.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -130,7 +132,20 @@ class EncodedSlashes:
                 message = "the path contains an encoded NUL (%00): no id, name or key has one"
                 await error_response(400, message)(scope, receive, send)
                 return
+            if not _utf8(raw.partition(b"?")[0]):
+                message = "the path is not UTF-8 once its percent-escapes are decoded"
+                await error_response(400, message)(scope, receive, send)
+                return
             if "%2f" in lowered:
                 segments = (unquote(part).replace("/", SLASH) for part in raw_path.split("/"))
                 scope = {**scope, "path": "/".join(segments)}
         await self.app(scope, receive, send)
+
+
+def _utf8(raw_path: bytes) -> bool:
+    """Whether ``raw_path``, its percent-escapes decoded, is UTF-8."""
+    try:
+        unquote_to_bytes(raw_path).decode()
+    except UnicodeDecodeError:
+        return False
+    return True

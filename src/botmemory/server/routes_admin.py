@@ -49,7 +49,7 @@ async def list_bots(request: Request, grant: Annotated[Grant, Depends(grant_of)]
         ids = [b for b in state.bot_ids() if grant.allows(b)]
     else:
         ids = [b for b in state.bot_ids() if state.converse_public(b)]
-    problems = state.reload_problems() if grant.authenticated else []
+    problems = state.reload_problems(grant)
     return BotList(bots=[_bot_info(state, b) for b in ids], access=grant.kind, problems=problems)
 
 

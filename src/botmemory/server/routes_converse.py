@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from botmemory.dialog import DialogEngine
-from botmemory.server.auth import converse_access
+from botmemory.server.auth import GrantDep, check_bot, converse_access
 from botmemory.server.errors import ApiError, error_responses
 from botmemory.server.models import ConverseRequest, ConverseResponse, Scopes
 from botmemory.server.params import UserId
@@ -37,6 +37,7 @@ INCLUDES: Final = ("state",)
 async def converse(
     request: Request,
     bot_id: Annotated[str, Depends(converse_access)],
+    grant: GrantDep,
     user_id: UserId,
     message: ConverseRequest,
     include: Annotated[
@@ -49,13 +50,17 @@ async def converse(
 ) -> Response:
     """Run one turn of the bot's flows and return its replies, in order.
 
-    Without a token only bots with ``converse.public: true`` answer. A failure inside
+    Without a token only bots with ``converse.public: true`` answer, and
+    ``?include=state`` (the user's memory) needs a token of the bot even then, as the
+    memory routes do. A failure inside
     the bot's flow still answers 200, with the bot's error reply, and saves nothing.
     A message with an ``id`` its session already processed answers the same replies
     without running again. 503 when the storage is down, or when concurrent turns kept
     changing what this one read (retry).
     """
     extras = _includes(include)
+    if "state" in extras:  # the memories are not public, even where talking is
+        check_bot(grant, bot_id)
     engine = server_state(request).engine
     return await converse_response(engine, bot_id, user_id, message, with_state="state" in extras)
 

@@ -20,7 +20,7 @@ from botmemory.server.events import EventHub
 from botmemory.server.metrics import PrometheusExport
 
 if TYPE_CHECKING:
-    from botmemory.server.auth import Access
+    from botmemory.server.auth import Access, Grant
     from botmemory.server.reload import Reloader
 
 __all__ = ["ServerState", "server_state"]
@@ -48,11 +48,20 @@ class ServerState:
     reloader: Reloader | None = None
     """Reloads the bots when their files change (``serve --reload``), else None."""
 
-    def reload_problems(self) -> list[str]:
-        """What keeps the last edits of the bots' files from running (live reload)."""
+    def reload_problems(self, grant: Grant) -> list[str]:
+        """What keeps the last edits of the files from running (live reload), as far as
+        ``grant`` may see: every problem for an admin, those of its bots' own files
+        (``bots/<id>/...``) for a bot's token, which learns nothing of other bots or of
+        the global configuration."""
         if self.reloader is None:
             return []
-        return [p for key in sorted(self.reloader.problems) for p in self.reloader.problems[key]]
+        problems = [
+            p for key in sorted(self.reloader.problems) for p in self.reloader.problems[key]
+        ]
+        if grant.admin:
+            return problems
+        mine = tuple(f"bots/{bot}/" for bot in sorted(grant.bots))
+        return [p for p in problems if mine and p.startswith(mine)]
 
     @property
     def memory(self) -> Memory:
@@ -70,8 +79,11 @@ class ServerState:
         return bot_id
 
     def converse_public(self, bot_id: str) -> bool:
-        """Whether ``bot_id``'s converse route answers without a token."""
-        return self.settings.for_bot(bot_id).converse_public
+        """Whether ``bot_id``'s converse route answers without a token: a bot this server
+        knows, with ``converse.public`` (an unknown id is not public, whatever the global
+        default says, so that it answers 401 or 403 as on the other routes)."""
+        known = bot_id in self.engine.bots or bot_id in self.settings.bots
+        return known and self.settings.for_bot(bot_id).converse_public
 
 
 def server_state(request: Request) -> ServerState:
