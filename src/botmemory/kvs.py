@@ -8,8 +8,9 @@ and removed by the janitor.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from botmemory.clock import Clock
 from botmemory.durations import DurationInput, Seconds, parse_lifetime
@@ -77,36 +78,67 @@ def escape_key_part(part: str) -> str:
     return part.replace("%", "%25").replace("/", "%2F")
 
 
+_LONG_PART: Final = 64
+"""An escaped id longer than this is written as a digest in a key that would otherwise
+be longer than :data:`MAX_KEY_LENGTH` (see :func:`_part`)."""
+
+
+def _part(escaped: str, *, short: bool) -> str:
+    """An escaped id as a part of a key; ``short``: a long one as ``%#`` and its digest.
+
+    Ids are up to 255 characters, and escaping triples ``%``, ``/`` and ``:``, so a key
+    made of several could pass :data:`MAX_KEY_LENGTH` and never be stored: a flow
+    setting a conversation variable would then fail at every message. Such a key is
+    written with its long ids as digests instead; every key that fits keeps its ids as
+    they are. No escaped id contains ``%#`` (a ``%`` is ``%25``), so a digest never reads
+    as another id.
+    """
+    if not short or len(escaped) <= _LONG_PART:
+        return escaped
+    return "%#" + hashlib.sha256(escaped.encode()).hexdigest()[:40]
+
+
 def user_storage_key(user_id: str, name: str = "") -> str:
     """``storage/users/<userId>/<name>``: the key of a user's stored variable.
 
     The user id is escaped, so that a user called ``a/b`` can never reach the keys of
-    a user called ``a``. Without a name, the prefix of all that user's keys.
+    a user called ``a``; a long id in a key too long is a digest (see :func:`_part`).
     """
-    return f"storage/users/{escape_key_part(user_id)}/{name}"
+    key = _user_keys(user_id, short=False) + name
+    return key if len(key) <= MAX_KEY_LENGTH else _user_keys(user_id, short=True) + name
 
 
-def _session_part(part: str) -> str:
+def _user_keys(user_id: str, *, short: bool) -> str:
+    return f"storage/users/{_part(escape_key_part(user_id), short=short)}/"
+
+
+def _session_part(part: str, *, short: bool = False) -> str:
     """Escape ``%``, ``/`` and ``:``: an id is one part of a session id inside a key."""
-    return escape_key_part(part).replace(":", "%3A")
+    return _part(escape_key_part(part).replace(":", "%3A"), short=short)
 
 
-def _conversations_of(identity: Identity) -> str:
+def _conversations_of(identity: Identity, *, short: bool = False) -> str:
     """``storage/conversation/<bot>::<channel>::<user>``: before every session's part."""
     parts = (identity.bot_id, identity.channel, identity.user_id)
-    return "storage/conversation/" + "::".join(map(_session_part, parts))
+    return "storage/conversation/" + "::".join(_session_part(p, short=short) for p in parts)
 
 
-def conversation_storage_key(identity: Identity, name: str = "") -> str:
+def conversation_storage_key(identity: Identity, name: str) -> str:
     """``storage/conversation/<sessionId>/<name>``: a conversation's stored variable.
 
     The session id is ``bot::channel::user[::thread]`` with ``%``, ``/`` and ``:`` of each
     id escaped (``%25``, ``%2F``, ``%3A``): user ``a`` in thread ``b`` and user ``a::b``
     never share a key, and every key of a user's conversations starts with one of
-    :func:`user_key_prefixes`. Without a name, the prefix of all that session's keys.
+    :func:`user_key_prefixes`. A long id in a key too long is a digest (see :func:`_part`).
     """
-    thread = "" if identity.thread_id is None else "::" + _session_part(identity.thread_id)
-    return f"{_conversations_of(identity)}{thread}/{name}"
+
+    def key(short: bool) -> str:
+        thread = identity.thread_id
+        after = "" if thread is None else "::" + _session_part(thread, short=short)
+        return f"{_conversations_of(identity, short=short)}{after}/{name}"
+
+    found = key(short=False)
+    return found if len(found) <= MAX_KEY_LENGTH else key(short=True)
 
 
 def user_key_prefixes(identity: Identity) -> tuple[str, ...]:
@@ -114,10 +146,15 @@ def user_key_prefixes(identity: Identity) -> tuple[str, ...]:
 
     The user's stored variables (``storage/users/<userId>/``, shared by the user id on
     every channel) and the conversation variables of each of the user's sessions on the
-    identity's channel, every thread, ended or not. No other user's key starts with them.
+    identity's channel, every thread, ended or not, in both the ways a key writes the
+    ids (with a long one as a digest, or not). No other user's key starts with them.
     """
-    conversations = _conversations_of(identity)
-    return (user_storage_key(identity.user_id), f"{conversations}/", f"{conversations}::")
+    found: list[str] = []
+    for short in (False, True):
+        conversations = _conversations_of(identity, short=short)
+        user = _user_keys(identity.user_id, short=short)
+        found += [p for p in (user, f"{conversations}/", f"{conversations}::") if p not in found]
+    return tuple(found)
 
 
 def global_storage_key(name: str = "") -> str:
