@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from botmemory.dialog import TemplateError, compile_template
+from botmemory.dialog.templates import MAX_DEPTH
 
 CONTEXT: dict[str, Any] = {
     "event": {"text": "Tom & Jerry <3"},
@@ -75,3 +76,16 @@ def test_bad_templates_are_rejected_with_the_place(source: str, reason: str) -> 
     with pytest.raises(TemplateError, match="line 1, column") as caught:
         compile_template(source)
     assert reason in str(caught.value)
+
+
+def test_sections_nest_32_deep_and_no_deeper() -> None:
+    def nested(depth: int) -> str:
+        return "{{#event.items}}" * depth + "{{.}}" + "{{/event.items}}" * depth
+
+    assert compile_template(nested(MAX_DEPTH)).render({"event": {"items": [1]}}) == "1"
+    with pytest.raises(TemplateError, match=f"nested more than {MAX_DEPTH} deep"):
+        compile_template(nested(MAX_DEPTH + 1))
+    with pytest.raises(
+        TemplateError, match="column 513"
+    ):  # the 33rd tag: 32 x 16 characters before it
+        compile_template(nested(5000))  # refused, not a RecursionError

@@ -13,7 +13,8 @@ truthy value, once per item of a list, where ``{{.}}`` is the item), inverted se
 refused. Outside sections a name starts from ``event``, ``user``, ``session``, ``temp`` or
 ``bot``; names starting with ``_`` are refused. A missing value prints as nothing.
 
-Rendering has a budget: at most :data:`MAX_STEPS` tags and items (sections over lists
+Sections nest at most :data:`MAX_DEPTH` deep: a deeper template is refused when the
+bot loads. Rendering has a budget: at most :data:`MAX_STEPS` tags and items (sections over lists
 from a message cannot multiply without end) and :data:`MAX_OUTPUT` characters of
 output. Over it, rendering raises :class:`TemplateError` and the turn fails.
 """
@@ -29,7 +30,10 @@ from botmemory.dialog.errors import TemplateError
 from botmemory.dialog.expressions import ROOTS
 from botmemory.dialog.operators import member, to_text, truthy
 
-__all__ = ["MAX_OUTPUT", "MAX_STEPS", "Template", "compile_template"]
+__all__ = ["MAX_DEPTH", "MAX_OUTPUT", "MAX_STEPS", "Template", "compile_template"]
+
+MAX_DEPTH: Final = 32
+"""Sections one inside the other, at most (as deep as a condition may nest)."""
 
 MAX_STEPS: Final = 100_000
 """Parts (text, tags, section items) one rendering may visit."""
@@ -128,8 +132,17 @@ def _standalone(source: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _build(
-    source: str, tokens: list[_Token], index: int, section: _Token | None, *, in_section: bool
+    source: str,
+    tokens: list[_Token],
+    index: int,
+    section: _Token | None,
+    *,
+    in_section: bool,
+    depth: int = 0,
 ) -> tuple[list[_Part], int]:
+    if depth > MAX_DEPTH:
+        assert section is not None
+        _fail(source, section[2], f"sections are nested more than {MAX_DEPTH} deep")
     parts: list[_Part] = []
     while index < len(tokens):
         kind, name, offset = tokens[index]
@@ -147,7 +160,10 @@ def _build(
             return parts, index
         elif kind in ("#", "^"):
             path = _path(source, name, offset, in_section)
-            children, index = _build(source, tokens, index, tokens[index - 1], in_section=True)
+            opened = tokens[index - 1]
+            children, index = _build(
+                source, tokens, index, opened, in_section=True, depth=depth + 1
+            )
             parts.append(_Section(name, path, kind == "^", tuple(children)))
         elif kind in ("var", "&"):
             parts.append(_Var(name, _path(source, name, offset, in_section)))
