@@ -140,8 +140,7 @@ def _build(
     in_section: bool,
     depth: int = 0,
 ) -> tuple[list[_Part], int]:
-    if depth > MAX_DEPTH:
-        assert section is not None
+    if depth > MAX_DEPTH and section is not None:  # depth 0 is the template, no section
         _fail(source, section[2], f"sections are nested more than {MAX_DEPTH} deep")
     parts: list[_Part] = []
     while index < len(tokens):
