@@ -485,6 +485,53 @@ async def test_a_failing_timeout_is_logged_and_persists_nothing(
     assert temp == {}  # the janitor empties it anyway
 
 
+@pytest.mark.parametrize("failing", ["hook", "target"])
+async def test_a_failing_late_timeout_is_logged_and_the_message_goes_on(
+    make_engine: MakeEngine, clock: ManualClock, caplog: pytest.LogCaptureFixture, failing: str
+) -> None:
+    """A message that finds its dialog timed out before the janitor's sweep handles the
+    timeout as the janitor would: a failure is logged, saves nothing, and the message
+    (and the next) still runs, without the timed-out temp memory."""
+    broken = (
+        "def hook(event, state, kvs):\n    state.user['x'] = 1\n    raise RuntimeError('kaboom')\n"
+    )
+    engine = await make_engine(
+        {
+            "main.flow.json": flow(
+                asking(timeout="slow"),
+                node(
+                    "slow",
+                    enter=[set_var("user", "x", 2)]
+                    + ([{"action": "explode"}] if failing == "target" else []),
+                ),
+            )
+        },
+        hooks={"before_session_timeout": {"a.py": broken}} if failing == "hook" else {},
+        actions={
+            "x.py": """
+                from botmemory.dialog import action
+
+                @action("explode")
+                def explode(event, state, args, kvs):
+                    raise RuntimeError("kaboom")
+            """
+        },
+    )
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(seconds=5 * MINUTE - 0.001))
+    assert await engine.memory.storage.expired_temps(clock(), 100) == []
+    clock.advance(timedelta(seconds=0.001))
+    assert len(await engine.memory.storage.expired_temps(clock(), 100)) == 1  # not swept
+    with caplog.at_level(logging.ERROR, logger="botmemory.dialog"):
+        assert await engine.process("b", "u1", text="back") == ["question?"]
+    assert "dialog timeout failed" in caplog.text
+    user, session, temp = await memories(engine)
+    assert user == {}  # nothing of the failed timeout
+    assert session == {"s": "kept"}
+    assert temp == {"t": "kept", POSITION_KEY: temp[POSITION_KEY]}  # the flow's fresh start
+    assert await engine.process("b", "u1", text="again") == []  # the node ends the flow
+
+
 async def test_close_takes_the_engine_hooks_out_of_the_janitor(make_engine: MakeEngine) -> None:
     engine = await make_engine({"main.flow.json": flow(node("n"))})
     janitor = engine.memory.janitor

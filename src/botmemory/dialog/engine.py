@@ -33,7 +33,7 @@ from botmemory.dialog.errors import BotLoadError, DialogError, UnknownBotError
 from botmemory.dialog.events import MESSAGE_TYPES, Event
 from botmemory.dialog.hooks import before_outgoing, run_hooks
 from botmemory.dialog.runner import DEFAULT_MAX_STEPS, POSITION_KEY, FlowRunner
-from botmemory.dialog.timeouts import DialogTimeouts, handle_timeout
+from botmemory.dialog.timeouts import DialogTimeouts
 from botmemory.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -223,11 +223,15 @@ class DialogEngine:
         check_message_size(event.message(), self.memory.settings.for_bot(bot_id).max_message_bytes)
         runners: list[FlowRunner] = []
         ended_first: list[SessionRecord] = []
+        timed_out_first: list[bool] = []
 
         async def body(state: TurnState) -> list[str]:
             if state.timed_out_session is not None and not ended_first:
                 ended_first.append(state.timed_out_session)
                 raise _EndSessionFirst  # before anything: the turn writes nothing
+            if POSITION_KEY in state.expired_temp and not timed_out_first:
+                timed_out_first.append(True)
+                raise _TimeoutFirst  # the same
             runners.append(self.runner(bot, event, state))
             replies = await self._message(bot, runners[-1])
             state.replies = list(replies)
@@ -240,11 +244,14 @@ class DialogEngine:
 
         late: list[str] = []  # a late dialog timeout's replies, committed: never lost
         try:
-            try:
-                replies = await turn()
-            except _EndSessionFirst:
-                late = await self._timeouts.end_late(ended_first[0])
-                replies = await turn()
+            while True:  # each of the two is handled once at most, before the message
+                try:
+                    replies = await turn()
+                    break
+                except _EndSessionFirst:
+                    late += await self._timeouts.end_late(ended_first[0])
+                except _TimeoutFirst:
+                    late += await self._timeouts.late_timeout(event)
         except DuplicateMessageError as duplicate:
             return Answer(late + [str(reply) for reply in duplicate.replies])
         except (BackendUnavailableError, LockTimeoutError, ConflictError):
@@ -263,19 +270,10 @@ class DialogEngine:
 
     async def _message(self, bot: Bot, runner: FlowRunner) -> list[str]:
         event, state, kvs = runner.event, runner.state, runner.kvs
-        late = await self._late_timeout(bot, event, state)
         await run_hooks(bot.hooks.get("before_incoming", ()), event, state, kvs)
         await run_hooks(bot.hooks.get("after_incoming", ()), event, state, kvs)
         await runner.on_message()
-        return late + await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
-
-    async def _late_timeout(self, bot: Bot, event: Event, state: TurnState) -> list[str]:
-        """Handle a dialog timeout the janitor has not swept yet, before the message."""
-        if POSITION_KEY not in state.expired_temp:
-            return []
-        state.resume_expired_temp()
-        timeout = Event("timeout", event.bot_id, event.user_id, event.channel, event.thread_id)
-        return await handle_timeout(self, bot, timeout, state)
+        return await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
 
     def log_failure(
         self, what: str, event: Event, runner: FlowRunner | None, exc: BaseException
@@ -300,6 +298,12 @@ class DialogEngine:
 
 class _EndSessionFirst(TurnAbandonedError):
     """A message found its session timed out and not dropped yet: end it first."""
+
+
+class _TimeoutFirst(TurnAbandonedError):
+    """A message found its dialog timed out and not swept yet: handle the timeout first,
+    in a turn of its own, as the janitor would (a failure there is logged, and the
+    message then goes on without the timed-out temp memory)."""
 
 
 def _plain_memories(state: TurnState) -> dict[str, dict[str, JsonValue]]:

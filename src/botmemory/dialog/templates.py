@@ -159,9 +159,8 @@ def _build(
             return parts, index
         elif kind in ("#", "^"):
             path = _path(source, name, offset, in_section)
-            opened = tokens[index - 1]
             children, index = _build(
-                source, tokens, index, opened, in_section=True, depth=depth + 1
+                source, tokens, index, tokens[index - 1], in_section=True, depth=depth + 1
             )
             parts.append(_Section(name, path, kind == "^", tuple(children)))
         elif kind in ("var", "&"):

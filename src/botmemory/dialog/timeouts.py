@@ -75,6 +75,14 @@ class DialogTimeouts:
             await memory.janitor.end_sessions(ended, claimed=True)
         return replies
 
+    async def late_timeout(self, event: Event) -> list[str]:
+        """Handle the dialog timeout of the session of ``event``, a message that found it
+        timed out before the janitor did, in a turn of its own; return its replies (none
+        if it failed: the failure is logged, as in the janitor)."""
+        return await self._timeout_turn(
+            Event("timeout", event.bot_id, event.user_id, event.channel, event.thread_id)
+        )
+
     async def deliver_late(self, event: Event, replies: list[str]) -> None:
         """Send a late dialog timeout's replies, which a message could not answer, where
         the janitor's go (``engine.on_timeout_replies``)."""
@@ -86,11 +94,14 @@ class DialogTimeouts:
 
     async def _timeout_replies(self, record: SessionRecord) -> list[str]:
         """Handle the dialog timeout of one session in a turn; return its replies."""
+        return await self._timeout_turn(_event("timeout", record))
+
+    async def _timeout_turn(self, event: Event) -> list[str]:
+        """Handle the dialog timeout of ``event``'s session in a turn; return its replies."""
         engine = self._engine
-        bot = engine.bots.get(record.bot_id)
+        bot = engine.bots.get(event.bot_id)
         if bot is None:
             return []
-        event = _event("timeout", record)
 
         async def body(state: TurnState) -> list[str]:
             if not state.temp_expired:
