@@ -439,3 +439,35 @@ async def test_the_message_type_is_the_events_type(make_engine: MakeEngine) -> N
     assert [m["type"] for m in history] == ["quick_reply", "payload"]  # type: ignore[index,union-attr]
     with pytest.raises(InvalidValueError, match="message type 'sticker' is not known"):
         await engine.process("b", "u1", text="y", message_type="sticker")
+
+
+async def test_private_names_inside_a_value_are_never_shown(make_engine: MakeEngine) -> None:
+    """Names starting with ``_`` are hidden at every depth: printed whole, counted,
+    searched, in a template or a condition."""
+    profile = {"_secret": "pw", "ok": 1, "list": [{"_k": 1, "v": 2}]}
+    engine = await make_engine(
+        {
+            "main.flow.json": flow(
+                node(
+                    "n",
+                    enter=[set_var("user", "p", profile)],
+                    say=[
+                        "{{user.p}}",
+                        "{{#user.p.list}}{{.}}{{/user.p.list}}",
+                    ],
+                    next=[
+                        {
+                            "condition": "contains(user.p, '_secret') or len(user.p) != 2",
+                            "node": "leak",
+                        },
+                        {"node": "END"},
+                    ],
+                ),
+                node("leak", say="leaked"),
+            )
+        }
+    )
+    replies = await engine.process("b", "u1", text="hi")
+    assert replies == ['{"ok": 1, "list": [{"v": 2}]}', '{"v": 2}']
+    async with engine.memory.turn("b", "u1") as state:
+        assert state.user["p"] == profile  # stored as it was

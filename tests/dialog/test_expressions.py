@@ -63,6 +63,12 @@ CONTEXT: dict[str, Any] = {
         ("null == user.missing", True),
         ("[1, 2] + [3]", [1, 2, 3]),
         ("temp.__dialog", None),
+        ("[1] == [true]", False),  # strict at every depth
+        ("[0] == [false]", False),
+        ("[1] in [[true]]", False),
+        ("[[1, 'a']] == [[1.0, 'a']]", True),
+        ("[1] == [1]", True),
+        ("user.address == user.address", True),
     ],
 )
 def test_evaluation(source: str, expected: object) -> None:

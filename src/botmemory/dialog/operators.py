@@ -93,12 +93,15 @@ def member(value: object, key: object) -> object:
 
 
 def _equal(a: object, b: object) -> bool:
+    """Strict equality, at every depth: ``true`` is not ``1``, in a list or not."""
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     if is_number(a) and is_number(b):
         return a == b
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return dict(a) == dict(b)
+        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
 
 
