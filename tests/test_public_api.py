@@ -69,6 +69,7 @@ def test_the_types_public_methods_return_are_exported() -> None:
 
     for name in [
         "ErasureCounts",
+        "ExportedMessage",
         "ExportedSession",
         "ExportedVariable",
         "JanitorTotals",

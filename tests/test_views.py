@@ -105,6 +105,7 @@ GOLDEN_EXPORT: dict[str, Any] = {
             "expiresAt": "2023-11-14T22:43:20.000Z",
             "variables": {"topic": "billing", "lastMessages": LAST_MESSAGES},
             "temp": {"step": 2},
+            "messages": [],
         },
         {
             "sessionId": "b::api::u1::t1",
@@ -113,6 +114,7 @@ GOLDEN_EXPORT: dict[str, Any] = {
             "expiresAt": "2023-11-14T22:44:50.000Z",
             "variables": {"thread": True},
             "temp": {},
+            "messages": [],
         },
     ],
     "kvs": {"storage/users/u1/score": 10, "storage/conversation/b::api::u1/cart": ["tea"]},

@@ -44,6 +44,7 @@ from botmemory.sync import SyncKeyValueStore, SyncMemory
 from botmemory.turns import TurnState
 from botmemory.views import (
     ErasureCounts,
+    ExportedMessage,
     ExportedSession,
     ExportedVariable,
     MemoryView,
@@ -66,6 +67,7 @@ __all__ = [
     "DurationInput",
     "ErasureCounts",
     "ErasurePendingError",
+    "ExportedMessage",
     "ExportedSession",
     "ExportedVariable",
     "Identity",

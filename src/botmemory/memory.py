@@ -56,6 +56,7 @@ from botmemory.turns import MESSAGE_IDS, TurnState, begin_turn, finish_turn
 from botmemory.values import JsonValue, dumps, loads, to_json_text
 from botmemory.views import (
     ErasureCounts,
+    ExportedMessage,
     ExportedSession,
     ExportedVariable,
     MemoryView,
@@ -177,7 +178,10 @@ class Memory:
 
     # -- turns -----------------------------------------------------------------------
     def _policies_for(self, bot_id: str) -> RetentionPolicies:
-        return RetentionPolicies(self.settings.for_bot(bot_id).policies)
+        policies = self.settings.for_bot(bot_id).policies
+        shared = self.settings.defaults.policies
+        own = {key for key, ttl in policies.items() if key not in shared or shared[key] != ttl}
+        return RetentionPolicies(policies, own)
 
     def turn(
         self,
@@ -459,6 +463,7 @@ class Memory:
                     expires_at=session_ends,
                     variables=_plain(records.session_vars, s.key),
                     temp=_plain(records.temp_vars, s.key) if temp_alive else {},
+                    messages=_messages(records.session_vars, s.key),
                 )
             )
         kvs = await self._user_kvs(identity)
@@ -651,6 +656,18 @@ def _plain(rows: list[StoredVar], owner: str) -> dict[str, JsonValue]:
         for r in rows
         if r.key.owner == owner and r.key.name != MESSAGE_IDS
     }
+
+
+def _messages(rows: list[StoredVar], owner: str) -> tuple[ExportedMessage, ...]:
+    """The message ids a session remembers (:data:`~botmemory.turns.MESSAGE_IDS`), stored
+    as ``[[id, replies], ...]`` (replies ``None`` when they did not fit)."""
+    stored = next((r for r in rows if r.key.owner == owner and r.key.name == MESSAGE_IDS), None)
+    entries = loads(stored.value) if stored is not None else []
+    return tuple(
+        ExportedMessage(str(entry[0]), tuple(entry[1]) if isinstance(entry[1], list) else ())
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, list) and len(entry) == 2
+    )
 
 
 def _check_id(message_id: str | None) -> str | None:

@@ -124,10 +124,13 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         Unlike ``scope[name] += by``, this does not read the variable: concurrent
         turns that increment it never conflict, and none of their increments is lost.
         The value shown in this turn is what was loaded plus ``by``; reading it
-        afterwards is a read like any other.
+        afterwards is a read like any other. Adding 0 to a number shown changes nothing
+        and writes nothing (a user variable's retention is not extended).
         """
         if isinstance(by, bool) or not isinstance(by, int | float):
             raise InvalidValueError(f"{self.scope}.{name}: increment by a number, not {by!r}")
+        if by == 0 and _is_number(self._peek(name)):
+            return  # the number stays as it is: nothing to write
         if name in self._read or name in self._touched:
             current = self.get(name, 0)
             self[name] = _number(self.scope, name, current) + by
@@ -147,10 +150,17 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
         return value
 
     def deltas(self) -> dict[str, int | float]:
-        """The increments of :meth:`incr` to commit, by name (names read since excluded)."""
+        """The increments of :meth:`incr` to commit, by name (names read since excluded).
+
+        Increments that add up to 0 on a loaded variable change nothing: left out.
+        """
         if not self._deltas:
             return {}
-        return {n: by for n, by in self._deltas.items() if n not in self._touched}
+        return {
+            n: by
+            for n, by in self._deltas.items()
+            if n not in self._touched and (by != 0 or n not in self._loaded_text)
+        }
 
     def checked(self) -> set[str]:
         """The names whose stored version the commit checks: read or written.
@@ -239,6 +249,10 @@ class ScopeMemory(MutableMapping[str, JsonValue]):
     def loaded_text(self, name: str) -> str | None:
         """The JSON text ``name`` had when the turn loaded it."""
         return self._loaded_text.get(name)
+
+
+def _is_number(value: JsonValue) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _number(scope: str, name: str, value: JsonValue) -> int | float:

@@ -17,7 +17,7 @@ from botmemory.config import BotSettings
 from botmemory.errors import DuplicateMessageError, SessionNotAliveError, ValueTooLargeError
 from botmemory.ids import Identity
 from botmemory.kvs import KeyValueStore
-from botmemory.retention import Evaluation, RetentionPolicies, encode_field_times
+from botmemory.retention import Evaluation, RetentionPolicies, StoredExpiry
 from botmemory.scopes import ScopeMemory
 from botmemory.storage.base import (
     ANY_STORED,
@@ -331,7 +331,7 @@ def finish_turn(
     ]
     deletes += [VarKey("user", bot_id, user_key, n) for n in deleted]
     deltas += [
-        _user_delta(state, policies, VarKey("user", bot_id, user_key, n), by, now)
+        _user_delta(policies, VarKey("user", bot_id, user_key, n), by, now)
         for n, by in state.user.deltas().items()
     ]
     session = _session_record(state, loaded, settings, now, version)
@@ -396,14 +396,14 @@ def _scope_checks(state: TurnState, user_key: str) -> list[ScopeCheck]:
     ]
 
 
-def _user_delta(
-    state: TurnState, policies: RetentionPolicies, key: VarKey, by: int | float, now: float
-) -> VarDelta:
-    """An increment of a user variable: its retention counts from this change."""
-    if not policies.for_variable(key.name).expires:
-        return VarDelta(key, by)
-    ev = policies.evaluate(key.name, state.user[key.name], now, {}, now)
-    return VarDelta(key, by, ev.expires_at)
+def _user_delta(policies: RetentionPolicies, key: VarKey, by: int | float, now: float) -> VarDelta:
+    """An increment of a user variable: its retention counts from this change.
+
+    A number has no fields, so only the variable's own policy counts; its value is not
+    looked at, which would make the commit check it (increments never conflict).
+    """
+    ttl = policies.for_variable(key.name).ttl
+    return VarDelta(key, by, None if ttl is None else now + ttl)
 
 
 def _message_ids(
@@ -515,6 +515,7 @@ def _user_var(
     old_row, old_ev = loaded.user_rows.get(key.name, (None, None))
     if old_row is None:
         times = policies.field_times_after_write(key.name, MISSING, {}, None, value, now)
+        stored = StoredExpiry(None, {})
     else:
         old_text = state.user.loaded_text(key.name)
         old_value = loads(old_text) if old_text is not None else MISSING
@@ -522,7 +523,9 @@ def _user_var(
         times = policies.field_times_after_write(
             key.name, old_value, old_times, old_row.changed_at, value, now
         )
-    ev = policies.evaluate(key.name, value, now, times, now)
+        # a field the turn did not change keeps its expiry: one passed since is final
+        stored = replace(StoredExpiry.of(old_row), variable=None)
+    ev = policies.evaluate(key.name, value, now, times, now, stored)
     if ev.stripped:
         text = dumps(ev.value)
-    return StoredVar(key, text, now, ev.expires_at, encode_field_times(ev.field_times), version)
+    return StoredVar(key, text, now, ev.expires_at, ev.stored_times(), version)

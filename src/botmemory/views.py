@@ -20,6 +20,7 @@ from botmemory.values import JsonValue
 
 __all__ = [
     "ErasureCounts",
+    "ExportedMessage",
     "ExportedSession",
     "ExportedVariable",
     "MemoryView",
@@ -122,6 +123,20 @@ class ExportedVariable:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportedMessage:
+    """A message id a live session remembers, with the replies stored for it."""
+
+    id: str
+    replies: tuple[JsonValue, ...]
+    """What the bot answered, answered again to a copy of the message; empty when the
+    replies were too large to keep."""
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """Return ``{"id", "replies"}``."""
+        return {"id": self.id, "replies": list(self.replies)}
+
+
+@dataclass(frozen=True, slots=True)
 class ExportedSession:
     """A live session in an export, with its variables and its live temp memory."""
 
@@ -134,6 +149,8 @@ class ExportedSession:
     """Session memory, plain values by name."""
     temp: Mapping[str, JsonValue]
     """Temp memory, plain values by name; empty when the dialog timed out."""
+    messages: tuple[ExportedMessage, ...] = ()
+    """The message ids the session remembers with their replies, oldest first."""
 
     def to_json(self) -> dict[str, JsonValue]:
         """Return the session as the export document holds it."""
@@ -144,6 +161,7 @@ class ExportedSession:
             "expiresAt": iso_time(self.expires_at),
             "variables": dict(self.variables),
             "temp": dict(self.temp),
+            "messages": [message.to_json() for message in self.messages],
         }
 
 

@@ -107,7 +107,8 @@ class StoredVar(NamedTuple):
     changed_at: float
     expires_at: float | None = None
     field_times: str | None = None
-    """JSON object ``{dotted path: last change}`` for fields with a retention policy."""
+    """The expiries of a user variable's parts, as :class:`~botmemory.retention.StoredExpiry`
+    reads them (opaque to a backend, which stores and returns the text as it is)."""
     version: int = 0
     """The id of the commit that last wrote it (``0`` before it is stored)."""
 
