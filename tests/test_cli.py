@@ -10,21 +10,35 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from botmemory import ManualClock, Memory
 from botmemory.dialog import DialogEngine
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "data"
 
 
-def botmemory(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def botmemory(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "botmemory", *args],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
+        cwd=cwd,
         check=False,
     )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line of a command that failed as every botmemory error does."""
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 def test_config_check_prints_the_resolved_settings(tmp_path: Path) -> None:
@@ -182,3 +196,76 @@ def test_janitor_run_once_skipped_for_another_process_says_so_and_exits_75(
     assert "1 kvs keys" in again.stdout  # the skipped run left the expired key
     help_text = botmemory("janitor", "run", "--help").stdout
     assert "75 when it was skipped" in " ".join(help_text.split())
+
+
+def test_a_relative_sqlite_url_is_the_data_folders_file_from_any_folder(tmp_path: Path) -> None:
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    write(data, "global/botmemory.config.json", "{database: {url: 'sqlite:///memory.db'}}")
+    (data / "bots" / "shop").mkdir(parents=True)
+    elsewhere.mkdir()
+    result = botmemory("kvs", "set", str(data), "shop", "k", "1", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert botmemory("kvs", "get", ".", "shop", "k", cwd=data).stdout == "1\n"
+    assert (data / "memory.db").exists()
+    assert not list(elsewhere.iterdir())
+    check = botmemory("config", "check", str(data), "--allow-empty", cwd=elsewhere)
+    assert json.loads(check.stdout)["database"]["url"] == f"sqlite:///{data / 'memory.db'}"
+
+
+def test_an_uppercase_sqlite_scheme_is_sqlite_not_a_folder_name(tmp_path: Path) -> None:
+    write(tmp_path, "global/botmemory.config.json", "{database: {url: 'SQLITE:///x.db'}}")
+    result = botmemory("migrate", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "x.db").exists()
+    assert not (tmp_path / "SQLITE:").exists()
+
+
+def test_a_postgresql_port_out_of_range_is_refused_by_config_check_and_migrate(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql://u:pw@127.0.0.1:99999/db"
+    write(tmp_path, "global/botmemory.config.json", f"{{\n  database: {{url: '{url}'}},\n}}")
+    expected = "line 2: database.url: port '99999' is not a port: give a number from 1 to 65535"
+    assert expected in one_line_error(botmemory("config", "check", str(tmp_path), "--allow-empty"))
+    assert "port '99999' is not a port" in one_line_error(botmemory("migrate", str(tmp_path)))
+
+
+def test_init_where_no_folder_can_be_made_is_one_line(tmp_path: Path) -> None:
+    under_a_file = one_line_error(botmemory("init", "/dev/null/x"))
+    assert under_a_file == "Error: cannot create '/dev/null/x': Not a directory"
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    assert one_line_error(botmemory("init", str(tmp_path / "link"))) == (
+        f"Error: {str(tmp_path / 'link')!r} is a link to {str(tmp_path / 'nowhere')!r}, "
+        "which does not exist"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("[" * 5000 + "]" * 5000, "VALUE nests lists and objects deeper than 100 levels"),
+        ("[" * 200 + "]" * 200, "nested deeper than 100 levels"),
+        ("9" * 5000, "VALUE has a number of 5000 digits: integers must fit in 64 bits"),
+        ("x" + "1" * 5000, "is not JSON"),
+    ],
+    ids=["5000 levels", "200 levels", "5000 digits", "long text"],
+)
+def test_kvs_set_of_any_value_is_one_line_at_most(tmp_path: Path, value: str, said: str) -> None:
+    (tmp_path / "bots" / "shop").mkdir(parents=True)
+    error = one_line_error(botmemory("kvs", "set", str(tmp_path), "shop", "k", value))
+    assert said in error
+    assert len(error) < 400
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--user", ""], "user id '' is invalid: use a string of 1 to 255 characters"),
+        (["--user", "a\x1bb"], "user id 'a\\x1bb' is invalid: it contains a control character"),
+        (["--channel", ""], "channel '' is invalid: use a string of 1 to 255 characters"),
+    ],
+)
+def test_chat_refuses_a_bad_id_before_it_starts(option: list[str], said: str) -> None:
+    result = botmemory("chat", str(EXAMPLE), "--bot", "welcome", *option)
+    assert one_line_error(result) == f"Error: {said}"
+    assert result.stdout == ""  # no "Chatting with welcome as ."

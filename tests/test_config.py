@@ -21,10 +21,11 @@ from botmemory.config import (
     load_settings,
 )
 from botmemory.config.problems import MAX_FILE_DEPTH
-from botmemory.durations import parse_duration
+from botmemory.durations import parse_duration, quoted
 from botmemory.errors import ConfigError, InvalidDurationError
 
 DAY = 86400.0
+SECRET = "a value not shown (tokens are secret)"
 SEED = """dataRetention: {
   janitorInterval: '2m', // Check each 2 mins for expired data
   policies: {
@@ -292,11 +293,17 @@ def test_valid_bot_folder_names(tmp_path: Path, name: str) -> None:
     assert BOT_ID_PATTERN.fullmatch(name)
 
 
-@pytest.mark.parametrize("name", ["bad id", "x" * 65, "dots.are.not.ids", "caf\u00e9", ".hidden"])
+@pytest.mark.parametrize("name", ["bad id", "x" * 65, "dots.are.not.ids", "caf\u00e9"])
 def test_a_bot_folder_that_is_not_a_bot_id(tmp_path: Path, name: str) -> None:
     (tmp_path / "bots" / name).mkdir(parents=True)
     problem = one_problem(load_data_dir, tmp_path)
     assert problem.startswith(f"bots/{name}: {name!r} is not a valid bot id")
+
+
+def test_hidden_folders_in_the_bots_folder_are_skipped(tmp_path: Path) -> None:
+    for name in (".git", ".hidden", "shop"):
+        (tmp_path / "bots" / name).mkdir(parents=True)
+    assert list(load_data_dir(tmp_path).bots) == ["shop"]
 
 
 def test_files_in_the_bots_folder_are_not_bots(tmp_path: Path) -> None:
@@ -325,6 +332,39 @@ def test_environment_overrides_the_database_url(
         write(tmp_path, GLOBAL_FILE, "{database: {url: 'postgresql://db/memory'}}")
     monkeypatch.setenv(DATABASE_URL_ENV, "redis://cache:6379/0")
     assert load_data_dir(tmp_path).database_url == "redis://cache:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///memory.db", "memory.db"),
+        ("sqlite:///db/m.db", "db/m.db"),
+        ("SQLite:///../m.db", "../m.db"),
+        ("SQLITE:///x.db", "x.db"),
+    ],
+)
+@pytest.mark.parametrize("in_file", [True, False])
+def test_a_relative_sqlite_path_is_relative_to_the_data_folder_wherever_one_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, path: str, in_file: bool
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    if in_file:
+        write(data, GLOBAL_FILE, f"{{database: {{url: '{url}'}}}}")
+    else:
+        monkeypatch.setenv(DATABASE_URL_ENV, url)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_data_dir(data).database_url == f"sqlite:///{(data.resolve() / path).as_posix()}"
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:////abs/m.db", "sqlite://", "sqlite:///:memory:", "postgresql://db/m"]
+)
+def test_absolute_and_in_memory_database_urls_stay_as_written(tmp_path: Path, url: str) -> None:
+    write(tmp_path, GLOBAL_FILE, f"{{database: {{url: '{url}'}}}}")
+    assert load_data_dir(tmp_path).database_url == url
 
 
 def test_environment_does_not_touch_settings_built_from_dicts(
@@ -419,10 +459,10 @@ def test_a_bad_list_item_has_its_own_line_not_the_list_key_s(tmp_path: Path) -> 
     write(tmp_path, GLOBAL_FILE, text)
     (tmp_path / "bots" / "b").mkdir(parents=True)
     assert problems(load_data_dir, tmp_path) == [
-        f"{GLOBAL_FILE}, line 6: auth.adminTokens.1: should be a valid string, got 12",
+        f"{GLOBAL_FILE}, line 6: auth.adminTokens.1: should be a valid string, got {SECRET}",
         f"{GLOBAL_FILE}, line 7: auth.adminTokens.2: "
-        "String should have at least 16 characters, got 'short'",
-        f"{GLOBAL_FILE}, line 11: auth.botTokens.b.1: should be a valid string, got null",
+        f"String should have at least 16 characters, got {SECRET}",
+        f"{GLOBAL_FILE}, line 11: auth.botTokens.b.1: should be a valid string, got {SECRET}",
     ]
 
 
@@ -432,7 +472,7 @@ def test_a_good_list_item_before_a_bad_one_keeps_its_line_apart(tmp_path: Path) 
     write(tmp_path, GLOBAL_FILE, text)
     problem = one_problem(load_data_dir, tmp_path)
     assert problem == (
-        f"{GLOBAL_FILE}, line 3: auth.adminTokens.1: should be a valid string, got true"
+        f"{GLOBAL_FILE}, line 3: auth.adminTokens.1: should be a valid string, got {SECRET}"
     )
 
 
@@ -480,7 +520,7 @@ def test_a_long_wrong_value_is_cut_in_json_terms() -> None:
 )
 def test_bad_intervals(section: str, key: str, value: object) -> None:
     problem = one_problem(load_settings, {section: {key: value}})
-    assert problem.startswith(f"config: {section}.{key}: {value!r} ")
+    assert problem.startswith(f"config: {section}.{key}: {quoted(value)} ")
 
 
 @pytest.mark.parametrize(
@@ -491,7 +531,7 @@ def test_bad_policies_never_mean_instant_expiry(value: object) -> None:
     problem = one_problem(
         load_settings, {}, {"b": {"dataRetention": {"policies": {"email": value}}}}
     )
-    assert problem.startswith(f"bots.b: dataRetention.policies.email: {value!r} ")
+    assert problem.startswith(f"bots.b: dataRetention.policies.email: {quoted(value)} ")
 
 
 def test_top_level_session_alias_with_a_bad_value() -> None:
@@ -591,6 +631,20 @@ def test_a_data_folder_copied_as_a_dangling_link_says_so(tmp_path: Path) -> None
     (tmp_path / "real").mkdir()
     (tmp_path / "good").symlink_to("real")  # a link to a folder is a data folder
     assert load_data_dir(tmp_path / "good").data_dir == (tmp_path / "real").resolve()
+
+
+@pytest.mark.parametrize("link", [GLOBAL_FILE, bot_file("shop"), "global", "bots/shop"])
+def test_a_config_file_that_is_a_link_to_nothing_is_a_problem(tmp_path: Path, link: str) -> None:
+    """Not a missing file: a bot's retention policies would vanish with it."""
+    (tmp_path / "bots" / "shop").mkdir(parents=True)
+    (tmp_path / link).parent.mkdir(parents=True, exist_ok=True)
+    if (tmp_path / link).is_dir():
+        (tmp_path / link).rmdir()
+    (tmp_path / link).symlink_to(tmp_path / "nonexistent")
+    problem = one_problem(load_data_dir, tmp_path)
+    assert (
+        problem == f"{link}: is a link to {str(tmp_path / 'nonexistent')!r}, which does not exist"
+    )
 
 
 @pytest.mark.parametrize("kind", ["missing", "file"])
@@ -905,6 +959,20 @@ def test_a_number_no_json_value_holds_is_a_problem_where_it_is(
     assert one_problem(load_data_dir, tmp_path) == (
         f"{GLOBAL_FILE}, line {3 if comment else 2}: limits.maxValueBytes: {said} is not a "
         "JSON number: no value botmemory stores can hold it"
+    )
+
+
+@pytest.mark.parametrize("comment", ["", "// JSON5\n"])
+def test_a_number_of_more_digits_than_python_reads_is_a_problem_on_its_line(
+    tmp_path: Path, comment: str
+) -> None:
+    number = "-" + "9" * 5000
+    write(
+        tmp_path, GLOBAL_FILE, comment + f'{{\n  "limits": {{\n    "maxValueBytes": {number}}}\n}}'
+    )
+    assert one_problem(load_data_dir, tmp_path) == (
+        f"{GLOBAL_FILE}, line {4 if comment else 3}: a number of 5000 digits is longer than "
+        "any value botmemory takes"
     )
 
 

@@ -20,6 +20,7 @@ from botmemory.durations import (
     parse_duration,
     parse_interval,
     parse_lifetime,
+    quoted,
     to_timedelta,
 )
 from botmemory.errors import InvalidDurationError
@@ -263,14 +264,14 @@ def test_values_that_are_not_durations(value: object) -> None:
         ("-5m", "not a duration"),
         (-5, "is negative"),
         (True, "not a duration"),
-        (None, "NoneType, not a duration"),
+        (None, "not a duration"),
     ],
 )
 def test_errors_name_the_setting_and_quote_the_value(value: object, words: str) -> None:
     with pytest.raises(InvalidDurationError) as info:
         parse_duration(value, where="dataRetention.policies.email")
     message = str(info.value)
-    assert message.startswith(f"dataRetention.policies.email: {value!r}")
+    assert message.startswith(f"dataRetention.policies.email: {quoted(value)}")
     assert words in message
 
 
@@ -512,3 +513,34 @@ def test_a_duration_is_at_most_100_characters() -> None:
     assert parse_duration("1" + " " * 98 + "s") == 1.0
     with pytest.raises(InvalidDurationError, match="101 characters long"):
         parse_duration("1" + " " * 99 + "s")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "x: null is not a duration; "),
+        (True, "x: true is not a duration; "),
+        (False, "x: false is not a duration; "),
+        ({"a": "1d"}, "x: {'a': '1d'} is an object, not a duration; "),
+        (["1d", None], "x: ['1d', null] is a list, not a duration; "),
+        ("1 fortnight", "x: '1 fortnight' has an unknown unit 'fortnight'; "),
+        ("it's", "x: 'it\\'s' is not a duration; "),
+    ],
+)
+def test_a_bad_value_is_quoted_as_json5_writes_it(value: object, message: str) -> None:
+    with pytest.raises(InvalidDurationError) as info:
+        parse_duration(value, where="x")
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [int("9" * 4000), 10**5000, ["1d"] * 1000, {"k": "v" * 5000}],
+    ids=["4000 digits", "5000 digits", "a long list", "a long object"],
+)
+def test_a_long_bad_value_is_cut_in_its_error(value: object) -> None:
+    with pytest.raises(InvalidDurationError) as info:
+        parse_duration(value, where="x")
+    message = str(info.value)
+    assert len(message) < 250, message  # the value cut to about 80 characters, the advice
+    assert "sys.set_int_max_str_digits" not in message

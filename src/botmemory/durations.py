@@ -13,8 +13,11 @@ duration: a bad value is never read as an instant expiry.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import sys
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Final, Literal, NewType, overload
@@ -30,6 +33,7 @@ __all__ = [
     "parse_duration",
     "parse_interval",
     "parse_lifetime",
+    "quoted",
     "to_timedelta",
 ]
 
@@ -93,13 +97,15 @@ def parse_duration(
     seconds = _to_seconds(value, where)
     if seconds is None:
         if not allow_never:
-            raise InvalidDurationError(f"{where}: {value!r} is not allowed here: give a duration")
+            raise InvalidDurationError(
+                f"{where}: {quoted(value)} is not allowed here: give a duration"
+            )
         return None
     if seconds < 0 or not math.isfinite(seconds):
-        raise InvalidDurationError(f"{where}: {value!r} is negative or not a finite duration")
+        raise InvalidDurationError(f"{where}: {quoted(value)} is negative or not a finite duration")
     if seconds > MAX_SECONDS:
         advice = "use 'never'" if allow_never else "give at most 1000 years"
-        raise InvalidDurationError(f"{where}: {value!r} is longer than 1000 years: {advice}")
+        raise InvalidDurationError(f"{where}: {quoted(value)} is longer than 1000 years: {advice}")
     return Seconds(seconds)
 
 
@@ -115,7 +121,7 @@ def parse_lifetime(value: object, *, where: str) -> Seconds | None:
     seconds = parse_duration(value, where=where, allow_never=True)
     if seconds is not None and seconds < MIN_LIFETIME:
         raise InvalidDurationError(
-            f"{where}: {value!r} would expire at once: give at least 1ms, or 'never'"
+            f"{where}: {quoted(value)} would expire at once: give at least 1ms, or 'never'"
         )
     return seconds
 
@@ -130,7 +136,7 @@ def parse_interval(
     seconds = parse_duration(value, where=where)
     if seconds < minimum:
         raise InvalidDurationError(
-            f"{where}: {value!r} is too short for an interval: give at least {minimum:g}s"
+            f"{where}: {quoted(value)} is too short for an interval: give at least {minimum:g}s"
         )
     return seconds
 
@@ -156,6 +162,44 @@ def to_timedelta(duration: Seconds | None) -> timedelta | None:
     return None if duration is None else timedelta(seconds=duration)
 
 
+def quoted(value: object, limit: int = 80) -> str:
+    """``value`` as JSON5 writes it (``true``, ``null``, ``'text'``, ``{a: [1]}``), cut to
+    about ``limit`` characters: a value a user wrote is shown as written, not as Python
+    prints it."""
+    text = _json5(value, limit)
+    return text if len(text) <= limit else f"{text[: limit - 4]}...{text[-1]}"
+
+
+def _json5(value: object, limit: int) -> str:
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, str):
+        inner = json.dumps(value[: limit + 1], ensure_ascii=False)[1:-1]
+        return "'" + inner.replace('\\"', '"').replace("'", "\\'") + "'"
+    if isinstance(value, dict):
+        pairs = (f"{_json5(str(key), limit)}: {_json5(item, limit)}" for key, item in value.items())
+        return f"{{{_joined(pairs, limit)}}}"
+    if isinstance(value, list):
+        return f"[{_joined((_json5(item, limit) for item in value), limit)}]"
+    try:
+        return repr(value)  # a number, or what Python code gave
+    except ValueError:  # an int of more digits than Python writes out
+        return f"a number of more than {sys.get_int_max_str_digits()} digits"
+
+
+def _joined(parts: Iterable[str], limit: int) -> str:
+    """``parts`` joined by commas, the ones after ``limit`` characters left out."""
+    kept: list[str] = []
+    length = 0
+    for part in parts:
+        if length > limit:
+            kept.append("...")
+            break
+        kept.append(part)
+        length += len(part) + 2
+    return ", ".join(kept)
+
+
 def _no_unit(value: object, text: str, where: str) -> InvalidDurationError:
     """The error of a bare number: ``value`` as given, ``text`` the number as written.
 
@@ -165,10 +209,10 @@ def _no_unit(value: object, text: str, where: str) -> InvalidDurationError:
     """
     number = _NUMERIC.fullmatch(text)
     if number is None:  # nan, inf
-        return InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
+        return InvalidDurationError(f"{where}: {quoted(value)} is not a duration; {_HINT}")
     if number["sign"] == "-" and number["digits"].strip("0.") != "":
         return InvalidDurationError(
-            f"{where}: {value!r} is negative, not a duration: a duration is zero or more, "
+            f"{where}: {quoted(value)} is negative, not a duration: a duration is zero or more, "
             f"with a unit; {_HINT}"
         )
     fixes = [
@@ -190,13 +234,13 @@ def _no_unit(value: object, text: str, where: str) -> InvalidDurationError:
     rewrite = f", and write the number without {' or '.join(fixes)}" if fixes else ""
     if not examples:
         return InvalidDurationError(
-            f"{where}: {value!r} has no unit: add one{rewrite} (a bare number is not a "
+            f"{where}: {quoted(value)} has no unit: add one{rewrite} (a bare number is not a "
             f"duration); {_HINT}"
         )
     listed = ", ".join(repr(example) for example in examples[:-1])
     listed = f"{listed} or {examples[-1]!r}" if listed else repr(examples[-1])
     return InvalidDurationError(
-        f"{where}: {value!r} has no unit: add one{rewrite}, for example {listed} (a bare "
+        f"{where}: {quoted(value)} has no unit: add one{rewrite}, for example {listed} (a bare "
         "number is not a duration)"
     )
 
@@ -222,17 +266,22 @@ def _parses(text: str) -> bool:
 def _to_seconds(value: object, where: str) -> float | None:
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if isinstance(value, bool):
-        raise InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
+    if value is None or isinstance(value, bool):
+        raise InvalidDurationError(f"{where}: {quoted(value)} is not a duration; {_HINT}")
     if isinstance(value, int | float):
-        raise _no_unit(value, repr(value).lower(), where)
+        try:
+            text = repr(value).lower()
+        except ValueError:  # an int of more digits than Python writes out
+            raise InvalidDurationError(f"{where}: {quoted(value)} is not a duration") from None
+        raise _no_unit(value, text, where)
     if not isinstance(value, str):
         raise InvalidDurationError(
-            f"{where}: {value!r} is a {type(value).__name__}, not a duration; {_HINT}"
+            f"{where}: {quoted(value)} is {_kind(value)}, not a duration; {_HINT}"
         )
     if len(value) > MAX_LENGTH:
         raise InvalidDurationError(
-            f"{where}: {value[:20]!r}... is {len(value)} characters long, not a duration; " + _HINT
+            f"{where}: {quoted(value[:20])}... is {len(value)} characters long, not a duration; "
+            + _HINT
         )
     text = value.strip().lower()
     if text == NEVER:
@@ -244,16 +293,27 @@ def _to_seconds(value: object, where: str) -> float | None:
     if match is None and unsigned is not None:
         if text[0] == "-" and float(unsigned["number"]) > 0:
             raise InvalidDurationError(
-                f"{where}: {value!r} is negative, not a duration: a duration is zero or "
+                f"{where}: {quoted(value)} is negative, not a duration: a duration is zero or "
                 f"more; {_HINT}"
             )
         raise InvalidDurationError(
-            f"{where}: {value!r} is not a duration: write it without the {text[0]!r} sign"
+            f"{where}: {quoted(value)} is not a duration: write it without the {text[0]!r} sign"
         )
     if match is None:
-        raise InvalidDurationError(f"{where}: {value!r} is not a duration; {_HINT}")
+        raise InvalidDurationError(f"{where}: {quoted(value)} is not a duration; {_HINT}")
     number = float(match["number"])
     unit = match["unit"]
     if unit not in _UNITS:
-        raise InvalidDurationError(f"{where}: {value!r} has an unknown unit {unit!r}; {_HINT}")
+        raise InvalidDurationError(
+            f"{where}: {quoted(value)} has an unknown unit {unit!r}; {_HINT}"
+        )
     return number * _UNITS[unit]
+
+
+def _kind(value: object) -> str:
+    """What ``value`` is, in JSON's words where it is JSON."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"

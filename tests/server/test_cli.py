@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
+import signal
 import socket
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import click
@@ -147,6 +154,48 @@ def test_serve_allow_empty_serves_a_folder_without_a_bot(tmp_path: Path) -> None
     assert "serving bots none at" in served.output
 
 
+def test_serve_skips_a_hidden_folder_of_bots(data: Path) -> None:
+    (data / "bots" / ".git" / "objects").mkdir(parents=True)
+    with serving(data) as served:
+        listed = httpx.get(f"{served.url}/api/v1/bots").json()
+        assert [bot["id"] for bot in listed["bots"]] == ["echo", "welcome"]
+    assert "serving bots echo, welcome at" in served.output
+
+
+def ready(url: str) -> bool:
+    """Whether the server at ``url`` answers /readyz within 60 s (it starts listening just
+    after it printed its address)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        time.sleep(0.1)  # polls a real process starting up: no clock to move
+    return False
+
+
+def test_serve_on_port_0_prints_the_port_it_listens_on(data: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BOTMEMORY_DATABASE_URL": ""}
+    command = [sys.executable, "-m", "botmemory", "serve", str(data), "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            found = re.search(r"at http://127\.0\.0\.1:(\d+)/", line)
+            assert found is not None, line
+            assert found[1] != "0"
+            assert ready(f"http://127.0.0.1:{found[1]}")
+        finally:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+
+
+def test_serve_grace_without_a_unit_says_so_once(data: Path) -> None:
+    result = botmemory("serve", str(data), "--grace", "5")
+    assert result.exit_code == 2
+    assert "Error: Invalid value for --grace: '5' has no unit: add one" in result.output
+    assert "--grace: --grace" not in result.output
+
+
 def test_serve_help_has_an_example() -> None:
     for command in (["serve"], ["init"], ["memory", "show"], ["kvs", "set"]):
         assert "Example: botmemory" in botmemory(*command, "--help").output
@@ -283,6 +332,16 @@ def test_kvs_set_get_list_delete(data: Path) -> None:
     assert missing.exit_code == 1
     assert missing.output == "Error: no key 's' in the key-value store of 'welcome'\n"
     assert botmemory("kvs", "delete", str(data), "welcome", "s").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "value", ["[" * 5000 + "]" * 5000, "9" * 5000], ids=["5000 levels", "5000 digits"]
+)
+def test_kvs_set_of_a_value_json_cannot_read_is_one_line(data: Path, value: str) -> None:
+    result = botmemory("kvs", "set", str(data), "welcome", "k", value)
+    assert result.exit_code == 1
+    assert len(result.output.splitlines()) == 1
+    assert botmemory("kvs", "list", str(data), "welcome").output == ""
 
 
 def test_kvs_set_refuses_an_expiry_without_a_unit(data: Path) -> None:

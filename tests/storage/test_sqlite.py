@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -124,6 +125,26 @@ async def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     db.close()
+
+
+async def test_a_new_database_is_its_owners_only_and_an_existing_one_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
+    """It holds users' data: private, as exports and lock files are; SQLite gives its -wal
+    and -shm files the database file's mode."""
+    async with await Memory.open(f"sqlite:///{tmp_path}/new.db") as mem:
+        await mem.kvs.for_bot("b").set("k", 1)
+        files = sorted(tmp_path.glob("new.db*"))
+        assert {path.name for path in files} >= {"new.db", "new.db-wal", "new.db-shm"}
+        assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {
+            path.name: 0o600 for path in files
+        }
+    shared = tmp_path / "shared.db"
+    shared.touch(mode=0o640)
+    shared.chmod(0o640)  # the mode its owner chose
+    async with await Memory.open(f"sqlite:///{shared}") as mem:
+        await mem.kvs.for_bot("b").set("k", 1)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

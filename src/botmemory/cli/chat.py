@@ -11,7 +11,8 @@ import click
 from botmemory.cli.common import DATA_DIR, run
 from botmemory.cli.memory_text import memory_lines
 from botmemory.dialog import DialogEngine, Event, ReplySink
-from botmemory.errors import InvalidValueError, MessageTooLargeError
+from botmemory.errors import InvalidIdError, InvalidValueError, MessageTooLargeError
+from botmemory.ids import Identity
 
 __all__ = ["chat"]
 
@@ -31,6 +32,10 @@ def chat(data_dir: str, bot_id: str, user_id: str, channel: str) -> None:
 
     Example: botmemory chat ./data --bot welcome
     """
+    try:  # before anything starts, in the words of the library
+        Identity.of(bot_id, user_id, channel)
+    except InvalidIdError as exc:
+        raise click.ClickException(str(exc)) from None
     run(_chat(data_dir, bot_id, user_id, channel))
 
 

@@ -24,7 +24,7 @@ from botmemory.durations import Seconds, format_duration
 from botmemory.ids import unknown_bot
 from botmemory.memory import Memory
 from botmemory.storage.base import SCOPES, Scope
-from botmemory.values import JsonValue, dumps
+from botmemory.values import MAX_DEPTH, JsonValue, dumps
 from botmemory.views import MemoryView
 
 __all__ = ["kvs_group", "memory_group"]
@@ -236,13 +236,29 @@ def kvs_set(
 
 
 def _parse_json(text: str) -> JsonValue:
+    """Read VALUE as JSON; whatever it holds, a bad one is a one-line error."""
     try:
-        parsed: JsonValue = json.loads(text)
-    except json.JSONDecodeError:
+        parsed: JsonValue = json.loads(text, parse_int=_integer)
+    except RecursionError:
         raise click.ClickException(
-            f"VALUE {text!r} is not JSON: quote a string ('\"{text}\"') or pass --string"
+            f"VALUE nests lists and objects deeper than {MAX_DEPTH} levels"
+        ) from None
+    except json.JSONDecodeError:
+        shown = text if len(text) <= 60 else f"{text[:57]}..."
+        raise click.ClickException(
+            f"VALUE {shown!r} is not JSON: quote a string ('\"{shown}\"') or pass --string"
         ) from None
     return parsed
+
+
+def _integer(digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:  # more digits than Python reads, far over 64 bits
+        count = len(digits.lstrip("-"))
+        raise click.ClickException(
+            f"VALUE has a number of {count} digits: integers must fit in 64 bits"
+        ) from None
 
 
 @kvs_group.command("delete")

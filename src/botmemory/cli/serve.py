@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -58,21 +59,32 @@ def init(data_dir: str) -> None:
     Example: botmemory init ./data && botmemory serve ./data
     """
     target = Path(data_dir)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise click.ClickException(f"{data_dir!r} already exists and is not an empty folder")
-    example = EXAMPLE_DIR
-    target.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "memory.db*")
-    shutil.copytree(example / "bots", target / "bots", ignore=ignore, dirs_exist_ok=True)
+    if target.is_symlink() and not target.exists():
+        raise click.ClickException(
+            f"{data_dir!r} is a link to {os.readlink(target)!r}, which does not exist"
+        )
     token = secrets.token_urlsafe(32)
-    config = target / GLOBAL_FILE
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(GLOBAL_CONFIG.format(token=token), encoding="utf-8")
-    config.chmod(0o600)
+    try:
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise click.ClickException(f"{data_dir!r} already exists and is not an empty folder")
+        _create(target, token)
+    except OSError as exc:
+        raise click.ClickException(f"cannot create {data_dir!r}: {exc.strerror or exc}") from None
     bots = ", ".join(sorted(p.name for p in (target / "bots").iterdir() if p.is_dir()))
     click.echo(f"Created {data_dir} with the example bot ({bots}).")
     click.echo(f"Admin token (shown once; it is in {GLOBAL_FILE}):\n\n    {token}\n")
     click.echo(f"Next: botmemory serve {data_dir}   then open http://127.0.0.1:3000/")
+
+
+def _create(target: Path, token: str) -> None:
+    """Fill ``target`` (new or empty) with the example bot and a config holding ``token``."""
+    target.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "memory.db*")
+    shutil.copytree(EXAMPLE_DIR / "bots", target / "bots", ignore=ignore, dirs_exist_ok=True)
+    config = target / GLOBAL_FILE
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(GLOBAL_CONFIG.format(token=token), encoding="utf-8")
+    config.chmod(0o600)
 
 
 @click.command("serve")
@@ -133,7 +145,8 @@ def serve(
     try:
         drain_grace = parse_duration(grace, where="--grace")
     except BotMemoryError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grace") from None
+        reason = str(exc).removeprefix("--grace: ")
+        raise click.BadParameter(reason, param_hint="--grace") from None
     settings, problems = check_data_dir(data_dir, allow_empty=allow_empty)
     if settings is None or problems:  # all of them, as `config check` reports them
         raise click.ClickException(str(ConfigError(problems)))
@@ -146,7 +159,8 @@ def serve(
                 raise SystemExit(1)
             return
         loop_factory = server_stack().loop_factory()  # uvloop when installed
-        options = Options(host, port, log_level, reload, drain_grace)
+        bound = listener.getsockname()[1]  # the one the system chose for --port 0
+        options = Options(host, bound, log_level, reload, drain_grace)
         run(_serve(data_dir, listener, options, settings), loop_factory)
     finally:
         listener.close()

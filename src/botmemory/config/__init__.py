@@ -18,7 +18,13 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from botmemory.config.files import BOT_FILE, GLOBAL_FILE, BotFile, GlobalFile, Section
-from botmemory.config.problems import Document, key_problem, read_document, validate
+from botmemory.config.problems import (
+    Document,
+    dangling_link,
+    key_problem,
+    read_document,
+    validate,
+)
 from botmemory.durations import Seconds, format_duration
 from botmemory.errors import ConfigError
 from botmemory.ids import BOT_ID_PATTERN, unknown_bot
@@ -158,7 +164,7 @@ def load_data_dir(path: str | os.PathLike[str]) -> Settings:
     _check_bot_tokens(global_doc, bot_ids, problems)
     settings = _resolve(global_doc, bot_docs, problems, data_dir=root)
     env_url = os.environ.get(DATABASE_URL_ENV)
-    return replace(settings, database_url=env_url) if env_url else settings
+    return replace(settings, database_url=_database_url(env_url, root)) if env_url else settings
 
 
 def _check_bot_tokens(doc: Document | None, bot_ids: list[str], problems: list[str]) -> None:
@@ -188,9 +194,15 @@ def _valid_bot_id(bot_id: object, place: str, problems: list[str]) -> bool:
 
 
 def _bot_folders(root: Path, problems: list[str]) -> list[str]:
+    """The bots' folders; a hidden one (``bots/.git``) is no bot, and no problem, but a
+    link to nothing is one: the bot would silently be gone."""
     folder = root / "bots"
-    entries = sorted(e for e in folder.iterdir() if e.is_dir()) if folder.is_dir() else []
-    return [e.name for e in entries if _valid_bot_id(e.name, f"bots/{e.name}", problems)]
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    entries = [e for e in entries if not e.name.startswith(".")]
+    for link in (e for e in entries if e.is_symlink() and not e.exists()):
+        problems.append(dangling_link(f"bots/{link.name}", link))
+    names = [e.name for e in entries if e.is_dir()]
+    return [name for name in names if _valid_bot_id(name, f"bots/{name}", problems)]
 
 
 _F = TypeVar("_F", bound=BotFile)
@@ -214,7 +226,7 @@ def _resolve(
         if bot is not None
     }
     return Settings(
-        database_url=base.database.url or _default_url(data_dir),
+        database_url=_database_url(base.database.url, data_dir),
         janitor_interval=base.data_retention.janitor_interval,
         defaults=_bot_settings(None, base),
         bots=MappingProxyType(resolved),
@@ -226,8 +238,19 @@ def _resolve(
     )
 
 
-def _default_url(data_dir: Path | None) -> str | None:
-    return None if data_dir is None else f"sqlite:///{data_dir.as_posix()}/memory.db"
+def _database_url(url: str | None, data_dir: Path | None) -> str | None:
+    """The URL to open: from dicts, ``url`` as given; in a data folder, ``url`` (else
+    ``memory.db``) with a SQLite file's path made absolute from the folder, wherever a
+    command runs from, and its scheme written ``sqlite``."""
+    if data_dir is None:
+        return url
+    scheme, _, rest = (url or "sqlite:///memory.db").partition("://")
+    if url is not None and scheme.lower() != "sqlite":
+        return url
+    path = rest[1:] if rest.startswith("/") else rest  # as sqlite_path reads it
+    if path in ("", ":memory:"):  # a database in memory, of this process only
+        return f"sqlite://{rest}"
+    return f"sqlite:///{(data_dir / path).as_posix()}"
 
 
 def _normalized(file: _F) -> _F:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from botmemory.config.files import GLOBAL_FILE, BotFile, GlobalFile, Section
+from botmemory.durations import quoted
 
 __all__ = [
     "ContentError",
     "Document",
+    "dangling_link",
     "duplicate_keys",
     "key_line",
     "key_problem",
@@ -53,9 +56,19 @@ class Document:
 
 
 def read_document(root: Path, relative: str, problems: list[str]) -> Document | None:
+    """Read the file at ``relative`` in ``root``; one that does not exist is empty.
+
+    A link that leads nowhere is a problem, not a missing file: its settings (a bot's
+    retention policies, say) would be silently dropped.
+    """
     path = root / relative
     if not path.exists():
-        return Document(relative, {})
+        dangling = (p for p in [path, *path.parents] if p.is_symlink() and not p.exists())
+        link = next(dangling, None)
+        if link is None or not link.is_relative_to(root):
+            return Document(relative, {})
+        problems.append(dangling_link(link.relative_to(root).as_posix(), link))
+        return None
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeError) as exc:
@@ -70,12 +83,18 @@ def read_document(root: Path, relative: str, problems: list[str]) -> Document | 
     return Document(relative, data, text)
 
 
+def dangling_link(place: str, link: Path) -> str:
+    """The problem of ``link``, at ``place``, which leads to nothing."""
+    return f"{place}: is a link to {os.readlink(link)!r}, which does not exist"
+
+
 def load_json5(text: str) -> tuple[object, set[str]]:
     """Parse JSON5 text; return the value and the keys some object was given twice.
 
     Raise ``ValueError`` for a syntax error, :class:`ContentError` for lists and objects
     nested deeper than :data:`MAX_FILE_DEPTH` levels (what reads a file further recurses
-    into it), a lone half of a surrogate pair (``"\\ud83d"``) or ``NaN``/``Infinity``.
+    into it), a lone half of a surrogate pair (``"\\ud83d"``), ``NaN``/``Infinity`` or a
+    whole number of more digits than Python reads (4300).
     """
     twice: set[str] = set()
 
@@ -87,18 +106,30 @@ def load_json5(text: str) -> tuple[object, set[str]]:
             found[key] = value
         return found
 
+    too_long: list[str] = []
+
+    def integer(digits: str, base: int = 10) -> int:
+        try:
+            return int(digits, base)
+        except ValueError:  # more digits than Python reads: say where, not its advice
+            too_long.append(digits)
+            return 0
+
     json5_syntax = False
     try:  # plain JSON (a Botpress export is) parses thousands of times faster this way
-        data = json.loads(text, object_pairs_hook=pairs)
+        data = json.loads(text, object_pairs_hook=pairs, parse_int=integer)
     except RecursionError:
         _too_deep()
     except ValueError:
         twice.clear()  # JSON5 then, which also words the syntax errors
+        too_long.clear()
         json5_syntax = True
         try:
-            data = json5.loads(text, object_pairs_hook=pairs)
+            data = json5.loads(text, object_pairs_hook=pairs, parse_int=integer)
         except RecursionError:  # deeper than its parser goes, which is deeper than allowed
             _too_deep()
+    if too_long:
+        raise ContentError(_too_long(text, too_long[0]))
     if _depth(data) > MAX_FILE_DEPTH:
         _too_deep()
     if json5_syntax:
@@ -110,11 +141,18 @@ def load_json5(text: str) -> tuple[object, set[str]]:
 class ContentError(ValueError):
     """A file parsed, but holds what botmemory cannot take: lists and objects nested
     deeper than :data:`MAX_FILE_DEPTH` levels, half of a surrogate pair, or a number
-    that is not finite."""
+    that is not finite or has too many digits to be read."""
 
 
 def _too_deep() -> NoReturn:
     raise ContentError(f"brackets and braces are nested deeper than {MAX_FILE_DEPTH} levels")
+
+
+def _too_long(text: str, digits: str) -> str:
+    """The problem of a whole number of more digits than Python reads, with its line."""
+    line = text.count("\n", 0, max(0, text.find(digits))) + 1
+    count = len(digits.lstrip("+-"))
+    return f"line {line}: a number of {count} digits is longer than any value botmemory takes"
 
 
 def _depth(data: object) -> int:
@@ -249,7 +287,7 @@ def validate(model: type[_F], doc: Document | None, problems: list[str]) -> _F |
     if doc is None:
         return None
     if not isinstance(doc.data, dict):
-        problems.append(f"{doc.place}: the top level must be an object, got {_quote(doc.data)}")
+        problems.append(f"{doc.place}: the top level must be an object, got {quoted(doc.data)}")
         return None
     try:
         return model.model_validate(doc.data)
@@ -277,45 +315,10 @@ def _detail(model: type[Section], loc: list[str], error: ErrorDetails) -> str:
     if kind == "config":
         return message
     # a problem is logged and shown on the page: the value of a token is never quoted
-    got = "a value not shown (tokens are secret)" if loc[:1] == ["auth"] else _quote(error["input"])
+    got = "a value not shown (tokens are secret)" if loc[:1] == ["auth"] else quoted(error["input"])
     if kind in ("model_type", "dict_type"):
         return f"should be an object, got {got}"
     return f"{message.removeprefix('Input ')}, got {got}"
-
-
-def _quote(value: object) -> str:
-    """``value`` as JSON5 writes it (``true``, ``null``, ``'text'``), cut to 80 characters."""
-    text = _json5(value)
-    return text if len(text) <= 80 else f"{text[:76]}...{text[-1]}"
-
-
-def _json5(value: object, limit: int = 80) -> str:
-    """``value`` in JSON5 terms, cut soon after ``limit`` characters: a file's value is
-    shown as a user writes it (``true``, ``null``), not as Python prints it."""
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, str):
-        inner = json.dumps(value[: limit + 1], ensure_ascii=False)[1:-1]
-        return "'" + inner.replace('\\"', '"').replace("'", "\\'") + "'"
-    if isinstance(value, dict):
-        pairs = (f"{_json5(str(key), limit)}: {_json5(item, limit)}" for key, item in value.items())
-        return f"{{{_joined(pairs, limit)}}}"
-    if isinstance(value, list):
-        return f"[{_joined((_json5(item, limit) for item in value), limit)}]"
-    return repr(value)  # a number, or what Python code gave
-
-
-def _joined(parts: Iterable[str], limit: int) -> str:
-    """``parts`` joined by commas, the ones after ``limit`` characters left out."""
-    kept: list[str] = []
-    length = 0
-    for part in parts:
-        if length > limit:
-            kept.append("...")
-            break
-        kept.append(part)
-        length += len(part) + 2
-    return ", ".join(kept)
 
 
 def _unknown_key(model: type[Section], loc: list[str]) -> str:

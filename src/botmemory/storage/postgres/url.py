@@ -6,7 +6,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from botmemory.durations import Seconds, parse_duration
 from botmemory.errors import ConfigError
@@ -55,10 +55,17 @@ class PostgresOptions:
 
 def parse_postgres_url(url: str) -> PostgresOptions:
     """Split ``url`` into the DSN asyncpg gets and botmemory's own parameters."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # its message may quote the password: not shown
+        reason = "the host has characters that Unicode normalization (NFKC) changes"
+        if "IPv6" in str(exc):
+            reason = "'[' opens an IPv6 address without its ']'"
+        raise ConfigError([f"database.url: not a URL: {reason}"]) from None
     own, rest = split_options(parts.query, OPTIONS)
     query = dict(rest)
     _check_driver_options(query)
+    _check_addresses(parts.netloc, query)
     query.setdefault("application_name", "botmemory")
     schema = own.get("schema", "public")
     if not _SCHEMA_NAME.fullmatch(schema):
@@ -103,6 +110,39 @@ def _check_driver_options(query: dict[str, str]) -> None:
         problems.append(f"database.url: sslmode={mode!r} must be one of {', '.join(SSL_MODES)}")
     if problems:
         raise ConfigError(problems)
+
+
+def _check_addresses(netloc: str, query: dict[str, str]) -> None:
+    """Refuse what asyncpg would fail on with a Python error, not a connection error: an
+    empty host in a list (``h1,,h2``), or a port that is not a number from 1 to 65535,
+    after a host (``h:5432``, ``[::1]:5432``) or in ``port=`` (``host=`` lists hosts too)."""
+    problems = []
+    for hosts, encoded in ((netloc.rpartition("@")[2], True), (query.get("host", ""), False)):
+        specs = hosts.split(",") if hosts else []
+        if "" in specs:
+            problems.append(f"database.url: {hosts!r} lists an empty host: remove the extra ','")
+        ports = [_port_of(spec) for spec in specs if not spec.startswith("/")]
+        ports = [unquote(port) if encoded else port for port in ports if port]
+        problems += [_bad_port(port) for port in ports if not _is_port(port)]
+    given = query.get("port", "")
+    problems += [_bad_port(port) for port in given.split(",") if given and not _is_port(port)]
+    if problems:
+        raise ConfigError(problems)
+
+
+def _port_of(spec: str) -> str:
+    """The port of ``host:port`` or ``[address]:port``; ``""`` when it has none."""
+    if spec.startswith("["):
+        return spec.partition("]")[2].removeprefix(":")
+    return spec.partition(":")[2]
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535
+
+
+def _bad_port(port: str) -> str:
+    return f"database.url: port {port!r} is not a port: give a number from 1 to 65535"
 
 
 def _duration(own: dict[str, str], name: str, default: str) -> Seconds | None:

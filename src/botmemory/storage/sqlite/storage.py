@@ -77,7 +77,8 @@ def sqlite_path(url: str) -> str:
     ``sqlite:///data/memory.db`` is relative to the current folder,
     ``sqlite:////var/data/memory.db`` (four slashes) is absolute.
     """
-    rest = url.removeprefix("sqlite://")
+    scheme = "sqlite://"
+    rest = url[len(scheme) :] if url[: len(scheme)].lower() == scheme else url
     return rest[1:] if rest.startswith("/") else rest
 
 
@@ -189,6 +190,10 @@ class SqliteStorage(Storage):
         try:
             if self.path not in ("", ":memory:"):
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                # a new database holds users' data: its owner's only (0600), as SQLite
+                # then makes its -wal and -shm files; an existing file keeps its mode
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise BackendUnavailableError(
