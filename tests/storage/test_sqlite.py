@@ -35,6 +35,7 @@ def test_url_paths() -> None:
     assert sqlite_path("sqlite:///data/x.db") == "data/x.db"  # relative, as in SQLAlchemy
     assert sqlite_path("sqlite:////abs/x.db") == "/abs/x.db"
     assert sqlite_path("sqlite:///:memory:") == ":memory:"
+    assert sqlite_path("SQLite:///data/x.db") == "data/x.db"  # a scheme has no case
 
 
 SECRET = "ZZSECRET-7c1e"
