@@ -274,14 +274,14 @@ class RetentionPolicies:
         ev = self.evaluate_row(row, now)
         if defer and (ev.expired or ev.stripped):
             times = ev.stored_times(with_expired=True)
-            return VarUpdate(row.key, row.changed_at, row.value, now, times)
+            return VarUpdate(row.key, row.changed_at, row.value, now, times, row.version)
         if ev.expired:
-            return VarUpdate(row.key, row.changed_at, None)
+            return VarUpdate(row.key, row.changed_at, None, version=row.version)
         field_times = ev.stored_times()
         value = dumps(ev.value) if ev.stripped else row.value
         if not ev.stripped and ev.expires_at == row.expires_at and field_times == row.field_times:
             return None
-        return VarUpdate(row.key, row.changed_at, value, ev.expires_at, field_times)
+        return VarUpdate(row.key, row.changed_at, value, ev.expires_at, field_times, row.version)
 
     def field_times_after_write(
         self,

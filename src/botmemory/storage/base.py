@@ -259,8 +259,10 @@ class VarUpdate:
     """A janitor's change to a user variable, applied only if it did not change meanwhile.
 
     ``value`` ``None`` deletes the variable; otherwise the row gets ``value``,
-    ``expires_at`` and ``field_times``. The guard is ``changed_at``: a turn that wrote
-    the variable since it was read wins.
+    ``expires_at`` and ``field_times``, and a new version. The guard is ``changed_at``
+    and ``version``, as read: a turn that wrote the variable since wins, even one that
+    wrote it at the same ``changed_at`` (an injected clock, a coarse one). A ``version``
+    of ``None`` guards on ``changed_at`` alone.
     """
 
     key: VarKey
@@ -268,6 +270,7 @@ class VarUpdate:
     value: str | None
     expires_at: float | None = None
     field_times: str | None = None
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,6 +236,8 @@ class MemoryStorage(Storage):
             current = owned.get(k.name)
             if current is None or current.changed_at != update.changed_at:
                 continue
+            if update.version is not None and current.version != update.version:
+                continue
             applied.append(update)
             if update.value is None:
                 del owned[k.name]

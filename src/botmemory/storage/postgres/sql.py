@@ -313,12 +313,14 @@ SCAN_USER_VARS: Final = f"""
 UPDATE_USER_VARS: Final = """
     WITH u AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[],
-                             $6::text[], $7::float8[], $8::text[])
-            AS u (bot_id, scope, owner, name, changed_at, value, expires_at, field_times)
+                             $6::text[], $7::float8[], $8::text[], $9::int8[])
+            AS u (bot_id, scope, owner, name, changed_at, value, expires_at, field_times,
+                  version)
     ), deleted AS (
         DELETE FROM variables v USING u
         WHERE u.value IS NULL AND v.bot_id = u.bot_id AND v.scope = u.scope
             AND v.owner = u.owner AND v.name = u.name AND v.changed_at = u.changed_at
+            AND (u.version IS NULL OR v.version = u.version)
         RETURNING v.bot_id, v.scope, v.owner, v.name
     ), updated AS (
         UPDATE variables v
@@ -327,12 +329,13 @@ UPDATE_USER_VARS: Final = """
         FROM u
         WHERE u.value IS NOT NULL AND v.bot_id = u.bot_id AND v.scope = u.scope
             AND v.owner = u.owner AND v.name = u.name AND v.changed_at = u.changed_at
+            AND (u.version IS NULL OR v.version = u.version)
         RETURNING v.bot_id, v.scope, v.owner, v.name
     )
     SELECT * FROM deleted UNION ALL SELECT * FROM updated
 """
-"""Apply guarded updates ($1-$4 key, $5 guard, $6-$8 new row; $6 NULL deletes); return
-the keys of those applied."""
+"""Apply guarded updates ($1-$4 key, $5 and $9 guard: changed_at and version, $9 NULL
+for none; $6-$8 new row, $6 NULL deletes); return the keys of those applied."""
 EXPIRED_SESSIONS: Final = f"""
     SELECT {SESSION_ROW} FROM sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
 """

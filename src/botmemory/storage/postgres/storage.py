@@ -270,10 +270,10 @@ class PostgresStorage(Storage):
             return []
         columns = _columns(
             [
-                (*_key_tuple(u.key), u.changed_at, u.value, u.expires_at, u.field_times)
+                (*_key_tuple(u.key), u.changed_at, u.value, u.expires_at, u.field_times, u.version)
                 for u in updates
             ],
-            8,
+            9,
         )
         async with self.db.connection() as conn:
             rows = await conn.fetch(sql.UPDATE_USER_VARS, *columns)

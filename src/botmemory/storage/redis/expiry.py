@@ -306,7 +306,7 @@ class ExpiryIndexes:
 
 
 def _update_args(u: VarUpdate) -> list[Any]:
-    """Script arguments of one update: name, guard, record, expiry, index member."""
+    """Script arguments of one update: name, guard, record, expiry, index member, version."""
     record = (
         ""
         if u.value is None
@@ -316,7 +316,8 @@ def _update_args(u: VarUpdate) -> list[Any]:
     )
     expires = "" if u.value is None or u.expires_at is None else num(u.expires_at)
     member = user_var_member(u.key.owner, u.key.name)
-    return [u.key.name, var_guard(u.changed_at), record, expires, member]
+    version = "" if u.version is None else str(u.version)
+    return [u.key.name, var_guard(u.changed_at), record, expires, member, version]
 
 
 def _by_bot(sessions: Sequence[SessionRecord]) -> dict[str, list[SessionRecord]]:

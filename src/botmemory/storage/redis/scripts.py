@@ -29,16 +29,22 @@ return 0
 
 UPDATE_USER_VARS: Final = """
 -- KEYS[1]: due:user-vars; KEYS[i + 1]: user hash of update i
--- ARGV per update: name, guard, packed record ('' deletes), expires_at ('' none), member
--- The guard is the start of the record after its version line (if it has one).
+-- ARGV per update: name, guard, packed record ('' deletes), expires_at ('' none), member,
+-- version ('' for none: the guard alone)
+-- The guard is the start of the record after its version line; a record without one
+-- (layout 1) has version 1.
 local applied = {}
 for i = 1, #KEYS - 1 do
-    local a, hash = (i - 1) * 5, KEYS[i + 1]
+    local a, hash = (i - 1) * 6, KEYS[i + 1]
     local current = redis.call('HGET', hash, ARGV[a + 1])
-    if current and string.byte(current, 1) == 118 then  -- 'v': skip the version
-        current = string.sub(current, string.find(current, '\\n', 1, true) + 1)
+    local version = '1'
+    if current and string.byte(current, 1) == 118 then  -- 'v': the version, then the rest
+        local line = string.find(current, '\\n', 1, true)
+        version = string.sub(current, 2, line - 1)
+        current = string.sub(current, line + 1)
     end
-    if current and string.sub(current, 1, #ARGV[a + 2]) == ARGV[a + 2] then
+    if current and string.sub(current, 1, #ARGV[a + 2]) == ARGV[a + 2]
+        and (ARGV[a + 6] == '' or ARGV[a + 6] == version) then
         if ARGV[a + 3] == '' then
             redis.call('HDEL', hash, ARGV[a + 1])
         else

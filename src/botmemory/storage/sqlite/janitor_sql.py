@@ -56,19 +56,20 @@ def update_user_vars(db: sqlite3.Connection, updates: Sequence[VarUpdate]) -> li
     applied: list[VarUpdate] = []
     for u in updates:
         k = u.key
-        where = (k.bot_id, k.scope, k.owner, k.name, u.changed_at)
+        where = (k.bot_id, k.scope, k.owner, k.name, u.changed_at, u.version)
+        guard = "changed_at = ?5 AND coalesce(?6 = version, 1)"
         if u.value is None:
             cursor = db.execute(
-                "DELETE FROM variables WHERE bot_id = ? AND scope = ? AND owner = ? "
-                "AND name = ? AND changed_at = ?",
+                "DELETE FROM variables WHERE bot_id = ?1 AND scope = ?2 AND owner = ?3 "
+                f"AND name = ?4 AND {guard}",
                 where,
             )
         else:
             cursor = db.execute(
-                "UPDATE variables SET value = ?, expires_at = ?, field_times = ?, version = ? "
-                "WHERE bot_id = ? AND scope = ? AND owner = ? AND name = ? "
-                "AND changed_at = ?",
-                (u.value, u.expires_at, u.field_times, new_version(), *where),
+                "UPDATE variables SET value = ?7, expires_at = ?8, field_times = ?9, "
+                "version = ?10 WHERE bot_id = ?1 AND scope = ?2 AND owner = ?3 AND name = ?4 "
+                f"AND {guard}",
+                (*where, u.value, u.expires_at, u.field_times, new_version()),
             )
         if cursor.rowcount:
             applied.append(u)
