@@ -25,6 +25,7 @@ import pytest
 from botmemory import (
     BackendUnavailableError,
     ConfigError,
+    ConflictError,
     Identity,
     InvalidDurationError,
     LockTimeoutError,
@@ -32,6 +33,7 @@ from botmemory import (
     Memory,
     SchemaVersionError,
 )
+from botmemory.kvs import user_storage_key
 from botmemory.storage import create_storage
 from botmemory.storage.base import KvsRecord
 from botmemory.urls import mask_url
@@ -621,3 +623,39 @@ async def test_a_connection_killed_during_a_commit_fails_the_turn_and_writes_not
         assert state.user["name"] == "Cy"
     await mem.close()
     await admin.aclose()
+
+
+async def test_an_erasure_deletes_the_users_keys_in_the_transaction_of_the_rest(
+    open_redis: OpenRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn of another process that read a key of the user cannot copy it into memory
+    the erasure already deleted: the key goes in the same transaction, so the turn's
+    check of it fails."""
+    mem, other = await open_redis(), await open_redis()
+    key = user_storage_key("u1", "secret")
+    await mem.kvs.for_bot("b").set(key, "S")
+    erased, go_on = asyncio.Event(), asyncio.Event()
+    storage: Any = mem.storage
+    delete_prefix = storage._kvs.delete_prefix
+
+    async def after_the_transaction(namespace: str, prefix: str) -> int:
+        erased.set()  # the erasure's transaction has run: only its late pass is left
+        await go_on.wait()
+        return int(await delete_prefix(namespace, prefix))
+
+    monkeypatch.setattr(storage._kvs, "delete_prefix", after_the_transaction)
+
+    async def copy_the_secret() -> None:
+        async with other.turn("b", "u1") as state:
+            secret = await state.kvs.get(key)
+            await erased.wait()
+            state.user["copy"] = secret
+
+    turn = asyncio.create_task(copy_the_secret())
+    erasure = asyncio.create_task(mem.forget_user("b", "u1"))
+    with pytest.raises(ConflictError):
+        await turn
+    go_on.set()
+    assert (await erasure).kvs == 1
+    exported = await mem.export_user("b", "u1")
+    assert (exported.user, exported.kvs) == ({}, {})

@@ -180,6 +180,10 @@ class RedisKvs:
             low, high = b"[" + prefix.encode(), b"(" + prefix.encode() + b"\xff"
         return cast(list[str], await self._redis.zrange(ns.names, low, high, bylex=True))
 
+    async def names(self, namespace: str, prefix: str) -> list[str]:
+        """Every name of ``namespace`` that starts with ``prefix``, expired or not."""
+        return await self._names(self._ns(namespace), prefix)
+
     async def keys(self, namespace: str, prefix: str, now: float) -> list[str]:
         """See :meth:`Storage.kvs_keys`."""
         ns = self._ns(namespace)

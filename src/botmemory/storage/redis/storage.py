@@ -306,12 +306,22 @@ class RedisStorage(Storage):
         self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str] = ()
     ) -> dict[str, int]:
         async with self._driver():
-            counts = await self._delete_user(bot_id, user_key)
-            kvs = [await self._kvs.delete_prefix(bot_id, prefix) for prefix in kvs_prefixes]
-            return {**counts, "kvs": sum(kvs)}
+            counts = await self._delete_user(bot_id, user_key, kvs_prefixes)
+            # keys a turn added under the prefixes while the erasure read them
+            late = [await self._kvs.delete_prefix(bot_id, prefix) for prefix in kvs_prefixes]
+            return {**counts, "kvs": counts["kvs"] + sum(late)}
 
-    async def _delete_user(self, bot_id: str, user_key: str) -> dict[str, int]:
-        """Delete the user's variables and sessions in one MULTI/EXEC; count them."""
+    async def _delete_user(
+        self, bot_id: str, user_key: str, kvs_prefixes: Sequence[str]
+    ) -> dict[str, int]:
+        """Delete the user's variables, sessions and keys under ``kvs_prefixes`` in one
+        MULTI/EXEC (one slot: the bot's keys share its tag); count them.
+
+        In one transaction, a turn that read one of those keys either commits first, and
+        what it wrote from it is erased too, or after, and its check of the key fails: it
+        can never copy a key the erasure is about to delete into memory the erasure has
+        already deleted.
+        """
         k = self._bot(bot_id)
         user, user_sessions = k.user(user_key), k.user_sessions(user_key)
         async with self._pipeline() as pipe:
@@ -327,8 +337,13 @@ class RedisStorage(Storage):
                 names = cast(list[str], await pipe.hkeys(user))
                 sessions = sum([await pipe.hlen(record) > 0 for record in records])
                 counts = [await pipe.hlen(name) for name in owned]
+                kvs = sorted({n for p in kvs_prefixes for n in await self._kvs.names(bot_id, p)})
                 pipe.multi()  # type: ignore[no-untyped-call]
                 _delete_user(pipe, k, user_key, names, keys)
+                if kvs:
+                    pipe.delete(*(k.data(name) for name in kvs))
+                    pipe.zrem(k.names, *kvs)
+                    pipe.zrem(k.due, *kvs)
                 try:
                     await pipe.execute()
                 except rx.WatchError as exc:
@@ -338,6 +353,7 @@ class RedisStorage(Storage):
                     "user_variables": len(names),
                     "sessions": sessions,
                     "session_variables": sum(counts),
+                    "kvs": len(kvs),
                 }
 
     # -- retention and the janitor: see expiry -----------------------------------------
