@@ -47,7 +47,10 @@ def test_canonical_text_sorts_keys() -> None:
     [
         ({"a": {1: 2}}, r"v\.a: object key 1"),
         ([1, (2,)], r"v\[1\]: a tuple"),
-        (2**64, "64 bits"),
+        (2**64, "18446744073709551616 is too large: integers must fit in 64 bits"),
+        (10**40 - 1, "9" * 40 + " is too large"),  # printed in full up to 40 digits
+        (10**40, "an integer of about 41 digits is too large"),
+        pytest.param(-(10**5000), "an integer of about 5,001 digits", id="5001 digits"),
         (float("nan"), "not a JSON number"),
     ],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, cast
 
 import orjson
 
@@ -130,7 +130,7 @@ def _check(value: object, where: str, depth: int) -> None:
     if kind is int:
         if value not in _INT_RANGE:
             raise InvalidValueError(
-                f"{where}: {value!r} is too large: integers must fit in 64 bits"
+                f"{where}: {_shown_int(value)} is too large: integers must fit in 64 bits"
             )
         return
     if kind is float:
@@ -226,3 +226,12 @@ def delete_path(value: JsonValue, path: Path) -> bool:
 
 def _describe(value: object) -> str:
     return "a list" if isinstance(value, list) else f"a {type(value).__name__} value"
+
+
+def _shown_int(value: object) -> str:
+    """An integer for an error message: a long one by its number of digits, not in full
+    (Python refuses to print one of over 4,300 digits anyway)."""
+    size = abs(int(cast(int, value)))
+    if size < 10**40:
+        return str(value)
+    return f"an integer of about {int(size.bit_length() * math.log10(2)) + 1:,} digits"

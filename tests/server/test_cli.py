@@ -360,3 +360,15 @@ def test_kvs_errors_are_one_line(data: Path) -> None:
     assert bad_expiry.exit_code == 1
     assert len(bad_expiry.output.splitlines()) == 1
     assert "1 fortnight" in bad_expiry.output
+
+
+def test_a_read_of_an_unknown_bot_creates_no_database(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "bots" / "welcome" / "flows").mkdir(parents=True)
+    for command in (["memory", "show"], ["kvs", "get"]):
+        result = botmemory(*command, str(empty), "nobot", "u1")
+        assert result.exit_code == 1
+        assert "no bot 'nobot'" in result.output
+    assert sorted(p.name for p in empty.iterdir()) == ["bots"]
+    assert botmemory("memory", "show", str(empty), "welcome", "u1").exit_code == 0
+    assert (empty / "memory.db").exists()  # the bot exists: its memory opens

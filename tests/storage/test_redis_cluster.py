@@ -48,6 +48,15 @@ def test_each_node_of_a_cluster_url_needs_host_and_port(url: str) -> None:
         create_storage(url)
 
 
+@pytest.mark.parametrize("port", ["0", "65536"])
+def test_a_cluster_node_port_is_1_to_65535(port: str) -> None:
+    with pytest.raises(ConfigError, match="a port is 1 to 65535"):
+        create_storage(f"redis+cluster://127.0.0.1:{port}/")
+    with pytest.raises(ConfigError, match="a port is 1 to 65535"):
+        create_storage(f"redis+cluster://127.0.0.1:7000,127.0.0.1:{port}/")
+    create_storage("redis+cluster://127.0.0.1:65535,127.0.0.1:1/")  # both ends: taken
+
+
 async def test_a_cluster_url_on_a_plain_server_says_so(clock: ManualClock) -> None:
     plain = REDIS_URL.partition("://")[2].split("/")[0]
     with pytest.raises(ConfigError, match="not a cluster"):

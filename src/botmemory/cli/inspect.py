@@ -20,6 +20,7 @@ from rich.table import Table
 from botmemory.cli.common import DATA_DIR, EXPIRY, run
 from botmemory.cli.memory_text import EXPIRY_RULES, dialog_position, shown_variables
 from botmemory.clock import iso_time
+from botmemory.config import load_data_dir
 from botmemory.durations import Seconds, format_duration
 from botmemory.ids import unknown_bot
 from botmemory.memory import Memory
@@ -40,14 +41,15 @@ CHANNEL = click.option(
 
 
 def _with_memory(data_dir: str, bot_id: str, use: Callable[[Memory], Awaitable[T]]) -> T:
-    """Open the data folder's memory, check the bot exists, run ``use``, close."""
+    """Check the bot exists, then open the data folder's memory, run ``use``, close
+    (a mistyped folder or bot is not left with a new database)."""
 
     async def go() -> T:
+        bots = load_data_dir(data_dir).bots
+        if bot_id not in bots:
+            raise click.ClickException(unknown_bot(bot_id, bots, f"in {data_dir}/bots"))
         memory = await Memory.from_data_dir(data_dir)
         try:
-            if bot_id not in memory.settings.bots:
-                found = unknown_bot(bot_id, memory.settings.bots, f"in {data_dir}/bots")
-                raise click.ClickException(found)
             return await use(memory)
         finally:
             await memory.close()

@@ -236,4 +236,6 @@ def _node(host_port: str) -> ClusterNode:
     host, colon, port = host_port.rpartition(":")
     if not host or not colon or not port.isdigit():
         raise ValueError(f"{host_port!r}: each cluster node is host:port")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{host_port!r}: a port is 1 to 65535")
     return ClusterNode(host.strip("[]"), int(port))
