@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,6 +54,11 @@ def test_canonical_text_sorts_keys() -> None:
         (10**40 - 1, "9" * 40 + " is too large"),  # printed in full up to 40 digits
         (10**40, "an integer of about 41 digits is too large"),
         pytest.param(-(10**5000), "an integer of about 5,001 digits", id="5001 digits"),
+        pytest.param(
+            functools.reduce(lambda inner, _: [inner], range(150), []),
+            re.escape("v" + "[0]" * 13 + "...: nested deeper than 100 levels"),  # cut short
+            id="deep",
+        ),
         (float("nan"), "not a JSON number"),
     ],
 )

@@ -139,7 +139,8 @@ def _check(value: object, where: str, depth: int) -> None:
         return
     if (kind is dict or kind is list) and depth >= MAX_DEPTH:
         raise InvalidValueError(
-            f"{where[:200]}: nested deeper than {MAX_DEPTH} levels (or it contains itself)"
+            f"{where if len(where) <= 60 else where[:40] + '...'}: nested deeper than "
+            f"{MAX_DEPTH} levels (or it contains itself)"
         )
     if kind is dict:
         for key, item in value.items():  # type: ignore[attr-defined]
