@@ -69,6 +69,8 @@ __all__ = ["Memory", "check_message_size"]
 
 
 _RETENTION_META: Final = "retention-policies"
+_EXPIRY_FORMAT: Final = "*format"
+"""The key of that meta entry saying how stored rows record expiries (no bot has a ``*``)."""
 _TIMEOUTS_META: Final = "session-timeouts"
 _RECONCILE_BATCH: Final = 1000
 _RECONCILE_ROUNDS: Final = 5
@@ -505,15 +507,17 @@ class Memory:
         current = {"*": RetentionPolicies(self.settings.defaults.policies).fingerprint} | {
             bot: self.policies_for(bot).fingerprint for bot in self.settings.bots
         }
+        current[_EXPIRY_FORMAT] = "2"  # expiries recorded per field (see StoredExpiry)
         stored_text = await self.storage.get_meta(_RETENTION_META)
-        stored = json.loads(stored_text) if stored_text else None
+        stored: dict[str, str] = json.loads(stored_text) if stored_text else {}
         if stored == current:
             return
-        if stored is None or stored.get("*") != current["*"]:
-            await self._reconcile(None)
+        legacy = stored.get(_EXPIRY_FORMAT) != current[_EXPIRY_FORMAT]
+        if legacy or stored.get("*") != current["*"]:
+            await self._reconcile(None, legacy=legacy)
         else:
             for bot in sorted(set(stored) | set(current)):
-                if bot != "*" and stored.get(bot) != current.get(bot):
+                if bot not in ("*", _EXPIRY_FORMAT) and stored.get(bot) != current.get(bot):
                     await self._reconcile(validate_bot_id(bot))
         await self.storage.set_meta(_RETENTION_META, json.dumps(current, sort_keys=True))
 
@@ -566,8 +570,10 @@ class Memory:
             return None
         return SessionUpdate(session, within.expires_at, within.temp_expires_at)
 
-    async def _reconcile(self, bot_id: str | None) -> None:
-        """Apply the policies in force to every stored user variable (of one bot or all)."""
+    async def _reconcile(self, bot_id: str | None, *, legacy: bool = False) -> None:
+        """Apply the policies in force to every stored user variable (of one bot or all);
+        ``legacy``: rows may come from a version that did not record expiries per field
+        (see :meth:`~botmemory.retention.StoredExpiry.of`): rewritten in today's form."""
         after: VarKey | None = None
         while True:
             rows = await self.storage.scan_user_vars(bot_id, after, _RECONCILE_BATCH)
@@ -577,7 +583,11 @@ class Memory:
             updates = [
                 u
                 for row in rows
-                if (u := self.policies_for(row.key.bot_id).update_for(row, now, defer=True))
+                if (
+                    u := self.policies_for(row.key.bot_id).update_for(
+                        row, now, defer=True, legacy=legacy
+                    )
+                )
             ]
             await self.storage.update_user_vars(updates)
             after = rows[-1].key

@@ -121,10 +121,15 @@ class StoredExpiry:
     """Dotted path -> ``(last change, expiry)``; the expiry ``None`` when not recorded."""
 
     @classmethod
-    def of(cls, row: StoredVar) -> StoredExpiry:
-        """Read the expiries of a stored user variable."""
+    def of(cls, row: StoredVar, *, legacy: bool = False) -> StoredExpiry:
+        """Read the expiries of a stored user variable.
+
+        ``legacy``: the row may have been written by a version that did not record them
+        (the first start after an upgrade): its ``expires_at`` without ``field_times``
+        may then be a field's, not the variable's, so it records nothing.
+        """
         if not row.field_times:
-            return cls(row.expires_at, {})
+            return cls(None if legacy else row.expires_at, {})
         stored = json.loads(row.field_times)
         if isinstance(stored.get("fields"), dict):
             fields = {d: (since, due) for d, (since, due) in stored["fields"].items()}
@@ -256,13 +261,16 @@ class RetentionPolicies:
         ]
         return [*policy.fields, *passed]
 
-    def evaluate_row(self, row: StoredVar, now: float) -> Evaluation:
-        """Look at a stored user variable at ``now`` (see :meth:`evaluate`)."""
-        stored = StoredExpiry.of(row)
+    def evaluate_row(self, row: StoredVar, now: float, *, legacy: bool = False) -> Evaluation:
+        """Look at a stored user variable at ``now`` (see :meth:`evaluate`; ``legacy``:
+        see :meth:`StoredExpiry.of`)."""
+        stored = StoredExpiry.of(row, legacy=legacy)
         times = {dotted: since for dotted, (since, _due) in stored.fields.items()}
         return self.evaluate(row.key.name, loads(row.value), row.changed_at, times, now, stored)
 
-    def update_for(self, row: StoredVar, now: float, *, defer: bool = False) -> VarUpdate | None:
+    def update_for(
+        self, row: StoredVar, now: float, *, defer: bool = False, legacy: bool = False
+    ) -> VarUpdate | None:
         """Return the change a stored user variable needs under these policies at ``now``.
 
         ``None`` when the stored expiry is already right. An expired variable is deleted;
@@ -271,7 +279,7 @@ class RetentionPolicies:
         content is not removed but marked due ``now``, expired for good, so that the
         janitor removes and counts it.
         """
-        ev = self.evaluate_row(row, now)
+        ev = self.evaluate_row(row, now, legacy=legacy)
         if defer and (ev.expired or ev.stripped):
             times = ev.stored_times(with_expired=True)
             return VarUpdate(row.key, row.changed_at, row.value, now, times, row.version)

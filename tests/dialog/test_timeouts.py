@@ -161,6 +161,21 @@ async def test_a_message_after_the_timeout_handles_it_first(
     assert temp[POSITION_KEY]["node"] == "ask"
 
 
+async def test_a_copy_of_a_message_that_handled_a_late_timeout_gets_all_its_replies(
+    make_engine: MakeEngine, clock: ManualClock
+) -> None:
+    engine = await make_engine(
+        {"main.flow.json": flow(asking(timeout="slow"), late("slow", "too slow!"))}
+    )
+    engine.on_timeout_replies = Outbox()
+    await engine.process("b", "u1", text="hi")
+    clock.advance(timedelta(seconds=5 * MINUTE + 1))
+    first = await engine.answer("b", "u1", text="back", message_id="m1")
+    assert first.replies == ["too slow! kept", "question?"]
+    again = await engine.answer("b", "u1", text="back", message_id="m1")  # a client's retry
+    assert again.replies == first.replies
+
+
 async def test_a_timeout_and_a_message_of_one_session_never_run_at_once(
     make_engine: MakeEngine, clock: ManualClock
 ) -> None:

@@ -224,6 +224,7 @@ class DialogEngine:
         runners: list[FlowRunner] = []
         ended_first: list[SessionRecord] = []
         timed_out_first: list[bool] = []
+        late: list[str] = []  # a late dialog timeout's replies, committed: never lost
 
         async def body(state: TurnState) -> list[str]:
             if state.timed_out_session is not None and not ended_first:
@@ -234,7 +235,7 @@ class DialogEngine:
                 raise _TimeoutFirst  # the same
             runners.append(self.runner(bot, event, state))
             replies = await self._message(bot, runners[-1])
-            state.replies = list(replies)
+            state.replies = [*late, *replies]  # what a copy of the message is answered
             return replies
 
         async def turn() -> list[str]:
@@ -242,7 +243,6 @@ class DialogEngine:
                 body, bot_id, user_id, channel, thread_id, event.message(), message_id=message_id
             )
 
-        late: list[str] = []  # a late dialog timeout's replies, committed: never lost
         try:
             while True:  # each of the two is handled once at most, before the message
                 try:

@@ -70,17 +70,26 @@ def to_text(value: object) -> str:
 
 
 def plain(value: object) -> object:
-    """Return a copy of ``value`` made of plain dicts and lists (a memory becomes a dict)."""
+    """Return a copy of ``value`` made of plain dicts and lists (a memory becomes a dict),
+    without the keys starting with ``_``, at any depth: flows never see them."""
     if isinstance(value, Mapping):
-        return {key: plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items() if not _private(key)}
     if isinstance(value, list):
         return [plain(item) for item in value]
     return value
 
 
+def _private(key: object) -> bool:
+    return isinstance(key, str) and key.startswith("_")
+
+
+def _public_keys(value: Mapping[Any, object]) -> set[object]:
+    return {key for key in value if not _private(key)}
+
+
 def member(value: object, key: object) -> object:
     """Read ``value[key]`` in a JSON object or list; ``None`` if absent or private."""
-    if isinstance(key, str) and key.startswith("_"):
+    if _private(key):
         return None
     if isinstance(value, Mapping) and isinstance(key, str):
         return value.get(key)
@@ -98,8 +107,9 @@ def _equal(a: object, b: object) -> bool:
         return False
     if is_number(a) and is_number(b):
         return a == b
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):  # private keys unseen, as always
+        keys = _public_keys(a)
+        return keys == _public_keys(b) and all(_equal(a[key], b[key]) for key in keys)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
@@ -111,7 +121,7 @@ def _in(needle: object, haystack: object) -> bool:
     if isinstance(haystack, list):
         return any(_equal(needle, item) for item in haystack)
     if isinstance(haystack, Mapping):
-        return isinstance(needle, str) and needle in haystack
+        return isinstance(needle, str) and not _private(needle) and needle in haystack
     return False
 
 
@@ -179,7 +189,9 @@ def _round(value: object, digits: object = 0) -> object:
 
 
 def _len(value: object) -> int:
-    return len(value) if isinstance(value, str | list | Mapping) else 0
+    if isinstance(value, Mapping):
+        return len(_public_keys(value))
+    return len(value) if isinstance(value, str | list) else 0
 
 
 def _on_text(name: str, method: Callable[[str, str], bool]) -> Callable[[object, object], bool]:

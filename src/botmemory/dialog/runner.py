@@ -75,8 +75,9 @@ class _ReturnPoint:
 
 
 class _Visible(Mapping[str, JsonValue]):
-    """A read-only view of a scope without its reserved (``_``) names, at any depth,
-    parsed on access."""
+    """A read-only view of a scope without its reserved (``_``) names, parsed on access
+    (those inside a value are hidden where it is read, printed, counted or searched: see
+    :mod:`~botmemory.dialog.operators`)."""
 
     def __init__(self, scope: ScopeMemory) -> None:
         self._scope = scope
@@ -84,27 +85,13 @@ class _Visible(Mapping[str, JsonValue]):
     def __getitem__(self, name: str) -> JsonValue:
         if name.startswith("_"):
             raise KeyError(name)
-        return _public(self._scope[name])
+        return self._scope[name]
 
     def __iter__(self) -> Iterator[str]:
         return (name for name in self._scope if not name.startswith("_"))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-def _public(value: JsonValue) -> JsonValue:
-    """``value`` without the object keys starting with ``_``, at any depth (a copy only
-    where it has some): printed whole, counted or searched, it shows none of them."""
-    if isinstance(value, dict):
-        if not any(key.startswith("_") for key in value) and not any(
-            isinstance(item, dict | list) for item in value.values()
-        ):
-            return value
-        return {key: _public(item) for key, item in value.items() if not key.startswith("_")}
-    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
-        return [_public(item) for item in value]
-    return value
 
 
 def template_context(event: Event, state: TurnState) -> dict[str, object]:
