@@ -16,6 +16,13 @@ from botmemory.storage.base import SessionRecord
 from tests.dialog.conftest import GATES, Gate, MakeEngine, Outbox, flow, node, set_var
 
 MINUTE = 60.0
+EXPLODE = """
+    from botmemory.dialog import action
+
+    @action("explode")
+    def explode(event, state, args, kvs):
+        raise RuntimeError("kaboom")
+"""
 HOOK_TRACE = """
     def hook(event, state, kvs):
         state.user["trail"] = state.user.get("trail", []) + [
@@ -478,15 +485,7 @@ async def test_a_failing_timeout_is_logged_and_persists_nothing(
                 node("broken", enter=[set_var("user", "x", 1), {"action": "explode"}]),
             )
         },
-        actions={
-            "x.py": """
-                from botmemory.dialog import action
-
-                @action("explode")
-                def explode(event, state, args, kvs):
-                    raise RuntimeError("kaboom")
-            """
-        },
+        actions={"x.py": EXPLODE},
     )
     await engine.process("b", "u1", text="hi")
     with caplog.at_level(logging.ERROR, logger="botmemory.dialog"):
@@ -522,15 +521,7 @@ async def test_a_failing_late_timeout_is_logged_and_the_message_goes_on(
             )
         },
         hooks={"before_session_timeout": {"a.py": broken}} if failing == "hook" else {},
-        actions={
-            "x.py": """
-                from botmemory.dialog import action
-
-                @action("explode")
-                def explode(event, state, args, kvs):
-                    raise RuntimeError("kaboom")
-            """
-        },
+        actions={"x.py": EXPLODE},
     )
     await engine.process("b", "u1", text="hi")
     clock.advance(timedelta(seconds=5 * MINUTE - 0.001))
