@@ -112,6 +112,38 @@ async def test_set_at_path_of_a_missing_key_starts_from_an_empty_object(
     assert await kvs.get("list") == {"items": ["x"]}
 
 
+async def test_a_name_of_digits_is_an_index_where_it_meets_a_list(kvs: KeyValueStore) -> None:
+    # Botpress: _.get(obj, 'items.0') and _.set(obj, 'items.1', v), lodash paths.
+    await kvs.set("k", {"items": ["a", "b"], "scores": {"2024": 1}})
+    assert [await kvs.get("k", p, default="D") for p in ("items.0", "items.1", "items.2")] == [
+        "a",
+        "b",
+        "D",
+    ]
+    assert await kvs.get("k", "scores.2024") == 1  # an object's key
+    assert await kvs.get("k", "items.01", default="D") == "D"  # not an index: a name
+    await kvs.set("k", "c", "items.1")
+    await kvs.set("k", "d", "items.2")  # one past the end: appended
+    await kvs.set("k", 2, "scores.2025")
+    assert await kvs.get("k") == {"items": ["a", "c", "d"], "scores": {"2024": 1, "2025": 2}}
+
+
+async def test_an_empty_path_is_the_whole_value(kvs: KeyValueStore) -> None:
+    # Botpress: if (!path) return obj / upsert(value).
+    assert await kvs.get(KEY, "") == DEFAULT_VALUE
+    await kvs.set("k", {"a": 1}, "")
+    assert await kvs.get("k") == {"a": 1}
+
+
+async def test_set_at_path_into_a_stored_null_starts_from_an_empty_object(
+    kvs: KeyValueStore,
+) -> None:
+    # Botpress: _.set(original || {}, path, value).
+    await kvs.set("k", None)
+    await kvs.set("k", "Bob", "profile.firstName")
+    assert await kvs.get("k") == {"profile": {"firstName": "Bob"}}
+
+
 async def test_set_at_path_through_a_string_is_an_error(kvs: KeyValueStore) -> None:
     # lodash's _.set on a string silently stores nothing. botmemory says so instead
     # (docs/memory.md, "The key-value store": a write through a string raises).

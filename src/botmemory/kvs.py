@@ -17,7 +17,16 @@ from botmemory.durations import DurationInput, Seconds, parse_lifetime
 from botmemory.errors import InvalidValueError
 from botmemory.ids import Identity, validate_bot_id, validate_id
 from botmemory.storage.base import KvsDelta, KvsModifier, KvsRecord, Storage
-from botmemory.values import MISSING, JsonValue, get_path, loads, parse_path, set_path, to_json_text
+from botmemory.values import (
+    MISSING,
+    JsonValue,
+    get_path,
+    list_indexes,
+    loads,
+    parse_path,
+    set_path,
+    to_json_text,
+)
 
 __all__ = [
     "GLOBAL_NAMESPACE",
@@ -192,9 +201,9 @@ class KeyValueStore:
         if record is None:
             return default
         value = loads(record.value)
-        if path is None:
+        if not path:  # no path, or "" (as in Botpress)
             return value
-        found = get_path(value, parse_path(path))
+        found = get_path(value, list_indexes(value, parse_path(path)))
         return default if found is MISSING else found  # type: ignore[return-value]
 
     async def entry(self, key: str) -> KvsEntry | None:
@@ -216,14 +225,16 @@ class KeyValueStore:
         text = to_json_text(value, where, self._max_bytes)
         now = self._clock()
         expires_at = None if seconds is None else now + seconds
-        if path is None:
+        if not path:  # no path, or "" (as in Botpress)
             await self._storage.kvs_put(self.namespace, key, now, KvsRecord(text, expires_at))
             return KvsEntry(key, loads(text), expires_at)
         segments = parse_path(path)
 
         def put_inside(record: KvsRecord | None) -> tuple[KvsRecord, JsonValue]:
             current = MISSING if record is None else loads(record.value)
-            updated = set_path(current, segments, loads(text))
+            if current is None:  # a stored null holds nothing to write into
+                current = MISSING
+            updated = set_path(current, list_indexes(current, segments), loads(text))
             return KvsRecord(to_json_text(updated, where, self._max_bytes), expires_at), updated
 
         stored = await self._storage.kvs_modify(self.namespace, key, now, put_inside)

@@ -160,6 +160,9 @@ def _check(value: object, where: str, depth: int) -> None:
     )
 
 
+_INDEX: Final = re.compile(r"0|[1-9][0-9]*")
+
+
 def parse_path(path: str) -> Path:
     """Split ``"a.b[0].c"`` into ``("a", "b", 0, "c")``."""
     if not isinstance(path, str) or _PATH.fullmatch(path) is None:
@@ -183,6 +186,20 @@ def get_path(value: JsonValue, path: Path) -> JsonValue | _Missing:
                 return MISSING
             current = current[segment]
     return current
+
+
+def list_indexes(value: JsonValue | _Missing, path: Path) -> Path:
+    """``path`` with each name made of digits that meets a list of ``value`` read as that
+    list's index, as Botpress's key-value store (lodash) reads ``items.0``: the first
+    item of a list, a key of an object."""
+    found: list[str | int] = []
+    current: JsonValue | _Missing = value
+    for segment in path:
+        if isinstance(current, list) and isinstance(segment, str) and _INDEX.fullmatch(segment):
+            segment = int(segment)
+        found.append(segment)
+        current = MISSING if isinstance(current, _Missing) else get_path(current, (segment,))
+    return tuple(found)
 
 
 def set_path(value: JsonValue | _Missing, path: Path, new: JsonValue) -> JsonValue:
