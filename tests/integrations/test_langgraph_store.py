@@ -263,7 +263,8 @@ async def test_the_janitor_is_the_sweeper(mem: Memory) -> None:
         await store.astart_ttl_sweeper(0.05 / 60)  # 50 ms: as janitorInterval, 100 ms at least
     await store.astart_ttl_sweeper(0.1 / 60)
     assert mem.janitor.interval == pytest.approx(0.1)
-    assert await store.astop_ttl_sweeper()
+    assert await store.astop_ttl_sweeper(timeout=10)  # as AsyncSqliteStore's takes it
+    assert not mem.janitor.running
 
 
 async def test_sweep_ttl_runs_the_janitor_and_counts_the_items(

@@ -245,9 +245,14 @@ class BotMemoryStore(BaseStore):
         self._stopped()
         return True
 
-    async def astop_ttl_sweeper(self) -> bool:
-        """Asynchronous :meth:`stop_ttl_sweeper`."""
-        await self._await(self.memory.janitor.stop())
+    async def astop_ttl_sweeper(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - as LangGraph's
+        """Asynchronous :meth:`stop_ttl_sweeper`: whether it stopped within ``timeout``
+        seconds (the stop goes on after it if not)."""
+        stopping = asyncio.ensure_future(self._await(self.memory.janitor.stop()))
+        done, _ = await asyncio.wait({stopping}, timeout=timeout)
+        if not done:
+            return False
+        stopping.result()
         self._stopped()
         return True
 
