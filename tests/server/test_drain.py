@@ -389,3 +389,29 @@ def alive(pid: int, at: str) -> bool:
         return False
     fields = stat.rpartition(")")[2].split()
     return fields[0] != "Z" and fields[19] == at
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_open_event_stream_does_not_hold_up_the_stop(tmp_path: Path, workers: str) -> None:
+    """A web page keeps a push stream open: it ends as the drain starts, so a server with
+    nothing else in progress stops at once, not at the end of its grace."""
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with serving(data, "--grace", "10m", "--workers", workers) as served:
+        ended: list[float] = []
+
+        def listen() -> None:
+            url = f"{served.url}/api/v1/bots/echo/users/u1/events"
+            with httpx.stream("GET", url, headers=bearer(ADMIN), timeout=WITHIN) as stream:
+                opened.set()
+                for _ in stream.iter_lines():
+                    pass
+            ended.append(time.monotonic())
+
+        opened = threading.Event()
+        listener = threading.Thread(target=listen)
+        listener.start()
+        assert opened.wait(WITHIN)
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=WITHIN) == 0  # far less than the 10 minutes
+        listener.join(WITHIN)
+        assert ended  # the stream ended, cleanly

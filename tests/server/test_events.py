@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from botmemory import ManualClock
+from botmemory.server import events as server_events
 from tests.conftest import START
 from tests.server.conftest import ADMIN, CONFIG, ECHO_TOKEN, WELCOME_TOKEN, bearer, write_data_dir
 from tests.server.live import LiveServer
@@ -92,3 +95,35 @@ def test_an_unknown_bot_is_404_and_an_invalid_id_400_before_any_stream(tmp_path:
             assert answer.json()["error"] == "bad_request"
         with client.stream("GET", "/api/v1/bots/welcome/users/ada/events") as stream:
             assert stream.status_code == 200  # a valid one still streams
+
+
+def test_streams_are_bounded_per_conversation_and_per_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who may talk to a public bot may listen: without bounds, anyone could hold
+    every connection the server can open."""
+    monkeypatch.setattr(server_events, "MAX_CONVERSATION_STREAMS", 2)
+    monkeypatch.setattr(server_events, "MAX_STREAMS", 3)
+    data = write_data_dir(tmp_path / "data", CONFIG)
+    with (
+        LiveServer(data, ManualClock(START)) as server,
+        httpx.Client(base_url=server.url) as client,
+        contextlib.ExitStack() as held,
+    ):
+
+        def listen(user: str) -> httpx.Response:
+            return held.enter_context(
+                client.stream("GET", f"/api/v1/bots/echo/users/{user}/events")
+            )
+
+        assert [listen("ada").status_code for _ in range(2)] == [200, 200]  # 2 of ada's
+        third = listen("ada")
+        assert third.status_code == 503
+        third.read()
+        assert "2 event streams" in third.json()["message"]
+        assert third.headers["Retry-After"] == "30"
+        assert listen("bob").status_code == 200  # 3 in all
+        full = listen("cy")
+        assert full.status_code == 503
+        full.read()
+        assert "3 event streams" in full.json()["message"]

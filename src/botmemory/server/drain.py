@@ -4,8 +4,9 @@
 in progress in the app's :class:`Drain`. Once :meth:`Drain.start` was called
 (``botmemory serve`` calls it on SIGTERM or Ctrl-C), every new request is answered 503
 with ``Retry-After`` and ``Connection: close`` (a load balancer sends it elsewhere),
-except ``/healthz``: the process is alive until it exits. The server stops once nothing
-is in progress, or when its grace is over.
+except ``/healthz``: the process is alive until it exits. The push streams (server-sent
+events) end as the drain starts. The server stops once nothing is in progress, or when
+its grace is over.
 
 :func:`server_class` is the uvicorn server that does this on a signal, for
 ``botmemory serve`` and for each worker of ``botmemory serve --workers``.
@@ -124,8 +125,12 @@ def server_class(
         async def on_tick(self, counter: int) -> bool:
             state = self._state()
             drain = None if state is None else state.drain
-            if drain is not None and drain.draining and not self.should_exit:  # type: ignore[has-type]
-                self.should_exit = drain.idle or time.monotonic() >= self._drain_until
+            if state is not None and drain is not None and drain.draining:
+                # the push streams end as the drain starts (a client's EventSource
+                # reconnects, elsewhere): they are no work in progress to wait for
+                state.events.close()
+                if not self.should_exit:  # type: ignore[has-type]
+                    self.should_exit = drain.idle or time.monotonic() >= self._drain_until
             return bool(await super().on_tick(counter))
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

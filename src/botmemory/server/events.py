@@ -19,12 +19,23 @@ from botmemory.janitor import SessionHook
 from botmemory.storage.base import SessionRecord
 from botmemory.values import JsonValue
 
-__all__ = ["KEEP_ALIVE", "Conversation", "EventHub", "Pushed"]
+__all__ = [
+    "KEEP_ALIVE",
+    "MAX_CONVERSATION_STREAMS",
+    "MAX_STREAMS",
+    "Conversation",
+    "EventHub",
+    "Pushed",
+]
 
 KEEP_ALIVE: Final = 15.0
 """Seconds between comments on an idle stream, so that proxies keep it open."""
 QUEUE_SIZE: Final = 100
 """Events kept for a stream that reads too slowly; older ones are dropped."""
+MAX_STREAMS: Final = 512
+"""Streams one server process holds open at most (each holds a connection)."""
+MAX_CONVERSATION_STREAMS: Final = 8
+"""Streams of one conversation at most (a user's tabs)."""
 
 Conversation = tuple[str, str, str, str | None]
 """Bot, user, channel and thread of a conversation."""
@@ -66,6 +77,18 @@ class EventHub:
             channel, user_id, thread_id = json.loads(record.key)
             key = (record.bot_id, user_id, channel, thread_id)
             self.publish(key, Pushed("sessionEnded", {"reason": "timeout"}))
+
+    def refusal(self, key: Conversation) -> str | None:
+        """Why a new stream of ``key`` would be one too many, or None: streams hold a
+        connection each, so anyone who may talk to a bot could otherwise hold them all."""
+        if sum(len(queues) for queues in self.streams.values()) >= MAX_STREAMS:
+            return f"this server holds {MAX_STREAMS} event streams already: try again later"
+        if len(self.streams.get(key, ())) >= MAX_CONVERSATION_STREAMS:
+            return (
+                f"this conversation has {MAX_CONVERSATION_STREAMS} event streams open already: "
+                "close one first"
+            )
+        return None
 
     def publish(self, key: Conversation, pushed: Pushed) -> None:
         """Hand ``pushed`` to every stream of ``key`` (a slow stream loses its oldest)."""
