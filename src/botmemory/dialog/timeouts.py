@@ -79,15 +79,12 @@ class DialogTimeouts:
         """Handle the dialog timeout of the session of ``event``, a message that found it
         timed out before the janitor did, in a turn of its own; return its replies (none
         if it failed: the failure is logged, as in the janitor)."""
-        return await self._timeout_turn(
-            Event("timeout", event.bot_id, event.user_id, event.channel, event.thread_id)
-        )
+        return await self._timeout_turn(_timeout_of(event))
 
     async def deliver_late(self, event: Event, replies: list[str]) -> None:
         """Send a late dialog timeout's replies, which a message could not answer, where
         the janitor's go (``engine.on_timeout_replies``)."""
-        timeout = Event("timeout", event.bot_id, event.user_id, event.channel, event.thread_id)
-        await self._deliver(timeout, replies)
+        await self._deliver(_timeout_of(event), replies)
 
     async def _dialog_timeout(self, record: SessionRecord) -> None:
         await self._deliver(_event("timeout", record), await self._timeout_replies(record))
@@ -163,6 +160,11 @@ async def handle_timeout(
     await run_hooks(bot.hooks.get("before_session_timeout", ()), event, state, kvs)
     await runner.on_timeout()
     return await before_outgoing(bot.hooks, event, runner.replies, state, kvs)
+
+
+def _timeout_of(event: Event) -> Event:
+    """The timeout event of the conversation of ``event``."""
+    return Event("timeout", event.bot_id, event.user_id, event.channel, event.thread_id)
 
 
 def _event(kind: str, record: SessionRecord) -> Event:
